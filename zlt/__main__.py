@@ -1,0 +1,3 @@
+from zlt.cli.app import main
+
+main()

@@ -1,0 +1,46 @@
+"""The `zlt` command. Each command group registers itself from its own thin module."""
+
+from __future__ import annotations
+
+import typer
+
+from zlt import __version__
+
+app = typer.Typer(
+    name="zlt",
+    help="LoRA training on Tongyi-MAI/Z-Image-Turbo: spec in, job id out, LoRA artifacts back.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"zlt {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
+) -> None:
+    """zlt — Z-Image LoRA trainer as a callable capability."""
+
+
+def _register() -> None:
+    from zlt.cli import artifacts, dataset, jobs, preflight, serve, spec_cmds, train
+
+    for module in (spec_cmds, dataset, preflight, train, jobs, artifacts, serve):
+        module.register(app)
+
+
+_register()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,74 @@
+"""Shared CLI plumbing: error reporting with stable exit codes, JSON output, lazy rich console.
+
+Commands stay thin: parse arguments, call a library function, print what it returns.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+
+from zlt.errors import ZltError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON.")
+HomeOpt = typer.Option(None, "--home", help="State folder (default: $ZLT_HOME or ~/.local/share/zlt).")
+SetOpt = typer.Option(None, "--set", help="Override a spec field, e.g. --set training.max_steps=3000 (repeatable).")
+
+
+def print_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def report_error(err: ZltError, as_json: bool) -> None:
+    if as_json:
+        print_json({"ok": False, **err.to_dict()})
+    else:
+        for i, line in enumerate(err.lines()):
+            sys.stderr.write(("error: " if i == 0 else "") + line + "\n")
+
+
+def command(fn: F) -> F:
+    """Wrap a command so a ZltError becomes its message and exit code, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ZltError as err:
+            report_error(err, bool(kwargs.get("json_out")))
+            raise typer.Exit(err.exit_code) from None
+        except KeyboardInterrupt:
+            sys.stderr.write("interrupted\n")
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def home_path(home: Path | None) -> Path:
+    from zlt.paths import zlt_home
+
+    return zlt_home(home)
+
+
+_console = None
+
+
+def console(stderr: bool = False):
+    """A rich Console, imported only when something is shown to a person."""
+    global _console
+    from rich.console import Console
+
+    if stderr:
+        return Console(stderr=True)
+    if _console is None:
+        _console = Console()
+    return _console

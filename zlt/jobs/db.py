@@ -1,0 +1,122 @@
+"""The embedded SQLite store (WAL) under ZLT_HOME: jobs, their history, and the artifact index.
+
+Schema changes are ordered, uniquely numbered migrations recorded in `migrations`; they run when the
+store opens. Append new ones at the end of MIGRATIONS; never edit one that has shipped.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from zlt.paths import db_path
+
+
+def m001_jobs(db: sqlite3.Connection) -> None:
+    db.executescript(
+        """
+        CREATE TABLE jobs (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            state TEXT NOT NULL,
+            priority INTEGER NOT NULL DEFAULT 0,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            started_at REAL,
+            ended_at REAL,
+            backend TEXT NOT NULL,
+            profile TEXT,
+            spec_json TEXT NOT NULL,
+            options_json TEXT NOT NULL DEFAULT '{}',
+            job_dir TEXT NOT NULL,
+            gpus_needed INTEGER NOT NULL DEFAULT 1,
+            gpus TEXT,
+            worker_id TEXT,
+            lease_expires REAL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            max_retries INTEGER NOT NULL DEFAULT 0,
+            cancel_requested INTEGER NOT NULL DEFAULT 0,
+            phase TEXT,
+            progress_json TEXT,
+            last_checkpoint TEXT,
+            artifact_id TEXT,
+            artifact_path TEXT,
+            error_cause TEXT,
+            error_message TEXT
+        );
+        CREATE INDEX jobs_queue ON jobs (state, priority DESC, created_at);
+        CREATE TABLE job_events (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            job_id TEXT NOT NULL REFERENCES jobs(id),
+            ts REAL NOT NULL,
+            from_state TEXT,
+            to_state TEXT NOT NULL,
+            message TEXT
+        );
+        CREATE INDEX job_events_job ON job_events (job_id, id);
+        """
+    )
+
+
+def m002_artifacts(db: sqlite3.Connection) -> None:
+    db.executescript(
+        """
+        CREATE TABLE artifacts (
+            id TEXT PRIMARY KEY,
+            job_id TEXT,
+            name TEXT NOT NULL,
+            path TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            backend TEXT,
+            spec_sha256 TEXT,
+            dataset_sha256 TEXT,
+            meta_json TEXT NOT NULL DEFAULT '{}'
+        );
+        CREATE INDEX artifacts_job ON artifacts (job_id);
+        """
+    )
+
+
+MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
+    ("m001_jobs", m001_jobs),
+    ("m002_artifacts", m002_artifacts),
+]
+
+
+def migrate(db: sqlite3.Connection) -> list[str]:
+    """Apply pending migrations, each in its own transaction. Returns the names applied."""
+    db.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
+    done = {r[0] for r in db.execute("SELECT name FROM migrations")}
+    applied = []
+    for name, fn in MIGRATIONS:
+        if name in done:
+            continue
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            # Another process may have applied it while we waited for the write lock.
+            if db.execute("SELECT 1 FROM migrations WHERE name = ?", (name,)).fetchone():
+                db.execute("ROLLBACK")
+                continue
+            fn(db)
+            db.execute("INSERT INTO migrations (name, applied_at) VALUES (?, ?)", (name, time.time()))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        applied.append(name)
+    return applied
+
+
+def connect(home: Path, *, timeout: float = 30.0) -> sqlite3.Connection:
+    """Open (and migrate) the store. Autocommit mode: callers open transactions explicitly."""
+    home.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(db_path(home), timeout=timeout, isolation_level=None, check_same_thread=False)
+    db.row_factory = sqlite3.Row
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("PRAGMA foreign_keys=ON")
+    db.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+    migrate(db)
+    return db

@@ -1,0 +1,39 @@
+"""What every renderer takes and returns. Renderers are pure: spec x profile x context -> text and argv."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class RenderContext:
+    """Where things live when a job runs. Defaults give a self-contained render for `zlt render`."""
+
+    dataset_dir: Path | None = None  # None: the spec's dataset.path
+    output_dir: Path = Path("output")  # the trainer's own output folder
+    config_dir: Path | None = None  # where rendered files are written; argv names them there
+    job_id: str | None = None
+    cache_dir: Path | None = None  # latent/text caches (musubi cache_directory, built-in trainer cache)
+    trainer_root: Path | None = None  # ai-toolkit / musubi checkout
+    python: str = "python"  # interpreter of the trainer's environment
+    log_path: Path | None = None  # ai-toolkit's -l FILE
+    resume: bool = False  # a retry: continue from the latest checkpoint/state
+
+    def config_path(self, name: str) -> str:
+        return str(self.config_dir / name) if self.config_dir else name
+
+
+@dataclass
+class RenderResult:
+    backend: str
+    profile: str
+    files: dict[str, str]
+    argv: list[list[str]]
+    cwd: str | None = None  # where argv must run (the trainer checkout), None: anywhere
+    warnings: list[str] = field(default_factory=list)
+    step_names: list[str] = field(default_factory=list)  # one per argv entry, e.g. cache_latents
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"backend": self.backend, "profile": self.profile, "files": self.files, "argv": self.argv}

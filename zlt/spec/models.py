@@ -1,0 +1,234 @@
+"""The compact job spec: five sections (model, dataset, training, job, output) plus name and preset.
+
+Every model forbids unknown keys and documents every field; `zlt schema` prints the JSON Schema.
+Defaults here are neutral; the presets in `presets.py` fill in expert values before validation.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+TINY_MODEL = "zlt/tiny-zimage"
+TURBO_MODEL = "Tongyi-MAI/Z-Image-Turbo"
+TURBO_ADAPTER_V2 = "ostris/zimage_turbo_training_adapter/zimage_turbo_training_adapter_v2.safetensors"
+
+Backend = Literal["ai-toolkit", "musubi", "lightning"]
+BACKENDS: tuple[str, ...] = ("ai-toolkit", "musubi", "lightning")
+Precision = Literal["fp16", "bf16", "fp32"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class BaseModelSpec(Strict):
+    name: str = Field(
+        TURBO_MODEL,
+        description="Base model: a hub id, a local diffusers folder, or 'zlt/tiny-zimage' (tiny random model for tests).",
+    )
+    source: Literal["huggingface", "local", "modelscope", "builtin"] = Field(
+        "huggingface", description="Where the base model comes from."
+    )
+    precision: Precision = Field("bf16", description="Dtype the frozen base weights are loaded in.")
+    variant: Literal["turbo", "base", "deturbo"] = Field(
+        "turbo", description="Model variant; 'turbo' trains with the turbo training adapter merged in."
+    )
+    training_adapter: str = Field(
+        "auto",
+        description="Turbo training adapter: 'auto' (v2 for the turbo variant), 'none', a local .safetensors "
+        "path or 'owner/repo/file.safetensors'.",
+    )
+    quantize: Literal["auto", "none", "float8"] = Field(
+        "auto", description="Quantise the transformer and text encoder: 'auto' lets the hardware profile decide."
+    )
+
+
+class LoraSpec(Strict):
+    enable: bool = Field(True, description="Train a LoRA (the only training mode zlt offers today).")
+    rank: int = Field(16, ge=1, le=256, description="LoRA rank (network dim), 1..256.")
+    alpha: float = Field(16, gt=0, description="LoRA alpha; the update is scaled by alpha/rank.")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout on the LoRA path, 0 <= p < 1.")
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["attention.to_q", "attention.to_k", "attention.to_v", "attention.to_out"],
+        min_length=1,
+        description="Transformer modules that get a LoRA: attention.to_q/to_k/to_v/to_out, "
+        "feed_forward.w1/w2/w3, adaLN_modulation.",
+    )
+
+
+class ModelSection(Strict):
+    base: BaseModelSpec = Field(default_factory=BaseModelSpec, description="The frozen base model.")
+    lora: LoraSpec = Field(default_factory=LoraSpec, description="The LoRA adapter to train.")
+
+
+class CaptionSpec(Strict):
+    strategy: Literal["filename_or_txt", "txt", "filename", "metadata"] = Field(
+        "filename_or_txt",
+        description="Caption source: .txt sidecar, the file name, sidecar else file name, or metadata.csv/.jsonl.",
+    )
+    trigger_token: str | None = Field(
+        "<zstyle>", description="Token inserted once into every caption (null for none); '[trigger]' is honoured."
+    )
+    trigger_position: Literal["prefix", "suffix"] = Field(
+        "prefix", description="Where the trigger goes when a caption has no '[trigger]' placeholder."
+    )
+    caption_ext: str = Field("txt", pattern=r"^[A-Za-z0-9_]{1,16}$", description="Sidecar caption extension.")
+    default_caption: str = Field("", description="Caption used when an image has none.")
+    dropout: float = Field(0.05, ge=0.0, le=1.0, description="Caption dropout rate during training.")
+
+
+class AugmentSpec(Strict):
+    horizontal_flip: bool = Field(False, description="Also train on mirrored images.")
+    color_jitter: bool = Field(False, description="Random colour jitter (built-in trainer only).")
+
+
+class DatasetSpec(Strict):
+    path: str = Field("dataset", description="Image folder; relative paths are relative to the spec file.")
+    type: Literal["image_only_with_caption"] = Field(
+        "image_only_with_caption", description="Dataset kind: images with captions."
+    )
+    resolution: int = Field(1024, ge=16, le=2048, description="Training resolution (longest edge), multiple of 16.")
+    center_crop: bool = Field(False, description="Center-crop to the bucket's aspect ratio while preparing.")
+    upscale: bool = Field(False, description="Upscale images smaller than the resolution (off: never upscale).")
+    caption: CaptionSpec = Field(default_factory=CaptionSpec, description="How captions are found and edited.")
+    repeats: int = Field(1, ge=1, le=1000, description="How often each image is seen per epoch.")
+    shuffle: bool = Field(True, description="Shuffle the image order each epoch.")
+    augment: AugmentSpec = Field(default_factory=AugmentSpec, description="Augmentations.")
+
+
+class OptimizerSpec(Strict):
+    type: Literal["adamw", "prodigy", "adafactor"] = Field("adamw", description="Optimizer family.")
+    use_8bit: bool = Field(True, description="8-bit optimizer states (bitsandbytes) where supported.")
+    weight_decay: float = Field(1e-4, ge=0.0, lt=1.0, description="Decoupled weight decay.")
+
+
+class SampleSpec(Strict):
+    enable: bool = Field(False, description="Generate samples while training (off by default, as the guide says).")
+    every: int = Field(250, ge=1, description="Sample every N steps.")
+    prompts: list[str] = Field(default_factory=list, description="Prompts to sample; '[trigger]' is replaced.")
+    steps: int = Field(9, ge=1, le=200, description="Inference steps (turbo: 9).")
+    guidance_scale: float = Field(0.0, ge=0.0, description="Guidance scale (turbo: 0).")
+    seed: int = Field(42, description="Sampling seed.")
+
+
+class TrainingSpec(Strict):
+    backend: Backend = Field(
+        "lightning", description="Trainer: 'lightning' (built in), 'ai-toolkit' or 'musubi' (your checkout)."
+    )
+    batch_size: int = Field(1, ge=1, le=64, description="Images per step per GPU.")
+    gradient_accumulation: int = Field(1, ge=1, le=256, description="Steps accumulated before an update.")
+    effective_batch_size: int | None = Field(
+        None, ge=1, description="Derived: batch_size x gradient_accumulation; rejected when inconsistent."
+    )
+    max_steps: int = Field(2000, ge=1, le=1_000_000, description="Optimizer steps to train.")
+    warmup_steps: int = Field(0, ge=0, description="Linear learning-rate warmup steps, fewer than max_steps.")
+    learning_rate: float = Field(1e-4, gt=0.0, lt=1.0, description="Peak learning rate, 0 < lr < 1.")
+    scheduler: Literal["constant", "cosine", "linear"] = Field("constant", description="LR schedule after warmup.")
+    optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec, description="Optimizer settings.")
+    mixed_precision: Literal["fp16", "bf16", "fp32", "no"] = Field(
+        "bf16", description="Compute precision; fp16 maps to bf16 where the GPU supports it."
+    )
+    gradient_checkpointing: bool = Field(True, description="Trade compute for activation memory.")
+    timestep_type: Literal["sigmoid", "weighted", "uniform", "shift"] = Field(
+        "weighted", description="How flow-matching timesteps are sampled."
+    )
+    content_or_style: Literal["balanced", "style", "content"] = Field(
+        "balanced", description="ai-toolkit's timestep bias towards style (late) or content (early) noise."
+    )
+    seed: int = Field(42, ge=0, description="Random seed.")
+    sample: SampleSpec = Field(default_factory=SampleSpec, description="Sampling during training.")
+
+
+class RetrySpec(Strict):
+    max_retries: int = Field(1, ge=0, le=20, description="Automatic retries after a failure, resuming.")
+    on_oom: Literal["fail", "lower_profile"] = Field(
+        "fail", description="After a CUDA OOM: retry as is, or step down one hardware profile."
+    )
+
+
+class ResourcesSpec(Strict):
+    gpu: int = Field(1, ge=0, le=64, description="GPUs the job needs.")
+    min_vram_gb: float | None = Field(None, ge=0, description="Refuse GPUs with less memory than this.")
+
+
+class LoggingSpec(Strict):
+    level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log verbosity.")
+
+
+class JobSection(Strict):
+    type: Literal["async", "sync"] = Field("async", description="async: submit returns a job id at once.")
+    timeout_hours: float = Field(6.0, gt=0, le=720, description="Stop the job after this many hours.")
+    priority: int = Field(0, ge=-100, le=100, description="Queue priority; higher runs first.")
+    retry: RetrySpec = Field(default_factory=RetrySpec, description="Retry policy.")
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec, description="What the job needs.")
+    logging: LoggingSpec = Field(default_factory=LoggingSpec, description="Logging.")
+    callback_url: str | None = Field(None, description="Webhook that receives state changes (zlt serve).")
+
+
+class SaveSpec(Strict):
+    lora_weights: bool = Field(True, description="Keep the LoRA weights.")
+    config: bool = Field(True, description="Keep the spec and the rendered trainer config.")
+    training_meta: bool = Field(True, description="Write training_meta.json.")
+    every: int = Field(250, ge=1, description="Save a checkpoint every N steps.")
+    keep: int = Field(4, ge=1, le=1000, description="Intermediate checkpoints to keep (the final one is extra).")
+    dtype: Literal["bf16", "fp16", "fp32"] = Field("bf16", description="Dtype of saved LoRA weights.")
+
+
+class RegistrySpec(Strict):
+    type: Literal["local"] = Field("local", description="Registry kind; 'local' folder today.")
+    path: str | None = Field(None, description="Registry folder; default <ZLT_HOME>/artifacts/lora.")
+
+
+class NamingSpec(Strict):
+    pattern: str = Field(
+        "{job_id}_{style_name}_v0",
+        description="Artifact folder name: {job_id} {style_name} {preset} {rank} {steps} {date} {version}.",
+    )
+
+
+class OutputSection(Strict):
+    format: Literal["safetensors"] = Field("safetensors", description="Weights file format (no pickle).")
+    key_format: Literal["diffusers", "comfyui", "kohya"] = Field(
+        "diffusers", description="Key layout of lora.safetensors."
+    )
+    save: SaveSpec = Field(default_factory=SaveSpec, description="What to keep and how often.")
+    registry: RegistrySpec = Field(default_factory=RegistrySpec, description="Where artifacts go.")
+    naming: NamingSpec = Field(default_factory=NamingSpec, description="Artifact naming.")
+
+
+class JobSpec(Strict):
+    """A zlt job spec. `zlt init` writes a commented one; `zlt validate` checks one."""
+
+    name: str = Field(
+        "zstyle", pattern=NAME_PATTERN, description="Style name: lowercase letters, digits, '_' and '-', max 64."
+    )
+    preset: Literal["style", "character"] = Field("style", description="Expert defaults to start from.")
+    model: ModelSection = Field(default_factory=ModelSection, description="Base model and LoRA.")
+    dataset: DatasetSpec = Field(default_factory=DatasetSpec, description="Images and captions.")
+    training: TrainingSpec = Field(default_factory=TrainingSpec, description="Optimisation settings.")
+    job: JobSection = Field(default_factory=JobSection, description="How the job runs.")
+    output: OutputSection = Field(default_factory=OutputSection, description="What the job leaves.")
+
+    @property
+    def is_tiny(self) -> bool:
+        return self.model.base.name == TINY_MODEL
+
+    @property
+    def effective_batch(self) -> int:
+        return self.training.batch_size * self.training.gradient_accumulation
+
+    @property
+    def trigger(self) -> str | None:
+        return self.dataset.caption.trigger_token or None
+
+    def adapter_path(self) -> str | None:
+        """The turbo training adapter to merge, or None."""
+        a = self.model.base.training_adapter
+        if a == "none":
+            return None
+        if a == "auto":
+            return TURBO_ADAPTER_V2 if self.model.base.variant == "turbo" and not self.is_tiny else None
+        return a
