@@ -81,9 +81,10 @@ def load_profiles() -> dict[str, HardwareProfile]:
     """All bundled profiles, by name, smallest first."""
     import yaml
 
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     out = []
     for path in sorted(profiles_dir().glob("*.yaml")):
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=loader)
         out.append(HardwareProfile.model_validate(data))
     out.sort(key=lambda p: p.vram_gb)
     return {p.name: p for p in out}

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-import typer
+import os
 
-from zlt import __version__
+# pydantic scans every installed distribution's entry points for plugins on first use (~20 ms);
+# zlt uses none, and `zlt render` must start fast.
+os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "1")
+
+import typer  # noqa: E402
+
+from zlt import __version__  # noqa: E402
 
 app = typer.Typer(
     name="zlt",

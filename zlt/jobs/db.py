@@ -79,9 +79,39 @@ def m002_artifacts(db: sqlite3.Connection) -> None:
     )
 
 
+def m003_job_runtime(db: sqlite3.Connection) -> None:
+    """What the async worker needs: who runs a job (lease token, host, pid), resume bookkeeping, the
+    submit-time snapshot, a listing index, and a table of live workers."""
+    db.executescript(
+        """
+        ALTER TABLE jobs ADD COLUMN lease_token TEXT;
+        ALTER TABLE jobs ADD COLUMN host TEXT;
+        ALTER TABLE jobs ADD COLUMN runner_pid INTEGER;
+        ALTER TABLE jobs ADD COLUMN runner_started REAL;
+        ALTER TABLE jobs ADD COLUMN auto_retries INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE jobs ADD COLUMN resume INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE jobs ADD COLUMN last_checkpoint_step INTEGER;
+        ALTER TABLE jobs ADD COLUMN stop_reason TEXT;
+        ALTER TABLE jobs ADD COLUMN snapshot_json TEXT NOT NULL DEFAULT '{}';
+        CREATE INDEX jobs_created ON jobs (created_at DESC);
+        CREATE INDEX jobs_active ON jobs (state) WHERE state IN ('preparing', 'running');
+        CREATE TABLE workers (
+            id TEXT PRIMARY KEY,
+            host TEXT NOT NULL,
+            pid INTEGER NOT NULL,
+            gpus TEXT NOT NULL,
+            started_at REAL NOT NULL,
+            heartbeat_at REAL NOT NULL,
+            stopped_at REAL
+        );
+        """
+    )
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("m001_jobs", m001_jobs),
     ("m002_artifacts", m002_artifacts),
+    ("m003_job_runtime", m003_job_runtime),
 ]
 
 

@@ -20,6 +20,9 @@ class RenderContext:
     python: str = "python"  # interpreter of the trainer's environment
     log_path: Path | None = None  # ai-toolkit's -l FILE
     resume: bool = False  # a retry: continue from the latest checkpoint/state
+    resume_from: Path | None = None  # musubi: the `-state` folder to pass to --resume
+    resume_step: int = 0  # musubi restarts its counter at 0: train only the remaining steps
+    models_dir: Path | None = None  # musubi's local weight files when the spec names none
 
     def config_path(self, name: str) -> str:
         return str(self.config_dir / name) if self.config_dir else name

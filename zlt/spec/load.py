@@ -109,7 +109,8 @@ def read_spec_file(path: str | Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as e:
         raise BadInputError(f"{p}: cannot read spec ({e})", hint="save it as UTF-8 text") from None
     try:
-        data = json.loads(text) if p.suffix.lower() == ".json" else yaml.safe_load(text)
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        data = json.loads(text) if p.suffix.lower() == ".json" else yaml.load(text, Loader=loader)
     except json.JSONDecodeError as e:
         raise SpecError([FieldError("", f"invalid JSON at line {e.lineno} column {e.colno}: {e.msg}")], str(p)) from None
     except yaml.YAMLError as e:

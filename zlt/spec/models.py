@@ -44,6 +44,11 @@ class BaseModelSpec(Strict):
     quantize: Literal["auto", "none", "float8"] = Field(
         "auto", description="Quantise the transformer and text encoder: 'auto' lets the hardware profile decide."
     )
+    dit: str | None = Field(
+        None, description="Local single-file transformer weights (musubi --dit); default under $ZLT_HOME/models."
+    )
+    vae: str | None = Field(None, description="Local single-file VAE weights (musubi --vae).")
+    text_encoder: str | None = Field(None, description="Local single-file Qwen3 text encoder weights (musubi).")
 
 
 class LoraSpec(Strict):

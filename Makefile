@@ -1,0 +1,41 @@
+# Every target makes its own virtual environment and installs what it needs.
+# CPU torch is pinned: an unpinned torch pulls a multi-GB CUDA build.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+TORCH  ?= torch==2.13.0
+PYTEST_ARGS ?=
+
+.PHONY: demo test lint bench clean-venv
+
+$(PY):
+	python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+$(VENV)/.stamp-train: pyproject.toml | $(PY)
+	$(PIP) install -q $(TORCH)
+	$(PIP) install -q -e '.[train,plot]'
+	touch $@
+
+$(VENV)/.stamp-dev: pyproject.toml | $(PY)
+	$(PIP) install -q $(TORCH)
+	$(PIP) install -q -e '.[train,plot,serve,gpu,dev]'
+	touch $@
+
+## The main job on the embedded default: the tiny built-in Z-Image model, on the CPU.
+demo: $(VENV)/.stamp-train
+	$(PY) examples/quickstart/make_dataset.py examples/quickstart/dataset
+	$(VENV)/bin/zlt train examples/quickstart/spec.yaml
+
+## The whole test suite (what CI runs).
+test: $(VENV)/.stamp-dev
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+lint: $(VENV)/.stamp-dev
+	$(VENV)/bin/ruff check zlt tests bench examples
+
+bench: $(VENV)/.stamp-dev
+	$(PY) bench/startup.py
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,139 @@
+"""`zlt schema`, `zlt init`, `zlt validate`, `zlt render`: the spec and renderer commands."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from zlt.cli.common import JsonOpt, SetOpt, command, print_json
+from zlt.errors import BadInputError
+
+BackendOpt = typer.Option(None, "--backend", "-b", help="ai-toolkit | musubi | lightning (default: the spec's).")
+ProfileOpt = typer.Option("auto", "--profile", "-p", help="Hardware profile name, or auto.")
+VramOpt = typer.Option(None, "--vram-gb", help="Plan for a GPU with this much memory (GB).")
+
+
+@command
+def schema(json_out: bool = JsonOpt) -> None:
+    """Print the job spec's JSON Schema."""
+    from zlt.spec.models import JobSpec
+
+    print_json(JobSpec.model_json_schema())
+
+
+@command
+def init(
+    directory: Path = typer.Argument(Path("."), help="Folder to write spec.yaml into."),
+    preset: str = typer.Option("style", "--preset", help="style | character"),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing spec.yaml."),
+    json_out: bool = JsonOpt,
+) -> None:
+    """Write a commented starter spec."""
+    from zlt.fsutil import atomic_write_text
+    from zlt.spec.presets import PRESETS
+    from zlt.spec.starter import starter_spec
+
+    if preset not in PRESETS:
+        raise BadInputError(f"--preset {preset!r}: unknown preset", hint=f"use one of: {', '.join(PRESETS)}")
+    target = directory / "spec.yaml" if directory.suffix not in (".yaml", ".yml") else directory
+    if target.exists() and not force:
+        raise BadInputError(f"{target}: already exists", hint="pass --force to overwrite, or choose another folder")
+    atomic_write_text(target, starter_spec(preset))
+    if json_out:
+        print_json({"ok": True, "path": str(target), "preset": preset})
+    else:
+        typer.echo(f"wrote {target} (preset {preset}); next: put images in {target.parent / 'dataset'} "
+                   f"and run 'zlt validate {target}'")
+
+
+@command
+def validate(
+    spec: Path = typer.Argument(..., help="Job spec (YAML or JSON)."),
+    sets: list[str] = SetOpt,
+    json_out: bool = JsonOpt,
+) -> None:
+    """Check a spec without rendering; every problem is reported at once."""
+    from zlt.spec import load_spec
+
+    loaded = load_spec(spec, sets or [])
+    if json_out:
+        print_json({"ok": True, "source": loaded.source, "warnings": loaded.warnings, "spec": loaded.resolved()})
+    else:
+        for w in loaded.warnings:
+            typer.echo(f"warning: {w}", err=True)
+        s = loaded.spec
+        typer.echo(f"{spec}: ok — {s.name} ({s.preset}), backend {s.training.backend}, "
+                   f"{s.training.max_steps} steps, rank {s.model.lora.rank}, {s.dataset.resolution} px")
+
+
+def _explain(loaded, result, notes: list[str]) -> None:
+    from rich.table import Table
+
+    from zlt.cli.common import console
+
+    table = Table(title=f"{loaded.source}: where each value comes from")
+    for col in ("field", "value", "source"):
+        table.add_column(col)
+    for path, value, source in loaded.explain():
+        table.add_row(path, repr(value) if isinstance(value, str) else str(value), source)
+    con = console(stderr=True)
+    con.print(table)
+    con.print(f"profile: {result.profile}" + (f" ({'; '.join(notes)})" if notes else ""))
+
+
+@command
+def render(
+    spec: Path = typer.Argument(..., help="Job spec (YAML or JSON)."),
+    backend: str | None = BackendOpt,
+    profile: str = ProfileOpt,
+    vram_gb: float | None = VramOpt,
+    out: Path | None = typer.Option(None, "--out", "-o", help="Write the files (and argv.json) into this folder."),
+    explain: bool = typer.Option(False, "--explain", help="Show where every value came from (on stderr)."),
+    sets: list[str] = SetOpt,
+    json_out: bool = JsonOpt,
+) -> None:
+    """Render the trainer config (ai-toolkit YAML, or musubi TOML + argv) for a spec and hardware profile."""
+    from zlt.render import RenderContext, render_spec, select_profile, write_render
+    from zlt.spec import load_spec
+
+    loaded = load_spec(spec, sets or [])
+    be = backend or loaded.spec.training.backend
+    prof, notes = select_profile(loaded.spec, be, profile, vram_gb)
+    ctx = RenderContext(config_dir=out.resolve() if out else None, output_dir=(out.resolve() / "output") if out else Path("output"))
+    result = render_spec(loaded.spec, be, prof, ctx)
+    warnings = loaded.warnings + notes + result.warnings
+    if explain:
+        _explain(loaded, result, notes)
+    if out is not None:
+        written = write_render(result, out)
+    if json_out:
+        obj = result.to_dict()
+        obj["warnings"] = warnings
+        if out is not None:
+            obj["written"] = [str(p) for p in written]
+        print_json(obj)
+        return
+    for w in warnings:
+        typer.echo(f"note: {w}", err=True)
+    if out is not None:
+        for p in written:
+            typer.echo(f"wrote {p}")
+        return
+    for name, text in result.files.items():
+        if len(result.files) > 1 or result.argv:
+            sys.stdout.write(f"# --- {name} ---\n")
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    import json
+
+    sys.stdout.write("# --- argv ---\n")
+    for argv in result.argv:
+        sys.stdout.write(json.dumps(argv) + "\n")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("schema")(schema)
+    app.command("init")(init)
+    app.command("validate")(validate)
+    app.command("render")(render)

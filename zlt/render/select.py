@@ -1,0 +1,122 @@
+"""Pick a hardware profile and refuse a spec x profile that cannot work, naming the nearest working alternative."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from zlt.errors import BadInputError
+from zlt.profiles import HardwareProfile, get_profile, gpu_profiles, largest_profile_within, load_profiles
+from zlt.spec.models import JobSpec
+
+DEFAULT_PROFILE = "24gb"
+
+
+@dataclass
+class FitCheck:
+    profile: str
+    fits: bool
+    estimate_gb: float
+    problems: list[str] = field(default_factory=list)
+
+
+def check_fit(spec: JobSpec, profile: HardwareProfile, backend: str | None = None) -> FitCheck:
+    """Does `spec` train under `profile` with `backend`? Pure: no GPU is looked at."""
+    from zlt.preflight.vram import estimate
+
+    backend = backend or spec.training.backend
+    problems: list[str] = []
+    if profile.is_cpu:
+        if not spec.is_tiny:
+            problems.append(f"profile {profile.name} has no GPU; {spec.model.base.name} needs one")
+        if backend != "lightning":
+            problems.append(f"profile {profile.name} runs only the built-in trainer (backend lightning)")
+        return FitCheck(profile.name, not problems, 0.0, problems)
+    if spec.dataset.resolution > profile.resolution_cap:
+        problems.append(f"dataset.resolution {spec.dataset.resolution} > the profile's cap {profile.resolution_cap}")
+    if spec.training.batch_size > profile.max_batch_size:
+        problems.append(f"training.batch_size {spec.training.batch_size} > the profile's max {profile.max_batch_size}")
+    est = estimate(spec, profile, backend)
+    if est.total_gb > profile.vram_gb:
+        problems.append(f"estimated peak VRAM {est.total_gb:.1f} GB > {profile.vram_gb:g} GB")
+    return FitCheck(profile.name, not problems, est.total_gb, problems)
+
+
+def _alternatives(spec: JobSpec, profile: HardwareProfile, backend: str) -> list[str]:
+    alts: list[str] = []
+    bigger = next((p for p in gpu_profiles() if p.vram_gb > profile.vram_gb and check_fit(spec, p, backend).fits), None)
+    try:
+        from zlt.preflight.vram import suggest_levers
+    except ImportError:
+        suggest_levers = None  # type: ignore[assignment]
+    if suggest_levers is not None and not profile.is_cpu:
+        for lever in suggest_levers(spec, profile, backend, profile.vram_gb)[:3]:
+            alts.append(str(getattr(lever, "change", lever)))
+    else:
+        for res in (768, 512):
+            if res < spec.dataset.resolution:
+                trial = spec.model_copy(deep=True)
+                trial.dataset.resolution = res
+                if check_fit(trial, profile, backend).fits:
+                    alts.append(f"--set dataset.resolution={res}")
+                    break
+    if bigger is not None:
+        alts.append(f"--profile {bigger.name}")
+    return alts
+
+
+def ensure_fits(spec: JobSpec, profile: HardwareProfile, backend: str | None = None) -> FitCheck:
+    backend = backend or spec.training.backend
+    fit = check_fit(spec, profile, backend)
+    if fit.fits:
+        return fit
+    alts = _alternatives(spec, profile, backend)
+    hint = ("nearest working: " + ", or ".join(alts)) if alts else "no bundled profile fits this spec; lower resolution or rank"
+    raise BadInputError(
+        f"spec does not fit hardware profile {profile.name} with backend {backend}: " + "; ".join(fit.problems), hint
+    )
+
+
+def _detected_vram_gb(spec: JobSpec) -> float | None:
+    try:
+        from zlt.preflight.gpu import detect_gpus
+    except ImportError:
+        return None
+    gpus = detect_gpus()
+    need = max(spec.job.resources.gpu, 1)
+    if len(gpus) < need:
+        return None
+    return min(g.total_gb for g in gpus[:need])
+
+
+def select_profile(
+    spec: JobSpec, backend: str | None = None, name: str = "auto", vram_gb: float | None = None, *, detect: bool = True
+) -> tuple[HardwareProfile, list[str]]:
+    """The profile to render with, and notes on how it was chosen. Raises BadInputError when nothing fits."""
+    backend = backend or spec.training.backend
+    notes: list[str] = []
+    if name != "auto":
+        profile = get_profile(name)
+        ensure_fits(spec, profile, backend)
+        return profile, notes
+    if spec.is_tiny:
+        return load_profiles()["cpu"], ["tiny test model: cpu profile"]
+    if vram_gb is None and detect:
+        vram_gb = _detected_vram_gb(spec)
+        if vram_gb is not None:
+            notes.append(f"detected GPU with {vram_gb:.0f} GB")
+    if vram_gb is None:
+        floor = spec.job.resources.min_vram_gb
+        profile = largest_profile_within(floor) if floor else None
+        profile = profile or get_profile(DEFAULT_PROFILE)
+        notes.append(f"no GPU detected; rendering for profile {profile.name} (pass --profile or --vram-gb)")
+    else:
+        found = largest_profile_within(vram_gb)
+        if found is None:
+            smallest = gpu_profiles()[0]
+            raise BadInputError(
+                f"--vram-gb {vram_gb:g}: no hardware profile fits a GPU this small",
+                f"the smallest profile is {smallest.name} ({smallest.vram_gb:g} GB)",
+            )
+        profile = found
+    ensure_fits(spec, profile, backend)
+    return profile, notes

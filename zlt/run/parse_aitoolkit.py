@@ -1,0 +1,119 @@
+"""ostris/ai-toolkit console lines -> events. A pure function of one logical line.
+
+The training bar's description is the job name (`config.name`); every other bar (caching latents or
+text embeddings, sampling, quantising, downloads, loading shards) maps to a phase, never to progress.
+"""
+
+from __future__ import annotations
+
+import re
+
+from zlt.run.bars import parse_bar, postfix_values
+from zlt.run.events import Checkpoint, Error, Event, Oom, Phase, Progress, Resumed, Warning_
+from zlt.run.parse_common import is_cuda_oom, parse_generic, step_from_name
+
+_OOM_SKIP = re.compile(r"OOM during training step, skipping batch (\d+)/(\d+)")
+_FOUND_STEP = re.compile(r"Found step (\d+) in metadata")
+_SAVING_AT = re.compile(r"^Saving at step (\d+)")
+
+# Phase lines printed by ai-toolkit's Z-Image model loader and train loop (exact texts).
+_PHASE_LINES = {
+    "Loading ZImage model": "loading_model",
+    "Loading transformer": "loading_model",
+    "Loading assistant LoRA": "loading_model",
+    "Merging in assistant LoRA": "loading_model",
+    "Text Encoder": "loading_model",
+    "Loading VAE": "loading_model",
+    "Making pipe": "loading_model",
+    "Preparing Model": "loading_model",
+    "Model Loaded": "loading_model",
+    "Moving transformer to CPU": "loading_model",
+    "Quantizing Transformer": "quantizing",
+    "Quantizing Text Encoder": "quantizing",
+    "Generating baseline samples before training": "sampling",
+    "Generating first sample from first sample config": "sampling",
+}
+# Non-training bars, by lower-cased description prefix.
+_BAR_PHASES = (
+    ("caching latents", "caching_latents"),
+    ("caching text", "caching_text"),
+    ("caching clip", "caching_text"),
+    ("generating samples", "sampling"),
+    ("generating images", "sampling"),
+    ("sampling", "sampling"),
+    ("quantiz", "quantizing"),
+    ("attaching quantization", "quantizing"),
+    ("loading checkpoint shards", "loading_model"),
+    ("loading pipeline components", "loading_model"),
+    ("fetching", "loading_model"),
+    ("downloading", "loading_model"),
+)
+
+
+def _bar_event(line: str, job_name: str | None) -> Event | None:
+    bar = parse_bar(line)
+    if bar is None:
+        return None
+    desc = bar.desc
+    if job_name is not None and desc == job_name:
+        pass
+    else:
+        low = desc.lower()
+        for prefix, phase in _BAR_PHASES:
+            if low.startswith(prefix):
+                return Phase(phase=phase, message=desc)
+        # Unknown bar: training only if no job name is known and it carries the lr/loss postfix.
+        if job_name is not None or "loss" not in bar.postfix:
+            return None
+    values = postfix_values(bar.postfix)
+    loss = values.get("loss")
+    if loss is None:
+        loss = next((v for k, v in values.items() if k.startswith("loss")), None)
+    return Progress(step=bar.n, total=bar.total, loss=loss, lr=values.get("lr"), it_s=bar.it_s,
+                    elapsed_s=bar.elapsed_s, eta_s=bar.remaining_s)
+
+
+def parse_aitoolkit(line: str, job_name: str | None = None) -> Event | None:
+    """One ai-toolkit line -> an event or None. `job_name` is the config name (the training bar's desc)."""
+    if "%|" in line:
+        return _bar_event(line, job_name)
+    s = line.strip()
+    if not s:
+        return None
+    first = s[0]
+    if first == "S":
+        if s.startswith("Saved checkpoint to "):
+            path = s[len("Saved checkpoint to "):].strip()
+            return Checkpoint(path=path, step=step_from_name(path))
+        m = _SAVING_AT.match(s)
+        if m:
+            return Phase(phase="saving", message=f"step {m.group(1)}")
+        if s.startswith("Sampling at step"):
+            return Phase(phase="sampling", message=s)
+        if s.startswith("Saved optimizer to "):
+            return None
+    elif first == "#":
+        if "IMPORTANT RESUMING FROM " in s:
+            path = s.split("IMPORTANT RESUMING FROM ", 1)[1].rstrip("# ").strip()
+            return Phase(phase="loading_model", message=f"resuming from {path}")
+        m = _OOM_SKIP.search(s)
+        if m:
+            return Oom(fatal=False, message="OOM during training step, batch skipped", attempt=int(m.group(1)))
+        return None
+    elif first == "F":
+        m = _FOUND_STEP.match(s)
+        if m:
+            return Resumed(step=int(m.group(1)))
+    elif first == "E" and s.startswith("Error running job: "):
+        msg = s[len("Error running job: "):]
+        if "OOM during training step 3 times in a row" in msg or is_cuda_oom(msg):
+            return Oom(fatal=True, message=msg)
+        return Error(message=msg)
+    elif first == "J" and s == "Job stopped":
+        return Warning_(message="ai-toolkit: Job stopped (interrupted)")
+    phase = _PHASE_LINES.get(s)
+    if phase is not None:
+        return Phase(phase=phase, message=s)
+    if "OOM during training step 3 times in a row" in s:
+        return Oom(fatal=True, message=s)
+    return parse_generic(s)

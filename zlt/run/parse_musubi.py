@@ -1,0 +1,70 @@
+"""kohya-ss/musubi-tuner console lines -> events. A pure function of one logical line.
+
+The training bar's description is `steps` (postfix `avr_loss=...`). Caching runs in its own processes
+(the pipeline knows which step runs), so caching bars never become progress. Log lines come from
+`logging.basicConfig` as `LEVEL:logger.name:message`.
+"""
+
+from __future__ import annotations
+
+import re
+
+from zlt.run.bars import parse_bar, postfix_values
+from zlt.run.events import Checkpoint, Event, Phase, Progress
+from zlt.run.parse_common import parse_generic, step_from_name
+
+_INFO = "INFO:"
+_SAMPLE_AT = re.compile(r"generating sample images at step[^:]*: (\d+)")
+
+
+def _bar_event(line: str) -> Event | None:
+    bar = parse_bar(line)
+    if bar is None:
+        return None
+    if bar.desc == "steps":
+        values = postfix_values(bar.postfix)
+        loss = values.get("avr_loss", values.get("loss"))
+        lr = values.get("lr")
+        if lr is None:
+            lr = next((v for k, v in values.items() if k.startswith("lr/")), None)
+        return Progress(step=bar.n, total=bar.total, loss=loss, lr=lr, it_s=bar.it_s,
+                        elapsed_s=bar.elapsed_s, eta_s=bar.remaining_s)
+    if bar.desc.lower().startswith(("sampling", "generating")):
+        return Phase(phase="sampling", message=bar.desc)
+    return None
+
+
+def _info_event(msg: str) -> Event | None:
+    low = msg.lower()
+    if low.startswith("saving state at") or low == "saving last state.":
+        return Phase(phase="saving", message=msg)
+    if low.startswith("resume training from"):
+        path = msg.split(":", 1)[1].strip() if ":" in msg else ""
+        return Phase(phase="loading_model", message=f"resuming from {path}")
+    if low.startswith("generating sample images"):
+        return Phase(phase="sampling", message=msg)
+    if low.startswith(("loading dit", "loading vae", "loading text encoder", "loading model",
+                       "loading weights", "load dit", "load vae")):
+        return Phase(phase="loading_model", message=msg)
+    return None
+
+
+def parse_musubi(line: str) -> Event | None:
+    """One musubi-tuner line -> an event or None."""
+    if "%|" in line:
+        return _bar_event(line)
+    s = line.strip()
+    if not s:
+        return None
+    if s.startswith(_INFO):
+        # INFO:musubi_tuner.training.trainer_base:saving state at step 500
+        parts = s.split(":", 2)
+        return _info_event(parts[2].strip()) if len(parts) == 3 else None
+    if s.startswith("saving checkpoint: "):
+        path = s[len("saving checkpoint: "):].strip()
+        return Checkpoint(path=path, step=step_from_name(path))
+    if s.startswith("running training"):
+        return Phase(phase="training", message="running training")
+    if s.startswith(("epoch ", "removing old checkpoint", "removing old state", "model saved.")):
+        return None
+    return parse_generic(s)
