@@ -42,16 +42,26 @@ class LightningLevers(_Strict):
 
 
 class EstimatorCoefficients(_Strict):
-    """Coefficients of `zlt.preflight.vram.estimate`; see docs/vram.md for how they were fitted."""
+    """Coefficients of `zlt.preflight.vram.estimate` (GiB); docs/vram.md says where each comes from and checks the
+    result against published figures."""
 
-    transformer_params_b: float = Field(6.15, description="Transformer parameters, billions.")
-    text_encoder_params_b: float = Field(4.02, description="Qwen3 text encoder parameters, billions.")
-    vae_gb: float = Field(0.17, description="VAE weights, GB (decoder kept for sampling).")
-    act_gb_per_ktoken: float = Field(0.55, description="Activations per 1k image tokens per sample, with checkpointing, GB.")
-    act_gb_per_ktoken_no_gc: float = Field(6.0, description="Activations per 1k tokens per sample without checkpointing, GB.")
-    offload_saving_gb: float = Field(2.0, description="Memory low_vram / block swap saves at peak, GB per lever.")
-    overhead_gb: float = Field(1.2, description="CUDA context, allocator and workspace, GB.")
-    margin: float = Field(0.10, description="Safety margin, fraction of the estimate.")
+    transformer_params_b: float = Field(6.15, gt=0, description="Transformer parameters, billions.")
+    text_encoder_params_b: float = Field(4.02, gt=0, description="Qwen3 text encoder parameters, billions.")
+    vae_gb: float = Field(0.16, ge=0, description="VAE weights in bf16, GiB.")
+    quant_bytes_per_param: float = Field(
+        1.05, gt=0, description="Bytes per parameter of an 8-bit (float8/int8) model: weights, scales, layers kept in bf16."
+    )
+    act_gb_per_ktoken: float = Field(
+        0.58, ge=0, description="Activations per 1k tokens (image + caption) per sample, gradient checkpointing on, GiB."
+    )
+    act_gb_per_ktoken_no_gc: float = Field(
+        6.0, ge=0, description="Activations per 1k tokens per sample without gradient checkpointing, GiB."
+    )
+    sample_gb: float = Field(
+        2.5, ge=0, description="Peak of generating one 1024 px sample during training (VAE decode), GiB; scales with pixels."
+    )
+    overhead_gb: float = Field(0.8, ge=0, description="CUDA context and library workspaces, GiB (allocator slack is in margin).")
+    margin: float = Field(0.10, ge=0, lt=1, description="Safety margin, fraction of the estimate.")
 
 
 class HardwareProfile(_Strict):

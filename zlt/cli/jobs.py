@@ -1,9 +1,325 @@
-"""CLI commands of this group (being built)."""
+"""`zlt submit | status | jobs | logs | cancel | retry | worker`: training as an asynchronous job.
+
+Exit codes: 0 ok, 1 job failed (`status --wait/--watch` ending failed or cancelled, `worker --once`
+when a job it ran failed), 2 bad input, 3 environment not ready.
+"""
 
 from __future__ import annotations
 
+import sys
+import time
+from pathlib import Path
+
 import typer
+
+from zlt.cli.common import HomeOpt, JsonOpt, SetOpt, command, home_path, print_json
+
+TERMINAL_EXIT = {"succeeded": 0, "failed": 1, "cancelled": 1}
+
+
+def _err(msg: str) -> None:
+    sys.stderr.write(msg + "\n")
+    sys.stderr.flush()
+
+
+def _now() -> str:
+    return time.strftime("%H:%M:%S")
+
+
+def submit(
+    spec: Path = typer.Argument(..., help="The job spec (.yaml or .json)."),
+    priority: int = typer.Option(None, "--priority", help="Queue priority -100..100, higher first (default: job.priority)."),
+    set_: list[str] = SetOpt,
+    backend: str = typer.Option(None, "--backend", help="Trainer: lightning, ai-toolkit or musubi (default: the spec's)."),
+    profile: str = typer.Option("auto", "--profile", help="Hardware profile, or 'auto' from the GPU."),
+    skip_preflight: bool = typer.Option(False, "--skip-preflight", help="Run without the preflight checks (warned)."),
+    ai_toolkit: Path = typer.Option(None, "--ai-toolkit", help="ai-toolkit checkout (default: ZLT_AI_TOOLKIT)."),
+    musubi: Path = typer.Option(None, "--musubi", help="musubi-tuner checkout (default: ZLT_MUSUBI)."),
+    vram_gb: float = typer.Option(None, "--vram-gb", help="Plan for this much GPU memory instead of detecting it."),
+    no_worker: bool = typer.Option(False, "--no-worker", help="Only queue; do not start a background worker."),
+    home: Path = HomeOpt,
+    json_out: bool = JsonOpt,
+) -> None:
+    """Validate a spec, queue it as a job and print the job id at once."""
+    from zlt.jobs.api import submit_job
+    from zlt.spec import load_spec
+
+    loaded = load_spec(spec, set_ or [])
+    for w in loaded.warnings:
+        _err(f"warning: {w}")
+    options = {"ai_toolkit": ai_toolkit, "musubi": musubi, "vram_gb": vram_gb}
+    st = submit_job(home_path(home), loaded, priority=priority, backend=backend, profile=profile,
+                    skip_preflight=skip_preflight, start_worker=not no_worker, options=options)
+    if json_out:
+        print_json(st)
+        return
+    print(st["job_id"])
+    _err(f"queued {st['name']} ({st['backend']}, priority {st['priority']}); follow it: zlt status {st['job_id']} --watch")
+
+
+def status(
+    job_id: str = typer.Argument(..., help="Job id (or a unique prefix)."),
+    watch: bool = typer.Option(False, "--watch", "-w", help="Follow the job until it ends (one line per change)."),
+    wait: bool = typer.Option(False, "--wait", help="Wait silently until the job ends, then print its status."),
+    history: bool = typer.Option(False, "--history", help="Also list every state change."),
+    poll: float = typer.Option(1.0, "--poll", help="Seconds between checks with --watch/--wait.", min=0.05),
+    home: Path = HomeOpt,
+    json_out: bool = JsonOpt,
+) -> None:
+    """State, phase, progress, loss, ETA, checkpoint, artifact or error of a job.
+
+    Exit 0 when the command worked, whatever the job's state; with --watch/--wait the exit code is
+    the job's result: 0 succeeded, 1 failed or cancelled.
+    """
+    from zlt.jobs import api
+    from zlt.jobs.display import status_block, status_line
+
+    h = home_path(home)
+    if watch or wait:
+        def show(st: dict) -> None:
+            if not watch:
+                return
+            if json_out:
+                sys.stdout.write(_compact(st) + "\n")  # NDJSON: one status object per change
+                sys.stdout.flush()
+            else:
+                print(status_line(st, _now()), flush=True)
+
+        st = api.wait_job(h, job_id, poll_s=poll, on_change=show)
+        if wait and json_out:
+            print_json(st)
+        elif wait:
+            print(status_block(st))
+        raise typer.Exit(TERMINAL_EXIT.get(st["state"], 0))
+    st = api.job_status(h, job_id)
+    if json_out:
+        out = dict(st)
+        if history:
+            out["history"] = api.job_history(h, st["job_id"])
+        print_json(out)
+        return
+    pos = _queue_position(h, st)
+    print(status_block(st, queue_position=pos, history=api.job_history(h, st["job_id"]) if history else None))
+    if st["state"] == "queued":
+        from zlt.jobs.spawn import worker_running
+
+        if not worker_running(h):
+            _err("note: no worker is running; start one with 'zlt worker' (zlt submit starts one by itself)")
+
+
+def _compact(st: dict) -> str:
+    import json
+
+    return json.dumps(st, ensure_ascii=False, default=str)
+
+
+def _queue_position(home: Path, st: dict) -> int | None:
+    if st["state"] != "queued":
+        return None
+    from zlt.jobs.api import open_store
+
+    with open_store(home) as store:
+        return store.queue_position(store.get(st["job_id"]))
+
+
+def jobs(
+    state: str = typer.Option(None, "--state", help="Only jobs in this state (queued, preparing, running, ...)."),
+    limit: int = typer.Option(50, "--limit", help="At most this many, newest first."),
+    home: Path = HomeOpt,
+    json_out: bool = JsonOpt,
+) -> None:
+    """List jobs, newest first."""
+    from zlt.jobs.api import list_jobs
+
+    rows = list_jobs(home_path(home), state=state, limit=limit)
+    if json_out:
+        print_json(rows)
+        return
+    if not rows:
+        _err("no jobs" + (f" in state {state}" if state else "") + "; submit one with 'zlt submit spec.yaml'")
+        return
+    from rich.table import Table
+
+    from zlt.cli.common import console
+    from zlt.jobs.display import progress_text
+
+    table = Table(box=None, header_style="bold")
+    for col in ("JOB", "NAME", "STATE", "PHASE", "PROGRESS", "PRIO", "BACKEND", "TRIES", "CREATED"):
+        table.add_column(col, no_wrap=col in ("JOB", "STATE", "CREATED"))
+    for st in rows:
+        table.add_row(st["job_id"], st["name"], st["state"], st["phase"] or "", progress_text(st),
+                      str(st["priority"]), st["backend"], str(st["attempts"]), (st["created_at"] or "")[:19])
+    console().print(table)
+
+
+def logs(
+    job_id: str = typer.Argument(..., help="Job id (or a unique prefix)."),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing until the job ends."),
+    events: bool = typer.Option(False, "--events", help="The typed event stream instead of the raw trainer log."),
+    home: Path = HomeOpt,
+    json_out: bool = JsonOpt,
+) -> None:
+    """The raw trainer log (train.log) or, with --events, the event stream (NDJSON with --json)."""
+    from zlt.jobs import api
+    from zlt.jobs.display import event_line
+    from zlt.jobs.follow import follow_bytes, follow_events
+    from zlt.jobs.states import TERMINAL, JobStatus
+
+    h = home_path(home)
+    st = api.job_status(h, job_id)
+    jid = st["job_id"]
+    jdir = Path(st["job_dir"])
+
+    def ended() -> bool:
+        return JobStatus(api.job_status(h, jid)["state"]) in TERMINAL
+
+    done = ended if follow else (lambda: True)
+    if events:
+        for ev in follow_events(jdir / "events.jsonl", done):
+            sys.stdout.write((_compact(ev) if json_out else event_line(ev)) + "\n")
+            sys.stdout.flush()
+        return
+    path = jdir / "train.log"
+    if json_out and not follow:
+        text = path.read_bytes().decode("utf-8", "replace") if path.exists() else ""
+        print_json({"job_id": jid, "path": str(path), "text": text})
+        return
+    if not path.exists() and not follow:
+        _err(f"no trainer log yet for {jid} (state {st['state']}); it appears when the job starts")
+        return
+    for chunk in follow_bytes(path, done):
+        if json_out:
+            sys.stdout.write(_compact({"job_id": jid, "text": chunk.decode("utf-8", "replace")}) + "\n")
+        else:
+            sys.stdout.buffer.write(chunk)
+        sys.stdout.flush()
+
+
+def cancel(
+    job_id: str = typer.Argument(..., help="Job id (or a unique prefix)."),
+    wait: bool = typer.Option(False, "--wait", help="Wait until the job has actually stopped."),
+    home: Path = HomeOpt,
+    json_out: bool = JsonOpt,
+) -> None:
+    """Cancel a job: a queued one leaves the queue; a running one stops gracefully (a save in progress finishes)."""
+    from zlt.jobs import api
+    from zlt.jobs.display import status_line
+
+    h = home_path(home)
+    st = api.cancel_job(h, job_id)
+    if wait and st["state"] not in TERMINAL_EXIT:
+        st = api.wait_job(h, st["job_id"], poll_s=0.5)
+    if json_out:
+        print_json(st)
+    else:
+        print(status_line(st, _now()))
+        if st["state"] not in TERMINAL_EXIT:
+            _err("cancel requested; the trainer is stopping (zlt status --watch follows it)")
+
+
+def retry(
+    job_id: str = typer.Argument(..., help="Job id (or a unique prefix) of a failed or cancelled job."),
+    no_worker: bool = typer.Option(False, "--no-worker", help="Only queue; do not start a background worker."),
+    home: Path = HomeOpt,
+    json_out: bool = JsonOpt,
+) -> None:
+    """Run a failed or cancelled job again, resuming from its latest checkpoint."""
+    from zlt.jobs.api import retry_job
+
+    st = retry_job(home_path(home), job_id, start_worker=not no_worker)
+    if json_out:
+        print_json(st)
+    else:
+        print(st["job_id"])
+        _err(f"requeued {st['name']} (attempt {st['attempts'] + 1}); follow it: zlt status {st['job_id']} --watch")
+
+
+def worker(
+    gpus: str = typer.Option(None, "--gpus", help="GPU ids to run jobs on, e.g. 0,1 (default: all; no NVIDIA GPU: one slot)."),
+    once: bool = typer.Option(False, "--once", help="Run queued jobs until none is left, then exit."),
+    background: bool = typer.Option(False, "--background", hidden=True, help="Started by submit: single, exits when idle."),
+    idle_exit: float = typer.Option(None, "--idle-exit", hidden=True, help="Exit after this many idle seconds."),
+    poll: float = typer.Option(1.0, "--poll", hidden=True, help="Seconds between queue checks.", min=0.05),
+    home: Path = HomeOpt,
+    json_out: bool = JsonOpt,
+) -> None:
+    """Run queued jobs: one job per GPU at a time, highest priority then oldest first."""
+    from zlt.jobs.spawn import hold_worker_presence, try_hold_auto_worker
+    from zlt.jobs.store import JobStore
+    from zlt.jobs.worker import Worker, WorkerOptions, check_slots, default_slots, parse_gpu_list
+
+    h = home_path(home)
+    slots = parse_gpu_list(gpus) if gpus else default_slots()
+    if gpus:
+        check_slots(slots)
+    auto_lock = None
+    if background:
+        auto_lock = try_hold_auto_worker(h)
+        if auto_lock is None:
+            return  # another background worker already serves this home
+        if idle_exit is None:
+            idle_exit = 300.0
+    presence = hold_worker_presence(h)
+    store = JobStore(h)
+
+    def log(msg: str) -> None:
+        out = sys.stdout if background else sys.stderr
+        out.write(msg + "\n")
+        out.flush()
+
+    w = Worker(store, WorkerOptions(gpus=slots, once=once, poll_s=poll, idle_exit_s=idle_exit), log=log)
+    w.install_signal_handlers()
+    try:
+        summary = w.run()
+    finally:
+        store.close()
+        presence.close()
+        if auto_lock is not None:
+            auto_lock.close()
+    if json_out:
+        print_json(summary.to_dict())
+    elif once:
+        for jid, state in summary.jobs.items():
+            print(f"{jid}\t{state}")
+    if once and summary.failed:
+        raise typer.Exit(1)
+
+
+def job_run(
+    job_id: str = typer.Argument(...),
+    token: str = typer.Option(..., "--token"),
+    attempt: int = typer.Option(1, "--attempt"),
+    gpus: str = typer.Option("", "--gpus"),
+    resume: bool = typer.Option(False, "--resume"),
+    home: Path = HomeOpt,
+) -> None:
+    """Internal: run one claimed job (started by the worker, tied to it by stdin)."""
+    import signal
+
+    from zlt.jobs.runjob import SHUTDOWN, StopControl, run_claimed_job, watch_parent
+    from zlt.jobs.store import JobStore, parse_gpus
+
+    control = StopControl()
+    # Ctrl+C in the worker's terminal reaches us too; the worker decides, and tells us over stdin.
+    # A no-op handler, not SIG_IGN: an ignored SIGINT would be inherited by the trainer, and the
+    # runner's graceful stop (SIGINT first) would no longer reach it.
+    signal.signal(signal.SIGINT, lambda *_: None)
+    signal.signal(signal.SIGTERM, lambda *_: control.stop(SHUTDOWN))
+    watch_parent(sys.stdin.fileno(), control)
+    store = JobStore(home_path(home))
+    try:
+        state = run_claimed_job(store, job_id, token, parse_gpus(gpus), attempt=attempt, resume=resume, control=control)
+    finally:
+        store.close()
+    print(f"{job_id} -> {state}", flush=True)
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.command("submit")(command(submit))
+    app.command("status")(command(status))
+    app.command("jobs")(command(jobs))
+    app.command("logs")(command(logs))
+    app.command("cancel")(command(cancel))
+    app.command("retry")(command(retry))
+    app.command("worker")(command(worker))
+    app.command("_job-run", hidden=True)(command(job_run))

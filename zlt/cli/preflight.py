@@ -1,9 +1,82 @@
-"""CLI commands of this group (being built)."""
+"""`zlt preflight SPEC` (will this job run here, or on the machine named by --assume-gpu?) and `zlt doctor`
+(the environment alone). Exit codes: 0 ready, 2 spec or arguments invalid, 3 environment not ready."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+
+from zlt.cli.common import HomeOpt, JsonOpt, SetOpt, command, home_path, print_json
+
+
+@command
+def preflight(
+    spec: Path = typer.Argument(..., help="The job spec (.yaml or .json)."),
+    backend: str = typer.Option(None, "--backend", "-b", help="ai-toolkit | musubi | lightning (default: the spec's)."),
+    profile: str = typer.Option("auto", "--profile", "-p", help="Hardware profile name, or auto (from the GPU)."),
+    assume_gpu: str = typer.Option(None, "--assume-gpu",
+                                   help='Plan for a GPU that is not here, "NAME:VRAM_GB", e.g. "RTX 4090:24".'),
+    vram_gb: float = typer.Option(None, "--vram-gb", help="Plan for a GPU with this much memory (GB)."),
+    explain: bool = typer.Option(False, "--explain", help="Print the VRAM estimate's breakdown and the levers."),
+    ai_toolkit: str = typer.Option(None, "--ai-toolkit", help="ai-toolkit checkout (default: ZLT_AI_TOOLKIT or config)."),
+    musubi: str = typer.Option(None, "--musubi", help="musubi-tuner checkout (default: ZLT_MUSUBI or config)."),
+    no_data: bool = typer.Option(False, "--no-data", help="Skip the dataset check."),
+    set_: list[str] = SetOpt,
+    home: Path = HomeOpt,
+    json_out: bool = JsonOpt,
+) -> None:
+    """Check everything a job needs before it starts: GPU, VRAM fit, RAM, disk, trainer install, model files,
+    dataset. Every check is reported, each failure with a one-line fix."""
+    from zlt.preflight import run_preflight
+    from zlt.preflight.report import render_checks, render_explain
+    from zlt.spec import load_spec
+
+    loaded = load_spec(spec, set_ or [])
+    report = run_preflight(loaded.spec, backend=backend, profile=profile, vram_gb=vram_gb, assume_gpu=assume_gpu,
+                           ai_toolkit=ai_toolkit, musubi=musubi, home=home_path(home), check_data=not no_data)
+    if json_out:
+        print_json(report.to_dict())
+    else:
+        lines = render_checks(report)
+        if explain:
+            lines = render_explain(report) + [""] + lines
+        typer.echo("\n".join(lines))
+    raise typer.Exit(report.exit_code)
+
+
+@command
+def doctor(
+    ai_toolkit: str = typer.Option(None, "--ai-toolkit", help="ai-toolkit checkout (default: ZLT_AI_TOOLKIT or config)."),
+    musubi: str = typer.Option(None, "--musubi", help="musubi-tuner checkout (default: ZLT_MUSUBI or config)."),
+    json_out: bool = JsonOpt,
+) -> None:
+    """Show the environment: GPUs and driver, trainer installs and their versions, packages, config, HF cache.
+    Exits 3 when no backend can train here."""
+    from zlt.preflight.doctor import environment_report
+
+    report = environment_report(ai_toolkit=ai_toolkit, musubi=musubi)
+    if json_out:
+        print_json(report.to_dict())
+    else:
+        typer.echo("\n".join(_doctor_lines(report)))
+    raise typer.Exit(report.exit_code)
+
+
+def _doctor_lines(report) -> list[str]:
+    width = max(len(r.name) for r in report.rows)
+    mark = {"pass": "ok  ", "warn": "warn", "fail": "FAIL"}
+    lines = []
+    for r in report.rows:
+        lines.append(f"{mark[r.status]}  {r.name:<{width}}  {r.message}")
+        if r.fix and r.status != "pass":
+            lines.append(f"      {'':<{width}}  fix: {r.fix}")
+    ready = ", ".join(report.ready_backends) or "none"
+    tiny_only = " (no GPU: the tiny test model only)" if report.ready_backends and not report.gpus else ""
+    lines.append(f"backends ready here: {ready}{tiny_only}")
+    return lines
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.command("preflight")(preflight)
+    app.command("doctor")(doctor)

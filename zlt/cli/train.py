@@ -1,9 +1,162 @@
-"""CLI commands of this group (being built)."""
+"""`zlt train spec.yaml`: run a training job in the foreground, with a progress bar or NDJSON events.
+
+Exit codes: 0 succeeded, 1 the job failed, was cancelled or timed out, 2 bad spec or input,
+3 environment not ready. Ctrl+C asks the trainer to stop gracefully (a save in progress finishes);
+a second Ctrl+C skips the grace period.
+"""
 
 from __future__ import annotations
 
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+
 import typer
+
+from zlt.cli.common import HomeOpt, JsonOpt, SetOpt, command, home_path
+from zlt.errors import BadInputError, ZltError
+
+
+def _parse_gpus(text: str | None) -> list[int] | None:
+    if not text:
+        return None
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise BadInputError(f"--gpus {text!r}: expected GPU indices like 0 or 0,1") from None
+
+
+def _job_id_for(workdir: Path | None, resume: bool) -> str:
+    from zlt.paths import new_job_id
+
+    if workdir is not None and resume and (workdir / "result.json").is_file():
+        try:
+            old = json.loads((workdir / "result.json").read_text(encoding="utf-8")).get("job_id")
+            if isinstance(old, str) and old:
+                return old
+        except (OSError, json.JSONDecodeError):
+            pass
+    return new_job_id()
+
+
+class _StopOnSignal:
+    """SIGINT/SIGTERM set `stop` (graceful); a second one sets `force`. Handlers are restored on exit."""
+
+    def __init__(self, say) -> None:
+        self.stop, self.force, self.say = threading.Event(), threading.Event(), say
+        self._old: dict[int, object] = {}
+
+    def _handle(self, signum, frame) -> None:  # noqa: ARG002
+        if self.stop.is_set():
+            self.force.set()
+            self.say("stopping now (skipping the grace period)")
+        else:
+            self.stop.set()
+            self.say("stopping: the trainer may finish a save first; press Ctrl+C again to force")
+
+    def __enter__(self) -> _StopOnSignal:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)  # type: ignore[arg-type]
+
+
+def _print_outcome(outcome, console) -> None:
+    from rich.markup import escape
+
+    if outcome.status == "succeeded":
+        console.print(f"[green]succeeded[/] {escape(outcome.message or '')}", highlight=False)
+        if outcome.first_loss is not None:
+            console.print(f"loss: first {outcome.first_loss:.4g}, last {outcome.last_loss:.4g}", highlight=False)
+        if outcome.artifact_path:
+            console.print(f"artifact: {escape(outcome.artifact_path)}", highlight=False)
+        console.print(f"job folder: {escape(outcome.job_dir or '')}", highlight=False)
+        return
+    err = sys.stderr
+    err.write(f"{outcome.status} ({outcome.cause}): {outcome.message}\n")
+    if outcome.hint:
+        err.write(f"hint: {outcome.hint}\n")
+    if outcome.cause == "unknown" and outcome.log_tail:
+        err.write("last log lines:\n" + "".join(f"  {line}\n" for line in outcome.log_tail))
+    err.write(f"job folder: {outcome.job_dir} (train.log, events.jsonl)\n")
+
+
+@command
+def train(
+    spec: Path = typer.Argument(..., help="The job spec (.yaml or .json)."),
+    backend: str = typer.Option(None, "--backend", help="Trainer: lightning, ai-toolkit or musubi (default: the spec's)."),
+    profile: str = typer.Option("auto", "--profile", help="Hardware profile, or 'auto' from the GPU."),
+    vram_gb: float = typer.Option(None, "--vram-gb", help="Plan for this much GPU memory instead of detecting it."),
+    workdir: Path = typer.Option(None, "--workdir", help="Job folder (default: $ZLT_HOME/jobs/<job id>)."),
+    skip_preflight: bool = typer.Option(False, "--skip-preflight", help="Run without the preflight checks (warned)."),
+    ai_toolkit: str = typer.Option(None, "--ai-toolkit", help="ai-toolkit checkout (default: ZLT_AI_TOOLKIT or the user config)."),
+    musubi: str = typer.Option(None, "--musubi", help="musubi-tuner checkout (default: ZLT_MUSUBI or the user config)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the job in --workdir from its latest checkpoint/state."),
+    gpus: str = typer.Option(None, "--gpus", help="GPU indices for the trainer (CUDA_VISIBLE_DEVICES), e.g. 0,1."),
+    grace: float = typer.Option(120.0, "--grace", min=0, help="Seconds a stopping trainer gets after SIGINT before SIGTERM."),
+    set_: list[str] = SetOpt,
+    home: Path = HomeOpt,
+    json_out: bool = JsonOpt,
+) -> None:
+    """Train a LoRA now: validate, preflight, prepare the dataset, render, run the trainer, collect the artifact."""
+    try:
+        _train(spec, backend, profile, vram_gb, workdir, skip_preflight, ai_toolkit, musubi, resume, gpus, grace,
+               set_ or [], home, json_out)
+    except ZltError as err:
+        if not json_out:
+            raise
+        # NDJSON stays one object per line, even for an error.
+        sys.stdout.write(json.dumps({"ok": False, **err.to_dict()}, ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+        raise typer.Exit(err.exit_code) from None
+
+
+def _train(spec, backend, profile, vram_gb, workdir, skip_preflight, ai_toolkit, musubi, resume, gpus, grace,
+           sets, home, json_out) -> None:
+    from zlt.cli.common import console
+    from zlt.paths import job_dir as default_job_dir
+    from zlt.run import TrainRequest, run_training
+    from zlt.spec import load_spec
+
+    loaded = load_spec(spec, sets)
+    h = home_path(home)
+    wd = Path(workdir).expanduser().resolve() if workdir else None
+    job_id = _job_id_for(wd, resume)
+    req = TrainRequest(
+        loaded=loaded, home=h, job_id=job_id, job_dir=wd or default_job_dir(h, job_id), backend=backend,
+        profile=profile, vram_gb=vram_gb, skip_preflight=skip_preflight, resume=resume, gpus=_parse_gpus(gpus),
+        ai_toolkit=ai_toolkit, musubi=musubi, stop_grace_s=grace,
+    )
+
+    def say(msg: str) -> None:
+        sys.stderr.write(msg + "\n")
+        sys.stderr.flush()
+
+    if json_out:
+        from zlt.run.display import NdjsonSink
+
+        sink = NdjsonSink(sys.stdout)
+    else:
+        from zlt.run.display import RichSink
+
+        say(f"job {job_id}: {req.job_dir}")
+        sink = RichSink(console())
+    try:
+        with _StopOnSignal(say) as sig:
+            outcome = run_training(req, sinks=[sink], stop=sig.stop, force=sig.force)
+    finally:
+        if not json_out:
+            sink.close()  # type: ignore[union-attr]
+    if not json_out:
+        _print_outcome(outcome, console())
+    if outcome.status != "succeeded":
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.command("train")(train)

@@ -115,6 +115,38 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
 ]
 
 
+class _InTransaction:
+    """Hands a migration the connection, but runs `executescript` statement by statement.
+
+    sqlite3's own `executescript` COMMITs any open transaction first, which would split a migration
+    from its `migrations` row; executing each statement keeps the whole migration one transaction.
+    """
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def execute(self, sql: str, params: tuple = ()) -> sqlite3.Cursor:
+        return self._db.execute(sql, params)
+
+    def executescript(self, script: str) -> None:
+        for statement in split_statements(script):
+            self._db.execute(statement)
+
+
+def split_statements(script: str) -> list[str]:
+    """Complete SQL statements of a script, in order (CREATE TRIGGER bodies stay whole)."""
+    out, buf = [], ""
+    for line in script.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            if buf.strip():
+                out.append(buf.strip())
+            buf = ""
+    if buf.strip():
+        out.append(buf.strip())
+    return out
+
+
 def migrate(db: sqlite3.Connection) -> list[str]:
     """Apply pending migrations, each in its own transaction. Returns the names applied."""
     db.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
@@ -129,11 +161,12 @@ def migrate(db: sqlite3.Connection) -> list[str]:
             if db.execute("SELECT 1 FROM migrations WHERE name = ?", (name,)).fetchone():
                 db.execute("ROLLBACK")
                 continue
-            fn(db)
+            fn(_InTransaction(db))  # type: ignore[arg-type]
             db.execute("INSERT INTO migrations (name, applied_at) VALUES (?, ?)", (name, time.time()))
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:
+                db.execute("ROLLBACK")
             raise
         applied.append(name)
     return applied

@@ -10,10 +10,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-_TAIL = re.compile(
-    r"\s*(\d+)/(\d+) \[([\d:]+)<([\d:]+|\?)"
-    r"(?:, *(?:(\?)|([\d.]+)([kMG]?))(it/s|s/it)?)?"
-    r"(.*)\]\s*$"
+# desc, n, total, elapsed, remaining, rate, rate scale, rate unit, postfix
+_BAR = re.compile(
+    r"(?:([^\r\n]*?): *)?\d+%\|[^|]*\| *(\d+)/(\d+) \[([\d:]+)<([\d:]+|\?)"
+    r"(?:, *(?:\?|([\d.]+)([kMG]?))(it/s|s/it)?)?,? *([^\]]*)\]"
 )
 
 
@@ -30,8 +30,7 @@ class Bar:
     postfix: str  # text after the rate, without the leading comma
 
 
-def parse_interval(text: str) -> float | None:
-    """tqdm's `[H:]MM:SS` (hours may exceed 24) -> seconds; `?` -> None."""
+def _interval(text: str) -> float | None:
     if not text or text == "?":
         return None
     total = 0
@@ -42,42 +41,76 @@ def parse_interval(text: str) -> float | None:
     return float(total)
 
 
+_INTERVALS: dict[str, float | None] = {}
+
+
+def parse_interval(text: str) -> float | None:
+    """tqdm's `[H:]MM:SS` (hours may exceed 24) -> seconds; `?` -> None. Memoised: bars repeat them."""
+    try:
+        return _INTERVALS[text]
+    except KeyError:
+        value = _interval(text)
+        if len(_INTERVALS) < 100_000:
+            _INTERVALS[text] = value
+        return value
+
+
 _SCALE = {"": 1.0, "k": 1e3, "M": 1e6, "G": 1e9}
 
 
 def parse_bar(line: str) -> Bar | None:
     """A tqdm bar with a known total, or None. Bars without a total (`4it [00:02, 1.8it/s]`) are None."""
-    i = line.find("%|")
-    if i < 0:
+    if "%|" not in line:
         return None
-    j = line.find("|", i + 2)
-    if j < 0:
-        return None
-    m = _TAIL.match(line, j + 1)
+    m = _BAR.search(line)
     if m is None:
         return None
-    n_s, total_s, el, rem, unknown, rate, scale, unit, post = m.groups()
-    head = line[:i]
-    colon = head.rfind(":")
-    desc = head[:colon].strip() if colon >= 0 else ""
+    desc, n, total, elapsed, remaining, rate, scale, unit, postfix = m.groups()
     it_s = None
-    if rate and not unknown:
-        value = float(rate) * _SCALE[scale]
-        if unit == "s/it":
-            it_s = 1.0 / value if value > 0 else None
-        else:
-            it_s = value
-    post = post.strip()
-    if post.startswith(","):
-        post = post[1:].strip()
-    return Bar(desc, int(n_s), int(total_s), parse_interval(el), parse_interval(rem), it_s, post)
+    if rate:
+        value = float(rate) * _SCALE[scale] if scale else float(rate)
+        it_s = (1.0 / value if value > 0 else None) if unit == "s/it" else value
+    return Bar(desc.strip() if desc else "", int(n), int(total), parse_interval(elapsed), parse_interval(remaining),
+               it_s, postfix.rstrip())
 
 
-_KV = re.compile(r"([A-Za-z_][\w/]*)\s*[:=]\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|nan|inf)")
+def split_glued(line: str) -> list[str]:
+    """A bar redrawn without a newline and then followed by other output on the same stream
+    (`steps: 50%|...| 5/10 [..]Traceback (most recent call last):`) -> the bar and the rest."""
+    if "%|" not in line or line.rstrip().endswith("]"):
+        return [line]
+    m = _BAR.search(line)
+    if m is None or m.end() >= len(line):
+        return [line]
+    rest = line[m.end():]
+    return [line[:m.end()], rest] if rest.strip() else [line]
+
+
+def _num(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
 
 
 def postfix_values(postfix: str) -> dict[str, float]:
-    """`lr: 2.0e-04 loss: 3.811e-01` or `avr_loss=0.43, lr=1e-4` -> {'lr': 2e-4, 'loss': 0.3811}."""
+    """`lr: 2.0e-04 loss: 3.811e-01` (set_postfix_str) or `avr_loss=0.43, lr=1e-4` (set_postfix)
+    -> {'lr': 2e-4, 'loss': 0.3811}. Values that are not numbers are left out."""
+    out: dict[str, float] = {}
     if not postfix:
-        return {}
-    return {k: float(v) for k, v in _KV.findall(postfix)}
+        return out
+    for part in postfix.split(","):
+        if "=" in part:
+            key, _, value = part.partition("=")
+            num = _num(value)
+            if num is not None:
+                out[key.strip()] = num
+            continue
+        toks = part.split()
+        for i in range(len(toks) - 1):
+            key = toks[i]
+            if key.endswith(":") and len(key) > 1:
+                num = _num(toks[i + 1])
+                if num is not None:
+                    out[key[:-1]] = num
+    return out

@@ -65,12 +65,24 @@ def _bar_event(line: str, job_name: str | None) -> Event | None:
         # Unknown bar: training only if no job name is known and it carries the lr/loss postfix.
         if job_name is not None or "loss" not in bar.postfix:
             return None
-    values = postfix_values(bar.postfix)
+    lr, loss = _lr_loss(bar.postfix)
+    return Progress(step=bar.n, total=bar.total, loss=loss, lr=lr, it_s=bar.it_s,
+                    elapsed_s=bar.elapsed_s, eta_s=bar.remaining_s)
+
+
+def _lr_loss(postfix: str) -> tuple[float | None, float | None]:
+    """ai-toolkit's postfix is `lr: {lr:.1e}` then ` {key}: {value:.3e}` per loss key."""
+    toks = postfix.split()
+    if len(toks) == 4 and toks[0] == "lr:" and toks[2] == "loss:":  # the usual case, fast
+        try:
+            return float(toks[1]), float(toks[3])
+        except ValueError:
+            pass
+    values = postfix_values(postfix)
     loss = values.get("loss")
     if loss is None:
         loss = next((v for k, v in values.items() if k.startswith("loss")), None)
-    return Progress(step=bar.n, total=bar.total, loss=loss, lr=values.get("lr"), it_s=bar.it_s,
-                    elapsed_s=bar.elapsed_s, eta_s=bar.remaining_s)
+    return values.get("lr"), loss
 
 
 def parse_aitoolkit(line: str, job_name: str | None = None) -> Event | None:

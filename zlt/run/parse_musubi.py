@@ -17,16 +17,28 @@ _INFO = "INFO:"
 _SAMPLE_AT = re.compile(r"generating sample images at step[^:]*: (\d+)")
 
 
+def _float(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
 def _bar_event(line: str) -> Event | None:
     bar = parse_bar(line)
     if bar is None:
         return None
     if bar.desc == "steps":
-        values = postfix_values(bar.postfix)
-        loss = values.get("avr_loss", values.get("loss"))
-        lr = values.get("lr")
-        if lr is None:
-            lr = next((v for k, v in values.items() if k.startswith("lr/")), None)
+        post = bar.postfix
+        lr = None
+        if post.startswith("avr_loss=") and "," not in post:  # the usual case, fast
+            loss = _float(post[9:])
+        else:
+            values = postfix_values(post)
+            loss = values.get("avr_loss", values.get("loss"))
+            lr = values.get("lr")
+            if lr is None:
+                lr = next((v for k, v in values.items() if k.startswith("lr/")), None)
         return Progress(step=bar.n, total=bar.total, loss=loss, lr=lr, it_s=bar.it_s,
                         elapsed_s=bar.elapsed_s, eta_s=bar.remaining_s)
     if bar.desc.lower().startswith(("sampling", "generating")):

@@ -1,0 +1,239 @@
+"""The job store: claim order, GPU slots, leases and the reaper, cancel, migrations."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from zlt.errors import NotFoundError
+from zlt.jobs.db import MIGRATIONS, connect, migrate, split_statements
+from zlt.jobs.states import IllegalTransition, JobStatus
+from zlt.jobs.store import JobStore, NewJob
+
+
+class FakeClock:
+    def __init__(self, t: float = 1_700_000_000.0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def new_job(job_id: str, **kw) -> NewJob:
+    base = dict(job_id=job_id, name="s", priority=0, backend="lightning", profile="auto", spec_json="{}",
+                job_dir=f"/tmp/{job_id}", gpus_needed=1, max_retries=1)
+    base.update(kw)
+    return NewJob(**base)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def store(tmp_path: Path, clock: FakeClock):
+    s = JobStore(tmp_path, clock=clock, lease_ttl=30.0, pid_alive=lambda pid, started: False)
+    yield s
+    s.close()
+
+
+def test_get_by_id_prefix_and_errors(store: JobStore):
+    store.create(new_job("20250101-000000-aaaaaa"))
+    store.create(new_job("20250101-000000-aabbbb"))
+    assert store.get("20250101-000000-aaaa")["id"] == "20250101-000000-aaaaaa"
+    with pytest.raises(NotFoundError, match="ambiguous"):
+        store.get("20250101-000000-aa")
+    with pytest.raises(NotFoundError) as exc:
+        store.get("nope")
+    assert "zlt jobs" in exc.value.hint
+
+
+def test_claim_takes_highest_priority_then_oldest(store: JobStore, clock: FakeClock):
+    for jid, prio in [("a", 0), ("b", 5), ("c", 0), ("d", 5)]:
+        store.create(new_job(jid, priority=prio))
+        clock.t += 1
+    order = []
+    while (claim := store.claim("w", [0])) is not None:
+        order.append(claim.job_id)
+        store.transition(claim.job_id, JobStatus.SUCCEEDED, token=claim.token)
+    assert order == ["b", "d", "a", "c"]
+
+
+def test_one_job_per_gpu_across_workers(store: JobStore):
+    for i in range(4):
+        store.create(new_job(f"j{i}"))
+    c1 = store.claim("w1", [0, 1])
+    c2 = store.claim("w2", [0, 1])
+    assert c1 and c2 and c1.gpus != c2.gpus and {c1.gpus[0], c2.gpus[0]} == {0, 1}
+    assert store.claim("w1", [0, 1]) is None, "both GPUs busy"
+    assert store.claim("w3", [1]) is None
+    store.transition(c1.job_id, JobStatus.FAILED, token=c1.token)
+    c3 = store.claim("w3", [0, 1])
+    assert c3 and c3.gpus == c1.gpus
+
+
+def test_multi_gpu_job_waits_for_its_gpus_and_is_not_starved(store: JobStore, clock: FakeClock):
+    store.create(new_job("small1"))
+    clock.t += 1
+    store.create(new_job("big", gpus_needed=2))
+    clock.t += 1
+    store.create(new_job("small2"))
+    c = store.claim("w", [0, 1])
+    assert c and c.job_id == "small1"
+    assert store.claim("w", [0, 1]) is None, "big is next and needs both GPUs: small2 must not jump ahead"
+    store.transition(c.job_id, JobStatus.SUCCEEDED, token=c.token)
+    big = store.claim("w", [0, 1])
+    assert big and big.job_id == "big" and big.gpus == [0, 1]
+
+
+def test_job_needing_more_gpus_than_a_worker_has_is_left_for_another(store: JobStore, clock: FakeClock):
+    store.create(new_job("huge", gpus_needed=4))
+    clock.t += 1
+    store.create(new_job("small"))
+    c = store.claim("w", [0, 1])
+    assert c and c.job_id == "small"
+    assert store.get("huge")["state"] == "queued"
+
+
+def test_cpu_jobs_run_one_at_a_time_per_worker_without_a_gpu(store: JobStore):
+    store.create(new_job("cpu1", gpus_needed=0))
+    store.create(new_job("cpu2", gpus_needed=0))
+    store.create(new_job("gpu"))
+    a = store.claim("w", [0])
+    b = store.claim("w", [0])
+    assert a and a.gpus == [] and b and b.job_id == "gpu"
+    assert store.claim("w", [0]) is None
+
+
+def test_claim_bumps_attempts_and_records_history(store: JobStore, clock: FakeClock):
+    store.create(new_job("j"))
+    c = store.claim("w", [3])
+    row = store.get("j")
+    assert c.attempt == 1 and row["attempts"] == 1 and row["gpus"] == "3" and row["started_at"] == clock.t
+    assert row["lease_expires"] == clock.t + 30.0
+    assert store.history("j")[-1]["message"].startswith("attempt 1 on gpu 3 by w")
+
+
+def test_heartbeat_renews_lease_and_reports_cancel(store: JobStore, clock: FakeClock):
+    store.create(new_job("j"))
+    c = store.claim("w", [0])
+    clock.t += 20
+    beat = store.heartbeat("j", c.token)
+    assert beat.alive and not beat.cancel_requested
+    assert store.get("j")["lease_expires"] == clock.t + 30
+    store.request_cancel("j")
+    assert store.heartbeat("j", c.token).cancel_requested
+    assert not store.heartbeat("j", "other").alive
+
+
+def test_reaper_requeues_then_fails_abandoned_jobs(tmp_path: Path, clock: FakeClock):
+    store = JobStore(tmp_path, clock=clock, lease_ttl=30.0, host="elsewhere", pid_alive=lambda p, s: True)
+    store.create(new_job("j", max_retries=1))
+    store.claim("w", [0])
+    clock.t += 29
+    assert store.reap() == [], "lease still valid"
+    clock.t += 2
+    assert store.reap() == [("j", JobStatus.QUEUED)]
+    row = store.get("j")
+    assert row["resume"] == 1 and row["auto_retries"] == 1 and row["lease_token"] is None
+    assert "abandoned" in store.history("j")[-1]["message"]
+    store.claim("w", [0])
+    clock.t += 31
+    assert store.reap() == [("j", JobStatus.FAILED)]
+    row = store.get("j")
+    assert row["error_cause"] == "abandoned" and row["ended_at"] == clock.t
+
+
+def test_reaper_on_same_host_trusts_process_liveness(tmp_path: Path, clock: FakeClock):
+    alive = {"value": True}
+    store = JobStore(tmp_path, clock=clock, lease_ttl=30.0, pid_alive=lambda p, s: alive["value"])
+    store.create(new_job("j", max_retries=0))
+    c = store.claim("w", [0])
+    store.set_runner("j", c.token, 4242, 123.0)
+    clock.t += 3600  # lease long expired (a suspended laptop), but the runner process still lives
+    assert store.reap() == []
+    alive["value"] = False  # SIGKILLed: reaped at once, no need to wait for the lease
+    assert store.reap() == [("j", JobStatus.FAILED)]
+    assert "runner process 4242 is gone" in store.get("j")["error_message"]
+
+
+def test_reaper_honours_a_pending_cancel(store: JobStore, clock: FakeClock):
+    store.create(new_job("j", max_retries=3))
+    store.claim("w", [0])
+    store.request_cancel("j")
+    clock.t += 60
+    assert store.reap() == [("j", JobStatus.CANCELLED)]
+
+
+def test_cancel_queued_running_and_finished(store: JobStore):
+    store.create(new_job("q"))
+    assert store.request_cancel("q")["state"] == "cancelled"
+    assert store.request_cancel("q")["state"] == "cancelled", "cancelling twice is harmless"
+    store.create(new_job("r"))
+    c = store.claim("w", [0])
+    row = store.request_cancel("r")
+    assert row["state"] == "preparing" and row["cancel_requested"] == 1
+    store.transition("r", JobStatus.SUCCEEDED, token=c.token)
+    with pytest.raises(IllegalTransition):
+        store.request_cancel("r")
+
+
+def test_progress_writes_need_the_lease(store: JobStore):
+    store.create(new_job("j"))
+    c = store.claim("w", [0])
+    assert store.update_progress("j", c.token, phase="training", progress={"step": 3, "total": 10},
+                                 checkpoint=("/x/s_000000003.safetensors", 3))
+    row = store.get("j")
+    assert row["phase"] == "training" and row["last_checkpoint_step"] == 3
+    assert not store.update_progress("j", "stale", phase="saving")
+    assert store.get("j")["phase"] == "training"
+
+
+def test_split_statements_keeps_statements_whole():
+    script = "CREATE TABLE a (x);\nCREATE TRIGGER t AFTER INSERT ON a BEGIN\n  UPDATE a SET x = 1;\nEND;\n"
+    assert len(split_statements(script)) == 2
+
+
+def test_migrations_are_numbered_in_order():
+    names = [n for n, _ in MIGRATIONS]
+    assert names == sorted(names) and len(set(names)) == len(names)
+    assert [int(n[1:4]) for n in names] == list(range(1, len(names) + 1))
+
+
+def test_an_old_store_is_upgraded_and_keeps_its_jobs(tmp_path: Path):
+    """A store written before m003 (only m001/m002 applied) opens, migrates, and keeps its rows."""
+    db = sqlite3.connect(tmp_path / "zlt.db", isolation_level=None)
+    db.execute("CREATE TABLE migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
+    for name, fn in MIGRATIONS[:2]:
+        fn(db)
+        db.execute("INSERT INTO migrations VALUES (?, 0)", (name,))
+    db.execute(
+        "INSERT INTO jobs (id, name, state, created_at, updated_at, backend, spec_json, job_dir) "
+        "VALUES ('old', 'style', 'queued', 1, 1, 'ai-toolkit', '{}', '/tmp/old')"
+    )
+    db.close()
+    store = JobStore(tmp_path)
+    applied = [r[0] for r in store.db.execute("SELECT name FROM migrations ORDER BY name")]
+    assert applied == [n for n, _ in MIGRATIONS]
+    row = store.get("old")
+    assert row["state"] == "queued" and row["auto_retries"] == 0 and row["snapshot_json"] == "{}"
+    assert store.claim("w", [0]).job_id == "old"
+
+
+def test_a_failing_migration_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from zlt.jobs import db as dbmod
+
+    def broken(db):
+        db.executescript("CREATE TABLE half (x);\nCREATE TABLE half (x);\n")
+
+    monkeypatch.setattr(dbmod, "MIGRATIONS", [*dbmod.MIGRATIONS, ("m999_broken", broken)])
+    with pytest.raises(sqlite3.OperationalError):
+        connect(tmp_path)
+    raw = sqlite3.connect(tmp_path / "zlt.db", isolation_level=None)
+    assert raw.execute("SELECT name FROM sqlite_master WHERE name = 'half'").fetchone() is None
+    assert raw.execute("SELECT 1 FROM migrations WHERE name = 'm999_broken'").fetchone() is None
+    monkeypatch.undo()
+    assert migrate(raw) == []  # the real ones all went through

@@ -1,0 +1,71 @@
+import pytest
+
+from zlt.run.classify import classify
+from zlt.run.events import FAILURE_CAUSES, Error
+from zlt.run.interpret import RunFacts
+
+
+def facts(*lines, **kw):
+    f = RunFacts(**kw)
+    f.tail.extend(lines)
+    return f
+
+
+def judge(returncode, *lines, stop=None, signals=(), **kw):
+    return classify(returncode=returncode, stop_reason=stop, signals_sent=list(signals), facts=facts(*lines, **kw),
+                    oom_hint="--profile 16gb", timeout_hours=6)
+
+
+def test_success_and_zero_exit_after_our_sigint_is_a_cancel():
+    assert judge(0).status == "succeeded"
+    out = judge(0, "Job stopped", stop="cancelled", signals=["SIGINT"])
+    assert (out.status, out.cause) == ("cancelled", "cancelled")
+    out = judge(-9, stop="timeout", signals=["SIGINT", "SIGTERM", "SIGKILL"])
+    assert (out.status, out.cause) == ("timeout", "timeout") and "timeout_hours=6" in out.message
+
+
+def test_sigint_from_elsewhere_is_not_a_success():
+    out = judge(0, job_stopped=True)
+    assert out.status == "cancelled"
+
+
+def test_exit_zero_without_final_file_fails():
+    out = classify(returncode=0, stop_reason=None, signals_sent=[], facts=facts(), expect_final=True, have_final=False)
+    assert (out.status, out.cause) == ("failed", "unknown")
+
+
+@pytest.mark.parametrize("lines, returncode, cause", [
+    (["torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB"], 1, "cuda_oom"),
+    (["subprocess.CalledProcessError: Command '[...]' died with <Signals.SIGKILL: 9>."], 1, "host_oom"),
+    ([], -9, "host_oom"),
+    ([], 137, "host_oom"),
+    (["ModuleNotFoundError: No module named 'optimum'"], 1, "import_error"),
+    (["huggingface_hub.errors.RepositoryNotFoundError: 401 Client Error. Repository Not Found for url"], 1, "model_download"),
+    (["FileNotFoundError: [Errno 2] No such file or directory: '/models/ae.safetensors'"], 1, "model_download"),
+    (["zimage_train_network.py: error: unrecognized arguments: --bogus"], 2, "bad_config"),
+    (["voluptuous.error.MultipleInvalid: extra keys not allowed @ data['datasets'][0]['x']"], 1, "bad_config"),
+    (["ValueError: shape mismatch"], 1, "unknown"),
+])
+def test_failure_causes(lines, returncode, cause):
+    out = judge(returncode, *lines)
+    assert out.status == "failed" and out.cause == cause and cause in FAILURE_CAUSES
+    assert out.hint
+    assert out.log_tail == lines
+
+
+def test_oom_hint_comes_from_the_caller_and_fatal_fact_wins():
+    out = judge(1, "ValueError: later noise", fatal_oom="OOM during training step 3 times in a row")
+    assert out.cause == "cuda_oom" and out.hint == "--profile 16gb"
+
+
+def test_unknown_carries_last_error_and_forty_lines():
+    f = facts(*[f"line {i}" for i in range(100)])
+    f.errors.append(Error(message="KeyError: 'x'"))
+    out = classify(returncode=1, stop_reason=None, signals_sent=[], facts=f)
+    assert out.cause == "unknown" and "KeyError" in out.message and len(out.log_tail) == 40
+    assert out.log_tail[-1] == "line 99"
+
+
+def test_our_own_sigkill_is_not_host_oom():
+    out = judge(-9, signals=["SIGINT", "SIGTERM", "SIGKILL"])
+    assert out.cause == "unknown"

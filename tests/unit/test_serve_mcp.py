@@ -1,0 +1,63 @@
+"""MCP tool definitions (schemas and descriptions from the spec models) and calls, in process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anyio
+import pytest
+
+pytest.importorskip("mcp")
+
+from zlt.serve.intake import Fence  # noqa: E402
+from zlt.serve.mcp_server import build_server, call, input_schema, make_tools, SubmitArgs  # noqa: E402
+
+TOOL_NAMES = ["validate_spec", "render_config", "submit_lora_job", "get_job_status", "list_jobs", "cancel_job",
+              "list_artifacts"]
+
+
+def test_the_spec_argument_is_the_job_spec_schema():
+    from zlt.spec.models import JobSpec
+
+    schema = input_schema(SubmitArgs)
+    assert schema["required"] == ["spec"]
+    assert schema["properties"]["spec"]["$ref"] == "#/$defs/JobSpec"
+    assert schema["$defs"]["JobSpec"]["properties"].keys() == JobSpec.model_json_schema()["properties"].keys()
+    assert schema["additionalProperties"] is False
+    assert schema["properties"]["priority"]["anyOf"][0]["maximum"] == 100
+
+
+def test_descriptions_come_from_the_spec_models(zlt_home: Path):
+    from zlt.spec.models import JobSpec
+
+    tools = {t.name: t for t in make_tools(zlt_home, Fence(None, None))}
+    assert list(tools) == TOOL_NAMES
+    text = tools["submit_lora_job"].description()
+    for name, field in JobSpec.model_fields.items():
+        assert f"{name}: {field.description}" in text
+
+
+def test_bad_arguments_are_a_tool_error_with_paths(zlt_home: Path):
+    tools = {t.name: t for t in make_tools(zlt_home, Fence(None, None))}
+    result, is_error = call(tools["list_jobs"], {"limit": 0, "colour": "red"})
+    assert is_error and result["error"] == "invalid_spec"
+    assert {e["path"] for e in result["errors"]} == {"limit", "colour"}
+    result, is_error = call(tools["validate_spec"], {"spec": {"training": {"max_steps": 0}}})
+    assert is_error and "training.max_steps: Input should be greater than or equal to 1" in result["detail"]
+
+
+def test_an_sdk_client_lists_and_calls_the_tools_in_process(zlt_home: Path):
+    from mcp import Client
+
+    async def run():
+        async with Client(build_server(zlt_home, Fence(None, None, source="<mcp>"))) as client:
+            listed = await client.list_tools()
+            jobs = await client.call_tool("list_jobs", {})
+            missing = await client.call_tool("get_job_status", {"job_id": "nosuch"})
+            return listed, jobs, missing
+
+    listed, jobs, missing = anyio.run(run)
+    assert [t.name for t in listed.tools] == TOOL_NAMES
+    assert all(t.description and t.input_schema["type"] == "object" for t in listed.tools)
+    assert not jobs.is_error and jobs.structured_content == {"jobs": []}
+    assert missing.is_error and missing.structured_content["error"] == "not_found"

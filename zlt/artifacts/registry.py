@@ -1,0 +1,216 @@
+"""Operations on indexed artifacts: list, show, verify, export, remove, and fenced file access.
+
+Every function takes ZLT_HOME and an artifact reference (exact id, job id, or unique id prefix) and returns data;
+the CLI and the HTTP server print or serve it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from zlt.artifacts import store
+from zlt.artifacts.backends import LocalRegistry
+from zlt.artifacts.collect import LORA_FILE, META_FILE, hash_tree
+from zlt.artifacts.convert import normalize_format, read_lora, render_lora
+from zlt.artifacts.metadata import declared_data_hash, with_data_hash
+from zlt.artifacts.safetensors_io import (
+    CorruptFileError,
+    data_sha256,
+    file_data_sha256,
+    read_header,
+    write_file,
+)
+from zlt.errors import BadInputError, NotFoundError
+from zlt.fsutil import sha256_file
+
+
+def _iso(ts: float | None) -> str | None:
+    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="seconds") if ts is not None else None
+
+
+def _summary(row: dict[str, Any]) -> dict[str, Any]:
+    meta = row["meta"]
+    return {
+        "id": row["id"], "job_id": row["job_id"], "name": row["name"], "path": row["path"],
+        "created_at": _iso(row["created_at"]), "backend": row["backend"], "key_format": meta.get("key_format"),
+        "final_step": meta.get("final_step"), "final_loss": meta.get("final_loss"),
+        "exists": Path(row["path"]).is_dir(),
+    }
+
+
+def list_artifacts(home: Path) -> list[dict[str, Any]]:
+    """Every indexed artifact, oldest first."""
+    return [_summary(r) for r in store.fetch_all(Path(home))]
+
+
+def _folder(row: dict[str, Any]) -> Path:
+    path = Path(row["path"])
+    if not path.is_dir():
+        raise NotFoundError(
+            f"artifact '{row['id']}' is indexed but its folder {path} is gone",
+            hint=f"restore the folder, or drop the entry with 'zlt artifacts rm {row['id']} --yes'",
+        )
+    return path
+
+
+def _read_meta(folder: Path) -> dict[str, Any]:
+    try:
+        meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
+        return meta if isinstance(meta, dict) else {}
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def get_artifact(home: Path, artifact_id: str) -> dict[str, Any]:
+    """Metadata, files and curve summary of one artifact. NotFoundError when unknown."""
+    row = store.resolve(Path(home), artifact_id)
+    folder = _folder(row)
+    meta = _read_meta(folder)
+    header: dict[str, str] = {}
+    if (folder / LORA_FILE).is_file():
+        try:
+            header = read_header(folder / LORA_FILE).metadata
+        except BadInputError as e:
+            header = {"error": e.message}
+    files = [{"path": p, **info} for p, info in row["meta"].get("files", {}).items()]
+    out = _summary(row)
+    out.update({
+        "spec_sha256": row["spec_sha256"], "dataset_sha256": row["dataset_sha256"],
+        "registry": row["meta"].get("registry"), "status": row["meta"].get("status"),
+        "training_meta": {k: v for k, v in meta.items() if k not in ("curve", "files")},
+        "curve": meta.get("curve_summary", {}),
+        "lora_metadata": header,
+        "files": files,
+        "warnings": row["meta"].get("warnings", []),
+    })
+    return out
+
+
+@dataclass
+class VerifyResult:
+    artifact_id: str
+    path: str
+    checked: int = 0
+    mismatches: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.mismatches
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "artifact_id": self.artifact_id, "path": self.path, "checked": self.checked,
+                "mismatches": self.mismatches}
+
+
+def verify_folder(folder: Path, expected: dict[str, dict[str, Any]], artifact_id: str) -> VerifyResult:
+    """Re-hash every file against `expected`; also check each .safetensors parses and matches its own header hash."""
+    result = VerifyResult(artifact_id=artifact_id, path=str(folder))
+    actual = hash_tree(folder)
+    for rel, info in expected.items():
+        got = actual.get(rel)
+        if got is None:
+            result.mismatches.append({"path": rel, "problem": "missing", "expected": info.get("sha256")})
+        elif got["sha256"] != info.get("sha256"):
+            result.mismatches.append(
+                {"path": rel, "problem": "changed", "expected": info.get("sha256"), "actual": got["sha256"]}
+            )
+    for rel in sorted(set(actual) - set(expected)):
+        result.mismatches.append({"path": rel, "problem": "unexpected", "actual": actual[rel]["sha256"]})
+    for rel in sorted(actual):
+        if not rel.endswith(".safetensors"):
+            continue
+        try:
+            declared = declared_data_hash(read_header(folder / rel).metadata)
+            if declared and file_data_sha256(folder / rel) != declared:
+                result.mismatches.append({"path": rel, "problem": "data does not match modelspec.hash_sha256"})
+        except CorruptFileError as e:
+            result.mismatches.append({"path": rel, "problem": "corrupt", "message": e.message})
+    result.checked = len(actual)
+    return result
+
+
+def verify_artifact(home: Path, artifact_id: str) -> VerifyResult:
+    """Re-hash every file of an indexed artifact, or of an artifact folder given by path (checked against its
+    training_meta.json, which lists every file but itself)."""
+    candidate = Path(artifact_id).expanduser()
+    if ("/" in artifact_id or artifact_id.startswith(".")) and (candidate / META_FILE).is_file():
+        meta = _read_meta(candidate)
+        expected = dict(meta.get("files") or {})
+        expected[META_FILE] = {"sha256": sha256_file(candidate / META_FILE)}
+        return verify_folder(candidate.resolve(), expected, candidate.resolve().name)
+    row = store.resolve(Path(home), artifact_id)
+    return verify_folder(_folder(row), row["meta"].get("files", {}), row["id"])
+
+
+def export_artifact(
+    home: Path, artifact_id: str, fmt: str, out: Path | None = None, *, step: int | None = None, overwrite: bool = False
+) -> Path:
+    """Write the final LoRA (or checkpoint `step`) in another key format. Default: ./<id>.<format>.safetensors."""
+    target_fmt = normalize_format(fmt)
+    row = store.resolve(Path(home), artifact_id)
+    folder = _folder(row)
+    rel = LORA_FILE if step is None else f"checkpoints/step_{step:06d}.safetensors"
+    src = folder / rel
+    if not src.is_file():
+        have = sorted(p.name for p in (folder / "checkpoints").glob("*.safetensors")) if step is not None else []
+        raise NotFoundError(f"artifact '{row['id']}' has no {rel}", hint=f"kept: {', '.join(have) or 'none'}")
+    expected = row["meta"].get("files", {}).get(rel, {}).get("sha256")
+    if expected and sha256_file(src) != expected:
+        raise BadInputError(
+            f"{src} does not match the sha256 recorded when it was collected; refusing to export it",
+            hint=f"run 'zlt artifacts verify {row['id']}'",
+        )
+    suffix = f".{fmt.strip().lower()}" + (f".step_{step:06d}" if step is not None else "") + ".safetensors"
+    dest = Path(out).expanduser() if out is not None else Path.cwd() / (row["id"] + suffix)
+    if dest.is_dir() or not dest.suffix:  # a folder, existing or to be made
+        dest = dest / (row["id"] + suffix)
+    if dest.suffix != ".safetensors":
+        raise BadInputError(f"{dest}: the export must be a .safetensors file", hint="end --out with .safetensors")
+    if dest.exists() and not overwrite:
+        raise BadInputError(f"{dest} already exists", hint="pass --force to replace it, or choose another --out")
+    weights, metadata = read_lora(src)
+    tensors = render_lora(weights, target_fmt)
+    meta = dict(metadata)
+    meta["zlt.key_format"] = target_fmt
+    meta["zlt.exported_from"] = f"{row['id']}/{rel}"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    write_file(dest, tensors, with_data_hash(meta, data_sha256(tensors)))
+    return dest.resolve()
+
+
+def remove_artifact(home: Path, artifact_id: str) -> None:
+    """Delete an artifact folder and its index entry (the caller has asked the user)."""
+    home = Path(home)
+    row = store.resolve(home, artifact_id)
+    folder = Path(row["path"])
+    if folder.is_dir():
+        # Delete only what the index says is this artifact: a folder of that name holding its metadata or weights.
+        if folder.name != row["id"] or not ((folder / META_FILE).exists() or (folder / LORA_FILE).exists()):
+            raise BadInputError(
+                f"{folder} does not look like artifact '{row['id']}'; not deleting it",
+                hint="remove the folder by hand if you are sure",
+            )
+        LocalRegistry(folder.parent).remove(folder)
+    store.delete(home, row["id"])
+
+
+def artifact_file(home: Path, artifact_id: str, name: str) -> Path:
+    """A file inside the artifact folder (for downloads). Anything resolving outside it is NotFoundError."""
+    row = store.resolve(Path(home), artifact_id)
+    folder = _folder(row).resolve()
+    rel = Path(name)
+    if rel.is_absolute() or ".." in rel.parts or not name.strip():
+        raise NotFoundError(f"artifact '{row['id']}' has no file {name!r}")
+    path = (folder / rel).resolve()
+    try:
+        path.relative_to(folder)
+    except ValueError:
+        raise NotFoundError(f"artifact '{row['id']}' has no file {name!r}") from None
+    if not path.is_file():
+        raise NotFoundError(f"artifact '{row['id']}' has no file {name!r}", hint="see 'zlt artifacts show ID'")
+    return path
+

@@ -1,0 +1,102 @@
+"""The artifact index: the `artifacts` table of the job store (migration m002_artifacts in zlt/jobs/db.py).
+
+The index is how `zlt artifacts ...` finds an artifact by id wherever its spec's registry path put it; it also
+keeps the sha256 of every file (training_meta.json included), which `verify` checks the folder against.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+from zlt.errors import BadInputError, NotFoundError
+
+COLUMNS = ("id", "job_id", "name", "path", "created_at", "backend", "spec_sha256", "dataset_sha256", "meta_json")
+
+
+def _connect(home: Path) -> sqlite3.Connection:
+    from zlt.jobs.db import connect
+
+    return connect(home)
+
+
+def _row(r: sqlite3.Row) -> dict[str, Any]:
+    d = {k: r[k] for k in COLUMNS}
+    try:
+        d["meta"] = json.loads(d.pop("meta_json") or "{}")
+    except json.JSONDecodeError:
+        d["meta"] = {}
+    return d
+
+
+def id_taken(home: Path, artifact_id: str) -> bool:
+    with closing(_connect(home)) as db:
+        return db.execute("SELECT 1 FROM artifacts WHERE id = ?", (artifact_id,)).fetchone() is not None
+
+
+def insert(home: Path, row: dict[str, Any]) -> None:
+    """One transaction: the index row, and the job's pointer to it when the job is in the store."""
+    values = {k: row.get(k) for k in COLUMNS if k != "meta_json"}
+    values["meta_json"] = json.dumps(row.get("meta") or {}, sort_keys=True)
+    with closing(_connect(home)) as db:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute(
+                f"INSERT INTO artifacts ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)})",
+                [values[k] for k in COLUMNS],
+            )
+            if values.get("job_id"):
+                db.execute(
+                    "UPDATE jobs SET artifact_id = ?, artifact_path = ? WHERE id = ?",
+                    (values["id"], values["path"], values["job_id"]),
+                )
+            db.execute("COMMIT")
+        except sqlite3.IntegrityError:
+            db.execute("ROLLBACK")
+            raise FileExistsError(values["id"]) from None
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+
+def delete(home: Path, artifact_id: str) -> None:
+    with closing(_connect(home)) as db:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute("DELETE FROM artifacts WHERE id = ?", (artifact_id,))
+            db.execute("UPDATE jobs SET artifact_id = NULL, artifact_path = NULL WHERE artifact_id = ?", (artifact_id,))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+
+def fetch_all(home: Path) -> list[dict[str, Any]]:
+    with closing(_connect(home)) as db:
+        rows = db.execute("SELECT * FROM artifacts ORDER BY created_at, id").fetchall()
+    return [_row(r) for r in rows]
+
+
+def resolve(home: Path, ref: str) -> dict[str, Any]:
+    """An artifact by exact id, else by job id, else by unique id prefix. NotFoundError / BadInputError (ambiguous)."""
+    ref = (ref or "").strip()
+    if not ref:
+        raise BadInputError("artifact id is empty", hint="see 'zlt artifacts list'")
+    with closing(_connect(home)) as db:
+        row = db.execute("SELECT * FROM artifacts WHERE id = ?", (ref,)).fetchone()
+        if row is not None:
+            return _row(row)
+        rows = db.execute("SELECT * FROM artifacts WHERE job_id = ? ORDER BY created_at", (ref,)).fetchall()
+        if not rows:
+            rows = db.execute(
+                "SELECT * FROM artifacts WHERE substr(id, 1, ?) = ? ORDER BY created_at", (len(ref), ref)
+            ).fetchall()
+    if len(rows) == 1:
+        return _row(rows[0])
+    if not rows:
+        raise NotFoundError(f"no artifact '{ref}'", hint="see 'zlt artifacts list' for the ids")
+    ids = ", ".join(r["id"] for r in rows[:5])
+    raise BadInputError(f"'{ref}' matches {len(rows)} artifacts: {ids}", hint="give the full artifact id")

@@ -1,0 +1,228 @@
+"""The async job API the CLI, the HTTP API and the MCP server all call. Library functions return data."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from zlt.errors import BadInputError
+from zlt.jobs.states import TERMINAL, IllegalTransition, JobStatus, parse_state
+from zlt.jobs.store import JobStore, NewJob
+from zlt.jobs.view import iso, status_dict
+
+if TYPE_CHECKING:
+    from zlt.spec import LoadedSpec
+
+OPTION_KEYS = {
+    "ai_toolkit": "path of the ai-toolkit checkout",
+    "musubi": "path of the musubi-tuner checkout",
+    "vram_gb": "GPU memory to plan for, GB",
+    "stop_grace_s": "seconds a stopping trainer gets to finish a save",
+}
+
+
+@contextmanager
+def open_store(home: Path) -> Iterator[JobStore]:
+    store = JobStore(Path(home))
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def _check_options(options: dict[str, Any] | None) -> dict[str, Any]:
+    options = {k: v for k, v in (options or {}).items() if v is not None}
+    unknown = sorted(set(options) - set(OPTION_KEYS))
+    if unknown:
+        raise BadInputError(f"options: unknown key(s) {', '.join(unknown)}", hint=f"allowed: {', '.join(OPTION_KEYS)}")
+    for key in ("vram_gb", "stop_grace_s"):
+        if key in options:
+            try:
+                options[key] = float(options[key])
+            except (TypeError, ValueError):
+                raise BadInputError(f"options.{key}: {options[key]!r} is not a number") from None
+            if options[key] < 0:
+                raise BadInputError(f"options.{key}: must not be negative")
+    for key in ("ai_toolkit", "musubi"):
+        if key in options:
+            options[key] = str(Path(str(options[key])).expanduser().resolve())
+    return options
+
+
+def _with_backend(loaded: LoadedSpec, backend: str | None) -> LoadedSpec:
+    """Apply `--backend` to the spec itself, so the snapshot says what runs and cross-checks apply."""
+    from zlt.spec import BACKENDS, load_spec_data
+
+    if backend is None or backend == loaded.spec.training.backend:
+        return loaded
+    if backend not in BACKENDS:
+        raise BadInputError(f"--backend {backend!r}: no such backend", hint=f"use one of: {', '.join(BACKENDS)}")
+    return load_spec_data(loaded.spec.model_dump(mode="json"), sets=[f"training.backend={backend}"], source=loaded.source)
+
+
+def _check_profile(profile: str) -> str:
+    if profile != "auto":
+        from zlt.profiles import get_profile
+
+        get_profile(profile)
+    return profile
+
+
+def submit_job(
+    home: Path, loaded: LoadedSpec, *, priority: int | None = None, backend: str | None = None,
+    profile: str = "auto", skip_preflight: bool = False, start_worker: bool = True, options: dict | None = None,
+) -> dict:
+    """Validate, snapshot spec and dataset listing into a new job, queue it, and return its status.
+
+    Nothing is queued when anything is wrong (BadInputError, exit 2). Starts a background worker
+    unless one is running (or `start_worker=False`).
+    """
+    from zlt.fsutil import atomic_write_json, atomic_write_text
+    from zlt.jobs.snapshot import dataset_listing
+    from zlt.paths import job_dir, new_job_id
+    from zlt.spec import dump_spec_yaml
+
+    home = Path(home)
+    loaded = _with_backend(loaded, backend)
+    spec = loaded.spec
+    profile = _check_profile(profile or "auto")
+    opts = _check_options(options)
+    if skip_preflight:
+        opts["skip_preflight"] = True
+    if priority is None:
+        priority = spec.job.priority
+    if not -100 <= priority <= 100:
+        raise BadInputError(f"--priority {priority}: out of range", hint="use -100..100 (higher runs first)")
+    listing = dataset_listing(Path(spec.dataset.path))
+    spec_json = spec.model_dump_json()
+
+    with open_store(home) as store:
+        for _ in range(5):
+            jid = new_job_id()
+            jdir = job_dir(home, jid)
+            try:
+                jdir.mkdir(parents=True, exist_ok=False)
+            except FileExistsError:
+                continue
+            atomic_write_text(jdir / "submitted" / "spec.yaml", dump_spec_yaml(spec))
+            atomic_write_json(jdir / "submitted" / "dataset.json", listing)
+            new = NewJob(
+                job_id=jid, name=spec.name, priority=priority, backend=spec.training.backend, profile=profile,
+                spec_json=spec_json, job_dir=str(jdir), gpus_needed=spec.job.resources.gpu,
+                max_retries=spec.job.retry.max_retries, options=opts,
+                snapshot={"dataset": listing, "source": loaded.source, "warnings": loaded.warnings},
+            )
+            try:
+                row = store.create(new)
+            except sqlite3.IntegrityError:
+                continue  # id taken by a concurrent submit in the same second: draw another
+            break
+        else:
+            raise BadInputError("could not allocate a job id", hint="try again")
+        result = status_dict(row)
+    if start_worker:
+        from zlt.jobs.spawn import ensure_worker
+
+        ensure_worker(home)
+    return result
+
+
+def job_status(home: Path, job_id: str) -> dict:
+    """The job's status object (exactly what `zlt status --json` prints). NotFoundError if unknown."""
+    with open_store(home) as store:
+        store.reap()
+        return status_dict(store.get(job_id))
+
+
+def list_jobs(home: Path, *, state: str | None = None, limit: int = 50) -> list[dict]:
+    """Newest first; `state` filters by one state name."""
+    wanted = parse_state(state) if state else None
+    if limit < 1:
+        raise BadInputError(f"--limit {limit}: must be at least 1")
+    with open_store(home) as store:
+        store.reap()
+        now = time.time()
+        return [status_dict(r, now) for r in store.list(wanted, limit)]
+
+
+def cancel_job(home: Path, job_id: str) -> dict:
+    """Queued: cancelled at once. Preparing/running: the runner stops gracefully; the state follows."""
+    with open_store(home) as store:
+        store.reap()
+        return status_dict(store.request_cancel(job_id))
+
+
+def retry_job(home: Path, job_id: str, *, start_worker: bool = True) -> dict:
+    """Queue a failed or cancelled job again; it resumes from its latest checkpoint."""
+    with open_store(home) as store:
+        store.reap()
+        row = store.get(job_id)
+        state = JobStatus(row["state"])
+        if state not in (JobStatus.FAILED, JobStatus.CANCELLED):
+            hint = {
+                JobStatus.SUCCEEDED: "it already succeeded; submit the spec again for a new run",
+            }.get(state, "only failed or cancelled jobs can be retried")
+            raise IllegalTransition(row["id"], state, JobStatus.QUEUED, hint=hint)
+        step = row["last_checkpoint_step"]
+        frm = f"resuming from step {step}" if step else "no checkpoint yet: starting over"
+        row = store.transition(row["id"], JobStatus.QUEUED, expect=frozenset({state}), resume=1, auto_retries=0,
+                               message=f"retry requested ({frm})")
+        result = status_dict(row)
+    if start_worker:
+        from zlt.jobs.spawn import ensure_worker
+
+        ensure_worker(home)
+    return result
+
+
+def job_events(home: Path, job_id: str, after_seq: int = 0) -> list[dict]:
+    """The job's event stream (events.jsonl) after `after_seq`."""
+    from zlt.run.events import read_events
+
+    with open_store(home) as store:
+        row = store.get(job_id)
+    return read_events(Path(row["job_dir"]) / "events.jsonl", after_seq)
+
+
+def job_log_path(home: Path, job_id: str) -> Path:
+    """The raw trainer log of the job (may not exist before the trainer starts)."""
+    with open_store(home) as store:
+        row = store.get(job_id)
+    return Path(row["job_dir"]) / "train.log"
+
+
+def job_history(home: Path, job_id: str) -> list[dict]:
+    """Every state change (and note) of the job, oldest first."""
+    with open_store(home) as store:
+        row = store.get(job_id)
+        return [{**h, "ts": iso(h["ts"])} for h in store.history(row["id"])]
+
+
+def wait_job(
+    home: Path, job_id: str, *, timeout_s: float | None = None, poll_s: float = 1.0,
+    on_change: Callable[[dict], None] | None = None,
+) -> dict:
+    """Poll until the job reaches succeeded/failed/cancelled (or the timeout); returns the last status."""
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    last: dict | None = None
+    with open_store(home) as store:
+        while True:
+            store.reap()
+            status = status_dict(store.get(job_id))
+            # The ETA ticks down every poll; only report when something else moved.
+            if on_change is not None and (last is None or _without_eta(status) != _without_eta(last)):
+                on_change(status)
+            last = status
+            if JobStatus(status["state"]) in TERMINAL:
+                return status
+            if deadline is not None and time.monotonic() >= deadline:
+                return status
+            time.sleep(poll_s)
+
+
+def _without_eta(status: dict) -> dict:
+    return {k: v for k, v in status.items() if k != "eta_s"}

@@ -1,0 +1,105 @@
+"""Start a detached background worker when none is running.
+
+Every worker holds a shared lock on `<home>/run/workers.lock` for its lifetime, so "is a worker
+running?" is one non-blocking exclusive-lock attempt, and the kernel drops the lock when a worker dies
+(no stale pid files to trust). The background worker also holds `auto-worker.lock` exclusively, so at
+most one of them runs per ZLT_HOME. `spawn.lock` serialises concurrent submits, and `worker.pid` covers
+the second between spawning a worker and that worker taking its lock.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import IO
+
+START_GRACE_S = 30.0
+LOG_ROTATE_BYTES = 10 * 1024 * 1024
+
+
+def run_dir(home: Path) -> Path:
+    d = Path(home) / "run"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def worker_log_path(home: Path) -> Path:
+    return Path(home) / "logs" / "worker.log"
+
+
+def _open_lock(path: Path) -> IO[bytes]:
+    return open(path, "a+b")
+
+
+def hold_worker_presence(home: Path) -> IO[bytes]:
+    """Taken by every worker at start and held until it exits (the returned file must stay open)."""
+    fh = _open_lock(run_dir(home) / "workers.lock")
+    fcntl.flock(fh, fcntl.LOCK_SH)
+    return fh
+
+
+def try_hold_auto_worker(home: Path) -> IO[bytes] | None:
+    """The background worker's exclusive lock, or None when another background worker has it."""
+    fh = _open_lock(run_dir(home) / "auto-worker.lock")
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.close()
+        return None
+    return fh
+
+
+def worker_running(home: Path) -> bool:
+    lock = run_dir(home) / "workers.lock"
+    with _open_lock(lock) as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(fh, fcntl.LOCK_UN)
+    return False
+
+
+def _recently_spawned(home: Path) -> bool:
+    from zlt.jobs.store import process_alive
+
+    try:
+        info = json.loads((run_dir(home) / "worker.pid").read_text(encoding="utf-8"))
+        pid, spawned = int(info["pid"]), float(info["spawned_at"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return time.time() - spawned < START_GRACE_S and process_alive(pid, None)
+
+
+def worker_argv(home: Path) -> list[str]:
+    return [sys.executable, "-m", "zlt", "worker", "--home", str(home), "--background"]
+
+
+def ensure_worker(home: Path) -> int | None:
+    """Start a background worker unless one is running or starting. Returns the new worker's pid, or None."""
+    from zlt.fsutil import atomic_write_json
+
+    home = Path(home)
+    with _open_lock(run_dir(home) / "spawn.lock") as guard:
+        fcntl.flock(guard, fcntl.LOCK_EX)
+        if worker_running(home) or _recently_spawned(home):
+            return None
+        log = worker_log_path(home)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        if log.exists() and log.stat().st_size > LOG_ROTATE_BYTES:
+            os.replace(log, log.with_name(log.name + ".1"))
+        with open(log, "ab") as out:
+            proc = subprocess.Popen(
+                worker_argv(home), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True, close_fds=True, cwd=str(home),
+            )
+        atomic_write_json(run_dir(home) / "worker.pid", {"pid": proc.pid, "spawned_at": time.time()})
+        # A long-lived caller (zlt serve) reaps the worker when it exits; a CLI process exits first anyway.
+        threading.Thread(target=proc.wait, name="reap-worker", daemon=True).start()
+        return proc.pid

@@ -1,0 +1,429 @@
+"""The job store: every change of a job is one SQLite transaction, checked against the transition table.
+
+Runs are guarded by a lease: a claim hands the runner a `lease_token`; heartbeats, progress writes and
+the final transition only apply while the token still matches, so a runner that lost its job (reaped
+while the machine slept) can never overwrite what happened after. `clock` is injectable for tests.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import socket
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from zlt.errors import NotFoundError, ZltError
+from zlt.jobs.db import connect
+from zlt.jobs.states import ACTIVE, TERMINAL, IllegalTransition, JobStatus, can_transition
+
+DEFAULT_LEASE_TTL_S = 30.0
+HOST = socket.gethostname()
+
+# Columns a transition may set besides state (never built from user input, but kept explicit anyway).
+_SETTABLE = frozenset({
+    "phase", "progress_json", "last_checkpoint", "last_checkpoint_step", "artifact_id", "artifact_path",
+    "error_cause", "error_message", "profile", "resume", "auto_retries", "cancel_requested", "stop_reason",
+    "gpus", "attempts",
+})
+
+
+class LeaseLost(ZltError):
+    """The runner's lease token no longer matches: the job was reaped or re-claimed meanwhile."""
+
+    kind = "lease_lost"
+
+
+@dataclass
+class NewJob:
+    """What `submit` hands the store; the spec and options are already validated and serialised."""
+
+    job_id: str
+    name: str
+    priority: int
+    backend: str
+    profile: str
+    spec_json: str
+    job_dir: str
+    gpus_needed: int
+    max_retries: int
+    options: dict[str, Any] = field(default_factory=dict)
+    snapshot: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Claim:
+    """A job a worker took: run it on `gpus` and prove ownership with `token`."""
+
+    job_id: str
+    token: str
+    gpus: list[int]
+    attempt: int
+    resume: bool
+
+
+@dataclass
+class Beat:
+    """What a heartbeat learned: whether the lease is still ours and whether a cancel was asked for."""
+
+    alive: bool
+    cancel_requested: bool
+
+
+def parse_gpus(text: str | None) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip()] if text else []
+
+
+class JobStore:
+    def __init__(
+        self, home: Path, *, clock: Callable[[], float] = time.time, lease_ttl: float = DEFAULT_LEASE_TTL_S,
+        host: str = HOST, pid_alive: Callable[[int, float | None], bool] | None = None,
+    ) -> None:
+        self.home = Path(home)
+        self.clock = clock
+        self.lease_ttl = lease_ttl
+        self.host = host
+        self._pid_alive = pid_alive or process_alive
+        self._lock = threading.RLock()
+        self.db = connect(self.home)
+
+    def close(self) -> None:
+        with self._lock:
+            self.db.close()
+
+    @contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; BEGIN IMMEDIATE takes the write lock up front so reads inside are current."""
+        with self._lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
+
+    def _history(self, db: sqlite3.Connection, job_id: str, from_state: str | None, to_state: str, message: str) -> None:
+        db.execute(
+            "INSERT INTO job_events (job_id, ts, from_state, to_state, message) VALUES (?, ?, ?, ?, ?)",
+            (job_id, self.clock(), from_state, to_state, message),
+        )
+
+    # ---- reads -------------------------------------------------------------------------------------------
+
+    def get(self, job_id: str) -> sqlite3.Row:
+        """A job by id, or by a unique prefix of its id."""
+        with self._lock:
+            row = self.db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None and job_id:
+                # Range scan on the primary key: ids starting with job_id.
+                rows = self.db.execute(
+                    "SELECT * FROM jobs WHERE id >= ? AND id < ? LIMIT 2", (job_id, job_id + "\U0010ffff")
+                ).fetchall()
+                row = rows[0] if len(rows) == 1 else None
+                if len(rows) > 1:
+                    raise NotFoundError(f"job {job_id!r} is ambiguous", hint="give more characters of the job id")
+        if row is None:
+            raise NotFoundError(f"no job {job_id!r} in {self.home}", hint="list jobs with 'zlt jobs'")
+        return row
+
+    def list(self, state: JobStatus | None = None, limit: int = 50) -> list[sqlite3.Row]:
+        with self._lock:
+            if state is None:
+                return self.db.execute(
+                    "SELECT * FROM jobs ORDER BY created_at DESC, id DESC LIMIT ?", (limit,)
+                ).fetchall()
+            return self.db.execute(
+                "SELECT * FROM jobs WHERE state = ? ORDER BY created_at DESC, id DESC LIMIT ?", (state.value, limit)
+            ).fetchall()
+
+    def history(self, job_id: str) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = self.db.execute(
+                "SELECT ts, from_state, to_state, message FROM job_events WHERE job_id = ? ORDER BY id", (job_id,)
+            ).fetchall()
+        return [dict(r) for r in rows]
+
+    def queue_position(self, row: sqlite3.Row) -> int:
+        """1-based place of a queued job in the claim order."""
+        with self._lock:
+            (ahead,) = self.db.execute(
+                "SELECT COUNT(*) FROM jobs WHERE state = 'queued' AND (priority > ? OR (priority = ? AND "
+                "(created_at < ? OR (created_at = ? AND id < ?))))",
+                (row["priority"], row["priority"], row["created_at"], row["created_at"], row["id"]),
+            ).fetchone()
+        return int(ahead) + 1
+
+    # ---- writes ------------------------------------------------------------------------------------------
+
+    def create(self, new: NewJob) -> sqlite3.Row:
+        now = self.clock()
+        with self.tx() as db:
+            db.execute(
+                "INSERT INTO jobs (id, name, state, priority, created_at, updated_at, backend, profile, spec_json, "
+                "options_json, job_dir, gpus_needed, max_retries, snapshot_json) "
+                "VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (new.job_id, new.name, new.priority, now, now, new.backend, new.profile, new.spec_json,
+                 json.dumps(new.options), new.job_dir, new.gpus_needed, new.max_retries, json.dumps(new.snapshot)),
+            )
+            self._history(db, new.job_id, None, JobStatus.QUEUED.value, f"submitted (priority {new.priority})")
+        return self.get(new.job_id)
+
+    def transition(
+        self, job_id: str, to_state: JobStatus, *, message: str = "", token: str | None = None,
+        expect: frozenset[JobStatus] | None = None, **fields: Any,
+    ) -> sqlite3.Row:
+        """Move a job to `to_state` in one transaction, or raise IllegalTransition / LeaseLost."""
+        bad = set(fields) - _SETTABLE
+        if bad:
+            raise ValueError(f"transition cannot set {sorted(bad)}")
+        now = self.clock()
+        with self.tx() as db:
+            row = db.execute("SELECT state, lease_token FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                raise NotFoundError(f"no job {job_id!r} in {self.home}", hint="list jobs with 'zlt jobs'")
+            current = JobStatus(row["state"])
+            if token is not None and row["lease_token"] != token:
+                raise LeaseLost(f"job {job_id}: lease lost (now {current.value})")
+            if expect is not None and current not in expect:
+                raise IllegalTransition(job_id, current, to_state)
+            if not can_transition(current, to_state):
+                raise IllegalTransition(job_id, current, to_state)
+            sets = dict(fields)
+            sets["state"] = to_state.value
+            sets["updated_at"] = now
+            if to_state in TERMINAL:
+                sets.update(ended_at=now, lease_expires=None, lease_token=None)
+            elif to_state == JobStatus.QUEUED:
+                # A queued job belongs to no one; started/ended describe the attempt that will come.
+                sets.update(started_at=None, ended_at=None, lease_expires=None, lease_token=None, worker_id=None,
+                            runner_pid=None, runner_started=None, cancel_requested=0)
+            cols = ", ".join(f"{k} = ?" for k in sets)
+            db.execute(f"UPDATE jobs SET {cols} WHERE id = ?", (*sets.values(), job_id))
+            self._history(db, job_id, current.value, to_state.value, message)
+        return self.get(job_id)
+
+    def claim(self, worker_id: str, slots: list[int], *, cpu_slots: int = 1) -> Claim | None:
+        """Take the next job this worker can run: highest priority, then oldest.
+
+        GPUs held by any preparing/running job (of any worker) are busy. The head job that fits this
+        worker but not its free GPUs right now makes the worker wait, so big jobs are not starved.
+        """
+        now = self.clock()
+        with self.tx() as db:
+            busy: set[int] = set()
+            cpu_running = 0
+            for r in db.execute("SELECT gpus, gpus_needed, worker_id FROM jobs WHERE state IN ('preparing', 'running')"):
+                busy.update(parse_gpus(r["gpus"]))
+                if r["gpus_needed"] == 0 and r["worker_id"] == worker_id:
+                    cpu_running += 1
+            free = [s for s in slots if s not in busy]
+            chosen = None
+            for r in db.execute(
+                "SELECT id, gpus_needed, attempts, resume, last_checkpoint_step FROM jobs WHERE state = 'queued' "
+                "ORDER BY priority DESC, created_at, id"
+            ):
+                need = r["gpus_needed"]
+                if need == 0:
+                    if cpu_running < cpu_slots:
+                        chosen, gpus = r, []
+                        break
+                    continue
+                if need > len(slots):
+                    continue  # can never run on this worker; another worker may take it
+                if need <= len(free):
+                    chosen, gpus = r, free[:need]
+                    break
+                return None
+            if chosen is None:
+                return None
+            token = secrets.token_hex(8)
+            attempt = chosen["attempts"] + 1
+            db.execute(
+                "UPDATE jobs SET state = 'preparing', updated_at = ?, started_at = ?, ended_at = NULL, gpus = ?, "
+                "worker_id = ?, host = ?, lease_token = ?, lease_expires = ?, attempts = ?, runner_pid = NULL, "
+                "runner_started = NULL, error_cause = NULL, error_message = NULL, stop_reason = NULL "
+                "WHERE id = ? AND state = 'queued'",
+                (now, now, ",".join(map(str, gpus)), worker_id, self.host, token, now + self.lease_ttl, attempt,
+                 chosen["id"]),
+            )
+            resume = bool(chosen["resume"])
+            where = f"gpu {','.join(map(str, gpus))}" if gpus else "cpu"
+            note = f", resuming from step {chosen['last_checkpoint_step']}" if resume and chosen["last_checkpoint_step"] else ""
+            self._history(db, chosen["id"], "queued", "preparing", f"attempt {attempt} on {where} by {worker_id}{note}")
+        return Claim(job_id=chosen["id"], token=token, gpus=gpus, attempt=attempt, resume=resume)
+
+    def note(self, job_id: str, message: str) -> None:
+        """A line in the job's history that is not a change of state (resume checks, dataset drift)."""
+        with self.tx() as db:
+            row = db.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is not None:
+                self._history(db, job_id, row["state"], row["state"], message)
+
+    def set_runner(self, job_id: str, token: str, pid: int, started: float | None) -> bool:
+        """The process that runs the job records itself, so the reaper can tell when it is gone."""
+        with self.tx() as db:
+            cur = db.execute(
+                "UPDATE jobs SET runner_pid = ?, runner_started = ?, lease_expires = ? WHERE id = ? AND lease_token = ?",
+                (pid, started, self.clock() + self.lease_ttl, job_id, token),
+            )
+        return cur.rowcount == 1
+
+    def heartbeat(self, job_id: str, token: str) -> Beat:
+        with self.tx() as db:
+            cur = db.execute(
+                "UPDATE jobs SET lease_expires = ? WHERE id = ? AND lease_token = ?",
+                (self.clock() + self.lease_ttl, job_id, token),
+            )
+            row = db.execute("SELECT cancel_requested FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return Beat(alive=cur.rowcount == 1, cancel_requested=bool(row and row["cancel_requested"]))
+
+    def cancel_requested(self, job_id: str) -> bool:
+        with self._lock:
+            row = self.db.execute("SELECT cancel_requested FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return bool(row and row["cancel_requested"])
+
+    def update_progress(
+        self, job_id: str, token: str, *, phase: str | None = None, progress: dict[str, Any] | None = None,
+        checkpoint: tuple[str, int | None] | None = None,
+    ) -> bool:
+        sets: dict[str, Any] = {"updated_at": self.clock()}
+        if phase is not None:
+            sets["phase"] = phase
+        if progress is not None:
+            sets["progress_json"] = json.dumps(progress)
+        if checkpoint is not None:
+            sets["last_checkpoint"] = checkpoint[0]
+            if checkpoint[1] is not None:
+                sets["last_checkpoint_step"] = checkpoint[1]
+        cols = ", ".join(f"{k} = ?" for k in sets)
+        with self.tx() as db:
+            cur = db.execute(f"UPDATE jobs SET {cols} WHERE id = ? AND lease_token = ?", (*sets.values(), job_id, token))
+        return cur.rowcount == 1
+
+    def request_cancel(self, job_id: str) -> sqlite3.Row:
+        """Queued: cancelled now. Preparing/running: flag it; the runner stops gracefully."""
+        row = self.get(job_id)
+        state = JobStatus(row["state"])
+        if state == JobStatus.QUEUED:
+            try:
+                return self.transition(row["id"], JobStatus.CANCELLED, message="cancelled while queued",
+                                       expect=frozenset({JobStatus.QUEUED}), error_cause="cancelled",
+                                       error_message="cancelled while queued")
+            except IllegalTransition:
+                return self.request_cancel(job_id)  # claimed meanwhile: flag it instead
+        if state in ACTIVE:
+            with self.tx() as db:
+                cur = db.execute(
+                    "UPDATE jobs SET cancel_requested = 1, updated_at = ? WHERE id = ? AND state IN ('preparing', 'running')",
+                    (self.clock(), row["id"]),
+                )
+                if cur.rowcount:
+                    self._history(db, row["id"], state.value, state.value, "cancel requested")
+            return self.get(job_id)
+        if state == JobStatus.CANCELLED:
+            return row
+        raise IllegalTransition(row["id"], state, JobStatus.CANCELLED, hint="the job has already finished")
+
+    # ---- reaping -----------------------------------------------------------------------------------------
+
+    def is_abandoned(self, row: sqlite3.Row, now: float) -> str | None:
+        """Why an active job has no live runner, or None. On this host a live runner process is proof of life
+        (even with a stale lease, e.g. after a suspend); elsewhere only the lease counts."""
+        pid = row["runner_pid"]
+        if row["host"] == self.host and pid:
+            if self._pid_alive(pid, row["runner_started"]):
+                return None
+            return f"runner process {pid} is gone"
+        expires = row["lease_expires"]
+        if expires is None or expires < now:
+            return f"lease expired {now - (expires or now):.0f}s ago (worker {row['worker_id']} stopped heartbeating)"
+        return None
+
+    def reap(self) -> list[tuple[str, JobStatus]]:
+        """End or requeue every active job whose runner is gone. Returns (job_id, new state)."""
+        now = self.clock()
+        with self._lock:
+            rows = self.db.execute("SELECT * FROM jobs WHERE state IN ('preparing', 'running')").fetchall()
+        done = []
+        for row in rows:
+            why = self.is_abandoned(row, now)
+            if why is None:
+                continue
+            try:
+                new = end_abandoned(self, row, why)
+            except (IllegalTransition, LeaseLost):
+                continue  # it moved on between our read and the write
+            done.append((row["id"], JobStatus(new["state"])))
+        return done
+
+    # ---- workers -----------------------------------------------------------------------------------------
+
+    def register_worker(self, worker_id: str, pid: int, gpus: list[int]) -> None:
+        now = self.clock()
+        with self.tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO workers (id, host, pid, gpus, started_at, heartbeat_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (worker_id, self.host, pid, ",".join(map(str, gpus)), now, now),
+            )
+
+    def worker_heartbeat(self, worker_id: str) -> None:
+        with self.tx() as db:
+            db.execute("UPDATE workers SET heartbeat_at = ? WHERE id = ?", (self.clock(), worker_id))
+
+    def unregister_worker(self, worker_id: str) -> None:
+        with self.tx() as db:
+            db.execute("UPDATE workers SET stopped_at = ? WHERE id = ?", (self.clock(), worker_id))
+
+    def live_workers(self) -> list[dict[str, Any]]:
+        cutoff = self.clock() - self.lease_ttl
+        with self._lock:
+            rows = self.db.execute(
+                "SELECT * FROM workers WHERE stopped_at IS NULL AND heartbeat_at >= ? ORDER BY started_at", (cutoff,)
+            ).fetchall()
+        return [dict(r) for r in rows]
+
+
+def end_abandoned(store: JobStore, row: sqlite3.Row, why: str) -> sqlite3.Row:
+    """A job lost its runner: cancelled if a cancel was pending, requeued while retries remain, else failed.
+
+    On this host, trainer processes the dead runner left behind are ended first, so the job's GPUs are
+    really free when the job lets go of them.
+    """
+    token = row["lease_token"]
+    if row["host"] == store.host:
+        from zlt.jobs.orphans import kill_orphans
+
+        killed = kill_orphans(row["job_dir"])
+        if killed:
+            why += f"; ended leftover trainer process(es) {', '.join(map(str, killed))}"
+    if row["cancel_requested"]:
+        return store.transition(row["id"], JobStatus.CANCELLED, token=token, message=f"abandoned while cancelling: {why}",
+                                error_cause="cancelled", error_message="cancelled (runner gone)")
+    if row["auto_retries"] < row["max_retries"]:
+        n = row["auto_retries"] + 1
+        return store.transition(row["id"], JobStatus.QUEUED, token=token, resume=1, auto_retries=n,
+                                message=f"abandoned: {why}; requeued (retry {n}/{row['max_retries']})")
+    return store.transition(row["id"], JobStatus.FAILED, token=token, message=f"abandoned: {why}",
+                            error_cause="abandoned", error_message=f"abandoned: {why}")
+
+
+def process_alive(pid: int, started: float | None) -> bool:
+    """True when `pid` runs and (if known) was started at `started`; a zombie counts as gone."""
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return started is None or abs(proc.create_time() - started) < 1.0
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.AccessDenied:
+        return True  # someone else's process with that pid exists; do not guess it away

@@ -1,0 +1,72 @@
+"""A job row as the stable status object that `zlt status --json`, the HTTP API and MCP all return."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+from zlt.jobs.store import parse_gpus
+
+STATUS_KEYS: tuple[str, ...] = (
+    "job_id", "name", "state", "phase", "step", "total", "percent", "loss", "lr", "it_s", "eta_s", "attempts",
+    "max_retries", "priority", "backend", "profile", "created_at", "started_at", "ended_at", "last_checkpoint",
+    "artifact_id", "artifact_path", "error_cause", "error_message", "job_dir", "gpus",
+)
+
+
+def iso(ts: float | None) -> str | None:
+    """Epoch seconds as ISO 8601 UTC with milliseconds, e.g. 2025-05-01T12:00:00.123Z."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def status_dict(row: sqlite3.Row, now: float | None = None) -> dict[str, Any]:
+    now = time.time() if now is None else now
+    prog: dict[str, Any] = json.loads(row["progress_json"]) if row["progress_json"] else {}
+    step, total = prog.get("step"), prog.get("total")
+    state = row["state"]
+    percent = None
+    if isinstance(step, int) and isinstance(total, int) and total > 0:
+        percent = round(min(100.0, 100.0 * step / total), 1)
+    eta = None
+    if state == "running":
+        eta = prog.get("eta_s")
+        if eta is None and prog.get("it_s") and isinstance(step, int) and isinstance(total, int):
+            eta = (total - step) / prog["it_s"]
+        if eta is not None and prog.get("ts"):
+            eta = max(0.0, eta - (now - prog["ts"]))  # progress may be a few seconds old
+        eta = None if eta is None else round(eta, 1)
+    elif state == "succeeded":
+        eta = 0.0
+    return {
+        "job_id": row["id"],
+        "name": row["name"],
+        "state": state,
+        "phase": row["phase"],
+        "step": step,
+        "total": total,
+        "percent": percent,
+        "loss": prog.get("loss"),
+        "lr": prog.get("lr"),
+        "it_s": prog.get("it_s"),
+        "eta_s": eta,
+        "attempts": row["attempts"],
+        "max_retries": row["max_retries"],
+        "priority": row["priority"],
+        "backend": row["backend"],
+        "profile": row["profile"],
+        "created_at": iso(row["created_at"]),
+        "started_at": iso(row["started_at"]),
+        "ended_at": iso(row["ended_at"]),
+        "last_checkpoint": row["last_checkpoint"],
+        "artifact_id": row["artifact_id"],
+        "artifact_path": row["artifact_path"],
+        "error_cause": row["error_cause"],
+        "error_message": row["error_message"],
+        "job_dir": row["job_dir"],
+        "gpus": parse_gpus(row["gpus"]),
+    }

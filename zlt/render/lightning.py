@@ -1,0 +1,133 @@
+"""Spec x profile -> `trainer.json` for the built-in trainer (`python -m zlt.trainer trainer.json`). Pure."""
+
+from __future__ import annotations
+
+from zlt.errors import FieldError, SpecError
+from zlt.paths import cache_dir, zlt_home
+from zlt.profiles import HardwareProfile
+from zlt.render.base import RenderContext, RenderResult
+from zlt.render.common import compute_precision, sample_prompts
+from zlt.spec.models import JobSpec
+from zlt.trainer.config import (
+    CacheConfig,
+    DataConfig,
+    LoraConfig,
+    ModelConfig,
+    OptimizerConfig,
+    OutputConfig,
+    RuntimeConfig,
+    SampleConfig,
+    TrainerConfig,
+    TrainingConfig,
+    map_target_modules,
+)
+from zlt.trainer.tiny import TINY_LABEL
+
+CONFIG_NAME = "trainer.json"
+_FABRIC_PRECISION = {"bf16": "bf16-mixed", "fp16": "16-mixed", "fp32": "32-true"}
+
+
+def _targets(spec: JobSpec) -> list[str]:
+    targets, unknown = map_target_modules(spec.model.lora.target_modules)
+    if unknown:
+        raise SpecError([
+            FieldError(f"model.lora.target_modules[{i}]", f"unknown module {name!r}",
+                       "use attention.to_q/to_k/to_v/to_out, feed_forward.w1/w2/w3 or adaLN_modulation")
+            for i, name in unknown
+        ], "spec")
+    return targets
+
+
+def _runtime(spec: JobSpec, profile: HardwareProfile) -> RuntimeConfig:
+    on_cpu = profile.is_cpu or spec.job.resources.gpu == 0 or profile.lightning.device == "cpu"
+    if on_cpu:
+        return RuntimeConfig(accelerator="cpu", devices=1)
+    gpus = max(1, spec.job.resources.gpu)
+    return RuntimeConfig(accelerator="cuda", devices=gpus, strategy="ddp" if gpus > 1 else "auto")
+
+
+def _precision(spec: JobSpec, profile: HardwareProfile, runtime: RuntimeConfig, warnings: list[str]) -> tuple[str, str]:
+    """(Fabric precision, base weight dtype)."""
+    if runtime.accelerator == "cpu":
+        if spec.training.mixed_precision not in ("fp32", "no") and not spec.is_tiny:
+            warnings.append("training.mixed_precision: the CPU trains in fp32 (32-true)")
+        return "32-true", "fp32"
+    compute = compute_precision(spec, profile, warnings)
+    weights = spec.model.base.precision
+    if weights == "fp16" and profile.bf16:
+        weights = "bf16"  # Z-Image ships bf16 weights; fp16 would overflow in the attention
+    if compute == "fp32":
+        return "32-true", "fp32"
+    if compute == "fp16" and weights == "bf16":
+        weights = "fp16"
+    return _FABRIC_PRECISION[compute], weights
+
+
+def render_lightning(spec: JobSpec, profile: HardwareProfile, ctx: RenderContext) -> RenderResult:
+    warnings: list[str] = []
+    tr, ds, base, lora = spec.training, spec.dataset, spec.model.base, spec.model.lora
+    runtime = _runtime(spec, profile)
+    precision, weight_dtype = _precision(spec, profile, runtime, warnings)
+    if spec.is_tiny:
+        warnings.append(TINY_LABEL)
+    if base.quantize == "float8":
+        warnings.append("model.base.quantize: the built-in trainer does not quantise; it needs the VRAM of bf16 weights")
+    if tr.optimizer.use_8bit and tr.optimizer.type == "adamw" and runtime.accelerator == "cpu":
+        warnings.append("training.optimizer.use_8bit: AdamW 8-bit needs CUDA; the CPU run uses 32-bit AdamW")
+    if tr.optimizer.type == "prodigy" and tr.learning_rate < 0.1:
+        warnings.append(f"training.optimizer.type prodigy: learning_rate {tr.learning_rate:g} multiplies Prodigy's own "
+                        "step size; 1.0 is usual")
+    gc = tr.gradient_checkpointing or (profile.lightning.gradient_checkpointing and not profile.is_cpu)
+    if gc and not tr.gradient_checkpointing:
+        warnings.append(f"training.gradient_checkpointing: forced on by profile {profile.name}")
+    resolution = min(ds.resolution, profile.resolution_cap)
+    if resolution < ds.resolution:
+        warnings.append(f"dataset.resolution: {ds.resolution} capped to {resolution} by profile {profile.name}")
+    prompts = sample_prompts(spec) if tr.sample.enable else []
+
+    cfg = TrainerConfig(
+        name=spec.name,
+        job_id=ctx.job_id,
+        model=ModelConfig(name=base.name, source=base.source, weight_dtype=weight_dtype,
+                          training_adapter=spec.adapter_path()),
+        lora=LoraConfig(rank=lora.rank, alpha=lora.alpha, dropout=lora.dropout, target_modules=_targets(spec)),
+        data=DataConfig(
+            path=str(ctx.dataset_dir or ds.path), caption_ext=ds.caption.caption_ext,
+            caption_strategy=ds.caption.strategy, default_caption=ds.caption.default_caption,
+            trigger=spec.trigger, trigger_position=ds.caption.trigger_position, resolution=resolution,
+            upscale=ds.upscale, repeats=ds.repeats, shuffle=ds.shuffle, horizontal_flip=ds.augment.horizontal_flip,
+            color_jitter=ds.augment.color_jitter, caption_dropout=ds.caption.dropout,
+        ),
+        training=TrainingConfig(
+            batch_size=tr.batch_size, gradient_accumulation=tr.gradient_accumulation, max_steps=tr.max_steps,
+            warmup_steps=tr.warmup_steps, learning_rate=tr.learning_rate, scheduler=tr.scheduler,
+            optimizer=OptimizerConfig(type=tr.optimizer.type, use_8bit=tr.optimizer.use_8bit,
+                                      weight_decay=tr.optimizer.weight_decay),
+            precision=precision, gradient_checkpointing=gc, timestep_type=tr.timestep_type,
+            content_or_style=tr.content_or_style, seed=tr.seed,
+        ),
+        runtime=runtime,
+        cache=CacheConfig(dir=str(ctx.cache_dir or cache_dir(zlt_home()) / "latents"),
+                          text_embeddings=profile.lightning.cache_text_embeddings),
+        output=OutputConfig(dir=str(ctx.output_dir), save_every=spec.output.save.every, keep=spec.output.save.keep,
+                            save_dtype=spec.output.save.dtype, resume=ctx.resume),
+        sample=SampleConfig(enable=tr.sample.enable, every=tr.sample.every, prompts=prompts, steps=tr.sample.steps,
+                            guidance_scale=tr.sample.guidance_scale, seed=tr.sample.seed, width=resolution,
+                            height=resolution),
+    )
+    return RenderResult(
+        backend="lightning",
+        profile=profile.name,
+        files={CONFIG_NAME: cfg.model_dump_json(indent=2) + "\n"},
+        argv=[[ctx.python, "-m", "zlt.trainer", ctx.config_path(CONFIG_NAME)]],
+        warnings=warnings,
+        step_names=["train"],
+    )
+
+
+def trainer_config_from_render(result: RenderResult) -> TrainerConfig:
+    """The typed config back from a render (tests, `zlt render --explain`)."""
+    return TrainerConfig.model_validate_json(result.files[CONFIG_NAME])
+
+
+__all__ = ["CONFIG_NAME", "render_lightning", "trainer_config_from_render"]

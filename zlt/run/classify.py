@@ -1,0 +1,137 @@
+"""Why a trainer run ended: status and a cause from `FAILURE_CAUSES`, with a hint on what to do.
+
+Order matters: a stop zlt asked for wins (ai-toolkit exits 0 on SIGINT), then what the output says
+(CUDA OOM, host OOM kill, a missing package, a failed download, a rejected config), then the exit
+code. Anything else is `unknown`, reported with the last 40 log lines.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+from dataclasses import dataclass, field
+from typing import Any
+
+from zlt.run.interpret import RunFacts
+from zlt.run.parse_common import is_cuda_oom
+
+HOST_OOM_MARKERS = ("Signals.SIGKILL", "died with <Signals.SIGKILL", "exit status -9", "exit status 137")
+IMPORT_MARKERS = ("ModuleNotFoundError", "ImportError", "No module named", "cannot import name")
+DOWNLOAD_MARKERS = (
+    "RepositoryNotFoundError", "GatedRepoError", "LocalEntryNotFoundError", "EntryNotFoundError",
+    "RevisionNotFoundError", "HfHubHTTPError", "401 Client Error", "403 Client Error",
+    "couldn't connect to 'https://huggingface.co'", "We couldn't connect to",
+    "Cannot find the requested files in the local cache", "outgoing traffic has been disabled",
+    "is not a local folder and is not a valid model identifier", "Max retries exceeded with url",
+    "does not appear to have a file named", "Repository Not Found", "hf-mirror.com",
+)
+CONFIG_MARKERS = (
+    "unrecognized arguments", "the following arguments are required", "invalid choice:",
+    "Invalid user config", "MultipleInvalid", "extra keys not allowed", "yaml.scanner.ScannerError",
+    "yaml.parser.ParserError", "Unknown job type", "Environment variable", "not found in config",
+    "pydantic_core._pydantic_core.ValidationError", "toml.decoder", "tomllib.TOMLDecodeError",
+)
+_MISSING_WEIGHTS = re.compile(r"(FileNotFoundError|No such file or directory).*\.(safetensors|bin|pt|gguf)")
+_ARGPARSE = re.compile(r"^[\w.\-]+(\.py)?: error: ")
+
+HINTS = {
+    "host_oom": "the operating system killed the trainer for lack of RAM: free memory, add swap, "
+                "or use a profile with less CPU offload (and fewer data loader workers)",
+    "import_error": "the trainer's Python environment is missing a package: install the trainer's "
+                    "requirements into that interpreter (see `zlt preflight`)",
+    "model_download": "the base model, adapter or weights could not be fetched: download them first "
+                      "(set HF_TOKEN for gated repos), or point the spec at local files",
+    "bad_config": "the trainer rejected the rendered config: inspect render/ in the job folder "
+                  "(`zlt render`) and check the trainer checkout's version",
+    "unknown": "read the last log lines below and train.log in the job folder",
+}
+
+
+@dataclass
+class Outcome:
+    status: str  # succeeded | failed | cancelled | timeout
+    cause: str | None = None
+    message: str | None = None
+    hint: str | None = None
+    log_tail: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"status": self.status, "cause": self.cause, "message": self.message, "hint": self.hint,
+                "log_tail": self.log_tail}
+
+
+def _first(lines: list[str], markers: tuple[str, ...]) -> str | None:
+    for line in reversed(lines):
+        if any(m in line for m in markers):
+            return line.strip()
+    return None
+
+
+def _main_error(facts: RunFacts) -> str | None:
+    """The error that explains the failure: a launcher's wrapper error (accelerate's
+    CalledProcessError around the training script) only repeats that the script failed."""
+    messages = [getattr(e, "message", "") for e in facts.errors]
+    real = [m for m in messages if m and "CalledProcessError" not in m]
+    return (real or messages or [None])[-1]
+
+
+def describe_exit(returncode: int | None) -> str:
+    if returncode is None:
+        return "no exit code"
+    if returncode < 0:
+        try:
+            return f"killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"killed by signal {-returncode}"
+    return f"exit code {returncode}"
+
+
+def classify(
+    *,
+    returncode: int | None,
+    stop_reason: str | None,
+    signals_sent: list[str],
+    facts: RunFacts,
+    oom_hint: str = "",
+    timeout_hours: float | None = None,
+    expect_final: bool = False,
+    have_final: bool = True,
+) -> Outcome:
+    """Status and cause of one trainer process (or the last step of a multi-step job)."""
+    tail = list(facts.tail)
+    if stop_reason == "timeout":
+        limit = f" after job.timeout_hours={timeout_hours:g}" if timeout_hours else ""
+        return Outcome("timeout", "timeout", f"stopped{limit} ({describe_exit(returncode)})",
+                       "raise job.timeout_hours or train fewer steps; checkpoints saved so far are kept")
+    if stop_reason == "cancelled":
+        return Outcome("cancelled", "cancelled", f"cancelled by the user ({describe_exit(returncode)})")
+    if returncode == 0:
+        if facts.job_stopped:
+            return Outcome("cancelled", "cancelled", "the trainer was interrupted outside zlt (it printed 'Job stopped')")
+        if expect_final and not have_final:
+            return Outcome("failed", "unknown", "the trainer exited 0 but saved no final LoRA file",
+                           HINTS["unknown"], tail)
+        return Outcome("succeeded")
+
+    texts = tail + [e.message for e in facts.errors if hasattr(e, "message")]
+    oom_line = facts.fatal_oom or next((t.strip() for t in reversed(texts) if is_cuda_oom(t)), None)
+    if oom_line:
+        return Outcome("failed", "cuda_oom", f"CUDA out of memory: {oom_line}", oom_hint or None, tail)
+    killed = returncode in (-signal.SIGKILL, 128 + signal.SIGKILL) and "SIGKILL" not in signals_sent
+    marker = _first(texts, HOST_OOM_MARKERS)
+    if killed or marker:
+        msg = marker or f"the trainer was {describe_exit(returncode)} without zlt asking (host out of memory?)"
+        return Outcome("failed", "host_oom", msg, HINTS["host_oom"], tail)
+    line = _first(texts, IMPORT_MARKERS)
+    if line:
+        return Outcome("failed", "import_error", line, HINTS["import_error"], tail)
+    line = _first(texts, DOWNLOAD_MARKERS) or next(
+        (t.strip() for t in reversed(texts) if _MISSING_WEIGHTS.search(t)), None)
+    if line:
+        return Outcome("failed", "model_download", line, HINTS["model_download"], tail)
+    line = _first(texts, CONFIG_MARKERS) or next((t.strip() for t in reversed(texts) if _ARGPARSE.match(t)), None)
+    if line:
+        return Outcome("failed", "bad_config", line, HINTS["bad_config"], tail)
+    last_error = _main_error(facts)
+    msg = f"trainer failed ({describe_exit(returncode)})" + (f": {last_error}" if last_error else "")
+    return Outcome("failed", "unknown", msg, HINTS["unknown"], tail)

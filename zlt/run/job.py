@@ -1,0 +1,347 @@
+"""One run of a training job, stage by stage (see pipeline.run_training for the contract)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from zlt.errors import BadInputError, EnvNotReadyError, ZltError
+from zlt.fsutil import atomic_write_json
+from zlt.paths import cache_dir
+from zlt.run.checkpoints import CheckpointFile, latest_state, scan_checkpoints, write_checkpoints_json
+from zlt.run.classify import classify
+from zlt.run.events import Checkpoint, Event, Resumed
+from zlt.run.interpret import LogInterpreter, RunFacts
+from zlt.run.pipeline import JobContext, RunOutcome, Sink, TrainRequest, error_cause, error_event
+from zlt.run.supervise import ProcessResult, StopControl, supervise
+
+CANCEL_FILE = "cancel.request"
+STEP_PHASES = {"cache_latents": "caching_latents", "cache_text_encoder_outputs": "caching_text",
+               "train": "loading_model"}
+
+
+def make_parser(backend: str, job_name: str):
+    if backend == "ai-toolkit":
+        from zlt.run.parse_aitoolkit import parse_aitoolkit
+
+        return lambda line: parse_aitoolkit(line, job_name)
+    if backend == "musubi":
+        from zlt.run.parse_musubi import parse_musubi
+
+        return parse_musubi
+    from zlt.run.parse_lightning import parse_lightning
+
+    return parse_lightning
+
+
+class JobRun:
+    def __init__(self, req: TrainRequest, *, sinks: Sequence[Sink], stop: threading.Event | None,
+                 force: threading.Event | None) -> None:
+        self.req = req
+        self.spec = req.loaded.spec
+        self.backend = req.backend or self.spec.training.backend
+        self.sinks, self.stop, self.force = sinks, stop, force
+        self.stage = "preflight"
+        self.facts = RunFacts()
+        self.profile = None
+        self.location = None
+        self.render = None
+        self.prepared_dir: Path | None = None
+        self.resume_from: Path | None = None
+        self.resume_step = 0
+        self.checkpoints: list[CheckpointFile] = []
+
+    # -- driver --------------------------------------------------------------------------------
+    def run(self) -> RunOutcome:
+        ctx = self.ctx = JobContext(self.req, self.sinks)
+        self.attempt_output = ctx.output_dir
+        cancel_file = ctx.job_dir / CANCEL_FILE
+        cancel_file.unlink(missing_ok=True)
+        deadline = time.monotonic() + self.spec.job.timeout_hours * 3600
+        self.control = StopControl(self.stop, self.force, deadline, cancel_file)
+        ctx.on_event.append(self._on_event)
+        try:
+            ctx.write_spec()
+            for w in self.req.loaded.warnings:
+                ctx.warn(w)
+            outcome = self._stages()
+        except ZltError as err:
+            self._end(self._early_outcome(error_cause(err, self.stage), err.message, err.hint, error=err))
+            raise
+        except BaseException as err:
+            self._end(self._early_outcome("unknown", f"zlt failed while {self.stage}: {err!r}", None))
+            raise
+        self._end(outcome)
+        return outcome
+
+    def _stages(self) -> RunOutcome:
+        self._preflight()
+        for stage in (self._prepare_dataset, self._render_files):
+            reason = self.control.reason(time.monotonic())
+            if reason:
+                return self._stopped_before_launch(reason)
+            stage()
+        return self._launch()
+
+    # -- stages --------------------------------------------------------------------------------
+    def _preflight(self) -> None:
+        from zlt.render import select_profile
+
+        ctx, req = self.ctx, self.req
+        ctx.phase_event("preflight")
+        if self.backend not in ("ai-toolkit", "musubi", "lightning"):
+            raise BadInputError(f"--backend {self.backend!r}: unknown backend",
+                                hint="use one of: ai-toolkit, musubi, lightning")
+        self.profile, notes = select_profile(self.spec, self.backend, name=req.profile, vram_gb=req.vram_gb)
+        for note in notes:
+            ctx.phase_event("preflight", note)
+        if req.skip_preflight:
+            ctx.warn("preflight skipped (--skip-preflight): GPU, trainer install and model files were not checked")
+            return
+        from zlt.preflight import run_preflight
+
+        report = run_preflight(self.spec, backend=self.backend, profile=self.profile.name, vram_gb=req.vram_gb,
+                               ai_toolkit=req.ai_toolkit, musubi=req.musubi, home=req.home)
+        atomic_write_json(ctx.job_dir / "preflight.json", report.to_dict())
+        if not report.ok:
+            raise _preflight_error(report)
+
+    def _prepare_dataset(self) -> None:
+        from zlt.dataset import prepare_cached
+
+        self.stage = "preparing_dataset"
+        ctx, spec = self.ctx, self.spec
+        ctx.phase_event("preparing_dataset", spec.dataset.path)
+        flip = self.backend == "musubi" and spec.dataset.augment.horizontal_flip
+        res = prepare_cached(Path(spec.dataset.path), spec, cache_dir(self.req.home), flip=flip)
+        self.prepared_dir = Path(res.out_dir)
+        doc = {**res.to_dict(), "source": spec.dataset.path, "prepared_dir": str(res.out_dir),
+               "manifest": str(res.manifest_path), "dataset_sha256": res.dataset_sha256,
+               "num_images": res.num_images, "flip": flip}
+        atomic_write_json(ctx.job_dir / "dataset.json", doc)
+        skipped = res.skipped if isinstance(res.skipped, int) else len(res.skipped or [])
+        if skipped:
+            ctx.warn(f"dataset: {skipped} file(s) skipped while preparing (see {res.manifest_path})")
+
+    def _render_files(self) -> None:
+        from zlt.render import RenderContext, render_spec, write_render
+        from zlt.run.jobfiles import has_safetensors, rotate
+        from zlt.run.launch import locate
+
+        self.stage = "rendering"
+        ctx, req, spec = self.ctx, self.req, self.spec
+        ctx.phase_event("rendering", self.backend)
+        explicit = req.ai_toolkit if self.backend == "ai-toolkit" else req.musubi if self.backend == "musubi" else None
+        self.location = locate(self.backend, explicit)
+        if not req.resume and has_safetensors(ctx.output_dir):
+            moved = rotate(ctx.output_dir)
+            ctx.warn(f"a previous run's output was moved to {moved} (pass --resume to continue it instead)")
+        if req.resume and self.backend == "musubi":
+            self._plan_musubi_resume()
+        rctx = RenderContext(
+            dataset_dir=self.prepared_dir, output_dir=self.attempt_output, config_dir=ctx.render_dir,
+            job_id=req.job_id, cache_dir=cache_dir(req.home), trainer_root=self.location.root,
+            python=self.location.python,
+            log_path=ctx.job_dir / "ai-toolkit.log" if self.backend == "ai-toolkit" else None,
+            resume=req.resume,
+        )
+        if self.resume_from is not None:
+            rctx.resume_from, rctx.resume_step = self.resume_from, self.resume_step
+        self.render = render_spec(spec, self.backend, self.profile, rctx)
+        write_render(self.render, ctx.render_dir)
+        for w in self.render.warnings:
+            ctx.warn(w)
+
+    def _plan_musubi_resume(self) -> None:
+        state = latest_state(self.ctx.output_dir, self.spec.name)
+        if state is None:
+            self.ctx.warn("--resume: no musubi state folder found; training starts from step 0")
+            return
+        self.resume_from, self.resume_step = state.path, state.step
+        # musubi restarts its counter at 0: a separate folder keeps its file names from colliding.
+        self.attempt_output = self.ctx.output_dir / f"resume_from_{state.step:08d}"
+
+    def _launch(self) -> RunOutcome:
+        from zlt.run.jobfiles import LOG_NAME, rotate
+        from zlt.run.launch import child_env
+
+        self.stage = "training"
+        ctx, render = self.ctx, self.render
+        rotate(ctx.job_dir / LOG_NAME)
+        env = child_env(self.req.gpus)
+        parser = make_parser(self.backend, self.spec.name)
+        names = render.step_names or ["train"] * len(render.argv)
+        last: ProcessResult | None = None
+        stopped_before: str | None = None
+        completed = 0
+        with open(ctx.job_dir / LOG_NAME, "ab", buffering=0) as log:
+            for argv, name in zip(render.argv, names):
+                stopped_before = self.control.reason(time.monotonic())
+                if stopped_before:
+                    break
+                is_train = name == "train"
+                script = next((Path(a).name for a in argv[1:] if a.endswith(".py")), " ".join(argv[1:3]))
+                ctx.phase_event(STEP_PHASES.get(name, "loading_model"), f"{name}: {script}")
+                if is_train and self.resume_from is not None:
+                    ctx.emit(Resumed(step=self.resume_step, path=str(self.resume_from)))
+                interp = LogInterpreter(parser, self._emit_trainer_event, facts=self.facts,
+                                        step_offset=self.resume_step if is_train else 0,
+                                        progress_allowed=is_train)
+                try:
+                    last = supervise(argv, on_lines=interp.feed_lines, cwd=render.cwd, env=env, log=log,
+                                     control=self.control, grace_s=self.req.stop_grace_s,
+                                     busy=lambda i=interp: i.saving, on_tick=ctx.throttle.tick)
+                except OSError as e:
+                    raise EnvNotReadyError(f"cannot start the trainer ({argv[0]}): {e.strerror or e}",
+                                           hint="check the trainer's python (ZLT_AI_TOOLKIT_PYTHON / ZLT_MUSUBI_PYTHON)") from None
+                finally:
+                    interp.finish()
+                if last.returncode != 0 or last.stop_reason:
+                    break
+                completed += 1
+        self.stage = "collecting"
+        self._refresh_checkpoints()
+        return self._judge(last, stopped_before, ran_all=completed == len(render.argv))
+
+    # -- outcome -------------------------------------------------------------------------------
+    def _judge(self, last: ProcessResult | None, stopped_before: str | None, ran_all: bool) -> RunOutcome:
+        finals = [c for c in self.checkpoints if c.final and c.valid]
+        stop_reason = last.stop_reason if last else stopped_before
+        if stop_reason and last is not None and last.returncode == 0 and finals and (
+                max(c.step or 0 for c in finals) >= self.spec.training.max_steps):
+            stop_reason = None  # the stop came after the trainer had finished its work
+        verdict = classify(
+            returncode=last.returncode if last else None, stop_reason=stop_reason,
+            signals_sent=last.signals if last else [], facts=self.facts, oom_hint=self._oom_hint(),
+            timeout_hours=self.spec.job.timeout_hours, expect_final=ran_all, have_final=bool(finals),
+        )
+        outcome = self._outcome(verdict.status, verdict.cause, verdict.message, verdict.hint,
+                                exit_code=last.returncode if last else None, log_tail=verdict.log_tail)
+        if outcome.status == "succeeded":
+            f = self.facts
+            loss = f"; loss {f.first_loss:.4g} -> {f.last_loss:.4g}" if f.first_loss is not None else ""
+            outcome.message = f"trained {f.last_step or self.spec.training.max_steps} steps{loss}"
+            self._collect(outcome)
+        return outcome
+
+    def _collect(self, outcome: RunOutcome) -> None:
+        self.ctx.phase_event("collecting")
+        self._write_result(outcome)  # the collector reads result.json
+        try:
+            from zlt.artifacts import collect_artifact
+
+            rec = collect_artifact(self.ctx.job_dir, home=self.req.home, attempts=self.req.attempt)
+        except ZltError as e:
+            outcome.status, outcome.cause = "failed", "bad_config" if isinstance(e, BadInputError) else "unknown"
+            outcome.message = (f"training finished (checkpoints in {self.attempt_output}) but the artifact was "
+                               f"not collected: {e.message}")
+            outcome.hint = e.hint or None
+            return
+        outcome.artifact_id, outcome.artifact_path = rec.id, str(rec.path)
+
+    def _outcome(self, status: str, cause: str | None, message: str | None, hint: str | None, *,
+                 exit_code: int | None = None, log_tail: list[str] | None = None) -> RunOutcome:
+        f = self.facts
+        return RunOutcome(
+            job_id=self.req.job_id, status=status, exit_code=exit_code, cause=cause, message=message,
+            artifact_id=None, artifact_path=None, checkpoints=[c.to_dict() for c in self.checkpoints if c.valid],
+            last_step=f.last_step, hint=hint, first_loss=f.first_loss, last_loss=f.last_loss,
+            job_dir=str(self.ctx.job_dir), log_tail=log_tail or [],
+        )
+
+    def _early_outcome(self, cause: str, message: str, hint: str | None, error: ZltError | None = None) -> RunOutcome:
+        if error is not None:
+            self.ctx.emit(error_event(error))
+        return self._outcome("failed", cause, message, hint or None)
+
+    def _stopped_before_launch(self, reason: str) -> RunOutcome:
+        status = "timeout" if reason == "timeout" else "cancelled"
+        return self._outcome(status, status, f"{status} before the trainer started", None)
+
+    def _end(self, outcome: RunOutcome) -> None:
+        self._write_result(outcome)
+        self.ctx.finish(outcome)
+
+    def _write_result(self, outcome: RunOutcome) -> None:
+        loc = self.location
+        if self.backend == "lightning":
+            from zlt import __version__
+
+            version = f"zlt {__version__}"
+        else:
+            version = loc.commit if loc is not None else None
+        extra: dict[str, Any] = {"trainer": loc.to_dict() if loc else None,
+                                 "output_dir": str(self.attempt_output), "resume_step": self.resume_step}
+        self.ctx.write_result(outcome, backend=self.backend, profile=self.profile.name if self.profile else None,
+                              backend_version=version, extra=extra)
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    def _emit_trainer_event(self, ev: Event) -> None:
+        if isinstance(ev, Checkpoint) and ev.step is None:
+            # A final file has no step in its name; its header knows (training_info / ss_steps).
+            from zlt.run.checkpoints import inspect_checkpoint
+
+            path = Path(ev.path)
+            if not path.is_absolute() and self.render is not None and self.render.cwd:
+                path = Path(self.render.cwd) / path
+            ck = inspect_checkpoint(path, path.stem) if path.is_file() else None
+            if ck is not None and ck.step is not None:
+                ev.step = ck.step + (self.resume_step if self.backend == "musubi" else 0)
+        self.ctx.emit(ev)
+
+    def _on_event(self, ev: Event) -> None:
+        if isinstance(ev, Checkpoint):
+            self._refresh_checkpoints()
+
+    def _refresh_checkpoints(self) -> None:
+        out = self.ctx.output_dir
+        found = scan_checkpoints(out, self.spec.name)
+        self.checkpoints = found
+        state = latest_state(out, self.spec.name) if self.backend == "musubi" else None
+        valid = [c for c in found if c.valid]
+        doc = write_checkpoints_json(self.ctx.job_dir, self.backend, self.attempt_output, valid,
+                                     states=[state] if state else None)
+        bad = [c.to_dict() for c in found if not c.valid]
+        if bad:
+            doc["invalid"] = bad
+            atomic_write_json(self.ctx.job_dir / "checkpoints.json", doc)
+
+    def _oom_hint(self) -> str:
+        from zlt.profiles import gpu_profiles
+
+        spec, parts = self.spec, []
+        current = self.profile.vram_gb if self.profile is not None else 0
+        smaller = [p for p in gpu_profiles() if 0 < p.vram_gb < current]
+        if smaller:
+            parts.append(f"--profile {smaller[-1].name} (quantisation/offload levers)")
+        if spec.dataset.resolution > 512:
+            parts.append(f"--set dataset.resolution={768 if spec.dataset.resolution > 768 else 512}")
+        if spec.training.batch_size > 1:
+            parts.append("--set training.batch_size=1")
+        if not spec.training.gradient_checkpointing:
+            parts.append("--set training.gradient_checkpointing=true")
+        if spec.model.base.quantize == "none":
+            parts.append("--set model.base.quantize=float8")
+        levers = ", ".join(parts) or "a GPU with more memory"
+        return f"lower peak VRAM: {levers}; `zlt preflight` shows the estimate"
+
+
+def _preflight_error(report: Any) -> ZltError:
+    """A failed PreflightReport as the error to raise (exit code 2 or 3, as the report says)."""
+    problems, hints = [], []
+    for check in getattr(report, "checks", []) or []:
+        status = str(getattr(check, "status", "")).lower()
+        ok = getattr(check, "ok", None)
+        if ok is False or status in ("fail", "failed", "error"):
+            name = getattr(check, "name", "check")
+            problems.append(f"{name}: {getattr(check, 'message', '')}".strip(": "))
+            if getattr(check, "hint", None):
+                hints.append(str(check.hint))
+    message = "preflight failed: " + ("; ".join(problems) if problems else "see preflight.json in the job folder")
+    hint = "; ".join(hints) or "fix the problems above, or pass --skip-preflight to try anyway"
+    if getattr(report, "exit_code", 3) == 2:
+        return BadInputError(message, hint)
+    return EnvNotReadyError(message, hint)

@@ -1,0 +1,182 @@
+"""`run_training`: validate -> preflight -> prepare dataset -> render -> run the trainer's steps ->
+checkpoints -> artifact, with events all the way and always a final `finished` event.
+
+The async worker, the HTTP API and `zlt train` all call this one function. Errors before launch
+(preflight, dataset, a spec x profile that cannot fit) end the job with a `finished` event and are
+raised as ZltError so the caller can map them to exit codes 2 and 3; a trainer that runs and fails
+is a RunOutcome with status failed/cancelled/timeout, never an exception.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from zlt.errors import BadInputError, EnvNotReadyError, ZltError
+from zlt.fsutil import atomic_write_json, atomic_write_text
+from zlt.run.events import Error, Event, EventStream, Finished, Phase, Sample, Warning_
+from zlt.spec.load import LoadedSpec, dump_spec_yaml
+
+Sink = Callable[[dict], None]
+
+
+@dataclass
+class TrainRequest:
+    loaded: LoadedSpec
+    home: Path
+    job_id: str
+    job_dir: Path
+    backend: str | None = None
+    profile: str = "auto"
+    vram_gb: float | None = None
+    skip_preflight: bool = False
+    resume: bool = False
+    attempt: int = 1
+    gpus: list[int] | None = None  # -> CUDA_VISIBLE_DEVICES of the child
+    ai_toolkit: str | None = None
+    musubi: str | None = None
+    stop_grace_s: float = 120.0  # SIGINT -> wait -> SIGTERM -> 10 s -> SIGKILL
+
+
+@dataclass
+class RunOutcome:
+    job_id: str
+    status: str  # succeeded | failed | cancelled | timeout
+    exit_code: int | None
+    cause: str | None
+    message: str | None
+    artifact_id: str | None
+    artifact_path: str | None
+    checkpoints: list[dict] = field(default_factory=list)
+    last_step: int | None = None
+    hint: str | None = None
+    first_loss: float | None = None
+    last_loss: float | None = None
+    job_dir: str | None = None
+    log_tail: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class _SafeSink:
+    """A sink that fails (a closed stdout, a broken client) is dropped, never the training."""
+
+    def __init__(self, sink: Sink, warn: Callable[[str], None]) -> None:
+        self.sink, self.warn, self.dead = sink, warn, False
+
+    def __call__(self, d: dict) -> None:
+        if self.dead:
+            return
+        try:
+            self.sink(d)
+        except Exception as e:  # noqa: BLE001 - any consumer error must not stop the trainer
+            self.dead = True
+            self.warn(f"an event consumer failed and was detached: {e!r}")
+
+
+def run_training(
+    req: TrainRequest,
+    *,
+    sinks: Sequence[Sink] = (),
+    stop: threading.Event | None = None,
+    force: threading.Event | None = None,
+) -> RunOutcome:
+    """Run one training job to its end. `stop.set()` from another thread cancels it gracefully;
+    `force.set()` (a second Ctrl+C) skips the wait for a save and the grace period."""
+    from zlt.run.job import JobRun
+
+    return JobRun(req, sinks=sinks, stop=stop, force=force).run()
+
+
+class JobContext:
+    """The event plumbing and job-folder writes shared by the stages of a run."""
+
+    def __init__(self, req: TrainRequest, sinks: Sequence[Sink]) -> None:
+        from zlt.run.throttle import ProgressThrottle
+
+        self.req = req
+        self.spec = req.loaded.spec
+        self.job_dir = Path(req.job_dir).expanduser().resolve()
+        self.job_dir.mkdir(parents=True, exist_ok=True)
+        self.output_dir = self.job_dir / "output"
+        self.render_dir = self.job_dir / "render"
+        self.started_at = time.time()
+        self.stream = EventStream(req.job_id, self.job_dir / "events.jsonl")
+        self._warnings_pending: list[str] = []
+        for s in sinks:
+            self.stream.add_sink(_SafeSink(s, self._warnings_pending.append))
+        self.throttle = ProgressThrottle(self._emit_now)
+        self.on_event: list[Callable[[Event], None]] = []
+        self.samples_seen: set[str] = set()
+        self.phase: str | None = None
+
+    def emit(self, ev: Event) -> None:
+        self.throttle.push(ev)
+
+    def _emit_now(self, ev: Event) -> None:
+        leaving_sampling = self.phase == "sampling" and not (isinstance(ev, Phase) and ev.phase == "sampling")
+        if isinstance(ev, Phase):
+            self.phase = ev.phase
+        if leaving_sampling and not isinstance(ev, Sample):
+            self.report_samples()
+        self.stream.emit(ev)
+        for hook in self.on_event:
+            hook(ev)
+        while self._warnings_pending:
+            self.stream.emit(Warning_(message=self._warnings_pending.pop(0)))
+
+    def report_samples(self) -> None:
+        from zlt.run.jobfiles import find_samples, sample_step
+
+        for p in find_samples(self.output_dir, self.samples_seen):
+            self.samples_seen.add(str(p))
+            self.stream.emit(Sample(path=str(p), step=sample_step(p.name)))
+
+    def phase_event(self, phase: str, message: str = "") -> None:
+        self.emit(Phase(phase=phase, message=message))
+
+    def warn(self, message: str) -> None:
+        self.emit(Warning_(message=message))
+
+    def write_spec(self) -> None:
+        atomic_write_text(self.job_dir / "spec.yaml", dump_spec_yaml(self.spec))
+
+    def write_result(self, outcome: RunOutcome, *, backend: str, profile: str | None, backend_version: str | None,
+                     extra: dict[str, Any] | None = None) -> None:
+        doc = {
+            "job_id": outcome.job_id, "status": outcome.status, "exit_code": outcome.exit_code,
+            "cause": outcome.cause, "message": outcome.message, "hint": outcome.hint, "backend": backend,
+            "profile": profile, "started_at": self.started_at, "ended_at": time.time(),
+            "attempt": self.req.attempt, "backend_version": backend_version,
+            "artifact_id": outcome.artifact_id, "artifact_path": outcome.artifact_path,
+            "last_step": outcome.last_step, "first_loss": outcome.first_loss, "last_loss": outcome.last_loss,
+            "log_tail": outcome.log_tail, **(extra or {}),
+        }
+        atomic_write_json(self.job_dir / "result.json", doc)
+
+    def finish(self, outcome: RunOutcome) -> None:
+        self.emit(Finished(status=outcome.status, exit_code=outcome.exit_code, cause=outcome.cause,
+                           message=outcome.message, artifact=outcome.artifact_path))
+        self.throttle.flush()
+        self.stream.close()
+
+
+def error_cause(err: ZltError, stage: str) -> str:
+    """The failure cause of an error raised before the trainer ran."""
+    if isinstance(err, EnvNotReadyError):
+        return "preflight"
+    if stage == "preparing_dataset":
+        return "dataset"
+    if isinstance(err, BadInputError):
+        return "bad_config"
+    return "unknown"
+
+
+def error_event(err: ZltError) -> Error:
+    lines = err.lines()
+    return Error(message=lines[0], traceback=lines[1:])

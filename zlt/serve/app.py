@@ -1,0 +1,335 @@
+"""The HTTP API: `create_app(home, data_roots, token, ...)` builds the FastAPI app `zlt serve` runs.
+
+Every route but /healthz needs `Authorization: Bearer <token>`. Routes call `zlt.serve.tools`, which calls the
+library; blocking calls (SQLite, files) run in the thread pool.
+"""
+
+# No `from __future__ import annotations`: FastAPI reads route annotations at runtime, and some are local types
+# (the profile enum built from the bundled profiles).
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
+from fastapi import Path as PathParam
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
+
+from zlt import __version__
+from zlt.errors import BadInputError, FieldError, SpecError, ZltError
+from zlt.serve import openapi, tools
+from zlt.serve.auth import bearer_matches
+from zlt.serve.http_errors import BodyLimit, install as install_errors
+from zlt.serve.intake import Fence, SubmitOptions, load_client_spec
+from zlt.serve.models import Accepted, ErrorBody, Health, JobStatusBody
+from zlt.serve.sse import StreamSettings, event_frames, resume_point
+from zlt.serve.uploads import Limits, UploadRefused, extract_zip
+
+JOB_ID = PathParam(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$", description="Job id (or a unique prefix).")
+ARTIFACT_ID = PathParam(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,255}$",
+                        description="Artifact id, its job's id, or a unique prefix.")
+Backend = Literal["ai-toolkit", "musubi", "lightning"]
+State = Literal["queued", "preparing", "running", "succeeded", "failed", "cancelled"]
+
+
+def _profile_names() -> Any:
+    """`auto` or a bundled hardware profile, as a type FastAPI validates and documents as an enum."""
+    from zlt.profiles import load_profiles
+
+    return Literal[("auto", *load_profiles())]  # type: ignore[valid-type]
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    words = {400: "Bad request", 401: "Missing or wrong bearer token", 404: "Not found", 409: "Not allowed in this state",
+             413: "Upload too large", 415: "Unsupported content type", 422: "Invalid spec or parameters",
+             503: "Environment not ready"}
+    return {c: {"model": ErrorBody, "description": words.get(c, "Error")} for c in codes}
+
+
+def _ok(model: Any, *codes: int) -> dict[int | str, dict[str, Any]]:
+    """Document the 200 body as `model` while returning the library's dict untouched (same keys, same order)."""
+    return {200: {"model": model, "description": "OK"}, **_errors(*codes)}
+
+
+class Unauthorized(ZltError):
+    kind = "unauthorized"
+    status = 401
+
+
+@dataclass
+class ServeConfig:
+    """Everything a running server needs to know."""
+
+    home: Path
+    token: str
+    data_roots: list[Path] = field(default_factory=list)
+    output_roots: list[Path] = field(default_factory=list)  # besides <ZLT_HOME>, always allowed
+    limits: Limits = field(default_factory=Limits)
+    webhook_secret: str | None = None  # None: webhooks are not sent
+    webhook_poll_s: float = 1.0
+    stream: StreamSettings = field(default_factory=StreamSettings)
+
+    def fence(self) -> Fence:
+        roots = [self.home] + [p for p in self.output_roots if p != self.home]
+        return Fence(tuple(self.data_roots), tuple(roots), self.limits)
+
+
+def create_app(home: Path, data_roots: list[Path], token: str, **options: Any) -> FastAPI:
+    """The app for `zlt serve`; `options` are the other `ServeConfig` fields."""
+    return build_app(ServeConfig(home=Path(home), token=token, data_roots=[Path(p) for p in data_roots], **options))
+
+
+def _lifespan(cfg: ServeConfig):
+    from contextlib import asynccontextmanager
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        dispatcher = None
+        if cfg.webhook_secret:
+            from zlt.serve.webhooks import WebhookDispatcher
+
+            dispatcher = WebhookDispatcher(cfg.home, cfg.webhook_secret, poll_s=cfg.webhook_poll_s)
+            dispatcher.start()
+        try:
+            yield
+        finally:
+            if dispatcher is not None:
+                dispatcher.stop()
+
+    return lifespan
+
+
+def build_app(cfg: ServeConfig) -> FastAPI:
+    app = FastAPI(
+        title="zlt", version=__version__, lifespan=_lifespan(cfg), openapi_url=None, docs_url=None, redoc_url=None,
+        description="LoRA training on Tongyi-MAI/Z-Image-Turbo as a service: submit a job spec, get a job id, "
+                    "follow its events, fetch its artifacts. Every route but /healthz needs `Authorization: Bearer "
+                    "<token>` (the token is in <ZLT_HOME>/serve/token).",
+    )
+    install_errors(app)
+    app.add_exception_handler(Unauthorized, _unauthorized)
+    openapi.install(app)
+    app.add_middleware(BodyLimit, max_upload_bytes=cfg.limits.max_upload_bytes, max_json_bytes=cfg.limits.max_json_bytes)
+
+    bearer = HTTPBearer(auto_error=False, description="The token in <ZLT_HOME>/serve/token (or --token-file).")
+
+    def require_token(request: Request, _creds: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
+        if not bearer_matches(request.headers.get("authorization"), cfg.token):
+            raise Unauthorized("missing or wrong bearer token",
+                               hint="send 'Authorization: Bearer <token>'; the token is in <ZLT_HOME>/serve/token")
+
+    @app.get("/healthz", response_model=Health, tags=["meta"])
+    def healthz() -> dict[str, Any]:
+        """Liveness; the only route without a token."""
+        return {"ok": True, "version": __version__}
+
+    api = APIRouter(dependencies=[Depends(require_token)], responses=_errors(401))
+    _meta_routes(api, app, cfg)
+    _job_routes(api, cfg)
+    _artifact_routes(api, cfg)
+    app.include_router(api)
+    return app
+
+
+async def _unauthorized(_request: Request, exc: Unauthorized) -> JSONResponse:
+    from zlt.serve.http_errors import error_body
+
+    return JSONResponse(error_body(exc.kind, exc.message, exc.hint), status_code=401,
+                        headers={"WWW-Authenticate": "Bearer"})
+
+
+async def _json_body(request: Request) -> Any:
+    raw = await request.body()
+    try:
+        return json.loads(raw or b"null")
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise BadInputError(f"request body is not valid JSON ({e})", hint="send the spec as a JSON object") from None
+
+
+def _spec_text(value: Any) -> Any:
+    """The multipart `spec` field: JSON text (YAML accepted too, as `zlt submit` reads either)."""
+    if not isinstance(value, str):
+        raise SpecError([FieldError("spec", "the 'spec' form field must be text (the spec as JSON)")], "<http>")
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        import yaml
+
+        try:
+            return yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            raise SpecError([FieldError("spec", f"neither JSON nor YAML ({e})")], "<http>") from None
+
+
+def _meta_routes(api: APIRouter, app: FastAPI, cfg: ServeConfig) -> None:
+    Profile = _profile_names()
+
+    @api.get("/openapi.json", tags=["meta"], include_in_schema=False)
+    def openapi_doc() -> dict[str, Any]:
+        return app.openapi()
+
+    @api.get("/v1/schema", tags=["specs"])
+    def schema() -> dict[str, Any]:
+        """The job spec's JSON Schema (what `zlt schema` prints)."""
+        from zlt.spec.models import JobSpec
+
+        return JobSpec.model_json_schema()
+
+    @api.post("/v1/specs/validate", tags=["specs"], responses=_errors(400, 422),
+              openapi_extra=openapi.json_spec_body("The job spec to check."))
+    async def validate(request: Request) -> dict[str, Any]:
+        """Check a spec without submitting it; every problem at once (422)."""
+        data = await _json_body(request)
+        return await run_in_threadpool(tools.validate_spec, data, cfg.fence())
+
+    @api.post("/v1/specs/render", tags=["specs"], responses=_errors(400, 422),
+              openapi_extra=openapi.json_spec_body("The job spec to render."))
+    async def render(
+        request: Request, backend: Backend | None = Query(None, description="Trainer (default: the spec's)."),
+        profile: Profile = Query("auto", description="Hardware profile, or auto."),  # type: ignore[valid-type]
+        vram_gb: float | None = Query(None, gt=0, le=1024, description="Plan for a GPU with this much memory."),
+    ) -> dict[str, Any]:
+        """The trainer config files and argv for a spec and hardware profile (what `zlt render --json` prints)."""
+        data = await _json_body(request)
+        return await run_in_threadpool(tools.render_config, data, cfg.fence(), backend=backend, profile=profile,
+                                       vram_gb=vram_gb)
+
+
+async def _submit(request: Request, cfg: ServeConfig, opts: SubmitOptions) -> JSONResponse:
+    ctype = request.headers.get("content-type", "").lower()
+    upload_dir: Path | None = None
+    if ctype.startswith("multipart/form-data"):
+        async with request.form(max_files=1, max_fields=4, max_part_size=cfg.limits.max_json_bytes) as form:
+            data = _spec_text(form.get("spec"))
+            upload = form.get("dataset")
+            if upload is not None and not hasattr(upload, "file"):
+                raise UploadRefused("the 'dataset' form field must be a file (a zip of the dataset folder)")
+            if upload is not None:
+                # Check the spec before touching the zip: a bad spec costs the client nothing on disk.
+                uploads = cfg.home / "serve" / "uploads"
+                await run_in_threadpool(lambda: load_client_spec(data, cfg.fence(), dataset_dir=uploads / "pending"))
+                extracted = await run_in_threadpool(extract_zip, upload.file, uploads, cfg.limits,
+                                                    upload.filename or "dataset")
+                upload_dir = extracted.root
+    elif ctype.startswith("application/json") or not ctype:
+        data = await _json_body(request)
+    else:
+        raise UnsupportedMedia(f"content type {ctype!r} is not accepted",
+                               hint="send application/json, or multipart/form-data with fields 'spec' and 'dataset'")
+    try:
+        result = await run_in_threadpool(tools.submit, cfg.home, data, cfg.fence(), opts, dataset_dir=upload_dir)
+    except BaseException:
+        if upload_dir is not None:  # our own extraction for a job that was never queued
+            shutil.rmtree(upload_dir.parent, ignore_errors=True)
+        raise
+    status_url = str(request.url_for("get_job", job_id=result["job_id"]))
+    events_url = str(request.url_for("job_events_stream", job_id=result["job_id"]))
+    body = {"job_id": result["job_id"], "state": result["state"], "status_url": status_url, "events_url": events_url,
+            "warnings": result.get("warnings", []), "job": {k: v for k, v in result.items() if k != "warnings"}}
+    return JSONResponse(body, status_code=202, headers={"Location": status_url})
+
+
+class UnsupportedMedia(BadInputError):
+    kind = "unsupported_media_type"
+    status = 415
+
+
+def _job_routes(api: APIRouter, cfg: ServeConfig) -> None:
+    Profile = _profile_names()
+
+    def submit_options(
+        priority: int | None = Query(None, ge=-100, le=100, description="Queue priority (default: job.priority)."),
+        backend: Backend | None = Query(None, description="Trainer (default: the spec's training.backend)."),
+        profile: Profile = Query("auto", description="Hardware profile, or auto."),  # type: ignore[valid-type]
+        skip_preflight: bool = Query(False, description="Skip the GPU/trainer checks before the run."),
+    ) -> SubmitOptions:
+        return SubmitOptions(priority=priority, backend=backend, profile=profile, skip_preflight=skip_preflight)
+
+    submit_doc = {"status_code": 202, "response_model": Accepted, "responses": _errors(400, 413, 415, 422, 503),
+                  "openapi_extra": openapi.submit_body(), "tags": ["jobs"]}
+
+    @api.post("/v1/jobs", **submit_doc)
+    async def submit_job(request: Request, opts: SubmitOptions = Depends(submit_options)) -> JSONResponse:
+        """Submit a LoRA training job. Returns 202 with the job id and where to follow it."""
+        return await _submit(request, cfg, opts)
+
+    @api.post("/lora/train", **submit_doc)
+    async def lora_train(request: Request, opts: SubmitOptions = Depends(submit_options)) -> JSONResponse:
+        """Alias of POST /v1/jobs for the body `{model, dataset, training, output, job}`."""
+        return await _submit(request, cfg, opts)
+
+    @api.get("/v1/jobs", response_model=None, tags=["jobs"], responses=_ok(list[JobStatusBody], 422))
+    def list_jobs(state: State | None = Query(None, description="Only jobs in this state."),
+                  limit: int = Query(50, ge=1, le=1000, description="At most this many, newest first.")) -> Any:
+        """Jobs, newest first (what `zlt jobs --json` prints)."""
+        return tools.jobs(cfg.home, state, limit)
+
+    @api.get("/v1/jobs/{job_id}", name="get_job", response_model=None, tags=["jobs"],
+             responses=_ok(JobStatusBody, 404, 422))
+    def get_job(job_id: str = JOB_ID) -> Any:
+        """The job's status object (what `zlt status --json` prints)."""
+        return tools.status(cfg.home, job_id)
+
+    @api.post("/v1/jobs/{job_id}/cancel", response_model=None, tags=["jobs"], responses=_ok(JobStatusBody, 404, 409, 422))
+    def cancel(job_id: str = JOB_ID) -> Any:
+        """Cancel: a queued job at once; a running one stops gracefully (its state follows)."""
+        return tools.cancel(cfg.home, job_id)
+
+    @api.post("/v1/jobs/{job_id}/retry", response_model=None, tags=["jobs"], responses=_ok(JobStatusBody, 404, 409, 422))
+    def retry(job_id: str = JOB_ID) -> Any:
+        """Queue a failed or cancelled job again; it resumes from its latest checkpoint."""
+        return tools.retry(cfg.home, job_id)
+
+    @api.get("/v1/jobs/{job_id}/events", name="job_events_stream", tags=["jobs"], responses={
+        200: {"description": "Server-Sent Events: `id` is the event's seq, `event` its type, `data` the event JSON.",
+              "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+        **_errors(404, 422)}, response_class=StreamingResponse)
+    async def job_events_stream(
+        request: Request, job_id: str = JOB_ID,
+        after: int = Query(0, ge=0, description="Send events with seq greater than this (Last-Event-ID wins)."),
+        follow: bool = Query(True, description="Keep the stream open until the job ends; false: replay and close."),
+        last_event_id: str | None = Header(None, alias="Last-Event-ID", description="Resume after this seq."),
+    ) -> StreamingResponse:
+        """The job's events as they happen, replayable from any seq."""
+        from zlt.jobs import job_events
+
+        full_id = (await run_in_threadpool(tools.status, cfg.home, job_id))["job_id"]
+
+        async def read_events(seq: int) -> list[dict[str, Any]]:
+            return await run_in_threadpool(job_events, cfg.home, full_id, seq)
+
+        async def read_state() -> str:
+            try:
+                return (await run_in_threadpool(tools.status, cfg.home, full_id))["state"]
+            except ZltError:
+                return "cancelled"  # the job is gone from the store: nothing more will come
+
+        frames = event_frames(read_events, read_state, resume_point(last_event_id, after), follow=follow,
+                              disconnected=request.is_disconnected, settings=cfg.stream)
+        return StreamingResponse(frames, media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+def _artifact_routes(api: APIRouter, cfg: ServeConfig) -> None:
+    @api.get("/v1/artifacts", tags=["artifacts"])
+    def list_artifacts() -> list[dict[str, Any]]:
+        """Every artifact in the registry, oldest first."""
+        return tools.artifacts(cfg.home)
+
+    @api.get("/v1/artifacts/{artifact_id}", tags=["artifacts"], responses=_errors(400, 404, 422))
+    def get_artifact(artifact_id: str = ARTIFACT_ID) -> dict[str, Any]:
+        """One artifact: metadata, files with sha256, loss-curve summary."""
+        return tools.artifact(cfg.home, artifact_id)
+
+    @api.get("/v1/artifacts/{artifact_id}/files/{name:path}", tags=["artifacts"], response_class=FileResponse,
+             responses={200: {"description": "The file's bytes.",
+                              "content": {"application/octet-stream": {"schema": {"type": "string",
+                                                                                    "format": "binary"}}}},
+                        **_errors(400, 404, 422)})
+    def artifact_file(artifact_id: str = ARTIFACT_ID, name: str = PathParam(..., description="File path in the artifact.")):
+        """Download one file of an artifact (e.g. lora.safetensors); paths are fenced to the artifact's folder."""
+        path = tools.artifact_path(cfg.home, artifact_id, name)
+        return FileResponse(path, filename=path.name)

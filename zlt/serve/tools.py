@@ -1,0 +1,85 @@
+"""The operations HTTP routes and MCP tools share, each a thin call into the library (`zlt.spec`, `zlt.render`,
+`zlt.jobs`, `zlt.artifacts`) that returns plain data. Errors stay `ZltError`s; each interface maps them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from zlt.serve.intake import Fence, SubmitOptions, load_client_spec, resubscribe, submit_client_spec
+
+
+def validate_spec(data: Any, fence: Fence, *, base_dir: Path | None = None) -> dict[str, Any]:
+    """What `zlt validate --json` prints: the resolved spec (preset defaults filled in) and warnings."""
+    loaded = load_client_spec(data, fence, base_dir=base_dir)
+    return {"ok": True, "source": loaded.source, "warnings": loaded.warnings, "spec": loaded.resolved()}
+
+
+def render_config(data: Any, fence: Fence, *, backend: str | None = None, profile: str = "auto",
+                  vram_gb: float | None = None, base_dir: Path | None = None) -> dict[str, Any]:
+    """What `zlt render --json` prints: the trainer's config files and argv for a spec x hardware profile.
+
+    A spec without `dataset.path` still renders (against the placeholder folder 'dataset'), so an agent can
+    preview a config before it has data.
+    """
+    from zlt.render import render_spec, select_profile
+
+    ds = data.get("dataset") if isinstance(data, dict) else None
+    if isinstance(data, dict) and (ds is None or (isinstance(ds, dict) and "path" not in ds)):
+        data = {**data, "dataset": {**(ds or {}), "path": "dataset"}}
+        fence = Fence(None, fence.output_roots, fence.limits, fence.source)
+    loaded = load_client_spec(data, fence, base_dir=base_dir)
+    be = backend or loaded.spec.training.backend
+    prof, notes = select_profile(loaded.spec, be, profile or "auto", vram_gb)
+    result = render_spec(loaded.spec, be, prof)
+    return {**result.to_dict(), "warnings": loaded.warnings + notes + result.warnings}
+
+
+def submit(home: Path, data: Any, fence: Fence, opts: SubmitOptions, *, dataset_dir: Path | None = None,
+           base_dir: Path | None = None) -> dict[str, Any]:
+    """Validate and queue a job (`zlt submit --json`); subscribes `job.callback_url` for webhooks."""
+    return submit_client_spec(home, data, fence, opts, dataset_dir=dataset_dir, base_dir=base_dir)
+
+
+def status(home: Path, job_id: str) -> dict[str, Any]:
+    from zlt.jobs import job_status
+
+    return job_status(home, job_id)
+
+
+def jobs(home: Path, state: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    from zlt.jobs import list_jobs
+
+    return list_jobs(home, state=state, limit=limit)
+
+
+def cancel(home: Path, job_id: str) -> dict[str, Any]:
+    from zlt.jobs import cancel_job
+
+    return cancel_job(home, job_id)
+
+
+def retry(home: Path, job_id: str) -> dict[str, Any]:
+    from zlt.jobs import retry_job
+
+    result = retry_job(home, job_id)
+    resubscribe(home, result["job_id"])
+    return result
+
+
+def artifacts(home: Path) -> list[dict[str, Any]]:
+    from zlt.artifacts import list_artifacts
+
+    return list_artifacts(home)
+
+
+def artifact(home: Path, artifact_id: str) -> dict[str, Any]:
+    from zlt.artifacts import get_artifact
+
+    return get_artifact(home, artifact_id)
+
+
+def artifact_path(home: Path, artifact_id: str, name: str) -> Path:
+    from zlt.artifacts import artifact_file
+
+    return artifact_file(home, artifact_id, name)

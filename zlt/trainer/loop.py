@@ -1,0 +1,344 @@
+"""The training run: data -> cache -> transformer + LoRA -> steps -> checkpoints, on Lightning Fabric.
+
+All randomness of a step (caption dropout, sigmas, noise) comes from one CPU generator that every rank advances
+identically; with the data order a pure function of (seed, epoch), a resume state (step, data position, the
+generator, optimizer, scheduler) puts a retry exactly where the interrupted run was.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from zlt import __version__
+from zlt.errors import BadInputError
+from zlt.fsutil import atomic_write_text, sha256_json
+from zlt.trainer import checkpoint as ck
+from zlt.trainer.cache import DiskCache, PipelineEncoder, prepare
+from zlt.trainer.config import TrainerConfig
+from zlt.trainer.data import Sample, epoch_batches, scan
+from zlt.trainer.emit import EventWriter
+from zlt.trainer.loss import flow_matching_loss, sample_sigmas
+from zlt.trainer.models import (
+    add_lora,
+    load_encoders,
+    load_transformer,
+    merge_lora_file,
+    model_identity,
+    resolve_adapter,
+    torch_dtype,
+)
+from zlt.trainer.optim import build_optimizer, build_scheduler
+from zlt.trainer.runtime import make_fabric, resolve
+from zlt.trainer.tiny import TINY_LABEL
+
+BUCKET_DIVISOR = 16  # VAE 8x down, then 2x2 patches
+
+
+class StopFlag:
+    """Set by SIGINT/SIGTERM once training runs: the current step finishes, then a checkpoint is saved."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.reason = ""
+        self.armed = False  # signals stop the step loop only once training runs
+
+    def set(self, reason: str) -> None:
+        self.reason = reason
+        self._event.set()
+
+    def __bool__(self) -> bool:
+        return self._event.is_set()
+
+
+class Trainer:
+    def __init__(self, cfg: TrainerConfig, events: EventWriter, stop: StopFlag | None = None) -> None:
+        self.cfg = cfg
+        self.events = events
+        self.stop = stop or StopFlag()
+        self.out = Path(cfg.output.dir).expanduser()
+        self.step = 0
+        self.epoch = 0
+        self.pos = 0  # micro-step position inside the epoch
+        self.sampler = None
+        self.last_lr = 0.0
+        self._loss_fh = None
+
+    # --- set-up --------------------------------------------------------------------------------------------
+    def setup(self) -> None:
+        import torch
+
+        cfg, ev = self.cfg, self.events
+        cuda = torch.cuda.is_available()
+        self.resolved = resolve(cfg, ev.warning, cuda_available=cuda, bf16_supported=cuda and torch.cuda.is_bf16_supported())
+        self.fabric = make_fabric(cfg, self.resolved)
+        ev.enabled = ev.enabled and self.fabric.is_global_zero
+        self.world, self.rank = self.fabric.world_size, self.fabric.global_rank
+        if cfg.model.is_tiny:
+            ev.warning(TINY_LABEL)
+        self.items = scan(cfg.data, BUCKET_DIVISOR)
+        self._prepare_data()
+        self._setup_model()
+        self.gen = torch.Generator().manual_seed(cfg.training.seed)
+        torch.manual_seed(cfg.training.seed + self.rank)  # LoRA dropout
+        self.batches = self._epoch_batches(0)
+        if len(self.batches) < self.world:
+            raise BadInputError(f"{len(self.batches)} batch(es) per epoch cannot feed {self.world} devices", hint="add images or repeats")
+        if cfg.output.resume:
+            self._resume()
+
+    def _prepare_data(self) -> None:
+        cfg, ev = self.cfg, self.events
+        cache = DiskCache(Path(cfg.cache.dir), model_identity(cfg.model))
+        self._encoders = None
+
+        def factory():
+            ev.phase("loading_model", f"VAE and text encoder of {cfg.model.name}")
+            self._encoders = load_encoders(cfg.model)
+            return PipelineEncoder(self._encoders.pipe, self.fabric.device)
+
+        prompts = cfg.sample.prompts if cfg.sample.enable else []
+        kwargs = dict(extra_texts=prompts, persist_texts=cfg.cache.text_embeddings, on_phase=ev.phase)
+        # rank 0 fills the cache; the others read it afterwards (no two writers, no double encoding)
+        if self.fabric.is_global_zero:
+            self.data = prepare(self.items, cfg.data, cfg.training.seed, cache, factory, **kwargs)
+        self.fabric.barrier()
+        if not self.fabric.is_global_zero:
+            self.data = prepare(self.items, cfg.data, cfg.training.seed, cache, factory, **kwargs)
+        s = self.data.stats
+        ev.phase("caching_text", f"latents: {s.latents_encoded} encoded, {s.latents_cached} cached; captions: "
+                 f"{s.texts_encoded} encoded, {s.texts_cached} cached ({s.seconds:.1f}s)")
+        if cfg.sample.enable:
+            from zlt.trainer.sampling import Sampler
+
+            if self._encoders is None:
+                self._encoders = load_encoders(cfg.model)
+            self.sampler = Sampler(self._encoders.pipe, cfg, self.data.texts, self.fabric.device)
+        self._encoders = None  # the sampler keeps only the VAE; the text encoder goes now
+        gc.collect()
+        if self.resolved.accelerator == "cuda":
+            import torch
+
+            torch.cuda.empty_cache()
+
+    def _setup_model(self) -> None:
+        cfg, ev = self.cfg, self.events
+        label = " (tiny random test model)" if cfg.model.is_tiny else ""
+        ev.phase("loading_model", f"transformer of {cfg.model.name}{label}")
+        model_cfg = cfg.model.model_copy(update={"weight_dtype": self.resolved.weight_dtype})
+        tr = load_transformer(model_cfg)
+        if cfg.model.training_adapter:
+            path = resolve_adapter(cfg.model.training_adapter)
+            n = merge_lora_file(tr, path)
+            ev.phase("loading_model", f"merged training adapter {path.name} into {n} layers")
+        params = add_lora(tr, cfg.lora, cfg.training.seed)
+        if cfg.training.gradient_checkpointing:
+            tr.enable_gradient_checkpointing()
+        tr.train()
+        self.transformer = tr
+        self.weight_dtype = torch_dtype(self.resolved.weight_dtype)
+        self.model = self.fabric.setup_module(tr)
+        opt = build_optimizer(params, cfg.training, self.resolved.accelerator, ev.warning)
+        self.optimizer = self.fabric.setup_optimizers(opt)
+        self.scheduler = build_scheduler(self.optimizer, cfg.training)
+        n_train = sum(p.numel() for p in params)
+        ev.phase("loading_model", f"LoRA rank {cfg.lora.rank} on {len(params) // 2} layers, {n_train:,} trainable parameters")
+
+    # --- data ----------------------------------------------------------------------------------------------
+    def _epoch_batches(self, epoch: int) -> list[list[Sample]]:
+        t = self.cfg.training
+        return epoch_batches(self.items, self.cfg.data, t.batch_size, t.seed, epoch)
+
+    def _next_group(self) -> list[list[Sample]]:
+        """The batches of one micro-step, one per rank; a new epoch starts when fewer than `world` are left."""
+        if (self.pos + 1) * self.world > len(self.batches):
+            self.epoch += 1
+            self.pos = 0
+            self.batches = self._epoch_batches(self.epoch)
+        group = self.batches[self.pos * self.world:(self.pos + 1) * self.world]
+        self.pos += 1
+        return group
+
+    def _draw(self, group: list[list[Sample]]):
+        """Every rank draws the randomness of the whole group (identical streams), then keeps its own batch."""
+        import torch
+
+        t, p = self.cfg.training, self.cfg.data.caption_dropout
+        mine = None
+        for r, batch in enumerate(group):
+            drop = torch.rand(len(batch), generator=self.gen) < p
+            sig = sample_sigmas(len(batch), t.timestep_type, self.gen, shift=t.timestep_shift, content_or_style=t.content_or_style)
+            lat = [self.data.latents[(s.image, s.flip, s.jitter)] for s in batch]
+            noise = [torch.randn(x.shape, generator=self.gen) for x in lat]
+            if r == self.rank:
+                caps = ["" if d else self.items[s.image].caption for s, d in zip(batch, drop.tolist(), strict=True)]
+                mine = (lat, [self.data.texts[c] for c in caps], sig, noise)
+        return mine
+
+    def micro_step(self, group, accumulate: bool):
+        lat, caps, sig, noise = self._draw(group)
+        dev, dt = self.fabric.device, self.weight_dtype
+        lat = [x.to(dev) for x in lat]
+        noise = [n.to(dev) for n in noise]
+        caps = [c.to(dev, dt) for c in caps]
+        with self.fabric.no_backward_sync(self.model, enabled=accumulate):
+            loss = flow_matching_loss(self.model, lat, caps, sig.to(dev), noise, dtype=dt)
+            self.fabric.backward(loss / self.cfg.training.gradient_accumulation)
+        return loss.detach()
+
+    def train_step(self) -> float:
+        """One optimizer step over `gradient_accumulation` micro-batches; returns the mean loss."""
+        t = self.cfg.training
+        total = 0.0
+        for i in range(t.gradient_accumulation):
+            total = total + self.micro_step(self._next_group(), accumulate=i < t.gradient_accumulation - 1)
+        if t.max_grad_norm:
+            self.fabric.clip_gradients(self.model, self.optimizer, max_norm=t.max_grad_norm, error_if_nonfinite=False)
+        self.last_lr = self.optimizer.param_groups[0]["lr"]  # the lr this update used
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        self.step += 1
+        return float(total) / t.gradient_accumulation
+
+    # --- resume / save -------------------------------------------------------------------------------------
+    def fingerprint(self) -> dict[str, str]:
+        c = self.cfg
+        return {
+            "lora": sha256_json(c.lora.model_dump()),
+            "model": sha256_json([c.model.name, c.model.training_adapter]),
+            "data": sha256_json([[i.sha256, i.caption, i.bucket] for i in self.items] + [c.data.model_dump(exclude={"path"})]),
+            "batch": sha256_json([c.training.batch_size, c.training.gradient_accumulation, self.world, c.training.seed]),
+        }
+
+    def _order(self) -> list[list[list[int]]]:
+        return [[[s.image, int(s.flip), s.jitter] for s in b] for b in self.batches]
+
+    def _resume(self) -> None:
+        import torch
+
+        st = ck.latest_state(self.out, self.cfg.name, self.events.warning)
+        if st is None:
+            self.events.warning(f"resume asked but no resume state in {self.out / ck.STATE_DIR}; starting at step 0")
+            return
+        fp = self.fingerprint()
+        if st.fingerprint.get("lora") != fp["lora"]:
+            raise BadInputError(f"resume state {st.path} was trained with another LoRA config (rank/alpha/targets)",
+                                hint="resume with the same model.lora settings, or start a new job")
+        changed = [k for k in ("model", "data", "batch") if st.fingerprint.get(k) != fp[k]]
+        if changed:
+            self.events.warning(f"resuming although {', '.join(changed)} changed since step {st.step}")
+        named = dict(self.transformer.named_parameters())
+        with torch.no_grad():
+            for name, value in st.trainable.items():
+                named[name].copy_(value)
+        self.optimizer.load_state_dict(st.optimizer)
+        self.scheduler.load_state_dict(st.scheduler)
+        self.fabric.strategy.precision.load_state_dict(st.precision)
+        torch.set_rng_state(st.rng["torch"])
+        if "cuda" in st.rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(st.rng["cuda"])
+        self.gen.set_state(st.rng["noise"])
+        self.step, self.epoch, self.pos = st.step, st.epoch, st.batch_in_epoch
+        self.batches = self._epoch_batches(self.epoch)
+        if self._order() != st.data_order:
+            self.events.warning("the data order differs from the resume state's (dataset or settings changed)")
+        self._truncate_loss_log(st.step)
+        self.events.resumed(st.step, str(st.path))
+
+    def _state(self) -> ck.ResumeState:
+        import torch
+
+        rng: dict[str, Any] = {"torch": torch.get_rng_state(), "noise": self.gen.get_state()}
+        if self.resolved.accelerator == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        trainable = {n: p.detach().float() for n, p in self.transformer.named_parameters() if p.requires_grad}
+        return ck.ResumeState(
+            step=self.step, epoch=self.epoch, batch_in_epoch=self.pos, trainable=trainable,
+            optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(), rng=rng,
+            precision=self.fabric.strategy.precision.state_dict(), fingerprint=self.fingerprint(),
+            data_order=self._order(),
+        )
+
+    def lora_extra_metadata(self) -> dict[str, str]:
+        c = self.cfg
+        meta = {
+            "software": json.dumps({"name": "zlt", "version": __version__, "trainer": "lightning"}),
+            "ss_base_model_version": "zimage",
+            "ss_output_name": c.name,
+            "ss_network_dim": str(c.lora.rank),
+            "ss_network_alpha": str(c.lora.alpha),
+            "ss_learning_rate": str(c.training.learning_rate),
+            "ss_max_train_steps": str(c.training.max_steps),
+            "ss_seed": str(c.training.seed),
+            "ss_num_train_images": str(len(self.items)),
+            "zlt.base_model": c.model.name,
+            "zlt.trigger": c.data.trigger or "",
+            "zlt.tiny_model": "true" if c.model.is_tiny else "false",
+        }
+        if c.model.is_tiny:
+            meta["zlt.note"] = TINY_LABEL
+        return meta
+
+    def save(self, final: bool = False) -> Path:
+        """A LoRA file (+ resume state) now; only rank 0 writes."""
+        c, ev = self.cfg, self.events
+        path = ck.final_file(self.out, c.name) if final else ck.step_file(self.out, c.name, self.step)
+        if self.fabric.is_global_zero:
+            ev.phase("saving", f"step {self.step}")
+            if not final:
+                ck.prune(self.out, c.name, c.output.keep, self.step, (".safetensors",))
+            ck.save_lora(path, self.transformer, dtype=torch_dtype(c.output.save_dtype), step=self.step,
+                         epoch=self.epoch, extra=self.lora_extra_metadata())
+            if not (final and self.step % c.output.save_every == 0):  # that state was just written
+                ck.save_state(self.out, c.name, self._state(), c.output.keep)
+            if self._loss_fh:
+                self._loss_fh.flush()
+            ev.checkpoint(str(path.resolve()), self.step)
+        self.fabric.barrier()
+        return path
+
+    def _truncate_loss_log(self, step: int) -> None:
+        log = self.out / "loss_log.jsonl"
+        if log.is_file():
+            keep = [ln for ln in log.read_text(encoding="utf-8").splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
+            atomic_write_text(log, "".join(ln + "\n" for ln in keep))
+
+    # --- the run -------------------------------------------------------------------------------------------
+    def run(self) -> str:
+        """Train to max_steps (or a stop); returns 'finished' or 'stopped'."""
+        c, ev = self.cfg, self.events
+        total = c.training.max_steps
+        self.out.mkdir(parents=True, exist_ok=True)
+        if self.fabric.is_global_zero:
+            self._loss_fh = open(self.out / "loss_log.jsonl", "a", encoding="utf-8")
+        ev.phase("training", f"steps {self.step + 1}..{total} on {self.resolved.accelerator} ({self.resolved.precision})")
+        ev.start_training(self.step)
+        t0 = time.monotonic()
+        stopped = False
+        while self.step < total:
+            loss = self.train_step()
+            lr = self.last_lr
+            if self._loss_fh:
+                self._loss_fh.write(json.dumps({"step": self.step, "loss": loss, "lr": lr, "epoch": self.epoch,
+                                                "t": round(time.monotonic() - t0, 3)}) + "\n")
+            stop_here = bool(self.stop) or self.step == c.training.stop_after_step
+            ev.progress(self.step, total, loss, lr, force=stop_here)
+            if self.step % c.output.save_every == 0 or (stop_here and self.step < total):
+                self.save()
+            if self.sampler and (self.step % c.sample.every == 0 or self.step == total):
+                self.sampler.draw(self)
+            if stop_here and self.step < total:
+                why = self.stop.reason or f"stop_after_step {self.step}"
+                ev.warning(f"stopped at step {self.step}/{total} ({why}); resume state saved, retry to continue")
+                stopped = True
+                break
+        if not stopped:
+            self.save(final=True)
+        if self._loss_fh:
+            self._loss_fh.close()
+        return "stopped" if stopped else "finished"
