@@ -39,7 +39,8 @@ class TrainerPaths(BaseModel):
 class UserConfig(TrainerPaths):
     """Top-level keys, or the same keys under a `[trainers]` table (top level wins)."""
 
-    trainers: TrainerPaths = Field(default_factory=TrainerPaths, description="The same keys, grouped.")
+    trainers: TrainerPaths = Field(default_factory=lambda: TrainerPaths.model_validate({}),
+                                   description="The same keys, grouped.")
 
     def get(self, key: str) -> str | None:
         return getattr(self, key) or getattr(self.trainers, key)
@@ -49,7 +50,7 @@ def load_user_config(path: Path | None = None) -> UserConfig:
     """The user config; every problem reported at once with the file and key."""
     p = path or user_config_path()
     if not p.is_file():
-        return UserConfig()
+        return UserConfig.model_validate({})
     try:
         data = tomllib.loads(p.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as e:

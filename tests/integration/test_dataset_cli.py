@@ -85,7 +85,8 @@ def test_prepare_then_rerun_does_nothing(zlt, tmp_path: Path) -> None:
     first = json.loads(r.stdout)
     assert first["ok"] and first["num_images"] == 8 and not first["reused"]
     assert [s["reason"] for s in first["skipped"]] == [
-        "unsupported_format", "decompression_bomb", "truncated", "corrupt", "zero_byte", "duplicate", "near_duplicate"]
+        "unsupported_format", "decompression_bomb", "truncated", "corrupt", "zero_byte", "symlink_outside", "duplicate",
+        "near_duplicate"]
     r = zlt("dataset", "prepare", str(root), "--out", str(out))
     assert r.returncode == 0
     lines = r.stdout.splitlines()

@@ -4,6 +4,7 @@ safetensors checkpoints."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -224,9 +225,22 @@ def test_fifty_concurrent_submits_all_finish_never_two_on_one_gpu(tmp_path: Path
     assert set(spans) == {0, 1}, "both GPU slots were used"
     for gpu, items in spans.items():
         items.sort()
-        for (s1, e1, j1), (s2, _e2, j2) in zip(items, items[1:], strict=False):
+        for (_s1, e1, j1), (s2, _e2, j2) in itertools.pairwise(items):
             assert e1 <= s2, f"GPU {gpu}: {j1} ended {e1} after {j2} started {s2}"
 
 
 def iso(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def test_two_workers_on_the_same_gpu_take_turns(tmp_path: Path, workers):
+    spec = write_spec(tmp_path, steps=3, every=3, retries=0)
+    ids = [submit(spec, "--no-worker") for _ in range(4)]
+    ws = [workers("--gpus", "0", "--once", env={"FAKE_TRAINER_STEP_S": "0.05"}) for _ in range(2)]
+    for w in ws:
+        w.communicate(timeout=300)
+    rows = [status(j) for j in ids]
+    assert {r["state"] for r in rows} == {"succeeded"}
+    spans = sorted((iso(r["started_at"]), iso(r["ended_at"]), r["job_id"]) for r in rows)
+    for (_s1, e1, j1), (s2, _e2, j2) in itertools.pairwise(spans):
+        assert e1 <= s2, f"{j1} and {j2} overlapped on GPU 0"

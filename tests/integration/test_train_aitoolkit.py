@@ -196,3 +196,8 @@ def test_people_get_a_bar_and_a_summary(tmp_path):
     out = proc.stdout
     assert "10/10" in out and "loss" in out
     assert "artifact:" in out and "loss: first" in out
+
+
+def test_resume_needs_a_workdir(tmp_path, zlt):
+    proc = zlt("train", str(write_spec(tmp_path)), "--resume")
+    assert proc.returncode == 2 and "--workdir" in proc.stderr

@@ -41,7 +41,7 @@ def write_spec(tmp: Path, backend: str = "ai-toolkit", steps: int = 20, every: i
 
 
 def train_argv(spec: Path, workdir: Path, *extra: str, backend: str = "ai-toolkit") -> list[str]:
-    flag = ["--ai-toolkit", str(FAKE_AITOOLKIT)] if backend == "ai-toolkit" else ["--musubi", str(FAKE_MUSUBI)]
+    flag = {"ai-toolkit": ["--ai-toolkit", str(FAKE_AITOOLKIT)], "musubi": ["--musubi", str(FAKE_MUSUBI)]}.get(backend, [])
     return [sys.executable, "-m", "zlt", "train", str(spec), "--skip-preflight", "--json", "--workdir", str(workdir),
             *flag, *extra]
 

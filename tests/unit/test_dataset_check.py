@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -216,3 +217,19 @@ def test_parallel_check_matches_serial(tmp_path: Path) -> None:
     serial = check_dataset(root, workers=1).to_dict()
     parallel = check_dataset(root, workers=2).to_dict()
     assert serial == parallel
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
+def test_unreadable_image_and_caption(tmp_path: Path) -> None:
+    root = clean_dataset(tmp_path / "ds", n=3)
+    (root / "img_00.jpg").chmod(0)
+    (root / "img_01.txt").chmod(0)
+    try:
+        report = check_dataset(root)
+    finally:
+        (root / "img_00.jpg").chmod(0o644)
+        (root / "img_01.txt").chmod(0o644)
+    errors = [(f.code, f.file, f.message) for f in report.findings if f.severity == "error"]
+    assert errors == [("unreadable", "img_00.jpg", "cannot read it (Permission denied)"),
+                      ("unreadable", "img_01.txt", "cannot read the caption (Permission denied)")]
+    assert "caption_empty" not in {f.code for f in report.findings}

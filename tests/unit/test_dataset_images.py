@@ -46,7 +46,7 @@ def test_zero_bytes_and_garbage() -> None:
 def test_pixel_cap_stops_before_decoding(tmp_path: Path) -> None:
     probe, _ = _decode(png_bomb(tmp_path / "b.png", 12_000, 12_000))  # 144 MP: Pillow itself would open it
     assert probe.error == "decompression_bomb"
-    assert probe.error_detail == "header claims 12000x12000 = 144 MP, above the 134 MP cap"
+    assert probe.error_detail == "header claims 12000x12000 = 144 MP, above the 128 MP cap"
     probe, _ = decode(_png_bytes((100, 100)), max_pixels=5_000)
     assert probe.error == "decompression_bomb"
 

@@ -42,7 +42,8 @@ def test_mixed_folder_output(mixed) -> None:
     assert (result.num_images, result.num_sources, result.reused) == (8, 8, False)
     assert [(s["file"], s["reason"]) for s in result.skipped] == [
         ("anim.gif", "unsupported_format"), ("bomb.png", "decompression_bomb"), ("broken.jpg", "truncated"),
-        ("crc.png", "corrupt"), ("empty.png", "zero_byte"), ("sub/cat_copy.png", "duplicate"),
+        ("crc.png", "corrupt"), ("empty.png", "zero_byte"), ("link.jpg", "symlink_outside"),
+        ("sub/cat_copy.png", "duplicate"),
         ("sub/fox_small.jpg", "near_duplicate"),
     ]
     assert result.skipped[-1]["duplicate_of"] == "red_fox_in-snow_001.jpg"

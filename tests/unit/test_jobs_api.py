@@ -8,7 +8,16 @@ from pathlib import Path
 import pytest
 
 from zlt.errors import BadInputError, NotFoundError, SpecError
-from zlt.jobs import STATUS_KEYS, cancel_job, job_events, job_log_path, job_status, list_jobs, retry_job, submit_job
+from zlt.jobs import (
+    STATUS_KEYS,
+    cancel_job,
+    job_events,
+    job_log_path,
+    job_status,
+    list_jobs,
+    retry_job,
+    submit_job,
+)
 from zlt.jobs.api import job_history
 from zlt.jobs.states import IllegalTransition, JobStatus
 from zlt.jobs.store import JobStore

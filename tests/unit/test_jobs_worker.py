@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from dataclasses import dataclass
@@ -67,7 +68,7 @@ def thread_launcher(home: Path, trainer_factory):
 
 def intervals(store: JobStore) -> list[tuple[int, float, float, str]]:
     out = []
-    for r in store.list(limit=1000):
+    for r in store.rows(limit=1000):
         for g in (r["gpus"] or "").split(","):
             if g:
                 out.append((int(g), r["started_at"], r["ended_at"], r["id"]))
@@ -80,7 +81,7 @@ def assert_no_gpu_overlap(store: JobStore) -> None:
         by_gpu.setdefault(g, []).append((s, e, jid))
     for g, spans in by_gpu.items():
         spans.sort()
-        for (s1, e1, j1), (s2, e2, j2) in zip(spans, spans[1:]):
+        for (s1, e1, j1), (s2, e2, j2) in itertools.pairwise(spans):
             assert e1 <= s2, f"GPU {g}: {j1} [{s1}, {e1}] overlaps {j2} [{s2}, {e2}]"
 
 
@@ -110,7 +111,7 @@ def test_two_workers_sharing_gpus_never_share_one(home: Path, tmp_path: Path):
     for t in threads:
         t.join(60)
     store = JobStore(home)
-    assert {r["state"] for r in store.list(limit=100)} == {"succeeded"}
+    assert {r["state"] for r in store.rows(limit=100)} == {"succeeded"}
     assert_no_gpu_overlap(store)
 
 

@@ -63,7 +63,7 @@ def test_spec_that_cannot_fit_is_refused_with_alternative():
     spec = load_spec_data({"model": {"lora": {"rank": 64}, "base": {"quantize": "none"}}}).spec
     with pytest.raises(BadInputError) as ei:
         select_profile(spec, "ai-toolkit", "16gb")
-    assert "16gb" in ei.value.message and "GB" in ei.value.message
+    assert "16gb" in ei.value.message and "GiB" in ei.value.message
     assert "--profile" in ei.value.hint or "--set" in ei.value.hint
 
 

@@ -69,3 +69,12 @@ def test_unknown_carries_last_error_and_forty_lines():
 def test_our_own_sigkill_is_not_host_oom():
     out = judge(-9, signals=["SIGINT", "SIGTERM", "SIGKILL"])
     assert out.cause == "unknown"
+
+
+def test_log_tail_folds_bar_redraws():
+    from zlt.run.classify import compact_tail
+
+    bars = [f"zs:  {i:2d}%|#         | {i}/100 [00:0{i % 10}<01:00, 1.00it/s]" for i in range(1, 30)]
+    lines = ["Loading VAE", *bars, "Error running job: boom", *bars[:3]]
+    assert compact_tail(lines) == ["Loading VAE", bars[-1], "Error running job: boom", bars[2]]
+    assert len(compact_tail([f"line {i}" for i in range(100)])) == 40

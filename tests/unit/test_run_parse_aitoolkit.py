@@ -108,3 +108,23 @@ def test_python_warning_line():
                                   "Saved optimizer to /out/optimizer.pt", "Skipping first sample due to config setting"])
 def test_noise_is_ignored(line):
     assert parse_aitoolkit(line, NAME) is None
+
+
+@pytest.mark.parametrize("line", [
+    "zs:  26%|##5       | 519/2000 [24:43<1:10:54, 2.87s/it, lr: 2.0e-04 loss: 3.811e-01]",
+    "zs:  26%|██▌       | 519/2000 [00:55<01:10, 9.50it/s, lr: 2.0e-04 loss: 3.811e-01]",
+    "zs:   0%|          | 0/2000 [00:00<?, ?it/s]",
+])
+def test_hot_path_agrees_with_the_general_parser(line):
+    from zlt.run import parse_aitoolkit as mod
+
+    fast = parse_aitoolkit(line, "zs")
+    mod._training_bar.cache_clear()
+    general = mod._bar_event(line.replace("zs:", "zs :", 1), "zs")  # defeats the hot path only
+    assert fast == general
+
+
+def test_unusual_postfix_takes_the_general_path():
+    ev = parse_aitoolkit("zs:  10%|#         | 200/2000 [09:30<1:25:30, 2.85s/it, lr: 1.0e-04 loss: 2.5e-01 diff: 1.0e-02]", "zs")
+    assert ev == Progress(step=200, total=2000, loss=0.25, lr=1e-4, it_s=pytest.approx(1 / 2.85), elapsed_s=570.0,
+                          eta_s=5130.0)

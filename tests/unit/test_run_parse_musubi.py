@@ -67,3 +67,17 @@ def test_argparse_rejection_and_warnings():
 def test_cuda_oom():
     ev = parse_musubi("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 1.50 GiB.")
     assert isinstance(ev, Oom) and ev.fatal
+
+
+@pytest.mark.parametrize("line", [
+    "steps:  50%|█████     | 100/200 [00:23<00:23, 4.23it/s, avr_loss=0.43]",
+    "steps:   0%|          | 1/1000 [00:04<1:06:36,  4.00s/it]",
+])
+def test_hot_path_agrees_with_the_general_parser(line):
+    from zlt.run import parse_musubi as mod
+
+    fast = mod._fast_progress(line)
+    slow = mod.parse_bar(line)
+    assert (fast.step, fast.total, fast.it_s, fast.elapsed_s, fast.eta_s) == (
+        slow.n, slow.total, slow.it_s, slow.elapsed_s, slow.remaining_s)
+    assert fast.loss == mod.postfix_values(slow.postfix).get("avr_loss")

@@ -49,11 +49,12 @@ def test_backoff_doubles_up_to_a_cap():
 
 def test_new_deliveries_skips_notes_and_progress_and_advances_cursors():
     sub = {"job_id": "j1", "history_seen": 0, "after_seq": 0}
-    history = [{"from_state": None, "to_state": "queued", "message": "submitted", "ts": "t0"},
-               {"from_state": "queued", "to_state": "queued", "message": "cancel requested", "ts": "t1"},
-               {"from_state": "queued", "to_state": "running", "message": "", "ts": "t2"}]
-    events = [{"seq": 1, "type": "progress", "step": 1}, {"seq": 2, "type": "checkpoint", "path": "p", "step": 4},
-              {"seq": 3, "type": "finished", "status": "succeeded"}]
+    history = [{"from_state": None, "to_state": "queued", "message": "submitted", "ts": 1.0},
+               {"from_state": "queued", "to_state": "queued", "message": "cancel requested", "ts": 2.0},
+               {"from_state": "queued", "to_state": "running", "message": "", "ts": 3.0}]
+    events = [{"seq": 1, "ts": 4.0, "type": "progress", "step": 1},
+              {"seq": 2, "ts": 5.0, "type": "checkpoint", "path": "p", "step": 4},
+              {"seq": 3, "ts": 6.0, "type": "finished", "status": "succeeded"}]
     out = new_deliveries(sub, history, events, {"state": "running"}, now=10.0)
     assert [d["event_id"] for d in out] == ["j1:state:0", "j1:state:2", "j1:seq:2", "j1:seq:3"]
     bodies = [json.loads(d["body"]) for d in out]
@@ -162,3 +163,18 @@ def test_real_post_reaches_a_loopback_receiver(zlt_home: Path, queued_job: str):
     body, headers = got[0]
     assert verify(body, SECRET, headers[SIGNATURE_HEADER])
     assert json.loads(body)["event_id"] == headers[EVENT_ID_HEADER] == f"{queued_job}:state:0"
+
+
+def test_deliveries_go_out_in_the_order_things_happened():
+    """The runner writes `finished` before the job's state changes; the receiver should see it that way too."""
+    sub = {"job_id": "j1", "history_seen": 1, "after_seq": 4}
+    history = [{"from_state": None, "to_state": "queued", "ts": "2025-01-01T00:00:00.000Z"},
+               {"from_state": "running", "to_state": "succeeded", "ts": "2025-01-01T00:00:10.500Z"}]
+    finished_at = history_ts = 1735689610.0  # 00:00:10.000Z, half a second before the state change
+    events = [{"seq": 5, "ts": finished_at, "type": "finished", "status": "succeeded"}]
+    out = new_deliveries(sub, history, events, {"state": "succeeded"}, now=history_ts + 60)
+    assert [d["event_id"] for d in out] == ["j1:seq:5", "j1:state:1"]
+    history[1]["ts"] = "2025-01-01T00:00:10.000Z"  # the same millisecond
+    sub = {"job_id": "j1", "history_seen": 1, "after_seq": 4}
+    out = new_deliveries(sub, history, events, {"state": "succeeded"}, now=history_ts + 60)
+    assert [d["event_id"] for d in out] == ["j1:seq:5", "j1:state:1"]

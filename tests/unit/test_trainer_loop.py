@@ -15,10 +15,12 @@ from zlt.trainer.emit import EventWriter  # noqa: E402
 from zlt.trainer.loop import StopFlag, Trainer  # noqa: E402
 
 
-def run(cfg, stop: StopFlag | None = None) -> tuple[Trainer, list[dict], str]:
+def run(cfg, stop: StopFlag | None = None, stop_reason: str = "") -> tuple[Trainer, list[dict], str]:
     buf = io.StringIO()
     t = Trainer(cfg, EventWriter(buf, interval_s=0.0), stop)
     t.setup()
+    if stop_reason:
+        stop.set(stop_reason)  # as the signal handler does, after set-up
     outcome = t.run()
     return t, [json.loads(x) for x in buf.getvalue().splitlines()], outcome
 
@@ -73,9 +75,7 @@ def test_samples_do_not_change_training(tmp_path: Path, data: Path):
 
 
 def test_stop_request_saves_and_reports(tmp_path: Path, data: Path):
-    stop = StopFlag()
-    stop.set("SIGINT")
-    t, events, outcome = run(tiny_config(tmp_path, data, training={"max_steps": 50}), stop)
+    t, events, outcome = run(tiny_config(tmp_path, data, training={"max_steps": 50}), StopFlag(), "SIGINT")
     assert outcome == "stopped" and t.step == 1
     assert events[-1]["type"] == "warning" and "SIGINT" in events[-1]["message"]
     ckpts = [e for e in events if e["type"] == "checkpoint"]

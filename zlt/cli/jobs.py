@@ -76,6 +76,8 @@ def status(
 
     h = home_path(home)
     if watch or wait:
+        _warn_if_no_worker(h, api.job_status(h, job_id))
+
         def show(st: dict) -> None:
             if not watch:
                 return
@@ -100,11 +102,16 @@ def status(
         return
     pos = _queue_position(h, st)
     print(status_block(st, queue_position=pos, history=api.job_history(h, st["job_id"]) if history else None))
-    if st["state"] == "queued":
-        from zlt.jobs.spawn import worker_running
+    _warn_if_no_worker(h, st)
 
-        if not worker_running(h):
-            _err("note: no worker is running; start one with 'zlt worker' (zlt submit starts one by itself)")
+
+def _warn_if_no_worker(home: Path, st: dict) -> None:
+    if st["state"] != "queued":
+        return
+    from zlt.jobs.spawn import worker_running
+
+    if not worker_running(home):
+        _err("note: no worker is running; start one with 'zlt worker' (zlt submit starts one by itself)")
 
 
 def _compact(st: dict) -> str:

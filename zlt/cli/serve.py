@@ -74,7 +74,7 @@ def serve(
 
     from zlt.serve.app import ServeConfig, build_app
     from zlt.serve.auth import is_loopback, load_or_create_token, load_or_create_webhook_secret
-    from zlt.serve.uploads import MiB, Limits
+    from zlt.serve.uploads import Limits, MiB
 
     home_dir = home_path(home)
     roots = _folders(data_roots, "--data-root")
@@ -105,7 +105,9 @@ def serve(
 
 @command
 def mcp(
-    data_roots: list[Path] = DataRootOpt,
+    data_roots: list[Path] = typer.Option(
+        None, "--data-root", help="Only accept dataset paths inside this folder (repeatable); without one, any "
+        "local folder, as the CLI."),
     home: Path | None = HomeOpt,
 ) -> None:
     """Serve the MCP tools (validate_spec, render_config, submit_lora_job, get_job_status, list_jobs, cancel_job,

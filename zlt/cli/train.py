@@ -123,6 +123,9 @@ def _train(spec, backend, profile, vram_gb, workdir, skip_preflight, ai_toolkit,
     from zlt.run import TrainRequest, run_training
     from zlt.spec import load_spec
 
+    if resume and workdir is None:
+        raise BadInputError("--resume needs --workdir: the folder of the job to continue",
+                            hint="pass the job folder, e.g. --workdir ~/.local/share/zlt/jobs/<job id>")
     loaded = load_spec(spec, sets)
     h = home_path(home)
     wd = Path(workdir).expanduser().resolve() if workdir else None

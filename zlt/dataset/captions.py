@@ -277,8 +277,9 @@ def plan_captions(
             try:
                 raw, note = read_text_file(scan.root / info.file)
             except OSError as e:
-                plan.findings.append(finding("unreadable", f"cannot read the caption ({e.strerror or e})", info.file))
-                raw, note = "", None
+                plan.findings.append(finding("unreadable", f"cannot read the caption ({e.strerror or e})", info.file,
+                                             hint="make it readable (chmod +r) or remove it"))
+                raw, note, info.source = "", None, "none"
             if note:
                 plan.findings.append(finding("caption_encoding", note, info.file, hint="re-save it as UTF-8"))
             info.text = tidy(raw)

@@ -21,7 +21,7 @@ UNSUPPORTED_EXTS: frozenset[str] = frozenset({
     ".exr", ".hdr", ".raw", ".dng", ".cr2", ".cr3", ".nef", ".arw", ".orf", ".rw2",
 })
 # A decoded image above this many pixels is treated as a decompression bomb and never decoded.
-MAX_PIXELS = 128 * 1024 * 1024
+MAX_PIXELS = 128_000_000
 # A 32x32 thumbnail spanning fewer grey levels than this is flat: no perceptual hash.
 FLAT_RANGE = 8
 # Modes that convert to RGB losslessly; others are flagged (CMYK shifts colours, 16-bit clips when naive).

@@ -49,8 +49,14 @@ def map_files(fn: Callable[[Any, T], R], items: Sequence[T], shared: Any = None,
         return [fn(shared, x) for x in items]
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
 
     chunk = max(1, min(8, len(items) // (n * 8)))
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(n, mp_context=ctx, initializer=_set_shared, initargs=(shared,)) as pool:
-        return list(pool.map(functools.partial(_call, fn), items, chunksize=chunk))
+    try:
+        with ProcessPoolExecutor(n, mp_context=ctx, initializer=_set_shared, initargs=(shared,)) as pool:
+            return list(pool.map(functools.partial(_call, fn), items, chunksize=chunk))
+    except (BrokenProcessPool, OSError):
+        # Sandboxes without working process pools (no /dev/shm, restricted users): slower, still correct.
+        # The per-file functions are idempotent, so running them again in this process is safe.
+        return [fn(shared, x) for x in items]

@@ -41,7 +41,7 @@ from zlt.dataset.images import (
     to_rgb,
 )
 from zlt.dataset.parallel import map_files
-from zlt.dataset.scan import scan_dataset
+from zlt.dataset.scan import ScanResult, scan_dataset
 from zlt.errors import BadInputError
 from zlt.fsutil import atomic_write_text, sha256_bytes, sha256_file, sha256_json
 from zlt.spec.models import JobSpec
@@ -247,7 +247,7 @@ def _stored_key(out: Path) -> str | None:
         return None
 
 
-def _prepare(scan: Any, out: Path, spec: JobSpec, params: dict[str, Any], key: str, workers: int | None,
+def _prepare(scan: ScanResult, out: Path, spec: JobSpec, params: dict[str, Any], key: str, workers: int | None,
              reuse_from: Path) -> PrepareResult:
     cap = spec.dataset.caption
     rels = [f.rel for f in scan.images]
@@ -271,11 +271,14 @@ def _prepare(scan: Any, out: Path, spec: JobSpec, params: dict[str, Any], key: s
     return result_from_manifest(out, manifest, reused=False, images_reused=sum(1 for r in results if r.get("reused")))
 
 
-def _finish(scan: Any, tmp: Path, spec: JobSpec, params: dict[str, Any], results: list[dict[str, Any]]) -> dict[str, Any]:
+def _finish(scan: ScanResult, tmp: Path, spec: JobSpec, params: dict[str, Any], results: list[dict[str, Any]]) -> dict[str, Any]:
     """Drop duplicates, write captions and the manifest (last: it marks the folder complete)."""
     cap = spec.dataset.caption
     skipped = [{"file": f.rel, "reason": "unsupported_format", "detail": f"{f.ext} is not read by trainers"}
                for f in scan.unsupported]
+    skipped += [{"file": rel, "reason": "symlink_broken" if why == "broken symlink" else "symlink_outside",
+                 "detail": why} for rel, why in scan.skipped_links]
+    skipped += [{"file": rel, "reason": "unreadable", "detail": "cannot be listed or read"} for rel in scan.unreadable]
     good = [r for r in results if "error" not in r]
     skipped += [{"file": r["rel"], "reason": r["error"], "detail": r["detail"]} for r in results if "error" in r]
     if not good:

@@ -146,7 +146,7 @@ def list_jobs(home: Path, *, state: str | None = None, limit: int = 50) -> list[
     with open_store(home) as store:
         store.reap()
         now = time.time()
-        return [status_dict(r, now) for r in store.list(wanted, limit)]
+        return [status_dict(r, now) for r in store.rows(wanted, limit)]
 
 
 def cancel_job(home: Path, job_id: str) -> dict:

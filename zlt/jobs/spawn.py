@@ -67,7 +67,7 @@ def worker_running(home: Path) -> bool:
 
 
 def _recently_spawned(home: Path) -> bool:
-    from zlt.jobs.store import process_alive
+    from zlt.jobs.reaper import process_alive
 
     try:
         info = json.loads((run_dir(home) / "worker.pid").read_text(encoding="utf-8"))

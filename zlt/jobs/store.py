@@ -89,7 +89,7 @@ class JobStore:
         self.clock = clock
         self.lease_ttl = lease_ttl
         self.host = host
-        self._pid_alive = pid_alive or process_alive
+        self.pid_alive = pid_alive  # None: zlt.jobs.reaper.process_alive (tests inject a fake)
         self._lock = threading.RLock()
         self.db = connect(self.home)
 
@@ -133,7 +133,7 @@ class JobStore:
             raise NotFoundError(f"no job {job_id!r} in {self.home}", hint="list jobs with 'zlt jobs'")
         return row
 
-    def list(self, state: JobStatus | None = None, limit: int = 50) -> list[sqlite3.Row]:
+    def rows(self, state: JobStatus | None = None, limit: int = 50) -> list[sqlite3.Row]:
         with self._lock:
             if state is None:
                 return self.db.execute(
@@ -331,37 +331,13 @@ class JobStore:
             return row
         raise IllegalTransition(row["id"], state, JobStatus.CANCELLED, hint="the job has already finished")
 
-    # ---- reaping -----------------------------------------------------------------------------------------
-
-    def is_abandoned(self, row: sqlite3.Row, now: float) -> str | None:
-        """Why an active job has no live runner, or None. On this host a live runner process is proof of life
-        (even with a stale lease, e.g. after a suspend); elsewhere only the lease counts."""
-        pid = row["runner_pid"]
-        if row["host"] == self.host and pid:
-            if self._pid_alive(pid, row["runner_started"]):
-                return None
-            return f"runner process {pid} is gone"
-        expires = row["lease_expires"]
-        if expires is None or expires < now:
-            return f"lease expired {now - (expires or now):.0f}s ago (worker {row['worker_id']} stopped heartbeating)"
-        return None
+    # ---- reaping (zlt/jobs/reaper.py) -------------------------------------------------------------------
 
     def reap(self) -> list[tuple[str, JobStatus]]:
         """End or requeue every active job whose runner is gone. Returns (job_id, new state)."""
-        now = self.clock()
-        with self._lock:
-            rows = self.db.execute("SELECT * FROM jobs WHERE state IN ('preparing', 'running')").fetchall()
-        done = []
-        for row in rows:
-            why = self.is_abandoned(row, now)
-            if why is None:
-                continue
-            try:
-                new = end_abandoned(self, row, why)
-            except (IllegalTransition, LeaseLost):
-                continue  # it moved on between our read and the write
-            done.append((row["id"], JobStatus(new["state"])))
-        return done
+        from zlt.jobs.reaper import reap
+
+        return reap(self)
 
     # ---- workers -----------------------------------------------------------------------------------------
 
@@ -389,41 +365,3 @@ class JobStore:
             ).fetchall()
         return [dict(r) for r in rows]
 
-
-def end_abandoned(store: JobStore, row: sqlite3.Row, why: str) -> sqlite3.Row:
-    """A job lost its runner: cancelled if a cancel was pending, requeued while retries remain, else failed.
-
-    On this host, trainer processes the dead runner left behind are ended first, so the job's GPUs are
-    really free when the job lets go of them.
-    """
-    token = row["lease_token"]
-    if row["host"] == store.host:
-        from zlt.jobs.orphans import kill_orphans
-
-        killed = kill_orphans(row["job_dir"])
-        if killed:
-            why += f"; ended leftover trainer process(es) {', '.join(map(str, killed))}"
-    if row["cancel_requested"]:
-        return store.transition(row["id"], JobStatus.CANCELLED, token=token, message=f"abandoned while cancelling: {why}",
-                                error_cause="cancelled", error_message="cancelled (runner gone)")
-    if row["auto_retries"] < row["max_retries"]:
-        n = row["auto_retries"] + 1
-        return store.transition(row["id"], JobStatus.QUEUED, token=token, resume=1, auto_retries=n,
-                                message=f"abandoned: {why}; requeued (retry {n}/{row['max_retries']})")
-    return store.transition(row["id"], JobStatus.FAILED, token=token, message=f"abandoned: {why}",
-                            error_cause="abandoned", error_message=f"abandoned: {why}")
-
-
-def process_alive(pid: int, started: float | None) -> bool:
-    """True when `pid` runs and (if known) was started at `started`; a zombie counts as gone."""
-    import psutil
-
-    try:
-        proc = psutil.Process(pid)
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return False
-        return started is None or abs(proc.create_time() - started) < 1.0
-    except psutil.NoSuchProcess:
-        return False
-    except psutil.AccessDenied:
-        return True  # someone else's process with that pid exists; do not guess it away

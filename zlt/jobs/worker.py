@@ -20,12 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from zlt.jobs.reaper import end_abandoned
 from zlt.jobs.states import ACTIVE, JobStatus
-from zlt.jobs.store import HOST, Claim, JobStore, end_abandoned
+from zlt.jobs.store import HOST, Claim, JobStore
 
 
 class RunningJob(Protocol):
-    pid: int | None
+    @property
+    def pid(self) -> int | None: ...
 
     def poll(self) -> int | None: ...
     def shutdown(self) -> None: ...

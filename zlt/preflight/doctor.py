@@ -11,7 +11,7 @@ from typing import Any
 
 from zlt.errors import EXIT_ENV_NOT_READY, EXIT_OK
 from zlt.preflight.gpu import GpuInfo, GpuProbe, NvmlProbe, scan_gpus
-from zlt.preflight.report import Check
+from zlt.preflight.report import Check, Status
 
 _PACKAGES = ("torch", "diffusers", "peft", "transformers", "lightning-fabric", "accelerate", "nvidia-ml-py", "psutil")
 
@@ -91,7 +91,7 @@ def environment_report(*, probe: GpuProbe | None = None, ai_toolkit: str | None 
             continue
         versions = ", ".join(f"{k} {v}" for k, v in inst.versions.items())
         where = str(inst.root) if inst.root else "built in"
-        status = "warn" if inst.warnings else "pass"
+        status: Status = "warn" if inst.warnings else "pass"
         cuda = "" if inst.cuda is None else f", CUDA {'available' if inst.cuda else 'NOT available'}"
         rows.append(Check(backend, status, f"{where}: {versions}{cuda}"
                           + (f"; commit {inst.commit[:10]}" if inst.commit else ""),

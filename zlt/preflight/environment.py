@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from zlt.preflight.gpu import GpuInfo
-from zlt.preflight.report import Check
+from zlt.preflight.report import Check, Status
 from zlt.profiles import HardwareProfile
 from zlt.spec.models import JobSpec
 
@@ -101,7 +101,7 @@ def trainer_checks(backend: str, explicit: str | None, gpus: list[GpuInfo], chec
     else:
         out.append(Check("trainer", "pass", f"{backend} at {where} ({versions or inst.python})", details=details))
     if inst.pinned_commit:
-        status = "pass" if inst.commit_matches_pin else "warn"
+        status: Status = "pass" if inst.commit_matches_pin else "warn"
         msg = (f"checkout at the tested commit {inst.pinned_commit[:10]}" if status == "pass"
                else "; ".join(inst.warnings) or "commit unknown")
         fix = "" if status == "pass" else f"git -C {inst.root} checkout {inst.pinned_commit} (see vendor/README.md)"
@@ -112,18 +112,8 @@ def trainer_checks(backend: str, explicit: str | None, gpus: list[GpuInfo], chec
 def dataset_checks(spec: JobSpec) -> list[Check]:
     """The dataset check, summarised: errors block, warnings are counted."""
     path = Path(spec.dataset.path)
-    try:
-        from zlt.dataset import check_dataset
-    except ImportError:
-        check_dataset = None
-    if check_dataset is None:
-        from zlt.preflight.host import dataset_stats
+    from zlt.dataset import check_dataset
 
-        n, _ = dataset_stats(path)
-        if n == 0:
-            return [Check("dataset", "fail", f"{path}: no images found", "fix dataset.path")]
-        return [Check("dataset", "warn", f"{path}: {n} images (the full dataset check is not installed)",
-                      f"zlt dataset check {path}")]
     try:
         report = check_dataset(path, spec)
     except Exception as e:  # a ZltError for a missing folder, or anything the checker trips on

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from zlt.preflight.report import Status
 from zlt.profiles import HardwareProfile
 from zlt.spec.models import JobSpec
 
@@ -41,7 +42,7 @@ class DiskNeed:
     items: dict[str, float] = field(default_factory=dict)  # what makes up `need_gb`
 
     @property
-    def status(self) -> str:
+    def status(self) -> Status:
         if self.free_gb < self.need_gb:
             return "fail"
         return "warn" if self.free_gb < self.need_gb + _DISK_SLACK_GB else "pass"
@@ -134,7 +135,7 @@ class RamNeed:
     minimum_gb: float  # below this the largest component cannot be loaded at all
 
     @property
-    def status(self) -> str:
+    def status(self) -> Status:
         if self.available_gb < self.minimum_gb:
             return "fail"
         return "warn" if self.available_gb < self.need_gb else "pass"

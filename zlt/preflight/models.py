@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from zlt.preflight.report import Status
 from zlt.spec.models import JobSpec
 
 # Z-Image-Turbo's diffusers repo: transformer 12.3 GB + Qwen3 text encoder 8.0 GB + VAE and tokenizer.
@@ -39,7 +40,7 @@ _GIB = float(1 << 30)
 class ModelFileCheck:
     what: str  # "base model", "training adapter", "musubi dit", ...
     ref: str  # what the spec names
-    status: str  # pass | warn | fail
+    status: Status
     message: str
     fix: str = ""
     path: str | None = None

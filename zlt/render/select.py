@@ -37,28 +37,20 @@ def check_fit(spec: JobSpec, profile: HardwareProfile, backend: str | None = Non
         problems.append(f"training.batch_size {spec.training.batch_size} > the profile's max {profile.max_batch_size}")
     est = estimate(spec, profile, backend)
     if est.total_gb > profile.vram_gb:
-        problems.append(f"estimated peak VRAM {est.total_gb:.1f} GB > {profile.vram_gb:g} GB")
+        problems.append(f"estimated peak VRAM {est.total_gb:.1f} GiB > {profile.vram_gb:g} GiB")
     return FitCheck(profile.name, not problems, est.total_gb, problems)
 
 
 def _alternatives(spec: JobSpec, profile: HardwareProfile, backend: str) -> list[str]:
+    """Changes that make the spec fit: levers that fit alone (or the first ones that fit together), then a profile."""
+    from zlt.preflight.levers import levers_to_fit
+    from zlt.preflight.vram import suggest_levers
+
     alts: list[str] = []
+    if not profile.is_cpu:
+        levers = suggest_levers(spec, profile, backend, profile.vram_gb)
+        alts = [lv.change for lv in ([lv for lv in levers if lv.fits] or levers_to_fit(levers))[:3]]
     bigger = next((p for p in gpu_profiles() if p.vram_gb > profile.vram_gb and check_fit(spec, p, backend).fits), None)
-    try:
-        from zlt.preflight.vram import suggest_levers
-    except ImportError:
-        suggest_levers = None  # type: ignore[assignment]
-    if suggest_levers is not None and not profile.is_cpu:
-        for lever in suggest_levers(spec, profile, backend, profile.vram_gb)[:3]:
-            alts.append(str(getattr(lever, "change", lever)))
-    else:
-        for res in (768, 512):
-            if res < spec.dataset.resolution:
-                trial = spec.model_copy(deep=True)
-                trial.dataset.resolution = res
-                if check_fit(trial, profile, backend).fits:
-                    alts.append(f"--set dataset.resolution={res}")
-                    break
     if bigger is not None:
         alts.append(f"--profile {bigger.name}")
     return alts

@@ -144,7 +144,7 @@ def inspect_checkpoint(path: Path, name: str, offset: int = 0) -> CheckpointFile
         # A file cut short while saving has a header promising more bytes than it holds.
         if size < 8 + n + _payload_end(header):
             ck.valid, ck.problem = False, "file is shorter than its header says (interrupted save?)"
-    except (HeaderError, OSError) as e:
+    except (HeaderError, OSError, ValueError, TypeError) as e:  # a bad offset in a header is a bad file
         ck.valid, ck.problem = False, str(e)
         meta_step, meta_epoch = None, None
     step = step_from_name if step_from_name is not None else meta_step

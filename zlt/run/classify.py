@@ -60,6 +60,23 @@ class Outcome:
                 "log_tail": self.log_tail}
 
 
+REPORT_LINES = 40
+
+
+def compact_tail(lines: list[str], n: int = REPORT_LINES) -> list[str]:
+    """The last n lines, each run of redraws of one progress bar folded into its last redraw."""
+    out: list[str] = []
+    for line in lines:
+        k = line.find("%|")
+        if k >= 3 and out:
+            prev = out[-1]
+            if prev.find("%|") == k and prev[:k - 3] == line[:k - 3]:
+                out[-1] = line
+                continue
+        out.append(line)
+    return out[-n:]
+
+
 def _first(lines: list[str], markers: tuple[str, ...]) -> str | None:
     for line in reversed(lines):
         if any(m in line for m in markers):
@@ -98,7 +115,8 @@ def classify(
     have_final: bool = True,
 ) -> Outcome:
     """Status and cause of one trainer process (or the last step of a multi-step job)."""
-    tail = list(facts.tail)
+    raw = list(facts.tail)
+    tail = compact_tail(raw)
     if stop_reason == "timeout":
         limit = f" after job.timeout_hours={timeout_hours:g}" if timeout_hours else ""
         return Outcome("timeout", "timeout", f"stopped{limit} ({describe_exit(returncode)})",
@@ -113,7 +131,7 @@ def classify(
                            HINTS["unknown"], tail)
         return Outcome("succeeded")
 
-    texts = tail + [e.message for e in facts.errors if hasattr(e, "message")]
+    texts = raw + [e.message for e in facts.errors if hasattr(e, "message")]
     oom_line = facts.fatal_oom or next((t.strip() for t in reversed(texts) if is_cuda_oom(t)), None)
     if oom_line:
         return Outcome("failed", "cuda_oom", f"CUDA out of memory: {oom_line}", oom_hint or None, tail)

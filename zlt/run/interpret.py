@@ -19,7 +19,7 @@ from zlt.run.bars import split_glued
 from zlt.run.events import Checkpoint, Error, Event, Finished, Oom, Phase, Progress, Resumed, Warning_
 from zlt.run.parse_common import TRACEBACK_START
 
-TAIL_LINES = 40
+TAIL_LINES = 400  # raw lines kept; failure reports show the last 40 after folding bar redraws
 TRACEBACK_KEEP = 40
 MAX_WARNINGS = 100
 _CHAIN_LINES = (

@@ -104,7 +104,7 @@ class JobRun:
         from zlt.preflight import run_preflight
 
         report = run_preflight(self.spec, backend=self.backend, profile=self.profile.name, vram_gb=req.vram_gb,
-                               ai_toolkit=req.ai_toolkit, musubi=req.musubi, home=req.home)
+                               ai_toolkit=req.ai_toolkit, musubi=req.musubi, home=req.home, gpus=req.gpus)
         atomic_write_json(ctx.job_dir / "preflight.json", report.to_dict())
         if not report.ok:
             raise _preflight_error(report)
@@ -173,12 +173,12 @@ class JobRun:
         rotate(ctx.job_dir / LOG_NAME)
         env = child_env(self.req.gpus)
         parser = make_parser(self.backend, self.spec.name)
-        names = render.step_names or ["train"] * len(render.argv)
+        names = render.step_names if len(render.step_names) == len(render.argv) else ["train"] * len(render.argv)
         last: ProcessResult | None = None
         stopped_before: str | None = None
         completed = 0
         with open(ctx.job_dir / LOG_NAME, "ab", buffering=0) as log:
-            for argv, name in zip(render.argv, names):
+            for argv, name in zip(render.argv, names, strict=True):
                 stopped_before = self.control.reason(time.monotonic())
                 if stopped_before:
                     break
@@ -310,21 +310,28 @@ class JobRun:
             atomic_write_json(self.ctx.job_dir / "checkpoints.json", doc)
 
     def _oom_hint(self) -> str:
-        from zlt.profiles import gpu_profiles
-
+        """The preflight levers that lower peak VRAM, as the flags to pass."""
         spec, parts = self.spec, []
-        current = self.profile.vram_gb if self.profile is not None else 0
-        smaller = [p for p in gpu_profiles() if 0 < p.vram_gb < current]
-        if smaller:
-            parts.append(f"--profile {smaller[-1].name} (quantisation/offload levers)")
-        if spec.dataset.resolution > 512:
-            parts.append(f"--set dataset.resolution={768 if spec.dataset.resolution > 768 else 512}")
-        if spec.training.batch_size > 1:
-            parts.append("--set training.batch_size=1")
-        if not spec.training.gradient_checkpointing:
-            parts.append("--set training.gradient_checkpointing=true")
-        if spec.model.base.quantize == "none":
-            parts.append("--set model.base.quantize=float8")
+        if self.profile is not None and not self.profile.is_cpu:
+            try:
+                from zlt.preflight.vram import suggest_levers
+
+                parts = [lv.change for lv in suggest_levers(spec, self.profile, self.backend, self.profile.vram_gb)][:4]
+            except Exception:  # noqa: BLE001 - a hint must never hide the failure it explains
+                parts = []
+        if not parts:
+            from zlt.profiles import gpu_profiles
+
+            current = self.profile.vram_gb if self.profile is not None else 0
+            smaller = [p for p in gpu_profiles() if 0 < p.vram_gb < current]
+            if smaller:
+                parts.append(f"--profile {smaller[-1].name}")
+            if spec.dataset.resolution > 512:
+                parts.append(f"--set dataset.resolution={768 if spec.dataset.resolution > 768 else 512}")
+            if spec.training.batch_size > 1:
+                parts.append("--set training.batch_size=1")
+            if not spec.training.gradient_checkpointing:
+                parts.append("--set training.gradient_checkpointing=true")
         levers = ", ".join(parts) or "a GPU with more memory"
         return f"lower peak VRAM: {levers}; `zlt preflight` shows the estimate"
 

@@ -6,9 +6,10 @@ text embeddings, sampling, quantising, downloads, loading shards) maps to a phas
 
 from __future__ import annotations
 
+import functools
 import re
 
-from zlt.run.bars import parse_bar, postfix_values
+from zlt.run.bars import parse_bar, parse_interval, postfix_values
 from zlt.run.events import Checkpoint, Error, Event, Oom, Phase, Progress, Resumed, Warning_
 from zlt.run.parse_common import is_cuda_oom, parse_generic, step_from_name
 
@@ -50,7 +51,36 @@ _BAR_PHASES = (
 )
 
 
+@functools.lru_cache(maxsize=16)
+def _training_bar(job_name: str) -> re.Pattern[str]:
+    """The training bar in its usual form, `NAME: pct%|bar| n/total [el<rem, rate, lr: X loss: Y]`, as one
+    regex: the hot path (most lines of a log are its redraws). Anything else takes the general path."""
+    return re.compile(
+        re.escape(job_name) + r": *\d+%\|[^|]*\| *(\d+)/(\d+) \[([\d:]+)<([\d:]+|\?), *"
+        r"(?:\?it/s|([\d.]+)(it/s|s/it))(?:, lr: (\S+) loss: ([^\]\s]+))?\]$"
+    )
+
+
+def _fast_progress(m: re.Match[str]) -> Progress | None:
+    n, total, elapsed, remaining, rate, unit, lr, loss = m.groups()
+    it_s = None
+    if rate:
+        value = float(rate)
+        it_s = (1.0 / value if value > 0 else None) if unit == "s/it" else value
+    try:
+        return Progress(int(n), int(total), float(loss) if loss else None, float(lr) if lr else None, it_s,
+                        parse_interval(elapsed), parse_interval(remaining))
+    except ValueError:
+        return None
+
+
 def _bar_event(line: str, job_name: str | None) -> Event | None:
+    if job_name is not None and line.startswith(job_name):
+        m = _training_bar(job_name).match(line)
+        if m is not None:
+            ev = _fast_progress(m)
+            if ev is not None:
+                return ev
     bar = parse_bar(line)
     if bar is None:
         return None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from zlt.run.bars import parse_bar, postfix_values
+from zlt.run.bars import parse_bar, parse_interval, postfix_values
 from zlt.run.events import Checkpoint, Event, Phase, Progress
 from zlt.run.parse_common import parse_generic, step_from_name
 
@@ -24,7 +24,31 @@ def _float(text: str) -> float | None:
         return None
 
 
+# musubi's training bar in its usual form: `steps:  50%|█████     | 100/200 [00:23<00:23, 4.23it/s, avr_loss=0.43]`.
+_STEPS_BAR = re.compile(
+    r"steps: *\d+%\|[^|]*\| *(\d+)/(\d+) \[([\d:]+)<([\d:]+|\?), *(?:\?it/s|([\d.]+)(it/s|s/it))"
+    r"(?:, avr_loss=([^\]\s,]+))?\]$"
+)
+
+
+def _fast_progress(line: str) -> Progress | None:
+    m = _STEPS_BAR.match(line)
+    if m is None:
+        return None
+    n, total, elapsed, remaining, rate, unit, loss = m.groups()
+    it_s = None
+    if rate:
+        value = float(rate)
+        it_s = (1.0 / value if value > 0 else None) if unit == "s/it" else value
+    return Progress(int(n), int(total), _float(loss) if loss else None, None, it_s,
+                    parse_interval(elapsed), parse_interval(remaining))
+
+
 def _bar_event(line: str) -> Event | None:
+    if line.startswith("steps:"):
+        ev = _fast_progress(line)
+        if ev is not None:
+            return ev
     bar = parse_bar(line)
     if bar is None:
         return None

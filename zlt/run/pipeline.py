@@ -122,7 +122,9 @@ class JobContext:
         leaving_sampling = self.phase == "sampling" and not (isinstance(ev, Phase) and ev.phase == "sampling")
         if isinstance(ev, Phase):
             self.phase = ev.phase
-        if leaving_sampling and not isinstance(ev, Sample):
+        if isinstance(ev, Sample):
+            self.samples_seen.add(str(Path(ev.path)))  # the trainer reported it; the folder scan must not
+        elif leaving_sampling:
             self.report_samples()
         self.stream.emit(ev)
         for hook in self.on_event:

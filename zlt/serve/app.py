@@ -17,12 +17,14 @@ from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
 
 from zlt import __version__
 from zlt.errors import BadInputError, FieldError, SpecError, ZltError
 from zlt.serve import openapi, tools
 from zlt.serve.auth import bearer_matches
-from zlt.serve.http_errors import BodyLimit, install as install_errors
+from zlt.serve.http_errors import BodyLimit
+from zlt.serve.http_errors import install as install_errors
 from zlt.serve.intake import Fence, SubmitOptions, load_client_spec
 from zlt.serve.models import Accepted, ErrorBody, Health, JobStatusBody
 from zlt.serve.sse import StreamSettings, event_frames, resume_point
@@ -110,7 +112,7 @@ def build_app(cfg: ServeConfig) -> FastAPI:
                     "<token>` (the token is in <ZLT_HOME>/serve/token).",
     )
     install_errors(app)
-    app.add_exception_handler(Unauthorized, _unauthorized)
+    app.add_exception_handler(Unauthorized, _unauthorized)  # type: ignore[arg-type]
     openapi.install(app)
     app.add_middleware(BodyLimit, max_upload_bytes=cfg.limits.max_upload_bytes, max_json_bytes=cfg.limits.max_json_bytes)
 
@@ -205,7 +207,7 @@ async def _submit(request: Request, cfg: ServeConfig, opts: SubmitOptions) -> JS
         async with request.form(max_files=1, max_fields=4, max_part_size=cfg.limits.max_json_bytes) as form:
             data = _spec_text(form.get("spec"))
             upload = form.get("dataset")
-            if upload is not None and not hasattr(upload, "file"):
+            if upload is not None and not isinstance(upload, UploadFile):
                 raise UploadRefused("the 'dataset' form field must be a file (a zip of the dataset folder)")
             if upload is not None:
                 # Check the spec before touching the zip: a bad spec costs the client nothing on disk.
@@ -248,18 +250,18 @@ def _job_routes(api: APIRouter, cfg: ServeConfig) -> None:
     ) -> SubmitOptions:
         return SubmitOptions(priority=priority, backend=backend, profile=profile, skip_preflight=skip_preflight)
 
-    submit_doc = {"status_code": 202, "response_model": Accepted, "responses": _errors(400, 413, 415, 422, 503),
-                  "openapi_extra": openapi.submit_body(), "tags": ["jobs"]}
-
-    @api.post("/v1/jobs", **submit_doc)
     async def submit_job(request: Request, opts: SubmitOptions = Depends(submit_options)) -> JSONResponse:
         """Submit a LoRA training job. Returns 202 with the job id and where to follow it."""
         return await _submit(request, cfg, opts)
 
-    @api.post("/lora/train", **submit_doc)
     async def lora_train(request: Request, opts: SubmitOptions = Depends(submit_options)) -> JSONResponse:
-        """Alias of POST /v1/jobs for the body `{model, dataset, training, output, job}`."""
+        """Alias of POST /v1/jobs for the body `{model, dataset, training, output, job}` (the job spec)."""
         return await _submit(request, cfg, opts)
+
+    for path, endpoint in (("/v1/jobs", submit_job), ("/lora/train", lora_train)):
+        api.add_api_route(path, endpoint, methods=["POST"], status_code=202, response_model=Accepted,
+                          responses=_errors(400, 413, 415, 422, 503), openapi_extra=openapi.submit_body(),
+                          tags=["jobs"])
 
     @api.get("/v1/jobs", response_model=None, tags=["jobs"], responses=_ok(list[JobStatusBody], 422))
     def list_jobs(state: State | None = Query(None, description="Only jobs in this state."),

@@ -40,7 +40,7 @@ def sign(body: bytes, secret: str) -> str:
 
 def verify(body: bytes, secret: str, header: str | None) -> bool:
     """What a receiver does: recompute and compare in constant time."""
-    return bool(header) and hmac.compare_digest(sign(body, secret), header.strip())
+    return header is not None and hmac.compare_digest(sign(body, secret), header.strip())
 
 
 def check_callback_url(url: str) -> str:
@@ -93,7 +93,9 @@ def new_deliveries(sub: dict[str, Any], history: list[dict[str, Any]], events: l
                    status: dict[str, Any], now: float) -> list[dict[str, Any]]:
     """Deliveries for what happened since the subscription's cursors (pure; advances the cursors in `sub`)."""
     job_id = sub["job_id"]
-    out = []
+    # (when it happened, tie-break, delivery), sent in that order; a run's `finished` event is written in the same
+    # instant as the state change it causes, and belongs before it.
+    out: list[tuple[float, int, dict[str, Any]]] = []
     for n in range(sub.get("history_seen", 0), len(history)):
         h = history[n]
         if h.get("from_state") == h.get("to_state"):
@@ -101,18 +103,35 @@ def new_deliveries(sub: dict[str, Any], history: list[dict[str, Any]], events: l
         eid = f"{job_id}:state:{n}"
         data = {"state": h.get("to_state"), "previous_state": h.get("from_state"), "message": h.get("message"),
                 "at": h.get("ts"), "job": status}
-        out.append({"event_id": eid, "body": delivery_body(eid, "job.state", job_id, data, now)})
+        out.append((_epoch(h.get("ts"), now), 1, {"event_id": eid,
+                                                  "body": delivery_body(eid, "job.state", job_id, data, now)}))
     sub["history_seen"] = len(history)
     for ev in events:
         sub["after_seq"] = max(sub.get("after_seq", 0), int(ev.get("seq", 0)))
         if ev.get("type") not in EVENT_TYPES_SENT:
             continue
         eid = f"{job_id}:seq:{ev['seq']}"
-        out.append({"event_id": eid, "body": delivery_body(eid, f"job.{ev['type']}", job_id,
-                                                             {"event": ev, "job": status}, now)})
-    for d in out:
-        d.update(attempts=0, next_at=now, last_error=None)
-    return out
+        body = delivery_body(eid, f"job.{ev['type']}", job_id, {"event": ev, "job": status}, now)
+        out.append((float(ev.get("ts") or now), 0 if ev["type"] == "finished" else 1, {"event_id": eid, "body": body}))
+    out.sort(key=lambda item: (item[0], item[1]))  # stable otherwise: same instant, same kind keeps its order
+    return [{**d, "attempts": 0, "next_at": now, "last_error": None} for _, _, d in out]
+
+
+def _epoch(ts: Any, default: float) -> float:
+    """A history timestamp (ISO 8601 from job_history, or epoch seconds) as epoch seconds."""
+    if isinstance(ts, (int, float)):
+        return float(ts)
+    if isinstance(ts, str):
+        from datetime import datetime
+
+        try:
+            return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            pass
+    return default
+
+
+_FILES_LOCK = threading.Lock()  # one per process: request threads subscribe while the dispatcher thread saves
 
 
 class Subscriptions:
@@ -120,7 +139,7 @@ class Subscriptions:
 
     def __init__(self, home: Path) -> None:
         self.dir = Path(home) / "serve" / "webhooks"
-        self._lock = threading.Lock()
+        self._lock = _FILES_LOCK
 
     def path(self, job_id: str) -> Path:
         return self.dir / f"{job_id}.json"

@@ -12,15 +12,14 @@ import sys
 import traceback
 
 
-def _install_signals(stop, events) -> None:
+def _install_signals(stop) -> None:
     """First SIGINT/SIGTERM during training: finish the step, save, exit 0. Before training, or a second
     signal: stop at once."""
 
     def handler(signum, _frame):
         name = signal.Signals(signum).name
         if stop.armed and not stop:
-            stop.set(name)
-            events.warning(f"{name} received: finishing step, then saving a checkpoint and resume state")
+            stop.set(name)  # no I/O here: the main thread may be half-way through writing an event
             return
         raise KeyboardInterrupt(name)
 
@@ -46,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_trainer_config(args[0])
         events.interval_s = cfg.progress_interval_s
         stop = StopFlag()
-        _install_signals(stop, events)
+        _install_signals(stop)
         trainer = Trainer(cfg, events, stop)
         trainer.setup()
         stop.armed = True

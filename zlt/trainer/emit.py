@@ -52,8 +52,11 @@ class EventWriter:
     def emit(self, ev: Event) -> None:
         if not self.enabled:
             return
-        self.stream.write(json.dumps(event_to_dict(ev), ensure_ascii=False) + "\n")  # type: ignore[union-attr]
-        self.stream.flush()  # type: ignore[union-attr]
+        try:
+            self.stream.write(json.dumps(event_to_dict(ev), ensure_ascii=False) + "\n")  # type: ignore[union-attr]
+            self.stream.flush()  # type: ignore[union-attr]
+        except (BrokenPipeError, ValueError):  # the reader is gone (or the stream closed): keep training, stop telling
+            self.enabled = False
 
     def phase(self, phase: str, message: str = "") -> None:
         self.emit(Phase(phase=phase, message=message))

@@ -59,7 +59,7 @@ class Trainer:
     def __init__(self, cfg: TrainerConfig, events: EventWriter, stop: StopFlag | None = None) -> None:
         self.cfg = cfg
         self.events = events
-        self.stop = stop or StopFlag()
+        self.stop = stop if stop is not None else StopFlag()  # not `or`: an unset flag is falsy
         self.out = Path(cfg.output.dir).expanduser()
         self.step = 0
         self.epoch = 0
@@ -333,8 +333,8 @@ class Trainer:
             if self.sampler and (self.step % c.sample.every == 0 or self.step == total):
                 self.sampler.draw(self)
             if stop_here and self.step < total:
-                why = self.stop.reason or f"stop_after_step {self.step}"
-                ev.warning(f"stopped at step {self.step}/{total} ({why}); resume state saved, retry to continue")
+                why = f"{self.stop.reason} received" if self.stop else f"stop_after_step {self.step}"
+                ev.warning(f"stopped at step {self.step}/{total} ({why}); checkpoint and resume state saved, retry to continue")
                 stopped = True
                 break
         if not stopped:

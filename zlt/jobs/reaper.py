@@ -1,0 +1,91 @@
+"""The reaper: nothing stays `running` forever.
+
+Run by every worker loop and by `zlt status`/`zlt jobs`. An active job whose runner is gone (worker
+SIGKILLed, OOM killer, machine rebooted) is cancelled if a cancel was pending, requeued to resume while
+`job.retry.max_retries` allows, and otherwise failed with cause "abandoned".
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import TYPE_CHECKING
+
+from zlt.jobs.states import IllegalTransition, JobStatus
+
+if TYPE_CHECKING:
+    from zlt.jobs.store import JobStore
+
+
+def process_alive(pid: int, started: float | None) -> bool:
+    """True when `pid` runs and (if known) was started at `started`; a zombie counts as gone."""
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return started is None or abs(proc.create_time() - started) < 1.0
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.AccessDenied:
+        return True  # someone else's process with that pid exists; do not guess it away
+
+
+def is_abandoned(store: JobStore, row: sqlite3.Row, now: float) -> str | None:
+    """Why an active job has no live runner, or None. On this host a live runner process is proof of life
+    (even with a stale lease, e.g. after a suspend); elsewhere only the lease counts."""
+    pid = row["runner_pid"]
+    if row["host"] == store.host and pid:
+        alive = store.pid_alive or process_alive
+        if alive(pid, row["runner_started"]):
+            return None
+        return f"runner process {pid} is gone"
+    expires = row["lease_expires"]
+    if expires is None or expires < now:
+        return f"lease expired {now - (expires or now):.0f}s ago (worker {row['worker_id']} stopped heartbeating)"
+    return None
+
+
+def end_abandoned(store: JobStore, row: sqlite3.Row, why: str) -> sqlite3.Row:
+    """A job lost its runner: cancelled if a cancel was pending, requeued while retries remain, else failed.
+
+    On this host, trainer processes the dead runner left behind are ended first, so the job's GPUs are
+    really free when the job lets go of them.
+    """
+    token = row["lease_token"]
+    if row["host"] == store.host:
+        from zlt.jobs.orphans import kill_orphans
+
+        killed = kill_orphans(row["job_dir"])
+        if killed:
+            why += f"; ended leftover trainer process(es) {', '.join(map(str, killed))}"
+    if row["cancel_requested"]:
+        return store.transition(row["id"], JobStatus.CANCELLED, token=token, message=f"abandoned while cancelling: {why}",
+                                error_cause="cancelled", error_message="cancelled (runner gone)")
+    if row["auto_retries"] < row["max_retries"]:
+        n = row["auto_retries"] + 1
+        return store.transition(row["id"], JobStatus.QUEUED, token=token, resume=1, auto_retries=n,
+                                error_cause="abandoned", error_message=f"abandoned: {why}",
+                                message=f"abandoned: {why}; requeued (retry {n}/{row['max_retries']})")
+    return store.transition(row["id"], JobStatus.FAILED, token=token, message=f"abandoned: {why}",
+                            error_cause="abandoned", error_message=f"abandoned: {why}")
+
+
+def reap(store: JobStore) -> list[tuple[str, JobStatus]]:
+    """End or requeue every active job whose runner is gone. Returns (job_id, new state)."""
+    from zlt.jobs.store import LeaseLost
+
+    now = store.clock()
+    with store._lock:
+        rows = store.db.execute("SELECT * FROM jobs WHERE state IN ('preparing', 'running')").fetchall()
+    done = []
+    for row in rows:
+        why = is_abandoned(store, row, now)
+        if why is None:
+            continue
+        try:
+            new = end_abandoned(store, row, why)
+        except (IllegalTransition, LeaseLost):
+            continue  # it moved on between our read and the write
+        done.append((row["id"], JobStatus(new["state"])))
+    return done
