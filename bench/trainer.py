@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import argparse
 import io
-import math
 import json
+import math
 import statistics
 import sys
 import tempfile
@@ -62,6 +62,7 @@ def make_bare(t):
     import torch
     from peft import LoraConfig
 
+    from zlt.trainer.data import epoch_batches
     from zlt.trainer.tiny import build_tiny_components
 
     tr = build_tiny_components(encoders=False)["transformer"]
@@ -74,19 +75,25 @@ def make_bare(t):
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda i: (i + 1) / (warm + 1) if i < warm else 0.5 * (1 + math.cos(math.pi * (i - warm) / (total - warm))))
     gen = torch.Generator().manual_seed(0)
-    keys = list(t.data.latents)
-    caps = {k: t.data.texts[t.items[k[0]].caption] for k in keys}
-    batch = t.cfg.training.batch_size
-    state = {"i": 0}
+    # the same batches in the same order as the built-in side: sequence lengths (and so the work) then match
+    order = {"epoch": 0, "pos": 0, "batches": epoch_batches(t.items, t.cfg.data, t.cfg.training.batch_size, t.cfg.training.seed, 0)}
+
+    def next_batch():
+        if order["pos"] >= len(order["batches"]):
+            order["epoch"] += 1
+            order["pos"] = 0
+            order["batches"] = epoch_batches(t.items, t.cfg.data, t.cfg.training.batch_size, t.cfg.training.seed, order["epoch"])
+        order["pos"] += 1
+        return order["batches"][order["pos"] - 1]
 
     def step() -> None:
-        chosen = [keys[(state["i"] + j) % len(keys)] for j in range(batch)]
-        state["i"] += batch
+        chosen = [(s.image, s.flip, s.jitter) for s in next_batch()]
         x0 = [t.data.latents[k] for k in chosen]
-        sig = torch.sigmoid(torch.randn(batch, generator=gen))
+        caps = [t.data.texts[t.items[k[0]].caption] for k in chosen]
+        sig = torch.sigmoid(torch.randn(len(chosen), generator=gen))
         noise = [torch.randn(x.shape, generator=gen) for x in x0]
         xt = [((1 - s) * a + s * n).unsqueeze(1) for a, n, s in zip(x0, noise, sig, strict=True)]
-        out = tr(xt, 1 - sig, [caps[k] for k in chosen], return_dict=False)[0]
+        out = tr(xt, 1 - sig, caps, return_dict=False)[0]
         loss = torch.stack([torch.nn.functional.mse_loss(-o.squeeze(1), n - a) for o, n, a in zip(out, noise, x0, strict=True)]).mean()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)

@@ -201,3 +201,15 @@ def test_bad_config_fails_with_an_error_event(root: Path):
     bad.write_text(json.dumps({"name": "x"}))
     rc, events, _ = run_trainer(bad)
     assert rc == 1 and events[-1]["type"] == "error" and "invalid trainer config" in events[-1]["message"]
+
+
+def test_ddp_on_two_cpu_processes(root: Path, data: Path):
+    """Fabric's DDP strategy (gloo) with two ranks: one writer, the loss averaged over ranks."""
+    config = write_config(root, data, "ddp", training={"max_steps": 4}, output={"save_every": 2},
+                          runtime={"devices": 2, "strategy": "ddp"})
+    rc, events, stderr = run_trainer(config)
+    assert rc == 0, stderr
+    assert "MEMBER: 2/2" in stderr
+    assert any(e["type"] == "phase" and "on cpu x2" in e["message"] for e in events)
+    assert [e["step"] for e in events if e["type"] == "checkpoint"] == [2, 4, 4]  # written once, by rank 0
+    assert (root / "ddp" / "e2e_tiny.safetensors").is_file()

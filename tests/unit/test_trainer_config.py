@@ -16,7 +16,13 @@ from zlt.render.base import RenderContext
 from zlt.render.lightning import CONFIG_NAME, render_lightning, trainer_config_from_render
 from zlt.spec.load import load_spec_data
 from zlt.spec.models import TURBO_ADAPTER_V2
-from zlt.trainer.config import ADALN_TARGET, TrainerConfig, load_trainer_config, map_target_modules, peft_target
+from zlt.trainer.config import (
+    ADALN_TARGET,
+    TrainerConfig,
+    load_trainer_config,
+    map_target_modules,
+    peft_target,
+)
 
 TINY = {"name": "tinyq", "model": {"base": {"name": "zlt/tiny-zimage", "source": "builtin"}},
         "dataset": {"path": "/data/x", "resolution": 64}, "training": {"max_steps": 60, "warmup_steps": 5},
@@ -53,7 +59,7 @@ def test_defaults_without_context(zlt_home: Path):
     cfg = trainer_config_from_render(r)
     assert r.argv == [["python", "-m", "zlt.trainer", "trainer.json"]]
     assert cfg.data.path == "/data/x"
-    assert cfg.cache.dir == str(zlt_home / "cache" / "latents")
+    assert cfg.cache.dir == str(zlt_home / "cache")  # latents land in cache/latents/, captions in cache/text/
     assert cfg.output.dir == "output" and cfg.output.resume is False
 
 

@@ -63,11 +63,13 @@ def test_all_the_options_together(tmp_path: Path, data: Path):
 
 
 def test_samples_do_not_change_training(tmp_path: Path, data: Path):
-    base = dict(training={"max_steps": 4}, output={"save_every": 2})
+    # one cache for both: the sampled run finds everything cached and loads only the VAE for its samples
+    base = dict(training={"max_steps": 4}, output={"save_every": 2}, cache={"dir": str(tmp_path / "cache")})
     plain, _, _ = run(tiny_config(tmp_path / "a", data, **base))
     sampled_cfg = tiny_config(tmp_path / "b", data, **base, sample={"enable": True, "every": 2, "prompts": ["<zstyle> a boat"],
                                                                     "steps": 2, "width": 32, "height": 32})
     sampled, events, _ = run(sampled_cfg)
+    assert not any(e["type"] == "phase" and "VAE and text encoder" in e["message"] for e in events)
     samples = [e for e in events if e["type"] == "sample"]
     assert [s["step"] for s in samples] == [2, 4] and all(Path(s["path"]).is_file() for s in samples)
     a, b = lora(plain.out / "tinytest.safetensors"), lora(sampled.out / "tinytest.safetensors")

@@ -12,7 +12,14 @@ torch = pytest.importorskip("torch")
 from tests.unit.test_trainer_fixtures import tiny_config  # noqa: E402
 from zlt.errors import BadInputError, EnvNotReadyError  # noqa: E402
 from zlt.trainer.config import ADALN_TARGET, LoraConfig, ModelConfig  # noqa: E402
-from zlt.trainer.models import add_lora, load_encoders, load_transformer, merge_lora_file, resolve_adapter  # noqa: E402
+from zlt.trainer.models import (  # noqa: E402
+    add_lora,
+    load_encoders,
+    load_sampling_parts,
+    load_transformer,
+    merge_lora_file,
+    resolve_adapter,
+)
 from zlt.trainer.runtime import resolve  # noqa: E402
 
 TINY = ModelConfig(name="zlt/tiny-zimage", source="builtin", weight_dtype="fp32")
@@ -96,6 +103,9 @@ def test_local_diffusers_folder_loads_like_the_hub_layout(tmp_path: Path):
     assert all(torch.equal(x, y) for x, y in zip(tr.state_dict().values(), ref.transformer.state_dict().values(), strict=True))
     enc = load_encoders(local)
     assert enc.pipe.transformer is None
+    vae, scheduler = load_sampling_parts(local)
+    assert all(torch.equal(x, y) for x, y in zip(vae.state_dict().values(), ref.vae.state_dict().values(), strict=True))
+    assert scheduler.config.shift == ref.scheduler.config.shift
     got = enc.pipe.encode_prompt("a cat", do_classifier_free_guidance=False)[0][0]
     assert torch.equal(got, ref.encode_prompt("a cat", do_classifier_free_guidance=False)[0][0])
 

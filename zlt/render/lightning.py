@@ -107,7 +107,8 @@ def render_lightning(spec: JobSpec, profile: HardwareProfile, ctx: RenderContext
             content_or_style=tr.content_or_style, seed=tr.seed,
         ),
         runtime=runtime,
-        cache=CacheConfig(dir=str(ctx.cache_dir or cache_dir(zlt_home()) / "latents"),
+        # latents go to <cache>/latents/, caption embeddings to <cache>/text/ (zlt.trainer.cache.DiskCache)
+        cache=CacheConfig(dir=str(ctx.cache_dir or cache_dir(zlt_home())),
                           text_embeddings=profile.lightning.cache_text_embeddings),
         output=OutputConfig(dir=str(ctx.output_dir), save_every=spec.output.save.every, keep=spec.output.save.keep,
                             save_dtype=spec.output.save.dtype, resume=ctx.resume),

@@ -26,6 +26,7 @@ from zlt.trainer.loss import flow_matching_loss, sample_sigmas
 from zlt.trainer.models import (
     add_lora,
     load_encoders,
+    load_sampling_parts,
     load_transformer,
     merge_lora_file,
     model_identity,
@@ -76,6 +77,7 @@ class Trainer:
         cuda = torch.cuda.is_available()
         self.resolved = resolve(cfg, ev.warning, cuda_available=cuda, bf16_supported=cuda and torch.cuda.is_bf16_supported())
         self.fabric = make_fabric(cfg, self.resolved)
+        self.model_cfg = cfg.model.model_copy(update={"weight_dtype": self.resolved.weight_dtype})
         ev.enabled = ev.enabled and self.fabric.is_global_zero
         self.world, self.rank = self.fabric.world_size, self.fabric.global_rank
         if cfg.model.is_tiny:
@@ -93,12 +95,12 @@ class Trainer:
 
     def _prepare_data(self) -> None:
         cfg, ev = self.cfg, self.events
-        cache = DiskCache(Path(cfg.cache.dir), model_identity(cfg.model))
+        cache = DiskCache(Path(cfg.cache.dir), model_identity(self.model_cfg))
         self._encoders = None
 
         def factory():
             ev.phase("loading_model", f"VAE and text encoder of {cfg.model.name}")
-            self._encoders = load_encoders(cfg.model)
+            self._encoders = load_encoders(self.model_cfg)
             return PipelineEncoder(self._encoders.pipe, self.fabric.device)
 
         prompts = cfg.sample.prompts if cfg.sample.enable else []
@@ -115,9 +117,11 @@ class Trainer:
         if cfg.sample.enable:
             from zlt.trainer.sampling import Sampler
 
-            if self._encoders is None:
-                self._encoders = load_encoders(cfg.model)
-            self.sampler = Sampler(self._encoders.pipe, cfg, self.data.texts, self.fabric.device)
+            if self._encoders is not None:
+                vae, scheduler = self._encoders.pipe.vae, self._encoders.pipe.scheduler
+            else:
+                vae, scheduler = load_sampling_parts(self.model_cfg)
+            self.sampler = Sampler(vae, scheduler, cfg, self.data.texts, self.fabric.device)
         self._encoders = None  # the sampler keeps only the VAE; the text encoder goes now
         gc.collect()
         if self.resolved.accelerator == "cuda":
@@ -129,8 +133,7 @@ class Trainer:
         cfg, ev = self.cfg, self.events
         label = " (tiny random test model)" if cfg.model.is_tiny else ""
         ev.phase("loading_model", f"transformer of {cfg.model.name}{label}")
-        model_cfg = cfg.model.model_copy(update={"weight_dtype": self.resolved.weight_dtype})
-        tr = load_transformer(model_cfg)
+        tr = load_transformer(self.model_cfg)
         if cfg.model.training_adapter:
             path = resolve_adapter(cfg.model.training_adapter)
             n = merge_lora_file(tr, path)
@@ -170,12 +173,12 @@ class Trainer:
         t, p = self.cfg.training, self.cfg.data.caption_dropout
         mine = None
         for r, batch in enumerate(group):
-            drop = torch.rand(len(batch), generator=self.gen) < p
+            drop = (torch.rand(len(batch), generator=self.gen) < p).tolist() if p > 0 else [False] * len(batch)
             sig = sample_sigmas(len(batch), t.timestep_type, self.gen, shift=t.timestep_shift, content_or_style=t.content_or_style)
             lat = [self.data.latents[(s.image, s.flip, s.jitter)] for s in batch]
             noise = [torch.randn(x.shape, generator=self.gen) for x in lat]
             if r == self.rank:
-                caps = ["" if d else self.items[s.image].caption for s, d in zip(batch, drop.tolist(), strict=True)]
+                caps = ["" if d else self.items[s.image].caption for s, d in zip(batch, drop, strict=True)]
                 mine = (lat, [self.data.texts[c] for c in caps], sig, noise)
         return mine
 
@@ -203,6 +206,8 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
         self.step += 1
+        if self.world > 1:  # report the loss of the whole step, not rank 0's share
+            total = self.fabric.all_reduce(total, reduce_op="mean")
         return float(total) / t.gradient_accumulation
 
     # --- resume / save -------------------------------------------------------------------------------------
@@ -316,7 +321,8 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         if self.fabric.is_global_zero:
             self._loss_fh = open(self.out / "loss_log.jsonl", "a", encoding="utf-8")
-        ev.phase("training", f"steps {self.step + 1}..{total} on {self.resolved.accelerator} ({self.resolved.precision})")
+        where = self.resolved.accelerator + (f" x{self.world}" if self.world > 1 else "")
+        ev.phase("training", f"steps {self.step + 1}..{total} on {where} ({self.resolved.precision})")
         ev.start_training(self.step)
         t0 = time.monotonic()
         stopped = False

@@ -68,7 +68,7 @@ def flow_matching_loss(model, latents: list, cap_feats: list, sigmas, noise: lis
     import torch
 
     x_t = [((1 - s) * x0 + s * n).unsqueeze(1) for x0, n, s in zip(latents, noise, sigmas, strict=True)]
-    if dtype is not None:
+    if dtype is not None and x_t[0].dtype != dtype:
         x_t = [x.to(dtype) for x in x_t]
     out = model(x_t, 1 - sigmas, cap_feats, return_dict=False)[0]
     losses = [

@@ -102,6 +102,26 @@ def load_encoders(model: ModelConfig) -> Encoders:
     return Encoders(pipe=pipe)
 
 
+def load_sampling_parts(model: ModelConfig) -> tuple[Any, Any]:
+    """(VAE, scheduler) for drawing samples when the pre-pass did not need the encoders (all cached)."""
+    if model.is_tiny:
+        from zlt.trainer.tiny import build_tiny_components
+
+        parts = build_tiny_components(transformer=False)
+        return parts["vae"], parts["scheduler"]
+    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler
+
+    kwargs = _from_pretrained_kwargs(model)
+    try:
+        vae = AutoencoderKL.from_pretrained(model.name, subfolder="vae", **kwargs)
+        sched = FlowMatchEulerDiscreteScheduler.from_pretrained(
+            model.name, subfolder="scheduler", local_files_only=kwargs["local_files_only"])
+    except (OSError, ValueError) as e:
+        raise _load_error(model, "VAE", e) from e
+    vae.requires_grad_(False)
+    return vae.eval(), sched
+
+
 def load_transformer(model: ModelConfig):
     """The frozen ZImageTransformer2DModel in the configured weight dtype (on the CPU)."""
     if model.is_tiny:

@@ -10,10 +10,10 @@ from zlt.trainer.config import TrainerConfig
 
 
 class Sampler:
-    def __init__(self, pipe, cfg: TrainerConfig, texts: dict[str, Any], device) -> None:
+    def __init__(self, vae, scheduler, cfg: TrainerConfig, texts: dict[str, Any], device) -> None:
         self.cfg = cfg
-        self.vae = pipe.vae.to(device)
-        self.scheduler = pipe.scheduler
+        self.vae = vae.to(device)
+        self.scheduler = scheduler
         self.embeds = [texts[p] for p in cfg.sample.prompts]
         self.device = device
 
