@@ -19,7 +19,7 @@ $(VENV)/.stamp-train: pyproject.toml | $(PY)
 
 $(VENV)/.stamp-dev: pyproject.toml | $(PY)
 	$(PIP) install -q $(TORCH)
-	$(PIP) install -q -e '.[train,plot,serve,gpu,dev]'
+	$(PIP) install -q -e '.[train,plot,serve,dev]'
 	touch $@
 
 ## The main job on the embedded default: the tiny built-in Z-Image model, on the CPU.

@@ -63,17 +63,19 @@ def test_all_the_options_together(tmp_path: Path, data: Path):
 
 
 def test_samples_do_not_change_training(tmp_path: Path, data: Path):
-    # one cache for both: the sampled run finds everything cached and loads only the VAE for its samples
     base = dict(training={"max_steps": 4}, output={"save_every": 2}, cache={"dir": str(tmp_path / "cache")})
+    sample = {"enable": True, "every": 2, "prompts": ["<zstyle> a boat"], "steps": 2, "width": 32, "height": 32}
     plain, _, _ = run(tiny_config(tmp_path / "a", data, **base))
-    sampled_cfg = tiny_config(tmp_path / "b", data, **base, sample={"enable": True, "every": 2, "prompts": ["<zstyle> a boat"],
-                                                                    "steps": 2, "width": 32, "height": 32})
-    sampled, events, _ = run(sampled_cfg)
-    assert not any(e["type"] == "phase" and "VAE and text encoder" in e["message"] for e in events)
+    sampled, events, _ = run(tiny_config(tmp_path / "b", data, **base, sample=sample))
     samples = [e for e in events if e["type"] == "sample"]
     assert [s["step"] for s in samples] == [2, 4] and all(Path(s["path"]).is_file() for s in samples)
     a, b = lora(plain.out / "tinytest.safetensors"), lora(sampled.out / "tinytest.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
+    # everything cached now: the next run loads only the VAE for its samples, and draws the same pictures
+    again, events, _ = run(tiny_config(tmp_path / "c", data, **base, sample=sample))
+    assert not any(e["type"] == "phase" and "VAE and text encoder" in e["message"] for e in events)
+    first, second = (Path(e["path"]).read_bytes() for e in (samples[-1], [e for e in events if e["type"] == "sample"][-1]))
+    assert first == second
 
 
 def test_stop_request_saves_and_reports(tmp_path: Path, data: Path):
@@ -99,3 +101,10 @@ def test_resume_with_another_lora_shape_is_refused(tmp_path: Path, data: Path):
     t = Trainer(tiny_config(tmp_path, data, lora={"rank": 8}, output={"resume": True}), EventWriter(io.StringIO()))
     with pytest.raises(BadInputError, match="another LoRA config"):
         t.setup()
+
+
+def test_divergence_fails_the_run(tmp_path: Path, data: Path):
+    from zlt.errors import JobFailedError
+
+    with pytest.raises(JobFailedError, match="diverged"):
+        run(tiny_config(tmp_path, data, training={"max_steps": 30, "learning_rate": 1e30, "max_grad_norm": None}))

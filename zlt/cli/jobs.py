@@ -148,15 +148,28 @@ def jobs(
     from rich.table import Table
 
     from zlt.cli.common import console
-    from zlt.jobs.display import progress_text
+    from zlt.jobs.display import state_text
 
     table = Table(box=None, header_style="bold")
-    for col in ("JOB", "NAME", "STATE", "PHASE", "PROGRESS", "PRIO", "BACKEND", "TRIES", "CREATED"):
-        table.add_column(col, no_wrap=col in ("JOB", "STATE", "CREATED"))
+    for col in ("JOB", "NAME", "STATE", "STEP", "LOSS", "BACKEND", "PRIO", "TRIES", "CREATED (UTC)"):
+        table.add_column(col, no_wrap=True, overflow="ellipsis")
     for st in rows:
-        table.add_row(st["job_id"], st["name"], st["state"], st["phase"] or "", progress_text(st),
-                      str(st["priority"]), st["backend"], str(st["attempts"]), (st["created_at"] or "")[:19])
-    console().print(table)
+        step = ""
+        if st["step"] is not None:
+            step = f"{st['step']}/{st['total'] or '?'}" + (f" {st['percent']:.0f}%" if st["percent"] is not None else "")
+        loss = f"{st['loss']:.4g}" if isinstance(st["loss"], (int, float)) else ""
+        created = (st["created_at"] or "")[5:19].replace("T", " ")
+        table.add_row(st["job_id"], st["name"], state_text(st), step, loss, st["backend"], str(st["priority"]),
+                      str(st["attempts"]), created)
+    # Piped output is not wrapped to 80 columns: one job per line stays greppable.
+    out = console() if sys.stdout.isatty() else _wide_console()
+    out.print(table)
+
+
+def _wide_console():
+    from rich.console import Console
+
+    return Console(width=200, no_color=True)
 
 
 def logs(

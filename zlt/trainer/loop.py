@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import gc
 import json
+import math
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from zlt import __version__
-from zlt.errors import BadInputError
+from zlt.errors import BadInputError, JobFailedError
 from zlt.fsutil import atomic_write_text, sha256_json
 from zlt.trainer import checkpoint as ck
 from zlt.trainer.cache import DiskCache, PipelineEncoder, prepare
@@ -328,6 +329,9 @@ class Trainer:
         stopped = False
         while self.step < total:
             loss = self.train_step()
+            if not math.isfinite(loss):
+                raise JobFailedError(f"loss is {loss} at step {self.step}: training diverged",
+                                     hint="lower training.learning_rate, or train in bf16 instead of fp16")
             lr = self.last_lr
             if self._loss_fh:
                 self._loss_fh.write(json.dumps({"step": self.step, "loss": loss, "lr": lr, "epoch": self.epoch,
