@@ -39,7 +39,6 @@ def cases():
 def render_case(backend: str, preset: str, profile) -> dict:
     """The parsed render of one case, or the refusal it gets."""
     import tomllib
-
     import yaml
 
     spec = load_spec_data({"name": f"golden_{preset}", "preset": preset, "training": {"backend": backend}}).spec

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import tomllib
 
+import tomllib
 import yaml
 
 from tests.conftest import run_zlt

@@ -1,9 +1,9 @@
 from __future__ import annotations
 
 import json
-import tomllib
 
 import pytest
+import tomllib
 import yaml
 
 from tests.golden.cases import CTX, cases, golden_path, render_case
