@@ -183,8 +183,8 @@ class JobStore:
         bad = set(fields) - _SETTABLE
         if bad:
             raise ValueError(f"transition cannot set {sorted(bad)}")
-        now = self.clock()
         with self.tx() as db:
+            now = self.clock()  # read under the write lock, so times order like the transitions themselves
             row = db.execute("SELECT state, lease_token FROM jobs WHERE id = ?", (job_id,)).fetchone()
             if row is None:
                 raise NotFoundError(f"no job {job_id!r} in {self.home}", hint="list jobs with 'zlt jobs'")
@@ -215,8 +215,8 @@ class JobStore:
         GPUs held by any preparing/running job (of any worker) are busy. The head job that fits this
         worker but not its free GPUs right now makes the worker wait, so big jobs are not starved.
         """
-        now = self.clock()
         with self.tx() as db:
+            now = self.clock()  # under the write lock: a start never predates the end that freed its GPU
             busy: set[int] = set()
             cpu_running = 0
             for r in db.execute("SELECT gpus, gpus_needed, worker_id FROM jobs WHERE state IN ('preparing', 'running')"):
