@@ -21,6 +21,13 @@ F = TypeVar("F", bound=Callable[..., Any])
 JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON.")
 HomeOpt = typer.Option(None, "--home", help="State folder (default: $ZLT_HOME or ~/.local/share/zlt).")
 SetOpt = typer.Option(None, "--set", help="Override a spec field, e.g. --set training.max_steps=3000 (repeatable).")
+# Options shared by render, preflight, train and submit: one definition, one help text.
+BackendOpt = typer.Option(None, "--backend", "-b", help="Trainer: lightning, ai-toolkit or musubi (default: the spec's).")
+ProfileOpt = typer.Option("auto", "--profile", "-p", help="Hardware profile name, or 'auto' (from the GPU).")
+VramOpt = typer.Option(None, "--vram-gb", help="Plan for a GPU with this much memory (GiB) instead of detecting it.")
+SkipPreflightOpt = typer.Option(False, "--skip-preflight", help="Run without the preflight checks (warned).")
+AiToolkitOpt = typer.Option(None, "--ai-toolkit", help="ai-toolkit checkout (default: ZLT_AI_TOOLKIT or the user config).")
+MusubiOpt = typer.Option(None, "--musubi", help="musubi-tuner checkout (default: ZLT_MUSUBI or the user config).")
 
 
 def print_json(obj: Any) -> None:

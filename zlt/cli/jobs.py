@@ -12,7 +12,20 @@ from pathlib import Path
 
 import typer
 
-from zlt.cli.common import HomeOpt, JsonOpt, SetOpt, command, home_path, print_json
+from zlt.cli.common import (
+    AiToolkitOpt,
+    BackendOpt,
+    HomeOpt,
+    JsonOpt,
+    MusubiOpt,
+    ProfileOpt,
+    SetOpt,
+    SkipPreflightOpt,
+    VramOpt,
+    command,
+    home_path,
+    print_json,
+)
 
 TERMINAL_EXIT = {"succeeded": 0, "failed": 1, "cancelled": 1}
 
@@ -30,12 +43,12 @@ def submit(
     spec: Path = typer.Argument(..., help="The job spec (.yaml or .json)."),
     priority: int = typer.Option(None, "--priority", help="Queue priority -100..100, higher first (default: job.priority)."),
     set_: list[str] = SetOpt,
-    backend: str = typer.Option(None, "--backend", help="Trainer: lightning, ai-toolkit or musubi (default: the spec's)."),
-    profile: str = typer.Option("auto", "--profile", help="Hardware profile, or 'auto' from the GPU."),
-    skip_preflight: bool = typer.Option(False, "--skip-preflight", help="Run without the preflight checks (warned)."),
-    ai_toolkit: Path = typer.Option(None, "--ai-toolkit", help="ai-toolkit checkout (default: ZLT_AI_TOOLKIT)."),
-    musubi: Path = typer.Option(None, "--musubi", help="musubi-tuner checkout (default: ZLT_MUSUBI)."),
-    vram_gb: float = typer.Option(None, "--vram-gb", help="Plan for this much GPU memory instead of detecting it."),
+    backend: str = BackendOpt,
+    profile: str = ProfileOpt,
+    skip_preflight: bool = SkipPreflightOpt,
+    ai_toolkit: Path = AiToolkitOpt,
+    musubi: Path = MusubiOpt,
+    vram_gb: float = VramOpt,
     no_worker: bool = typer.Option(False, "--no-worker", help="Only queue; do not start a background worker."),
     home: Path = HomeOpt,
     json_out: bool = JsonOpt,

@@ -7,20 +7,32 @@ from pathlib import Path
 
 import typer
 
-from zlt.cli.common import HomeOpt, JsonOpt, SetOpt, command, home_path, print_json
+from zlt.cli.common import (
+    AiToolkitOpt,
+    BackendOpt,
+    HomeOpt,
+    JsonOpt,
+    MusubiOpt,
+    ProfileOpt,
+    SetOpt,
+    VramOpt,
+    command,
+    home_path,
+    print_json,
+)
 
 
 @command
 def preflight(
     spec: Path = typer.Argument(..., help="The job spec (.yaml or .json)."),
-    backend: str = typer.Option(None, "--backend", "-b", help="ai-toolkit | musubi | lightning (default: the spec's)."),
-    profile: str = typer.Option("auto", "--profile", "-p", help="Hardware profile name, or auto (from the GPU)."),
+    backend: str = BackendOpt,
+    profile: str = ProfileOpt,
     assume_gpu: str = typer.Option(None, "--assume-gpu",
                                    help='Plan for a GPU that is not here, "NAME:VRAM_GB", e.g. "RTX 4090:24".'),
-    vram_gb: float = typer.Option(None, "--vram-gb", help="Plan for a GPU with this much memory (GB)."),
+    vram_gb: float = VramOpt,
     explain: bool = typer.Option(False, "--explain", help="Print the VRAM estimate's breakdown and the levers."),
-    ai_toolkit: str = typer.Option(None, "--ai-toolkit", help="ai-toolkit checkout (default: ZLT_AI_TOOLKIT or config)."),
-    musubi: str = typer.Option(None, "--musubi", help="musubi-tuner checkout (default: ZLT_MUSUBI or config)."),
+    ai_toolkit: str = AiToolkitOpt,
+    musubi: str = MusubiOpt,
     no_data: bool = typer.Option(False, "--no-data", help="Skip the dataset check."),
     set_: list[str] = SetOpt,
     home: Path = HomeOpt,
@@ -47,8 +59,8 @@ def preflight(
 
 @command
 def doctor(
-    ai_toolkit: str = typer.Option(None, "--ai-toolkit", help="ai-toolkit checkout (default: ZLT_AI_TOOLKIT or config)."),
-    musubi: str = typer.Option(None, "--musubi", help="musubi-tuner checkout (default: ZLT_MUSUBI or config)."),
+    ai_toolkit: str = AiToolkitOpt,
+    musubi: str = MusubiOpt,
     json_out: bool = JsonOpt,
 ) -> None:
     """Show the environment: GPUs and driver, trainer installs and their versions, packages, config, HF cache.

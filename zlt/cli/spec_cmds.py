@@ -7,12 +7,8 @@ from pathlib import Path
 
 import typer
 
-from zlt.cli.common import JsonOpt, SetOpt, command, print_json
+from zlt.cli.common import BackendOpt, JsonOpt, ProfileOpt, SetOpt, VramOpt, command, print_json
 from zlt.errors import BadInputError
-
-BackendOpt = typer.Option(None, "--backend", "-b", help="ai-toolkit | musubi | lightning (default: the spec's).")
-ProfileOpt = typer.Option("auto", "--profile", "-p", help="Hardware profile name, or auto.")
-VramOpt = typer.Option(None, "--vram-gb", help="Plan for a GPU with this much memory (GB).")
 
 
 @command

@@ -15,7 +15,19 @@ from pathlib import Path
 
 import typer
 
-from zlt.cli.common import HomeOpt, JsonOpt, SetOpt, command, home_path
+from zlt.cli.common import (
+    AiToolkitOpt,
+    BackendOpt,
+    HomeOpt,
+    JsonOpt,
+    MusubiOpt,
+    ProfileOpt,
+    SetOpt,
+    SkipPreflightOpt,
+    VramOpt,
+    command,
+    home_path,
+)
 from zlt.errors import BadInputError, ZltError
 
 
@@ -89,13 +101,13 @@ def _print_outcome(outcome, console) -> None:
 @command
 def train(
     spec: Path = typer.Argument(..., help="The job spec (.yaml or .json)."),
-    backend: str = typer.Option(None, "--backend", help="Trainer: lightning, ai-toolkit or musubi (default: the spec's)."),
-    profile: str = typer.Option("auto", "--profile", help="Hardware profile, or 'auto' from the GPU."),
-    vram_gb: float = typer.Option(None, "--vram-gb", help="Plan for this much GPU memory instead of detecting it."),
+    backend: str = BackendOpt,
+    profile: str = ProfileOpt,
+    vram_gb: float = VramOpt,
     workdir: Path = typer.Option(None, "--workdir", help="Job folder (default: $ZLT_HOME/jobs/<job id>)."),
-    skip_preflight: bool = typer.Option(False, "--skip-preflight", help="Run without the preflight checks (warned)."),
-    ai_toolkit: str = typer.Option(None, "--ai-toolkit", help="ai-toolkit checkout (default: ZLT_AI_TOOLKIT or the user config)."),
-    musubi: str = typer.Option(None, "--musubi", help="musubi-tuner checkout (default: ZLT_MUSUBI or the user config)."),
+    skip_preflight: bool = SkipPreflightOpt,
+    ai_toolkit: str = AiToolkitOpt,
+    musubi: str = MusubiOpt,
     resume: bool = typer.Option(False, "--resume", help="Continue the job in --workdir from its latest checkpoint/state."),
     gpus: str = typer.Option(None, "--gpus", help="GPU indices for the trainer (CUDA_VISIBLE_DEVICES), e.g. 0,1."),
     grace: float = typer.Option(120.0, "--grace", min=0, help="Seconds a stopping trainer gets after SIGINT before SIGTERM."),
