@@ -148,3 +148,11 @@ def test_presets_only_name_real_fields():
     load_spec_data({"preset": "style"})
     load_spec_data({"preset": "character"})
     assert STYLE and CHARACTER
+
+
+def test_duplicate_yaml_keys_are_refused_with_their_line(tmp_path):
+    (tmp_path / "s.yaml").write_text("dataset:\n  path: a\nmodel: {}\ndataset:\n  resolution: 64\n")
+    with pytest.raises(SpecError) as ei:
+        load_spec(tmp_path / "s.yaml")
+    text = str(ei.value.errors[0])
+    assert "duplicate key 'dataset'" in text and "line 4" in text and "first at line 1" in text

@@ -96,6 +96,27 @@ def apply_sets(data: dict[str, Any], sets: list[str]) -> tuple[dict[str, Any], l
     return data, paths
 
 
+def _strict_loader():
+    """A safe YAML loader that refuses duplicate keys (PyYAML silently keeps the last one)."""
+    import yaml
+
+    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+    class StrictLoader(base):  # type: ignore[misc, valid-type]
+        def construct_mapping(self, node, deep=False):
+            seen: dict[Any, Any] = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key!r} (first at line {seen[key].line + 1})", key_node.start_mark
+                    )
+                seen[key] = key_node.start_mark
+            return super().construct_mapping(node, deep=deep)
+
+    return StrictLoader
+
+
 def read_spec_file(path: str | Path) -> dict[str, Any]:
     import yaml
 
@@ -109,8 +130,7 @@ def read_spec_file(path: str | Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as e:
         raise BadInputError(f"{p}: cannot read spec ({e})", hint="save it as UTF-8 text") from None
     try:
-        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-        data = json.loads(text) if p.suffix.lower() == ".json" else yaml.load(text, Loader=loader)
+        data = json.loads(text) if p.suffix.lower() == ".json" else yaml.load(text, Loader=_strict_loader())
     except json.JSONDecodeError as e:
         raise SpecError([FieldError("", f"invalid JSON at line {e.lineno} column {e.colno}: {e.msg}")], str(p)) from None
     except yaml.YAMLError as e:
