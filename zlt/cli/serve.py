@@ -56,8 +56,8 @@ def serve(
     port: int = typer.Option(8765, "--port", min=0, max=65535, help="Port (0: any free port, printed at start)."),
     data_roots: list[Path] = DataRootOpt,
     output_roots: list[Path] = typer.Option(
-        None, "--output-root", help="Folder a spec's output.registry.path may point into (repeatable); "
-        "ZLT_HOME always may."),
+        None, "--output-root", help="Fence a spec's output.registry.path to ZLT_HOME and these folders "
+        "(repeatable); without it the path is used as given, as by the CLI."),
     token_file: Path | None = typer.Option(
         None, "--token-file", help="Read the bearer token from this file (default: generated into "
         "$ZLT_HOME/serve/token, mode 0600)."),
@@ -78,7 +78,7 @@ def serve(
 
     home_dir = home_path(home)
     roots = _folders(data_roots, "--data-root")
-    outs = _folders(output_roots, "--output-root")
+    outs = _folders(output_roots, "--output-root") if output_roots else None
     token, token_path = load_or_create_token(home_dir, token_file)
     secret, secret_path = load_or_create_webhook_secret(home_dir, webhook_secret_file)
     limits = Limits(max_upload_bytes=max_upload_mb * MiB, max_extract_bytes=max_extract_mb * MiB)

@@ -68,13 +68,17 @@ class ServeConfig:
     home: Path
     token: str
     data_roots: list[Path] = field(default_factory=list)
-    output_roots: list[Path] = field(default_factory=list)  # besides <ZLT_HOME>, always allowed
+    # None: a spec's output.registry.path is used as given, as by the CLI (the user's v0 body names
+    # /artifacts/lora/). A list fences it to <ZLT_HOME> and these folders.
+    output_roots: list[Path] | None = None
     limits: Limits = field(default_factory=Limits)
     webhook_secret: str | None = None  # None: webhooks are not sent
     webhook_poll_s: float = 1.0
     stream: StreamSettings = field(default_factory=StreamSettings)
 
     def fence(self) -> Fence:
+        if self.output_roots is None:
+            return Fence(tuple(self.data_roots), None, self.limits)
         roots = [self.home] + [p for p in self.output_roots if p != self.home]
         return Fence(tuple(self.data_roots), tuple(roots), self.limits)
 
