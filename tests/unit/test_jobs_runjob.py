@@ -14,28 +14,9 @@ import pytest
 from zlt.jobs.api import submit_job
 from zlt.jobs.runjob import StopControl, lower_profile, run_claimed_job, watch_parent
 from zlt.jobs.store import JobStore
+from zlt.run import TrainRequest
 from zlt.run.events import Checkpoint, EventStream, Finished, Phase, Progress, Resumed, read_events
 from zlt.spec import load_spec_data
-
-
-@dataclass
-class FakeRequest:
-    """Stands in for zlt.run.TrainRequest: records what the job process asked for."""
-
-    loaded: object
-    home: Path
-    job_id: str
-    job_dir: Path
-    backend: str | None = None
-    profile: str = "auto"
-    vram_gb: float | None = None
-    skip_preflight: bool = False
-    resume: bool = False
-    attempt: int = 1
-    gpus: list[int] | None = None
-    ai_toolkit: str | None = None
-    musubi: str | None = None
-    stop_grace_s: float = 120.0
 
 
 @dataclass
@@ -61,10 +42,10 @@ class FakeTrainer:
                  resumed_step="auto"):
         self.total, self.save_every, self.fail_at, self.cause = total, save_every, fail_at, cause
         self.profile, self.wait_for_stop, self.resumed_step = profile, wait_for_stop, resumed_step
-        self.requests: list[FakeRequest] = []
+        self.requests: list[TrainRequest] = []
         self.started = threading.Event()
 
-    def __call__(self, req: FakeRequest, *, sinks=(), stop=None) -> FakeOutcome:
+    def __call__(self, req: TrainRequest, *, sinks=(), stop=None) -> FakeOutcome:
         self.requests.append(req)
         out = req.job_dir / "output"
         out.mkdir(parents=True, exist_ok=True)
@@ -125,7 +106,7 @@ def run_once(store: JobStore, trainer: FakeTrainer, control: StopControl | None 
     claim = store.claim("w", [0])
     assert claim is not None
     return run_claimed_job(store, claim.job_id, claim.token, claim.gpus, attempt=claim.attempt, resume=claim.resume,
-                           run_fn=trainer, request_factory=FakeRequest, control=control, poll_s=0.02)
+                           run_fn=trainer, request_factory=TrainRequest, control=control, poll_s=0.02)
 
 
 def test_success_records_progress_checkpoint_and_artifact(home: Path, tmp_path: Path):
@@ -257,7 +238,7 @@ def test_a_runner_exception_fails_the_job_with_its_message(home: Path, tmp_path:
 
     claim = store.claim("w", [0])
     state = run_claimed_job(store, jid, claim.token, [0], attempt=1, resume=False, run_fn=explode,
-                            request_factory=FakeRequest, poll_s=0.02)
+                            request_factory=TrainRequest, poll_s=0.02)
     assert state == "failed"
     assert store.get(jid)["error_message"] == "RuntimeError: disk on fire"
 
@@ -271,7 +252,7 @@ def test_a_lost_lease_leaves_the_job_to_its_new_owner(home: Path, tmp_path: Path
     # Reaped and requeued meanwhile (e.g. the machine slept): our token is stale and must change nothing.
     store.transition(jid, JobStatus.QUEUED, token=claim.token, message="reaped")
     state = run_claimed_job(store, jid, claim.token, [0], attempt=1, resume=False, run_fn=FakeTrainer(),
-                            request_factory=FakeRequest, poll_s=0.02)
+                            request_factory=TrainRequest, poll_s=0.02)
     assert state == "queued"
     row = store.get(jid)
     assert row["progress_json"] is None and row["artifact_id"] is None

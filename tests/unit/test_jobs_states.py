@@ -7,24 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.unit.jobs_fakes import FakeClock, new_job
 from zlt.errors import BadInputError
 from zlt.jobs.states import ALLOWED, TERMINAL, IllegalTransition, JobStatus, can_transition, parse_state
-from zlt.jobs.store import JobStore, NewJob
-
-
-class FakeClock:
-    def __init__(self, t: float = 1_700_000_000.0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-
-def new_job(job_id: str, **kw) -> NewJob:
-    base = dict(job_id=job_id, name="s", priority=0, backend="lightning", profile="auto", spec_json="{}",
-                job_dir=f"/tmp/{job_id}", gpus_needed=1, max_retries=1)
-    base.update(kw)
-    return NewJob(**base)
+from zlt.jobs.store import JobStore
 
 
 def force_state(store: JobStore, job_id: str, state: JobStatus) -> None:

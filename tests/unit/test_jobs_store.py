@@ -7,25 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.unit.jobs_fakes import FakeClock, new_job
 from zlt.errors import NotFoundError
 from zlt.jobs.db import MIGRATIONS, connect, migrate, split_statements
 from zlt.jobs.states import IllegalTransition, JobStatus
-from zlt.jobs.store import JobStore, NewJob
-
-
-class FakeClock:
-    def __init__(self, t: float = 1_700_000_000.0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-
-def new_job(job_id: str, **kw) -> NewJob:
-    base = dict(job_id=job_id, name="s", priority=0, backend="lightning", profile="auto", spec_json="{}",
-                job_dir=f"/tmp/{job_id}", gpus_needed=1, max_retries=1)
-    base.update(kw)
-    return NewJob(**base)
+from zlt.jobs.store import JobStore
 
 
 @pytest.fixture

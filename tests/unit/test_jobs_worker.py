@@ -10,12 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.test_jobs_runjob import FakeRequest, FakeTrainer, submit
+from tests.unit.test_jobs_runjob import FakeTrainer, submit
 from zlt.errors import BadInputError
 from zlt.jobs.runjob import SHUTDOWN, StopControl, run_claimed_job
 from zlt.jobs.states import JobStatus
 from zlt.jobs.store import Claim, JobStore
 from zlt.jobs.worker import Worker, WorkerOptions, parse_gpu_list
+from zlt.run import TrainRequest
 
 
 @pytest.fixture
@@ -54,7 +55,7 @@ def thread_launcher(home: Path, trainer_factory):
             store = JobStore(home)
             try:
                 run_claimed_job(store, claim.job_id, claim.token, claim.gpus, attempt=claim.attempt,
-                                resume=claim.resume, run_fn=trainer_factory(), request_factory=FakeRequest,
+                                resume=claim.resume, run_fn=trainer_factory(), request_factory=TrainRequest,
                                 control=control, poll_s=0.02)
             finally:
                 store.close()
