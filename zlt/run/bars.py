@@ -58,6 +58,13 @@ def parse_interval(text: str) -> float | None:
 _SCALE = {"": 1.0, "k": 1e3, "M": 1e6, "G": 1e9}
 
 
+def rate_it_s(value: float, unit: str | None) -> float | None:
+    """tqdm's rate in iterations per second: `s/it` is inverted; a zero rate is unknown."""
+    if unit == "s/it":
+        return 1.0 / value if value > 0 else None
+    return value
+
+
 def parse_bar(line: str) -> Bar | None:
     """A tqdm bar with a known total, or None. Bars without a total (`4it [00:02, 1.8it/s]`) are None."""
     if "%|" not in line:
@@ -66,10 +73,7 @@ def parse_bar(line: str) -> Bar | None:
     if m is None:
         return None
     desc, n, total, elapsed, remaining, rate, scale, unit, postfix = m.groups()
-    it_s = None
-    if rate:
-        value = float(rate) * _SCALE[scale] if scale else float(rate)
-        it_s = (1.0 / value if value > 0 else None) if unit == "s/it" else value
+    it_s = rate_it_s(float(rate) * _SCALE[scale] if scale else float(rate), unit) if rate else None
     return Bar(desc.strip() if desc else "", int(n), int(total), parse_interval(elapsed), parse_interval(remaining),
                it_s, postfix.rstrip())
 

@@ -66,6 +66,7 @@ def _fast_progress(m: re.Match[str]) -> Progress | None:
     it_s = None
     if rate:
         value = float(rate)
+        # bars.rate_it_s inlined: this is the per-line hot path that bench/runner.py measures.
         it_s = (1.0 / value if value > 0 else None) if unit == "s/it" else value
     try:
         return Progress(int(n), int(total), float(loss) if loss else None, float(lr) if lr else None, it_s,

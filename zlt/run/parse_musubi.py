@@ -39,6 +39,7 @@ def _fast_progress(line: str) -> Progress | None:
     it_s = None
     if rate:
         value = float(rate)
+        # bars.rate_it_s inlined: this is the per-line hot path that bench/runner.py measures.
         it_s = (1.0 / value if value > 0 else None) if unit == "s/it" else value
     return Progress(int(n), int(total), _float(loss) if loss else None, None, it_s,
                     parse_interval(elapsed), parse_interval(remaining))
