@@ -104,7 +104,7 @@ def render_lightning(spec: JobSpec, profile: HardwareProfile, ctx: RenderContext
             optimizer=OptimizerConfig(type=tr.optimizer.type, use_8bit=tr.optimizer.use_8bit,
                                       weight_decay=tr.optimizer.weight_decay),
             precision=precision, gradient_checkpointing=gc, timestep_type=tr.timestep_type,
-            content_or_style=tr.content_or_style, seed=tr.seed,
+            content_or_style=tr.content_or_style, seed=tr.seed, stop_on_nan=tr.stop_on_nan,
         ),
         runtime=runtime,
         # latents go to <cache>/latents/, caption embeddings to <cache>/text/ (zlt.trainer.cache.DiskCache)
