@@ -171,3 +171,29 @@ def test_output_glued_to_a_bar_without_newline_is_split():
     assert [e.step for e in out if isinstance(e, Progress)] == [10]
     err = [e for e in out if isinstance(e, Error)][-1]
     assert err.message == "ValueError: boom" and err.traceback[0] == "Traceback (most recent call last):"
+
+
+def test_a_redraw_that_turns_a_step_nan_counts():
+    from zlt.run.divergence import DivergenceWatch
+
+    w = DivergenceWatch(limit=2)
+    assert w.observe(Progress(13, 60, 0.3)) is None
+    ev = Progress(13, 60, None, loss_nonfinite=True)
+    assert w.observe(ev) == "warn" and w.observe(ev) is None  # the same redraw again says nothing new
+    assert w.observe(Progress(14, 60, None, loss_nonfinite=True)) == "stop" and w.diverged_at == 13
+
+
+def test_builtin_trainer_nonfinite_lines_count_too():
+    """zlt/trainer/emit.py writes a nan loss as `"loss": null, "loss_nonfinite": true` (strict JSON)."""
+    import json
+
+    from zlt.run.divergence import NAN_PATIENCE
+    from zlt.run.events import event_to_dict
+    from zlt.run.parse_lightning import parse_lightning
+
+    stopped = []
+    it, out = make(parse_lightning, on_diverged=stopped.append)
+    for step in range(1, NAN_PATIENCE + 2):
+        line = json.dumps(event_to_dict(Progress(step, 30, float("nan") if step > 1 else 0.5, 1e-4)), allow_nan=False)
+        it.feed(line)
+    assert stopped == [2]

@@ -33,22 +33,28 @@ class DivergenceWatch:
     last_finite_step: int | None = None
     diverged_at: int | None = None  # set once the streak reached the limit
     _last_step: int | None = None
+    _last_state: bool | None = None  # whether the last counted loss was non-finite
 
     def observe(self, ev: Progress) -> str | None:
         """'warn' on the first non-finite loss of a streak, 'stop' when the streak reaches the limit, else None.
-        A redraw of a step already counted is not counted again; a progress without any loss changes nothing."""
-        if ev.step == self._last_step:
-            return None
+        A redraw of a step that says nothing new is not counted again (a redraw that turns the step's loss nan is);
+        a progress without any loss changes nothing."""
         if ev.loss_nonfinite:
-            self._last_step = ev.step
-            self.streak += 1
-            if self.streak == 1:
-                self.streak_start = ev.step
-            if self.limit is not None and self.streak == self.limit and self.diverged_at is None:
-                self.diverged_at = self.streak_start
-                return "stop"
-            return "warn" if self.streak == 1 else None
-        if ev.loss is not None:
-            self._last_step = ev.step
+            state = True
+        elif ev.loss is not None:
+            state = False
+        else:
+            return None
+        if ev.step == self._last_step and state == self._last_state:
+            return None
+        self._last_step, self._last_state = ev.step, state
+        if not state:
             self.streak, self.streak_start, self.last_finite_step = 0, None, ev.step
-        return None
+            return None
+        self.streak += 1
+        if self.streak == 1:
+            self.streak_start = ev.step
+        if self.limit is not None and self.streak == self.limit and self.diverged_at is None:
+            self.diverged_at = self.streak_start
+            return "stop"
+        return "warn" if self.streak == 1 else None
