@@ -7,6 +7,7 @@ written after the rename, so the store never names a folder that is not complete
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -16,12 +17,13 @@ from typing import Any
 
 from zlt.artifacts import store
 from zlt.artifacts.backends import LocalRegistry, open_registry
-from zlt.artifacts.convert import read_lora, render_lora
+from zlt.artifacts.convert import LoraWeights, read_lora, render_lora
 from zlt.artifacts.curve import Curve, load_curve, plot_loss
 from zlt.artifacts.jobdir import CheckpointEntry, JobFiles, read_job_dir
 from zlt.artifacts.metadata import LoraFacts, build_lora_metadata, source_epoch, source_step, with_data_hash
 from zlt.artifacts.naming import NameValues, parse_pattern, render_name, uses_version
 from zlt.artifacts.safetensors_io import data_sha256, read_header, write_file
+from zlt.artifacts.trained import Trained, describe_trained, differences, target_name
 from zlt.artifacts.trainmeta import build_training_meta
 from zlt.errors import BadInputError, JobFailedError
 from zlt.fsutil import atomic_write_json, atomic_write_text, sha256_file, sha256_json
@@ -97,15 +99,22 @@ def _pick_checkpoints(job: JobFiles, notes: list[str]) -> tuple[_Picked, list[_P
     return final, kept
 
 
-def _write_weights(job: JobFiles, picked: _Picked, dest: Path, *, final: bool, common: dict[str, Any]) -> dict[str, Any]:
-    weights, source_meta = read_lora(picked.entry.path)
+def _write_weights(job: JobFiles, picked: _Picked, dest: Path, *, final: bool, common: dict[str, Any],
+                   trained: Trained | None = None, loaded: tuple[LoraWeights, dict[str, str]] | None = None
+                   ) -> dict[str, Any]:
+    weights, source_meta = loaded or read_lora(picked.entry.path)
     fmt = job.spec.output.key_format
     tensors = render_lora(weights, fmt)
     step = picked.step if picked.step is not None else (job.spec.training.max_steps if final else None)
-    recorded_alpha = any(m.alpha is not None for m in weights.modules.values())
+    described: dict[str, Any] = {}
+    if trained is not None:
+        described = {"precision": trained.precision, "adapter": trained.adapter if trained.adapter_merged is not False
+                     else None, "timestep": json.dumps(trained.timestep, sort_keys=True) if trained.timestep else None}
     facts = LoraFacts(
         job_id=job.job_id, step=step, final=final, rank=weights.rank, key_format=fmt,
-        epoch=source_epoch(source_meta), alpha=weights.alpha if recorded_alpha else None, **common,
+        epoch=source_epoch(source_meta), alpha=weights.alpha,  # no alpha in the file: alpha = rank, as loaders read it
+        target_modules=tuple(sorted({target_name(m) for m in weights.modules})), modules=len(weights.modules),
+        **described, **common,
     )
     meta = with_data_hash(build_lora_metadata(job.spec, facts, source_meta), data_sha256(tensors))
     write_file(dest, tensors, meta)
@@ -182,12 +191,17 @@ def _build(job: JobFiles, staging: Path, *, created_at: float, attempts: int, cu
         "date": created_at, "backend": job.backend,
     }
     lora, checkpoints = None, []
+    loaded = read_lora(final.entry.path)
+    trained = describe_trained(job, loaded[0], loaded[1], final.step)
+    notes.extend(differences(trained, job))
     if save.lora_weights:
-        lora = _write_weights(job, final, staging / LORA_FILE, final=True, common=common)
+        lora = _write_weights(job, final, staging / LORA_FILE, final=True, common=common, trained=trained,
+                              loaded=loaded)
         for p in kept:
             try:
                 checkpoints.append(_write_weights(
-                    job, p, staging / "checkpoints" / f"step_{p.step:06d}.safetensors", final=False, common=common
+                    job, p, staging / "checkpoints" / f"step_{p.step:06d}.safetensors", final=False, common=common,
+                    trained=trained,
                 ))
             except BadInputError as err:
                 notes.append(f"checkpoint {p.entry.path}: {err.message}; skipped")
@@ -203,7 +217,7 @@ def _build(job: JobFiles, staging: Path, *, created_at: float, attempts: int, cu
     files = hash_tree(staging)
     meta = build_training_meta(
         job, created_at=created_at, attempts=attempts, curve=curve, lora=lora, checkpoints=checkpoints,
-        samples=samples, notes=notes, spec_sha256=spec_sha256, files=files,
+        samples=samples, notes=notes, spec_sha256=spec_sha256, files=files, trained=trained,
     )
     if save.training_meta:
         atomic_write_json(staging / META_FILE, meta)

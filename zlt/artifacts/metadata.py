@@ -33,7 +33,12 @@ class LoraFacts:
     date: float  # unix time
     backend: str
     epoch: int | None = None
-    alpha: float | None = None  # the alpha the weights were trained with, when the source file records it
+    alpha: float | None = None  # the alpha the weights were trained with (the file's own; rank when it has none)
+    precision: str | None = None  # what the trainer trained in (zlt.artifacts.trained), else the spec's
+    target_modules: tuple[str, ...] = ()  # from the saved keys
+    modules: int | None = None
+    adapter: str | None = None  # the training adapter merged before training; None: none
+    timestep: str | None = None  # JSON of the timestep scheme the trainer used
 
 
 def _num(x: float) -> str:
@@ -92,7 +97,8 @@ def build_lora_metadata(spec: JobSpec, facts: LoraFacts, source: dict[str, str] 
         "ss_lr_scheduler": tr.scheduler,
         "ss_optimizer": tr.optimizer.type + ("8bit" if tr.optimizer.use_8bit else ""),
         "ss_seed": str(tr.seed),
-        "ss_mixed_precision": tr.mixed_precision,
+        "ss_mixed_precision": facts.precision or tr.mixed_precision,
+        "ss_steps": "" if facts.step is None else str(facts.step),
         "ss_output_name": spec.name,
         "training_info": json.dumps({"step": facts.step, "epoch": facts.epoch}),
         "zlt.version": __version__,
@@ -104,6 +110,12 @@ def build_lora_metadata(spec: JobSpec, facts: LoraFacts, source: dict[str, str] 
         "zlt.step": "" if facts.step is None else str(facts.step),
         "zlt.final": "true" if facts.final else "false",
     })
+    if facts.target_modules:  # what was trained, read back from the file's own keys
+        meta["zlt.target_modules"] = ",".join(facts.target_modules)
+        meta["zlt.lora_modules"] = str(facts.modules)
+        meta["zlt.training_adapter"] = facts.adapter or "none"
+        if facts.timestep:
+            meta["zlt.timestep"] = facts.timestep
     return meta
 
 

@@ -52,7 +52,10 @@ def build_training_meta(
     notes: list[str],
     spec_sha256: str,
     files: dict[str, dict[str, Any]],
+    trained: Any = None,
 ) -> dict[str, Any]:
+    """`lora_config` and `trained` describe what was trained (zlt.artifacts.trained: saved keys, trainer output,
+    render/); `lora_config_spec` is what the spec asked for."""
     spec = job.spec
     started, ended = _times(job)
     duration = round(ended - started, 3) if started is not None and ended is not None else None
@@ -85,7 +88,9 @@ def build_training_meta(
         "python": platform.python_version(),
         "gpu": _gpu(job.result),
         "base_model": spec.model.base.model_dump(mode="json"),
-        "lora_config": spec.model.lora.model_dump(mode="json"),
+        "lora_config": trained.lora_config() if trained is not None else spec.model.lora.model_dump(mode="json"),
+        "lora_config_spec": spec.model.lora.model_dump(mode="json"),
+        "trained": trained.to_dict() if trained is not None else None,
         "key_format": spec.output.key_format,
         "spec_sha256": spec_sha256,
         "dataset": {
