@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from math import isfinite
 
 from zlt.run.bars import split_glued
 from zlt.run.divergence import DivergenceWatch, normalize_loss
@@ -88,9 +89,12 @@ class LogInterpreter:
                 k = line.find("%|")
                 if k >= 3:
                     nxt = lines[i + 1]
-                    if nxt.find("%|") == k and nxt[:k - 3] == line[:k - 3] and _bar_count(nxt, k) == _bar_count(line, k):
-                        self.facts.tail.append(line)
-                        continue
+                    if nxt.find("%|") == k and nxt[:k - 3] == line[:k - 3]:
+                        # same bar; same step when the text up to `n/` matches (percent, bar and n)
+                        j = line.find("/", k)
+                        if j > 0 and nxt.find("/", k) == j and nxt[k:j] == line[k:j]:
+                            self.facts.tail.append(line)
+                            continue
             self.feed(line, stream)
 
     def feed(self, line: str, stream: str = "stdout") -> None:
@@ -152,18 +156,22 @@ class LogInterpreter:
                 ev.step += self.step_offset
                 ev.total += self.step_offset
             self.saving = ev.step >= ev.total  # the final save follows the last step
-            self._set_phase("training", "")
-            normalize_loss(ev)
+            if self.phase is None or self.phase[0] != "training":
+                self._set_phase("training", "")
+            loss = ev.loss
+            if loss is not None and not isfinite(loss) or ev.lr is not None and not isfinite(ev.lr):
+                normalize_loss(ev)
+                loss = ev.loss
             f = self.facts
-            if ev.loss is not None:
+            if loss is not None:
                 if f.first_loss is None:
-                    f.first_loss = ev.loss
-                f.last_loss = ev.loss
+                    f.first_loss = loss
+                f.last_loss = loss
             f.last_step, f.total = ev.step, ev.total
             if self.on_progress is not None:
                 self.on_progress(ev)
             action = self.divergence.observe(ev)
-            self._out(ev)
+            self._emit(ev)  # not an Error: skip _out's bookkeeping (this is the per-line hot path)
             if action is not None:
                 self._diverging(ev, action)
         elif isinstance(ev, Phase):
@@ -230,8 +238,3 @@ class LogInterpreter:
             del self.facts.errors[:-10]
         self._emit(ev)
 
-
-def _bar_count(line: str, k: int) -> str:
-    """The `n` of a tqdm bar whose `%|` is at k: the text between the bar's closing `|` and the `/`."""
-    j = line.find("|", k + 2)
-    return line[j + 1:line.find("/", j)] if j >= 0 else ""
