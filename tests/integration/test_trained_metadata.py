@@ -56,6 +56,14 @@ def test_ai_toolkit_alpha_is_what_it_trained(tmp_path):
     assert header["ss_mixed_precision"] == rendered["train"]["dtype"]
     assert meta["trained"]["timestep"]["timestep_type"] == rendered["train"]["timestep_type"]
     assert meta["trained"]["adapter_merged"] is True  # the stand-in prints "Merging in assistant LoRA"
+    # one series, every step: the loss ai-toolkit draws at bar n is step n+1's (set_postfix_str before update)
+    curve = meta["curve"]
+    assert curve["source"] == "progress.jsonl" and curve["steps"] == list(range(1, 13))
+    assert curve["loss"] == [float(f"{0.5 / (1 + 0.05 * i):.3e}") for i in range(12)]
+    result = read_json(tmp_path / "job" / "result.json")
+    assert (result["first_loss"], result["last_loss"]) == (curve["loss"][0], curve["loss"][-1]) == (
+        meta["curve_summary"]["first_loss"], meta["final_loss"])
+    assert meta["it_s"] == result["it_s"] and f"{result['it_s']:.3g} it/s average" in events[-1]["message"]
 
 
 @pytest.mark.skipif(importlib.util.find_spec("accelerate") is None, reason="musubi's train step runs accelerate")

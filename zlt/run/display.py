@@ -53,7 +53,9 @@ class RichSink:
 
         self._progress = Progress(
             TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[rate]}"),
+            # the trainer's own rate is over its last steps: "now", beside the total elapsed time; the average
+            # over the run is in the summary line at the end
+            TextColumn("loss {task.fields[loss]}"), TextColumn("now {task.fields[rate]}"),
             TextColumn("elapsed {task.fields[elapsed]}"), TextColumn("ETA {task.fields[eta]}"),
             console=self.console, transient=False,
         )
@@ -79,7 +81,8 @@ class RichSink:
             loss = d.get("loss")
             self._progress.update(  # type: ignore[union-attr]
                 self._task, completed=d["step"], total=d["total"],
-                loss="-" if loss is None else f"{loss:.4g}", rate=_fmt_rate(d.get("it_s")),
+                loss="nan/inf" if d.get("loss_nonfinite") else "-" if loss is None else f"{loss:.4g}",
+                rate=_fmt_rate(d.get("it_s")),
                 elapsed=_fmt_seconds(d.get("elapsed_s")), eta=_fmt_seconds(d.get("eta_s")),
             )
         elif t == "phase":

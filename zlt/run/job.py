@@ -194,7 +194,7 @@ class JobRun:
                     ctx.emit(Resumed(step=self.resume_step, path=str(self.resume_from)))
                 interp = LogInterpreter(parser, self._emit_trainer_event, facts=self.facts,
                                         step_offset=self.resume_step if is_train else 0,
-                                        progress_allowed=is_train, on_progress=series.add, divergence=watch,
+                                        progress_allowed=is_train, on_progress=self._series_sink(series), divergence=watch,
                                         on_diverged=self._diverged)
                 try:
                     last = supervise(argv, on_lines=interp.feed_lines, cwd=render.cwd, env=env, log=log,
@@ -240,6 +240,15 @@ class JobRun:
             outcome.message = f"trained {self.facts.last_step or self.spec.training.max_steps} steps{loss}{speed}"
             self._collect(outcome)
         return outcome
+
+    def _series_sink(self, series):
+        if self.backend != "ai-toolkit":
+            return series.add
+        from dataclasses import replace
+
+        # ai-toolkit sets a step's loss on the bar before moving it on (jobs/process/BaseSDTrainProcess.py:
+        # set_postfix_str, then update(step + 1 - n)): the loss last drawn at n=k is step k+1's.
+        return lambda ev: series.add(replace(ev, step=min(ev.step + 1, ev.total)))
 
     def _summarize(self) -> None:
         """The run's one series (the trainer's own per-step log, else every parsed progress line): the numbers the
