@@ -292,6 +292,9 @@ class JobRun:
             outcome.hint = e.hint or None
             return
         outcome.artifact_id, outcome.artifact_path = rec.id, str(rec.path)
+        for note in rec.warnings:  # e.g. what was trained differs from the spec: said where the user looks
+            if note.startswith(f"{self.backend} trained "):
+                self.ctx.warn(note)
 
     def _outcome(self, status: str, cause: str | None, message: str | None, hint: str | None, *,
                  exit_code: int | None = None, log_tail: list[str] | None = None) -> RunOutcome:
