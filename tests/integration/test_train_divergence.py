@@ -80,3 +80,17 @@ def test_cancelling_musubi_is_not_an_error(tmp_path):
     assert of_type(events, "error") == []
     log = (job / "train.log").read_bytes()
     assert b"KeyboardInterrupt" in log  # the trainer did print its traceback; zlt did not call it an error
+
+
+@NEEDS_ACCELERATE
+def test_musubi_tokenizer_missing_offline_is_a_missing_model_file(tmp_path):
+    """Issue 19.1: the stand-in's text-encoder step fails as the real one did (an empty `ImportError:` after
+    `Loading tokenizer from Tongyi-MAI/Z-Image`); zlt names the tokenizer and the command that fetches it."""
+    spec = write_spec(tmp_path, backend="musubi", steps=12)
+    env = {"FAKE_TRAINER_STEP_S": "0.01", "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "empty-cache"),
+           "FAKE_MUSUBI_CHECK_TOKENIZER": "1"}
+    proc, events = run_train(spec, tmp_path / "job", backend="musubi", env=env)
+    assert proc.returncode == 1
+    fin = events[-1]
+    assert fin["cause"] == "model_missing" and "Tongyi-MAI/Z-Image/tokenizer" in fin["message"], fin
+    assert "download Tongyi-MAI/Z-Image --include 'tokenizer/*'" in read_json(tmp_path / "job" / "result.json")["hint"]
