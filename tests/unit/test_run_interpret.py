@@ -197,3 +197,23 @@ def test_builtin_trainer_nonfinite_lines_count_too():
         line = json.dumps(event_to_dict(Progress(step, 30, float("nan") if step > 1 else 0.5, 1e-4)), allow_nan=False)
         it.feed(line)
     assert stopped == [2]
+
+
+def test_events_files_are_written_and_served_as_strict_json(tmp_path):
+    import json
+
+    from zlt.run.events import EventStream, read_events
+
+    path = tmp_path / "events.jsonl"
+    stream = EventStream("j1", path)
+    stream.emit(Progress(3, 10, float("nan"), float("inf"), it_s=float("nan")))
+    stream.close()
+    text = path.read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    d = json.loads(text)
+    assert d["loss"] is None and d["loss_nonfinite"] is True and d["lr"] is None and d["it_s"] is None
+    # a file from an older zlt (bare NaN) is served strict too
+    path.write_text('{"seq": 1, "type": "progress", "step": 1, "total": 2, "loss": NaN, "lr": Infinity}\n')
+    (ev,) = read_events(path)
+    assert ev["loss"] is None and ev["loss_nonfinite"] is True and ev["lr"] is None
+    json.dumps(ev, allow_nan=False)

@@ -178,11 +178,19 @@ def read_events(path: Path, after_seq: int = 0) -> list[dict[str, Any]]:
                     d = json.loads(line)
                 except json.JSONDecodeError:
                     continue
+                if ("NaN" in line or "Infinity" in line) and isinstance(d, dict):
+                    d = _strict(d)  # written by an older zlt: keep what is served (SSE, --json) strict JSON
                 if d.get("seq", 0) > after_seq:
                     out.append(d)
     except FileNotFoundError:
         pass
     return out
+
+
+def _strict(d: dict[str, Any]) -> dict[str, Any]:
+    if d.get("type") == "progress" and isinstance(d.get("loss"), float) and not math.isfinite(d["loss"]):
+        d["loss_nonfinite"] = True
+    return {k: finite_or_none(v) for k, v in d.items()}
 
 
 def last_seq(path: Path) -> int:
