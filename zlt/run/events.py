@@ -112,6 +112,8 @@ def finite_or_none(x: Any) -> Any:
 def event_to_dict(ev: Event) -> dict[str, Any]:
     """A flat dict that is valid strict JSON: a non-finite loss becomes null with `loss_nonfinite: true`."""
     d = asdict(ev)
+    if isinstance(ev, Warning_) and ev.code is None:
+        del d["code"]  # most warnings have no code: keep their wire form as it was
     if isinstance(ev, Progress) and isinstance(ev.loss, float) and not math.isfinite(ev.loss):
         d["loss_nonfinite"] = True
     for k, v in d.items():
