@@ -108,3 +108,15 @@ def test_builtin_trainer(tmp_path):
     assert not [w for w in meta["warnings"] if "trained" in w]
     loss_log = (tmp_path / "job" / "output" / "loss_log.jsonl").read_text().splitlines()
     assert meta["curve"]["source"] == "loss_log.jsonl" and len(meta["curve"]["steps"]) == len(loss_log) == 4
+
+
+def test_a_fresh_rerun_starts_a_new_series(tmp_path):
+    spec = write_spec(tmp_path, steps=8, every=4)
+    job = tmp_path / "job"
+    env = {"FAKE_TRAINER_STEP_S": "0.01"}
+    assert run_train(spec, job, env=env)[0].returncode == 0
+    spec.write_text(spec.read_text().replace("max_steps: 8", "max_steps: 6"))
+    assert run_train(spec, job, env=env)[0].returncode == 0
+    rows = [json.loads(line) for line in (job / "progress.jsonl").read_text().splitlines()]
+    assert max(r["step"] for r in rows) == 6 and (job / "progress.jsonl.1").is_file()
+    assert read_json(job / "result.json")["last_loss"] == float(f"{0.5 / (1 + 0.05 * 5):.3e}")

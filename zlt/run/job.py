@@ -172,6 +172,8 @@ class JobRun:
         from zlt.run.series import SERIES_FILE, SeriesWriter
 
         self.stage = "training"
+        if not self.req.resume:
+            rotate(self.ctx.job_dir / SERIES_FILE)  # a fresh run's series must not mix with an earlier one's
         series = SeriesWriter(self.ctx.job_dir / SERIES_FILE, attempt=self.req.attempt)
         watch = DivergenceWatch(limit=NAN_PATIENCE if self.spec.training.stop_on_nan else None)
         ctx, render = self.ctx, self.render
