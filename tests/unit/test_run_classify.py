@@ -127,3 +127,11 @@ def test_interrupt_tracebacks():
     assert is_interrupt(Error(message="KeyboardInterrupt", traceback=["Traceback (most recent call last):", "KeyboardInterrupt"]))
     assert is_interrupt(Error(message="subprocess.CalledProcessError: Command '[...]' died with <Signals.SIGINT: 2>."))
     assert not is_interrupt(Error(message="ValueError: boom"))
+
+
+def test_a_later_failure_is_not_blamed_on_the_tokenizer():
+    f = facts("INFO:musubi_tuner.zimage.zimage_utils:Loading tokenizer from Tongyi-MAI/Z-Image",
+              "INFO:musubi_tuner.training.trainer_base:preparing accelerator",
+              "Traceback (most recent call last):", "ValueError: Expected all tensors to be on the same device")
+    f.errors.append(Error(message="ValueError: Expected all tensors to be on the same device"))
+    assert classify(returncode=1, stop_reason=None, signals_sent=[], facts=f).cause == "unknown"

@@ -51,7 +51,7 @@ _MISSING_WEIGHTS = re.compile(r"(FileNotFoundError|No such file or directory).*\
 # musubi-tuner (src/musubi_tuner/zimage/zimage_utils.py load_qwen3): `Loading tokenizer from Tongyi-MAI/Z-Image`, then
 # Qwen2Tokenizer.from_pretrained(..., subfolder="tokenizer") with no local-path option.
 _TOKENIZER_LOAD = re.compile(r"Loading tokenizer from (\S+)")
-_TOKENIZER_DONE = "Encoding prompts with"
+_TOKENIZER_DONE = "Encoding prompts with"  # the next line musubi's text-encoder caching logs
 _ARGPARSE = re.compile(r"^[\w.\-]+(\.py)?: error: ")
 
 HINTS = {
@@ -90,13 +90,12 @@ def is_interrupt(ev: object) -> bool:
 
 
 def _tokenizer_failure(lines: list[str]) -> str | None:
-    """The repo musubi was loading its tokenizer from, when that is the last thing it did."""
+    """The repo musubi was loading its tokenizer from, when that was the last thing it logged before failing."""
     for line in reversed(lines):
-        if _TOKENIZER_DONE in line:
-            return None
-        m = _TOKENIZER_LOAD.search(line)
-        if m:
-            return m.group(1)
+        s = line.strip()
+        if s.startswith(("INFO:", "WARNING:", "ERROR:")) or "%|" in s:
+            m = _TOKENIZER_LOAD.search(s)
+            return m.group(1) if m and _TOKENIZER_DONE not in s else None
     return None
 
 
