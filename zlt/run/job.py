@@ -169,7 +169,7 @@ class JobRun:
         from zlt.run.divergence import NAN_PATIENCE, DivergenceWatch
         from zlt.run.jobfiles import LOG_NAME, rotate
         from zlt.run.launch import child_env
-        from zlt.run.series import SERIES_FILE, SeriesWriter
+        from zlt.run.series import SERIES_FILE, SeriesWriter, series_sink
 
         self.stage = "training"
         if not self.req.resume:
@@ -196,7 +196,7 @@ class JobRun:
                     ctx.emit(Resumed(step=self.resume_step, path=str(self.resume_from)))
                 interp = LogInterpreter(parser, self._emit_trainer_event, facts=self.facts,
                                         step_offset=self.resume_step if is_train else 0,
-                                        progress_allowed=is_train, on_progress=self._series_sink(series), divergence=watch,
+                                        progress_allowed=is_train, on_progress=series_sink(self.backend, series), divergence=watch,
                                         on_diverged=self._diverged)
                 try:
                     last = supervise(argv, on_lines=interp.feed_lines, cwd=render.cwd, env=env, log=log,
@@ -243,28 +243,13 @@ class JobRun:
             self._collect(outcome)
         return outcome
 
-    def _series_sink(self, series):
-        if self.backend != "ai-toolkit":
-            return series.add
-        from dataclasses import replace
-
-        # ai-toolkit sets a step's loss on the bar before moving it on (jobs/process/BaseSDTrainProcess.py:
-        # set_postfix_str, then update(step + 1 - n)): the loss last drawn at n=k is step k+1's.
-        return lambda ev: series.add(replace(ev, step=min(ev.step + 1, ev.total)))
-
     def _summarize(self) -> None:
-        """The run's one series (the trainer's own per-step log, else every parsed progress line): the numbers the
-        result, the CLI line, training_meta.json and loss.png share."""
-        from zlt.artifacts.curve import load_curve, summarize
-        from zlt.run.events import read_events
+        from zlt.run.series import summarize_run
 
         roots = [r for r in dict.fromkeys([self.ctx.output_dir, self.attempt_output]) if r.is_dir()]
-        try:
-            curve, _notes = load_curve(read_events(self.ctx.job_dir / "events.jsonl"), roots, self.ctx.job_dir)
-        except (OSError, ValueError) as e:  # a summary must never hide the outcome it summarises
-            self.ctx.warn(f"loss summary unavailable: {e}")
-            return
-        self.summary = summarize(curve)
+        self.summary, problem = summarize_run(self.ctx.job_dir, roots)
+        if problem:
+            self.ctx.warn(problem)
 
     def _keep_last_good(self, outcome: RunOutcome) -> None:
         """After a divergence only checkpoints saved before the first nan/inf loss are good; later files stay on disk

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from zlt.run.events import Progress, finite_or_none
 
@@ -47,3 +49,25 @@ class SeriesWriter:
         if self._fh is not None:
             self._fh.close()
             self._fh = None
+
+
+def series_sink(backend: str, series: SeriesWriter) -> Callable[[Progress], None]:
+    """What the interpreter calls with every training progress. ai-toolkit sets a step's loss on its bar before
+    moving the bar on (jobs/process/BaseSDTrainProcess.py: set_postfix_str, then update(step + 1 - n)), so the
+    loss last drawn at n=k is step k+1's; musubi moves its bar first (update, then set_postfix)."""
+    if backend != "ai-toolkit":
+        return series.add
+    return lambda ev: series.add(replace(ev, step=min(ev.step + 1, ev.total)))
+
+
+def summarize_run(job_dir: Path, output_roots: list[Path]) -> tuple[dict[str, Any], str | None]:
+    """The run's one series summarised (first/final loss, average it/s, source): what the result, the CLI line,
+    training_meta.json and loss.png share. Returns (summary, a problem to warn about or None)."""
+    from zlt.artifacts.curve import load_curve, summarize
+    from zlt.run.events import read_events
+
+    try:
+        curve, _notes = load_curve(read_events(job_dir / "events.jsonl"), output_roots, job_dir)
+    except (OSError, ValueError) as e:  # a summary must never hide the outcome it summarises
+        return {}, f"loss summary unavailable: {e}"
+    return summarize(curve), None
