@@ -73,8 +73,10 @@ def test_gpu_render_maps_precision_targets_and_adapter():
     assert cfg.training.precision == "bf16-mixed"  # the style preset says fp16; the 24gb card has bf16
     assert cfg.model.weight_dtype == "bf16"
     assert any("fp16 mapped to bf16" in w for w in r.warnings)
-    assert cfg.training.gradient_checkpointing is True
-    assert any("gradient_checkpointing" in w for w in r.warnings)
+    # a value the user set wins over the profile's lever (24gb: on), and is not a warning
+    assert cfg.training.gradient_checkpointing is False
+    assert not any("gradient_checkpointing" in w for w in r.warnings)
+    assert "training.gradient_checkpointing: off (set in the spec)" in r.notes
     assert cfg.model.training_adapter == TURBO_ADAPTER_V2
     assert cfg.runtime.accelerator == "cuda" and cfg.runtime.devices == 2 and cfg.runtime.strategy == "ddp"
     assert cfg.lora.target_modules == ["attention.to_out.0", "feed_forward.w1", "feed_forward.w2", "feed_forward.w3", ADALN_TARGET]

@@ -134,7 +134,9 @@ def plan(spec: JobSpec, profile: HardwareProfile, backend: str | None = None) ->
     if res < spec.dataset.resolution:
         notes.append(f"resolution capped at {res} by profile {profile.name}")
     sample_res = res if spec.training.sample.enable else None
-    gc = spec.training.gradient_checkpointing
+    from zlt.render.common import resolve_gradient_checkpointing
+
+    gc = resolve_gradient_checkpointing(spec, profile, backend)[0]  # the spec's value, else the profile's lever
     te_resident, te_bytes, load_te_bytes = False, base, base
     tr_bytes, tr_on_gpu_loading, vae, act_offload, swap = base, False, True, False, 0
     if backend == "ai-toolkit":
@@ -149,7 +151,6 @@ def plan(spec: JobSpec, profile: HardwareProfile, backend: str | None = None) ->
         lev_m = profile.musubi
         tr_bytes = q8 if (lev_m.fp8_base if quant == "auto" else quant == "float8") else base
         load_te_bytes = q8 if (lev_m.fp8_llm if quant == "auto" else quant == "float8") else base
-        gc = gc or lev_m.gradient_checkpointing
         act_offload = gc and lev_m.gradient_checkpointing_cpu_offload
         swap = lev_m.blocks_to_swap
         vae = sample_res is not None  # musubi trains on cached latents; the VAE loads only to sample
@@ -158,7 +159,6 @@ def plan(spec: JobSpec, profile: HardwareProfile, backend: str | None = None) ->
         if quant == "float8":
             notes.append("the built-in trainer does not quantise; weights stay at model.base.precision")
         te_resident = not profile.lightning.cache_text_embeddings
-        gc = gc or profile.lightning.gradient_checkpointing
     if not te_resident and backend != "musubi":
         notes.append("captions are encoded once and the text encoder is unloaded before training")
     if not gc:

@@ -290,10 +290,7 @@ def load_spec_data(
     if tr.effective_batch_size is None:
         tr.effective_batch_size = tr.batch_size * tr.gradient_accumulation
         provenance["training.effective_batch_size"] = SOURCE_DERIVED
-    warnings = []
-    if spec.model.lora.dropout and tr.backend == "ai-toolkit":
-        warnings.append("model.lora.dropout: ai-toolkit's network block has no dropout; it is ignored there")
-    return LoadedSpec(spec=spec, provenance=provenance, source=source, warnings=warnings)
+    return LoadedSpec(spec=spec, provenance=provenance, source=source)
 
 
 def load_spec(path: str | Path, sets: list[str] | None = None) -> LoadedSpec:

@@ -114,8 +114,14 @@ class SampleSpec(Strict):
     enable: bool = Field(False, description="Generate samples while training (off by default, as the guide says).")
     every: int = Field(250, ge=1, description="Sample every N steps.")
     prompts: list[str] = Field(default_factory=list, description="Prompts to sample; '[trigger]' is replaced.")
-    steps: int = Field(9, ge=1, le=200, description="Inference steps (turbo: 9).")
-    guidance_scale: float = Field(0.0, ge=0.0, description="Guidance scale (turbo: 0).")
+    steps: int | None = Field(
+        None, ge=1, le=200, description="Inference steps; null: by model.base.variant (turbo 9, deturbo 25, base 30)."
+    )
+    guidance_scale: float | None = Field(
+        None, ge=0.0,
+        description="Classifier-free guidance in diffusers' ZImagePipeline convention (0: off); null: by "
+        "model.base.variant (turbo 0, deturbo 2, base 4).",
+    )
     seed: int = Field(42, description="Sampling seed.")
 
 
@@ -136,9 +142,18 @@ class TrainingSpec(Strict):
     mixed_precision: Literal["fp16", "bf16", "fp32", "no"] = Field(
         "bf16", description="Compute precision; fp16 maps to bf16 where the GPU supports it."
     )
-    gradient_checkpointing: bool = Field(True, description="Trade compute for activation memory.")
+    gradient_checkpointing: bool | None = Field(
+        None,
+        description="Trade compute for activation memory; null: the hardware profile decides. A value set here "
+        "always wins over the profile, on every backend.",
+    )
     timestep_type: Literal["sigmoid", "weighted", "uniform", "shift"] = Field(
         "weighted", description="How flow-matching timesteps are sampled."
+    )
+    timestep_shift: float = Field(
+        3.0, gt=0.0, le=100.0,
+        description="Flow-matching shift for timestep_type 'shift' (Z-Image's scheduler: 3.0); one value on every "
+        "backend (musubi --discrete_flow_shift).",
     )
     content_or_style: Literal["balanced", "style", "content"] = Field(
         "balanced", description="ai-toolkit's timestep bias towards style (late) or content (early) noise."
