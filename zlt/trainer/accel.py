@@ -36,9 +36,10 @@ class SpeedPlan:
     compile: bool
     attention: str  # sdpa | flash | flash3
     gradient_checkpointing: bool
+    compute: str = "bf16"  # the dtype float8 weights are cast to for each layer's forward
 
     def describe(self) -> str:
-        return (f"base weights {'float8 storage, bf16 compute' if self.float8 else 'as loaded'}; "
+        return (f"base weights {f'float8 storage, {self.compute} compute' if self.float8 else 'as loaded'}; "
                 f"torch.compile {'on the repeated blocks' if self.compile else 'off'}; attention {self.attention}; "
                 f"gradient checkpointing {'on' if self.gradient_checkpointing else 'off'}")
 
@@ -124,4 +125,5 @@ def apply_speed(transformer, cfg, accelerator: str, compute_dtype, warn) -> Spee
     compiled = decide_compile(t.compile, accelerator)
     if compiled:
         compile_blocks(transformer)
-    return SpeedPlan(float8=f8, compile=compiled, attention=attention, gradient_checkpointing=gc)
+    compute = {"torch.bfloat16": "bf16", "torch.float16": "fp16", "torch.float32": "fp32"}.get(str(compute_dtype), "bf16")
+    return SpeedPlan(float8=f8, compile=compiled, attention=attention, gradient_checkpointing=gc, compute=compute)
