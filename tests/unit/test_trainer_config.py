@@ -136,3 +136,24 @@ def test_config_and_renderer_import_no_torch():
     code = "import sys, zlt.render.lightning, zlt.trainer.config; print(any(m in sys.modules for m in ('torch', 'diffusers')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "False"
+
+
+def test_float8_and_compile_reach_the_trainer_config():
+    base = {"preset": "style", "dataset": {"path": "/d"}}
+    small = trainer_config_from_render(render_lightning(spec(base), get_profile("16gb"), RenderContext()))
+    big = trainer_config_from_render(render_lightning(spec(base), get_profile("48gb"), RenderContext()))
+    assert small.model.quantize == "float8" and big.model.quantize == "none"  # auto: float8 where bf16 won't fit
+    asked = spec({**base, "model": {"base": {"quantize": "float8"}}, "training": {"compile": "off"}})
+    cfg = trainer_config_from_render(render_lightning(asked, get_profile("48gb"), RenderContext()))
+    assert cfg.model.quantize == "float8" and cfg.training.compile == "off"
+    assert big.training.compile == "auto"  # the trainer turns auto on for CUDA
+    tiny = trainer_config_from_render(render_lightning(spec(TINY), get_profile("cpu"), RenderContext()))
+    assert tiny.model.quantize == "none"
+
+
+def test_timestep_shift_is_read_from_the_config(tmp_path: Path):
+    data = {"name": "x", "model": {"name": "zlt/tiny-zimage", "source": "builtin"}, "data": {"path": "/d"},
+            "training": {"max_steps": 1, "timestep_shift": 2.0}, "cache": {"dir": "/c"}, "output": {"dir": "/o"}}
+    assert TrainerConfig.model_validate(data).training.timestep_shift == 2.0
+    del data["training"]["timestep_shift"]
+    assert TrainerConfig.model_validate(data).training.timestep_shift == 3.0

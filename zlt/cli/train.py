@@ -40,6 +40,14 @@ def _parse_gpus(text: str | None) -> list[int] | None:
         raise BadInputError(f"--gpus {text!r}: expected GPU indices like 0 or 0,1") from None
 
 
+def gpu_sets(sets: list[str], gpus: list[int] | None) -> list[str]:
+    """`--gpus 0,1` means one trainer process per listed GPU (DDP): job.resources.gpu becomes their number,
+    unless a --set names it."""
+    if not gpus or any(x.replace(" ", "").startswith("job.resources.gpu=") for x in sets):
+        return list(sets)
+    return [*sets, f"job.resources.gpu={len(gpus)}"]
+
+
 def _job_id_for(workdir: Path | None, resume: bool) -> str:
     from zlt.paths import new_job_id
 
@@ -109,7 +117,8 @@ def train(
     ai_toolkit: str = AiToolkitOpt,
     musubi: str = MusubiOpt,
     resume: bool = typer.Option(False, "--resume", help="Continue the job in --workdir from its latest checkpoint/state."),
-    gpus: str = typer.Option(None, "--gpus", help="GPU indices for the trainer (CUDA_VISIBLE_DEVICES), e.g. 0,1."),
+    gpus: str = typer.Option(None, "--gpus", help="GPU indices for the trainer (CUDA_VISIBLE_DEVICES), e.g. 0,1; "
+                             "several GPUs train one job with DDP (sets job.resources.gpu)."),
     grace: float = typer.Option(120.0, "--grace", min=0, help="Seconds a stopping trainer gets after SIGINT before SIGTERM."),
     set_: list[str] = SetOpt,
     home: Path = HomeOpt,
@@ -138,13 +147,14 @@ def _train(spec, backend, profile, vram_gb, workdir, skip_preflight, ai_toolkit,
     if resume and workdir is None:
         raise BadInputError("--resume needs --workdir: the folder of the job to continue",
                             hint="pass the job folder, e.g. --workdir ~/.local/share/zlt/jobs/<job id>")
-    loaded = load_spec(spec, sets)
+    gpu_list = _parse_gpus(gpus)
+    loaded = load_spec(spec, gpu_sets(sets, gpu_list))
     h = home_path(home)
     wd = Path(workdir).expanduser().resolve() if workdir else None
     job_id = _job_id_for(wd, resume)
     req = TrainRequest(
         loaded=loaded, home=h, job_id=job_id, job_dir=wd or default_job_dir(h, job_id), backend=backend,
-        profile=profile, vram_gb=vram_gb, skip_preflight=skip_preflight, resume=resume, gpus=_parse_gpus(gpus),
+        profile=profile, vram_gb=vram_gb, skip_preflight=skip_preflight, resume=resume, gpus=gpu_list,
         ai_toolkit=ai_toolkit, musubi=musubi, stop_grace_s=grace,
     )
 

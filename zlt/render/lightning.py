@@ -90,8 +90,9 @@ def render_lightning(spec: JobSpec, profile: HardwareProfile, ctx: RenderContext
     precision, weight_dtype = _precision(spec, profile, runtime, warnings)
     if spec.is_tiny:
         warnings.append(TINY_LABEL)
-    if base.quantize == "float8":
-        warnings.append("model.base.quantize: the built-in trainer does not quantise; it needs the VRAM of bf16 weights")
+    from zlt.preflight.vram import resolve_lightning_quantize
+
+    float8, _ = resolve_lightning_quantize(spec, profile)
     if tr.optimizer.use_8bit and tr.optimizer.type == "adamw" and runtime.accelerator == "cpu":
         warnings.append("training.optimizer.use_8bit: AdamW 8-bit needs CUDA; the CPU run uses 32-bit AdamW")
     eight_bit_note(spec, warnings)
@@ -109,7 +110,7 @@ def render_lightning(spec: JobSpec, profile: HardwareProfile, ctx: RenderContext
         name=spec.name,
         job_id=ctx.job_id,
         model=ModelConfig(name=model_name, source=base.source, weight_dtype=weight_dtype,
-                          training_adapter=spec.adapter_path()),
+                          training_adapter=spec.adapter_path(), quantize="float8" if float8 else "none"),
         lora=LoraConfig(rank=lora.rank, alpha=lora.alpha, dropout=lora.dropout, target_modules=_targets(spec)),
         data=DataConfig(
             path=str(ctx.dataset_dir or ds.path), caption_ext=ds.caption.caption_ext,
@@ -127,6 +128,7 @@ def render_lightning(spec: JobSpec, profile: HardwareProfile, ctx: RenderContext
             precision=precision, gradient_checkpointing=gc, timestep_type=tr.timestep_type,
             timestep_shift=tr.timestep_shift,
             content_or_style=tr.content_or_style, seed=tr.seed,
+            compile=tr.compile,
         ),
         runtime=runtime,
         # latents go to <cache>/latents/, caption embeddings to <cache>/text/ (zlt.trainer.cache.DiskCache)

@@ -139,6 +139,9 @@ class TrainingSpec(Strict):
     learning_rate: float = Field(1e-4, gt=0.0, lt=1.0, description="Peak learning rate, 0 < lr < 1.")
     scheduler: Literal["constant", "cosine", "linear"] = Field("constant", description="LR schedule after warmup.")
     optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec, description="Optimizer settings.")
+    compile: Literal["auto", "on", "off"] = Field(
+        "auto", description="Built-in trainer: torch.compile the repeated transformer blocks; auto: on for CUDA GPUs."
+    )
     mixed_precision: Literal["fp16", "bf16", "fp32", "no"] = Field(
         "bf16", description="Compute precision; fp16 maps to bf16 where the GPU supports it."
     )

@@ -80,7 +80,7 @@ def _load_error(model: ModelConfig, part: str, err: Exception) -> EnvNotReadyErr
 
 
 def load_encoders(model: ModelConfig) -> Encoders:
-    """VAE, text encoder and tokenizer (eval mode, frozen)."""
+    """VAE, text encoder and tokenizer (eval mode, frozen; the text encoder stored in float8 when quantised)."""
     if model.is_tiny:
         from diffusers import ZImagePipeline
 
@@ -99,6 +99,10 @@ def load_encoders(model: ModelConfig) -> Encoders:
     for part in (pipe.vae, pipe.text_encoder):
         part.requires_grad_(False)
         part.eval()
+    if model.quantize == "float8":  # the caching pass then holds ~4 GB of Qwen3 weights instead of ~8
+        from zlt.trainer.accel import float8_storage
+
+        float8_storage(pipe.text_encoder, torch_dtype(model.weight_dtype))
     return Encoders(pipe=pipe)
 
 
@@ -164,10 +168,11 @@ def resolve_adapter(spec: str) -> Path:
         ) from e
 
 
-def merge_lora_file(transformer, path: Path) -> int:
+def merge_lora_file(transformer, path: Path, keep=None) -> int:
     """Add a LoRA file's update (B @ A x scale) into the base weights; returns the number of merged layers.
 
     Any key layout diffusers reads for Z-Image works (diffusers, ai-toolkit `diffusion_model.`, kohya `lora_unet_`).
+    `keep` (a `zlt.trainer.adapter.MergedAdapter`) receives the factors so the merge can be switched off later.
     """
     import torch
     from diffusers import ZImagePipeline
@@ -191,6 +196,8 @@ def merge_lora_file(transformer, path: Path) -> int:
         with torch.no_grad():
             delta = (b.float() @ a.float()) * scale
             layer.weight.copy_((layer.weight.float() + delta.to(layer.weight.device)).to(layer.weight.dtype))
+        if keep is not None:
+            keep.factors[name] = (a.float().cpu(), b.float().cpu(), scale)
         merged += 1
     if merged == 0:
         raise BadInputError(f"training adapter {path}: no LoRA layers found", hint="use a Z-Image LoRA .safetensors")
