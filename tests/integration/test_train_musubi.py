@@ -48,7 +48,7 @@ def test_missing_weights_stop_the_job_before_training(tmp_path):
     proc, events = run_train(spec, tmp_path / "job", backend="musubi",
                              env={**FAST, "FAKE_MUSUBI_CHECK_WEIGHTS": "1"})
     assert proc.returncode == 1
-    assert events[-1]["cause"] == "model_download"
+    assert events[-1]["cause"] == "model_missing"
     assert not [e for e in of_type(events, "phase") if e["message"].startswith("train:")]
 
 

@@ -204,6 +204,12 @@ def run_preflight(spec: JobSpec, *, backend: str | None = None, profile: str = "
     from zlt.preflight.environment import dataset_checks, host_checks, model_checks, trainer_checks
 
     model_results = model_checks(spec, backend, home)
+    if backend == "musubi" and not spec.is_tiny:
+        from zlt.preflight.tokenizer import check_musubi_tokenizer
+
+        t = check_musubi_tokenizer()
+        model_results.append(Check("model", t.status, f"{t.what} {t.ref}: {t.message}",
+                                   t.fix if t.status != "pass" else "", details=t.to_dict()))
     checks.extend(model_results)
     download = sum(float(c.details.get("download_gb") or 0.0) for c in model_results)
     checks.extend(host_checks(spec, backend, chosen_profile, home, download, disk_usage, memory))

@@ -127,7 +127,7 @@ def render_lightning(spec: JobSpec, profile: HardwareProfile, ctx: RenderContext
                                       weight_decay=tr.optimizer.weight_decay, eps=PRODIGY_EPS),
             precision=precision, gradient_checkpointing=gc, timestep_type=tr.timestep_type,
             timestep_shift=tr.timestep_shift,
-            content_or_style=tr.content_or_style, seed=tr.seed,
+            content_or_style=tr.content_or_style, seed=tr.seed, stop_on_nan=tr.stop_on_nan,
             compile=tr.compile,
         ),
         runtime=runtime,

@@ -162,6 +162,10 @@ class TrainingSpec(Strict):
         "balanced", description="ai-toolkit's timestep bias towards style (late) or content (early) noise."
     )
     seed: int = Field(42, ge=0, description="Random seed.")
+    stop_on_nan: bool = Field(
+        True, description="Stop the trainer and fail the job (cause 'diverged') after 5 logged steps in a row with a "
+        "nan/inf loss; checkpoints saved before stay. Off: only warn.",
+    )
     sample: SampleSpec = Field(default_factory=SampleSpec, description="Sampling during training.")
 
 

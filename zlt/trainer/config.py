@@ -137,6 +137,9 @@ class TrainingConfig(Strict):
     )
     seed: int = Field(42, ge=0, description="Seed for LoRA init, noise, timesteps and data order.")
     max_grad_norm: float | None = Field(1.0, gt=0, description="Gradient clipping norm; null: no clipping.")
+    stop_on_nan: bool = Field(
+        True, description="Fail after zlt.run.divergence.NAN_PATIENCE steps in a row with a nan/inf loss (no save).",
+    )
     stop_after_step: int | None = Field(
         None, ge=1, description="Stop as on SIGINT once this step is done (checkpoint + resume state, exit 0).",
     )

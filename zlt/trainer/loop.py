@@ -18,6 +18,7 @@ from typing import Any
 from zlt import __version__
 from zlt.errors import BadInputError, JobFailedError
 from zlt.fsutil import atomic_write_text, sha256_json
+from zlt.run.divergence import NAN_PATIENCE
 from zlt.trainer import checkpoint as ck
 from zlt.trainer.cache import DiskCache, PipelineEncoder, prepare
 from zlt.trainer.config import TrainerConfig
@@ -339,19 +340,26 @@ class Trainer:
         ev.start_training(self.step)
         t0 = time.monotonic()
         stopped = False
+        nonfinite_streak = 0
         while self.step < total:
             loss = self.train_step()
-            if not math.isfinite(loss):
-                raise JobFailedError(f"loss is {loss} at step {self.step}: training diverged",
-                                     hint="lower training.learning_rate, or train in bf16 instead of fp16")
+            finite = math.isfinite(loss)
             lr = self.last_lr
-            if self._loss_fh:
-                self._loss_fh.write(json.dumps({"step": self.step, "loss": loss, "lr": lr, "epoch": self.epoch,
-                                                "t": round(time.monotonic() - t0, 3)}) + "\n")
+            if self._loss_fh:  # strict JSON: a nan/inf loss is null plus a flag
+                row = {"step": self.step, "loss": loss if finite else None, "lr": lr, "epoch": self.epoch,
+                       "t": round(time.monotonic() - t0, 3)}
+                self._loss_fh.write(json.dumps(row if finite else {**row, "loss_nonfinite": True}) + "\n")
             stop_here = bool(self.stop) or self.step == c.training.stop_after_step
-            ev.progress(self.step, total, loss, lr, force=stop_here)
-            if self.step % c.output.save_every == 0 or (stop_here and self.step < total):
-                self.save()
+            # Every non-finite step (and the first finite one after) is reported: the runner counts the streak.
+            ev.progress(self.step, total, loss, lr, force=stop_here or not finite or nonfinite_streak > 0)
+            nonfinite_streak = 0 if finite else nonfinite_streak + 1
+            if c.training.stop_on_nan and nonfinite_streak >= NAN_PATIENCE:
+                if self._loss_fh:
+                    self._loss_fh.close()
+                raise JobFailedError(f"loss is {loss} at step {self.step} ({nonfinite_streak} steps in a row): "
+                                     "training diverged", hint="lower training.learning_rate, or train in bf16 instead of fp16")
+            if finite and (self.step % c.output.save_every == 0 or (stop_here and self.step < total)):
+                self.save()  # never a checkpoint from a step whose loss is nan/inf: the last good one must stay
             if self.sampler and (self.step % c.sample.every == 0 or self.step == total):
                 self.sampler.draw(self)
             if stop_here and self.step < total:
