@@ -132,7 +132,7 @@ def _train(spec, backend, profile, vram_gb, workdir, skip_preflight, ai_toolkit,
            sets, home, json_out) -> None:
     from zlt.cli.common import console
     from zlt.paths import job_dir as default_job_dir
-    from zlt.run import TrainRequest, run_training
+    from zlt.jobs.foreground import ForegroundRun, run_foreground
     from zlt.spec import load_spec
 
     if resume and workdir is None:
@@ -142,7 +142,7 @@ def _train(spec, backend, profile, vram_gb, workdir, skip_preflight, ai_toolkit,
     h = home_path(home)
     wd = Path(workdir).expanduser().resolve() if workdir else None
     job_id = _job_id_for(wd, resume)
-    req = TrainRequest(
+    run = ForegroundRun(
         loaded=loaded, home=h, job_id=job_id, job_dir=wd or default_job_dir(h, job_id), backend=backend,
         profile=profile, vram_gb=vram_gb, skip_preflight=skip_preflight, resume=resume, gpus=_parse_gpus(gpus),
         ai_toolkit=ai_toolkit, musubi=musubi, stop_grace_s=grace,
@@ -159,11 +159,12 @@ def _train(spec, backend, profile, vram_gb, workdir, skip_preflight, ai_toolkit,
     else:
         from zlt.run.display import RichSink
 
-        say(f"job {job_id}: {req.job_dir}")
+        say(f"job {job_id}: {run.job_dir}")
         sink = RichSink(console())
+    run.sinks = [sink]
     try:
         with _StopOnSignal(say) as sig:
-            outcome = run_training(req, sinks=[sink], stop=sig.stop, force=sig.force)
+            outcome = run_foreground(run, stop=sig.stop, force=sig.force)
     finally:
         if not json_out:
             sink.close()  # type: ignore[union-attr]
