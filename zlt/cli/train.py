@@ -131,8 +131,8 @@ def train(
 def _train(spec, backend, profile, vram_gb, workdir, skip_preflight, ai_toolkit, musubi, resume, gpus, grace,
            sets, home, json_out) -> None:
     from zlt.cli.common import console
-    from zlt.paths import job_dir as default_job_dir
     from zlt.jobs.foreground import ForegroundRun, run_foreground
+    from zlt.paths import job_dir as default_job_dir
     from zlt.spec import load_spec
 
     if resume and workdir is None:
