@@ -78,6 +78,26 @@ class _StopOnSignal:
             signal.signal(sig, handler)  # type: ignore[arg-type]
 
 
+class _ShowOnce:
+    """What a person sees: each warning once (the runner and the trainer may both say it), and no error
+    event: the summary at the end (or the error message) says it, with its hint."""
+
+    def __init__(self, sink) -> None:
+        self.sink, self.seen = sink, set()
+
+    def __call__(self, d: dict) -> None:
+        if d.get("type") == "error":
+            return
+        if d.get("type") == "warning":
+            if d.get("message") in self.seen:
+                return
+            self.seen.add(d.get("message"))
+        self.sink(d)
+
+    def close(self) -> None:
+        self.sink.close()
+
+
 def _print_outcome(outcome, console) -> None:
     from rich.markup import escape
 
@@ -160,7 +180,7 @@ def _train(spec, backend, profile, vram_gb, workdir, skip_preflight, ai_toolkit,
         from zlt.run.display import RichSink
 
         say(f"job {job_id}: {run.job_dir}")
-        sink = RichSink(console())
+        sink = _ShowOnce(RichSink(console()))
     run.sinks = [sink]
     try:
         with _StopOnSignal(say) as sig:
