@@ -61,9 +61,11 @@ def command(fn: F) -> F:
 
 
 def home_path(home: Path | None) -> Path:
+    """The state folder, checked: a file or an unwritable folder is exit 3 with the fix."""
     from zlt.paths import zlt_home
+    from zlt.preflight.home import ensure_home
 
-    return zlt_home(home)
+    return ensure_home(zlt_home(home))
 
 
 _console = None
@@ -72,10 +74,19 @@ _console = None
 def console(stderr: bool = False):
     """A rich Console, imported only when something is shown to a person."""
     global _console
+    if stderr:
+        return _make_console(stderr=True)
+    if _console is None:
+        _console = _make_console(stderr=False)
+    return _console
+
+
+def _make_console(stderr: bool):
+    """On a terminal, rich as usual. Elsewhere (CI logs, a pipe) never wrap: a path or JSON cut mid-name at
+    80 columns cannot be copied or parsed; the log viewer wraps lines itself."""
     from rich.console import Console
 
-    if stderr:
-        return Console(stderr=True)
-    if _console is None:
-        _console = Console()
-    return _console
+    con = Console(stderr=stderr)
+    if con.is_terminal:
+        return con
+    return Console(stderr=stderr, soft_wrap=True, width=max(con.width, 200))

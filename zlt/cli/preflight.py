@@ -61,13 +61,14 @@ def preflight(
 def doctor(
     ai_toolkit: str = AiToolkitOpt,
     musubi: str = MusubiOpt,
+    home: Path = HomeOpt,
     json_out: bool = JsonOpt,
 ) -> None:
-    """Show the environment: GPUs and driver, trainer installs and their versions, packages, config, HF cache.
-    Exits 3 when no backend can train here."""
+    """Show the environment: state folder, GPUs and driver, trainer installs and their versions, packages, config,
+    HF cache. Exits 3 when no backend can train here or the state folder is unusable."""
     from zlt.preflight.doctor import environment_report
 
-    report = environment_report(ai_toolkit=ai_toolkit, musubi=musubi)
+    report = environment_report(ai_toolkit=ai_toolkit, musubi=musubi, home_dir=home)
     if json_out:
         print_json(report.to_dict())
     else:

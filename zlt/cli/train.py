@@ -86,6 +86,26 @@ class _StopOnSignal:
             signal.signal(sig, handler)  # type: ignore[arg-type]
 
 
+class _ShowOnce:
+    """What a person sees: each warning once (the runner and the trainer may both say it), and no error
+    event: the summary at the end (or the error message) says it, with its hint."""
+
+    def __init__(self, sink) -> None:
+        self.sink, self.seen = sink, set()
+
+    def __call__(self, d: dict) -> None:
+        if d.get("type") == "error":
+            return
+        if d.get("type") == "warning":
+            if d.get("message") in self.seen:
+                return
+            self.seen.add(d.get("message"))
+        self.sink(d)
+
+    def close(self) -> None:
+        self.sink.close()
+
+
 def _print_outcome(outcome, console) -> None:
     from rich.markup import escape
 
@@ -140,8 +160,8 @@ def train(
 def _train(spec, backend, profile, vram_gb, workdir, skip_preflight, ai_toolkit, musubi, resume, gpus, grace,
            sets, home, json_out) -> None:
     from zlt.cli.common import console
+    from zlt.jobs.foreground import ForegroundRun, run_foreground
     from zlt.paths import job_dir as default_job_dir
-    from zlt.run import TrainRequest, run_training
     from zlt.spec import load_spec
 
     if resume and workdir is None:
@@ -152,7 +172,7 @@ def _train(spec, backend, profile, vram_gb, workdir, skip_preflight, ai_toolkit,
     h = home_path(home)
     wd = Path(workdir).expanduser().resolve() if workdir else None
     job_id = _job_id_for(wd, resume)
-    req = TrainRequest(
+    run = ForegroundRun(
         loaded=loaded, home=h, job_id=job_id, job_dir=wd or default_job_dir(h, job_id), backend=backend,
         profile=profile, vram_gb=vram_gb, skip_preflight=skip_preflight, resume=resume, gpus=gpu_list,
         ai_toolkit=ai_toolkit, musubi=musubi, stop_grace_s=grace,
@@ -169,11 +189,12 @@ def _train(spec, backend, profile, vram_gb, workdir, skip_preflight, ai_toolkit,
     else:
         from zlt.run.display import RichSink
 
-        say(f"job {job_id}: {req.job_dir}")
-        sink = RichSink(console())
+        say(f"job {job_id}: {run.job_dir}")
+        sink = _ShowOnce(RichSink(console()))
+    run.sinks = [sink]
     try:
         with _StopOnSignal(say) as sig:
-            outcome = run_training(req, sinks=[sink], stop=sig.stop, force=sig.force)
+            outcome = run_foreground(run, stop=sig.stop, force=sig.force)
     finally:
         if not json_out:
             sink.close()  # type: ignore[union-attr]

@@ -259,6 +259,46 @@ class JobStore:
             self._history(db, chosen["id"], "queued", "preparing", f"attempt {attempt} on {where} by {worker_id}{note}")
         return Claim(job_id=chosen["id"], token=token, gpus=gpus, attempt=attempt, resume=resume)
 
+    def claim_here(self, job_id: str, worker_id: str, gpus: list[int], new: NewJob | None = None) -> Claim:
+        """Claim one given job for a runner in this process (`zlt train`), in one transaction: no worker can take it.
+
+        With `new`, the job is created already claimed; else a queued, failed or cancelled job is claimed to
+        resume (IllegalTransition for any other state).
+        """
+        with self.tx() as db:
+            now = self.clock()
+            if new is not None:
+                db.execute(
+                    "INSERT INTO jobs (id, name, state, priority, created_at, updated_at, backend, profile, spec_json, "
+                    "options_json, job_dir, gpus_needed, max_retries, snapshot_json) "
+                    "VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (new.job_id, new.name, new.priority, now, now, new.backend, new.profile, new.spec_json,
+                     json.dumps(new.options), new.job_dir, new.gpus_needed, new.max_retries, json.dumps(new.snapshot)),
+                )
+                self._history(db, job_id, None, JobStatus.QUEUED.value, "started by zlt train")
+            row = db.execute("SELECT state, attempts FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                raise NotFoundError(f"no job {job_id!r} in {self.home}", hint="list jobs with 'zlt jobs'")
+            current = JobStatus(row["state"])
+            if current in (JobStatus.FAILED, JobStatus.CANCELLED):
+                self._history(db, job_id, current.value, JobStatus.QUEUED.value, "resumed by zlt train --resume")
+            elif current != JobStatus.QUEUED:
+                raise IllegalTransition(job_id, current, JobStatus.PREPARING,
+                                        hint="only a failed or cancelled job can be resumed")
+            token = secrets.token_hex(8)
+            attempt = row["attempts"] + 1
+            db.execute(
+                "UPDATE jobs SET state = 'preparing', updated_at = ?, started_at = ?, ended_at = NULL, gpus = ?, "
+                "worker_id = ?, host = ?, lease_token = ?, lease_expires = ?, attempts = ?, runner_pid = NULL, "
+                "runner_started = NULL, error_cause = NULL, error_message = NULL, stop_reason = NULL, "
+                "cancel_requested = 0, resume = ? WHERE id = ?",
+                (now, now, ",".join(map(str, gpus)), worker_id, self.host, token, now + self.lease_ttl, attempt,
+                 int(new is None), job_id),
+            )
+            self._history(db, job_id, JobStatus.QUEUED.value, JobStatus.PREPARING.value,
+                          f"attempt {attempt} in the foreground ({worker_id})")
+        return Claim(job_id=job_id, token=token, gpus=gpus, attempt=attempt, resume=new is None)
+
     def note(self, job_id: str, message: str) -> None:
         """A line in the job's history that is not a change of state (resume checks, dataset drift)."""
         with self.tx() as db:

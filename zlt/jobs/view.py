@@ -46,7 +46,8 @@ def status_dict(row: sqlite3.Row, now: float | None = None) -> dict[str, Any]:
         "job_id": row["id"],
         "name": row["name"],
         "state": state,
-        "phase": row["phase"],
+        # The phase says what an active job is doing; an ended or queued job is doing nothing.
+        "phase": row["phase"] if state in ("preparing", "running") else None,
         "step": step,
         "total": total,
         "percent": percent,
@@ -68,5 +69,6 @@ def status_dict(row: sqlite3.Row, now: float | None = None) -> dict[str, Any]:
         "error_cause": row["error_cause"],
         "error_message": row["error_message"],
         "job_dir": row["job_dir"],
-        "gpus": parse_gpus(row["gpus"]),
+        # A worker on a machine without GPUs hands out plain slot 0; a run on the cpu profile used no GPU.
+        "gpus": [] if row["profile"] == "cpu" else parse_gpus(row["gpus"]),
     }

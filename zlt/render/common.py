@@ -14,7 +14,7 @@ def compute_precision(spec: JobSpec, profile: HardwareProfile, warnings: list[st
     if mp in ("fp32", "no"):
         return "fp32"
     if mp == "fp16" and profile.bf16:
-        warnings.append("training.mixed_precision: fp16 mapped to bf16 (Z-Image weights are bf16; the GPU supports it)")
+        warnings.append(f"training.mixed_precision: fp16 mapped to bf16 (Z-Image weights are bf16; profile {profile.name} has bf16)")
         return "bf16"
     if mp == "bf16" and not profile.bf16:
         warnings.append(f"training.mixed_precision: profile {profile.name} has no bf16; using fp16")

@@ -68,19 +68,23 @@ class ServeConfig:
     home: Path
     token: str
     data_roots: list[Path] = field(default_factory=list)
-    # None: a spec's output.registry.path is used as given, as by the CLI (the user's v0 body names
-    # /artifacts/lora/). A list fences it to <ZLT_HOME> and these folders.
-    output_roots: list[Path] | None = None
+    # A spec's output.registry.path must lie in the server's registry (<ZLT_HOME>/artifacts/lora) or one of
+    # these folders the operator listed (--output-root).
+    output_roots: list[Path] = field(default_factory=list)
+    # Local model files/folders a spec may name besides hub ids: <ZLT_HOME>/models and these (--model-root).
+    model_roots: list[Path] = field(default_factory=list)
     limits: Limits = field(default_factory=Limits)
     webhook_secret: str | None = None  # None: webhooks are not sent
     webhook_poll_s: float = 1.0
     stream: StreamSettings = field(default_factory=StreamSettings)
 
     def fence(self) -> Fence:
-        if self.output_roots is None:
-            return Fence(tuple(self.data_roots), None, self.limits)
-        roots = [self.home] + [p for p in self.output_roots if p != self.home]
-        return Fence(tuple(self.data_roots), tuple(roots), self.limits)
+        from zlt.paths import default_registry_dir
+
+        registry = default_registry_dir(self.home)
+        outputs = [registry] + [p for p in self.output_roots if p != registry]
+        models = [self.home / "models"] + [p for p in self.model_roots if p != self.home / "models"]
+        return Fence(tuple(self.data_roots), tuple(outputs), self.limits, model_roots=tuple(models))
 
 
 def create_app(home: Path, data_roots: list[Path], token: str, **options: Any) -> FastAPI:
@@ -148,26 +152,31 @@ async def _unauthorized(_request: Request, exc: Unauthorized) -> JSONResponse:
 
 
 async def _json_body(request: Request) -> Any:
-    raw = await request.body()
-    try:
-        return json.loads(raw or b"null")
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise BadInputError(f"request body is not valid JSON ({e})", hint="send the spec as a JSON object") from None
+    from zlt.serve.jsonbody import parse_json
+
+    return parse_json(await request.body())
 
 
 def _spec_text(value: Any) -> Any:
     """The multipart `spec` field: JSON text (YAML accepted too, as `zlt submit` reads either)."""
     if not isinstance(value, str):
         raise SpecError([FieldError("spec", "the 'spec' form field must be text (the spec as JSON)")], "<http>")
+    from zlt.serve.jsonbody import check_shape, parse_json
+
     try:
-        return json.loads(value)
+        json.loads(value)
     except json.JSONDecodeError:
         import yaml
 
         try:
-            return yaml.safe_load(value)
+            return check_shape(yaml.safe_load(value), "the 'spec' form field")
+        except RecursionError:
+            raise BadInputError("the 'spec' form field: nested too deeply", hint="send the spec as a JSON object") from None
         except yaml.YAMLError as e:
             raise SpecError([FieldError("spec", f"neither JSON nor YAML ({e})")], "<http>") from None
+    except (RecursionError, ValueError):
+        pass  # parse_json names the problem
+    return parse_json(value, "the 'spec' form field")
 
 
 def _meta_routes(api: APIRouter, app: FastAPI, cfg: ServeConfig) -> None:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ def render_config(data: Any, fence: Fence, *, backend: str | None = None, profil
     ds = data.get("dataset") if isinstance(data, dict) else None
     if isinstance(data, dict) and (ds is None or (isinstance(ds, dict) and "path" not in ds)):
         data = {**data, "dataset": {**(ds or {}), "path": "dataset"}}
-        fence = Fence(None, fence.output_roots, fence.limits, fence.source)
+        fence = dataclasses.replace(fence, data_roots=None)
     loaded = load_client_spec(data, fence, base_dir=base_dir)
     be = backend or loaded.spec.training.backend
     prof, notes = select_profile(loaded.spec, be, profile or "auto", vram_gb)

@@ -209,6 +209,8 @@ def cross_checks(data: dict[str, Any]) -> list[FieldError]:
             f"set it to {bs * ga} or remove it (it is derived)",
         ))
     warm, steps = get("training.warmup_steps", int), get("training.max_steps", int)
+    # Cross-checks against max_steps only when max_steps itself is valid (its own error is reported already).
+    steps = steps if steps is not None and steps >= 1 else None
     if warm is not None and steps is not None and warm >= steps:
         errs.append(FieldError(
             "training.warmup_steps", f"{warm} must be less than max_steps {steps}", f"use at most {max(steps - 1, 0)}"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 TINY_MODEL = "zlt/tiny-zimage"
@@ -49,6 +49,19 @@ class BaseModelSpec(Strict):
     )
     vae: str | None = Field(None, description="Local single-file VAE weights (musubi --vae).")
     text_encoder: str | None = Field(None, description="Local single-file Qwen3 text encoder weights (musubi).")
+
+    @field_validator("training_adapter", "dit", "vae", "text_encoder")
+    @classmethod
+    def _no_pickle(cls, value: str | None) -> str | None:
+        # zlt never loads a pickle (.bin/.ckpt/.pt can run code when loaded), whoever wrote the spec.
+        from zlt.artifacts.safetensors_io import PICKLE_SUFFIXES
+
+        if value and value.lower().endswith(PICKLE_SUFFIXES):
+            from pydantic_core import PydanticCustomError
+
+            raise PydanticCustomError("pickle", "{value} is a pickle file, which can run code when loaded; give a "
+                                      ".safetensors file", {"value": repr(value)})
+        return value
 
 
 class LoraSpec(Strict):
@@ -214,6 +227,22 @@ class NamingSpec(Strict):
         "{job_id}_{style_name}_v0",
         description="Artifact folder name: {job_id} {style_name} {preset} {rank} {steps} {date} {version}.",
     )
+
+    @field_validator("pattern")
+    @classmethod
+    def _known_placeholders(cls, value: str) -> str:
+        # Checked with the spec, not after the training when the artifact is named.
+        from zlt.artifacts.naming import parse_pattern
+        from zlt.errors import BadInputError
+
+        try:
+            parse_pattern(value)
+        except BadInputError as e:
+            from pydantic_core import PydanticCustomError
+
+            text = e.message.removeprefix("output.naming.pattern: ") + (f" ({e.hint})" if e.hint else "")
+            raise PydanticCustomError("naming_pattern", "{text}", {"text": text}) from None
+        return value
 
 
 class OutputSection(Strict):

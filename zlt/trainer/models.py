@@ -54,7 +54,9 @@ def _from_pretrained_kwargs(model: ModelConfig) -> dict[str, Any]:
             "model.base.name to DIR",
         )
     local = Path(model.name).expanduser().is_dir()
-    return {_dtype_kwarg(): torch_dtype(model.weight_dtype), "local_files_only": local or hub_offline()}
+    # use_safetensors: never fall back to pickle .bin weights (they can run code when loaded).
+    return {_dtype_kwarg(): torch_dtype(model.weight_dtype), "local_files_only": local or hub_offline(),
+            "use_safetensors": True}
 
 
 def _dtype_kwarg() -> str:
@@ -148,6 +150,9 @@ def load_transformer(model: ModelConfig):
 def resolve_adapter(spec: str) -> Path:
     """A local .safetensors path, or 'owner/repo/file.safetensors' from the hub (cache only when offline)."""
     p = Path(spec).expanduser()
+    if p.suffix.lower() != ".safetensors":
+        raise BadInputError(f"model.base.training_adapter {spec!r}: only .safetensors files are loaded (pickle can run "
+                            "code)", hint="give a local .safetensors path or 'owner/repo/file.safetensors'")
     if p.is_file():
         return p
     parts = spec.split("/")
@@ -177,7 +182,10 @@ def merge_lora_file(transformer, path: Path, keep=None) -> int:
     import torch
     from diffusers import ZImagePipeline
 
-    state, metadata = ZImagePipeline.lora_state_dict(str(path), return_lora_metadata=True)
+    from zlt.artifacts.safetensors_io import ensure_safetensors_path
+
+    ensure_safetensors_path(path)
+    state, metadata = ZImagePipeline.lora_state_dict(str(path), return_lora_metadata=True, use_safetensors=True)
     scale = 1.0  # converted non-diffusers files have alpha folded in
     if metadata:
         meta = {k.removeprefix("transformer."): v for k, v in metadata.items()}
