@@ -224,7 +224,9 @@ async def _submit(request: Request, cfg: ServeConfig, opts: SubmitOptions) -> JS
                 raise UploadRefused("the 'dataset' form field must be a file (a zip of the dataset folder)")
             if upload is not None:
                 # Check the spec before touching the zip: a bad spec costs the client nothing on disk.
-                uploads = cfg.home / "serve" / "uploads"
+                from zlt.paths import uploads_dir
+
+                uploads = uploads_dir(cfg.home)  # on the shared jobs root when there is one: every worker sees it
                 await run_in_threadpool(lambda: load_client_spec(data, cfg.fence(), dataset_dir=uploads / "pending"))
                 extracted = await run_in_threadpool(extract_zip, upload.file, uploads, cfg.limits,
                                                     upload.filename or "dataset")
