@@ -108,10 +108,39 @@ def m003_job_runtime(db: sqlite3.Connection) -> None:
     )
 
 
+def m010_artifact_versions(db: sqlite3.Connection) -> None:
+    """Versions of one style (artifacts.name) form a line v0, v1, ...; each version names its parent and its
+    lineage; promotions say which version a style name resolves to. Existing rows are numbered in creation order."""
+    db.executescript(
+        """
+        ALTER TABLE artifacts ADD COLUMN version INTEGER;
+        ALTER TABLE artifacts ADD COLUMN parent_id TEXT;
+        ALTER TABLE artifacts ADD COLUMN lineage_json TEXT NOT NULL DEFAULT '{}';
+        UPDATE artifacts SET version = (
+            SELECT COUNT(*) FROM artifacts AS older
+            WHERE older.name = artifacts.name
+              AND (older.created_at < artifacts.created_at
+                   OR (older.created_at = artifacts.created_at AND older.id < artifacts.id))
+        );
+        CREATE UNIQUE INDEX artifacts_style_version ON artifacts (name, version);
+        CREATE TABLE artifact_promotions (
+            style TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            artifact_id TEXT NOT NULL,
+            previous_id TEXT,
+            action TEXT NOT NULL,
+            ts REAL NOT NULL,
+            PRIMARY KEY (style, seq)
+        );
+        """
+    )
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("m001_jobs", m001_jobs),
     ("m002_artifacts", m002_artifacts),
     ("m003_job_runtime", m003_job_runtime),
+    ("m010_artifact_versions", m010_artifact_versions),
 ]
 
 
