@@ -78,7 +78,7 @@ def _images_of(home: Path, row: dict[str, Any]) -> dict[str, str] | None:
     images = (row.get("lineage") or {}).get("images")
     if isinstance(images, dict):
         return images
-    job_dir = _job_dir(home, row.get("job_id"))
+    job_dir = job_dir_of(home, row.get("job_id"))
     try:
         doc = json.loads((job_dir / "dataset.json").read_text(encoding="utf-8")) if job_dir else None
     except (OSError, ValueError):
@@ -86,7 +86,7 @@ def _images_of(home: Path, row: dict[str, Any]) -> dict[str, str] | None:
     return manifest_images(doc.get("manifest")) if isinstance(doc, dict) else None
 
 
-def _job_dir(home: Path, job_id: str | None) -> Path | None:
+def job_dir_of(home: Path, job_id: str | None) -> Path | None:
     if not job_id:
         return None
     from contextlib import closing
