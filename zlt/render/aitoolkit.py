@@ -67,6 +67,7 @@ def render_aitoolkit(spec: JobSpec, profile: HardwareProfile, ctx: RenderContext
         "rank": spec.model.lora.rank,
         "alpha": int(spec.model.lora.alpha) if float(spec.model.lora.alpha).is_integer() else spec.model.lora.alpha,
         "only_if_contains": list(spec.model.lora.target_modules),
+        "pretrained_lora_path": str(ctx.init_lora) if ctx.init_lora else None,
         "save_dtype": spec.output.save.dtype,
         "save_every": spec.output.save.every,
         "keep": spec.output.save.keep,

@@ -153,6 +153,8 @@ def render_musubi(spec: JobSpec, profile: HardwareProfile, ctx: RenderContext) -
         train += ["--base_weights", str(w["adapter"]), "--base_weights_multiplier", "1.0"]
     if ctx.resume_from is not None:
         train += ["--resume", str(ctx.resume_from)]
+    elif ctx.init_lora is not None:
+        train += ["--network_weights", str(ctx.init_lora)]
     return RenderResult(
         backend="musubi",
         profile=profile.name,
