@@ -36,6 +36,7 @@ def _summary(row: dict[str, Any]) -> dict[str, Any]:
     meta = row["meta"]
     return {
         "id": row["id"], "job_id": row["job_id"], "name": row["name"], "path": row["path"],
+        "version": row.get("version"), "parent_id": row.get("parent_id"),
         "created_at": _iso(row["created_at"]), "backend": row["backend"], "key_format": meta.get("key_format"),
         "final_step": meta.get("final_step"), "final_loss": meta.get("final_loss"),
         "exists": Path(row["path"]).is_dir(),
@@ -86,6 +87,7 @@ def get_artifact(home: Path, artifact_id: str) -> dict[str, Any]:
         "lora_metadata": header,
         "files": files,
         "warnings": row["meta"].get("warnings", []),
+        "lineage": row.get("lineage") or {},
     })
     return out
 
@@ -182,10 +184,18 @@ def export_artifact(
     return dest.resolve()
 
 
-def remove_artifact(home: Path, artifact_id: str) -> None:
-    """Delete an artifact folder and its index entry (the caller has asked the user)."""
+def remove_artifact(home: Path, artifact_id: str, *, force: bool = False) -> None:
+    """Delete an artifact folder and its index entry (the caller has asked the user). The promoted current
+    version of a style is refused unless `force`; its promotion history stays."""
+    from zlt.artifacts.promote import current_id
+
     home = Path(home)
     row = store.resolve(home, artifact_id)
+    if not force and current_id(home, row["name"]) == row["id"]:
+        raise BadInputError(
+            f"'{row['id']}' is the current version of style '{row['name']}'; not deleting it",
+            hint=f"promote another version first ('zlt artifacts rollback {row['name']}'), or pass --force",
+        )
     folder = Path(row["path"])
     if folder.is_dir():
         # Delete only what the index says is this artifact: a folder of that name holding its metadata or weights.

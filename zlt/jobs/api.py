@@ -75,6 +75,7 @@ def _check_profile(profile: str) -> str:
 def submit_job(
     home: Path, loaded: LoadedSpec, *, priority: int | None = None, backend: str | None = None,
     profile: str = "auto", skip_preflight: bool = False, start_worker: bool = True, options: dict | None = None,
+    prepare_dir: Callable[[Path, LoadedSpec], None] | None = None,
 ) -> dict:
     """Validate, snapshot spec and dataset listing into a new job, queue it, and return its status.
 
@@ -110,6 +111,8 @@ def submit_job(
                 continue
             atomic_write_text(jdir / "submitted" / "spec.yaml", dump_spec_yaml(spec))
             atomic_write_json(jdir / "submitted" / "dataset.json", listing)
+            if prepare_dir is not None:  # files the job needs before any worker can claim it (zlt retrain)
+                prepare_dir(jdir, loaded)
             new = NewJob(
                 job_id=jid, name=spec.name, priority=priority, backend=spec.training.backend, profile=profile,
                 spec_json=spec_json, job_dir=str(jdir), gpus_needed=spec.job.resources.gpu,

@@ -133,12 +133,40 @@ def m004_shared_store(db: Any) -> None:
     )
 
 
-# m010_artifact_versions is reserved (artifact versions); numbers need not be contiguous, only ascending.
+def m010_artifact_versions(db: Any) -> None:
+    """Versions of one style (artifacts.name) form a line v0, v1, ...; each version names its parent and its
+    lineage; promotions say which version a style name resolves to. Existing rows are numbered in creation order."""
+    db.executescript(
+        """
+        ALTER TABLE artifacts ADD COLUMN version INTEGER;
+        ALTER TABLE artifacts ADD COLUMN parent_id TEXT;
+        ALTER TABLE artifacts ADD COLUMN lineage_json TEXT NOT NULL DEFAULT '{}';
+        UPDATE artifacts SET version = (
+            SELECT COUNT(*) FROM artifacts AS older
+            WHERE older.name = artifacts.name
+              AND (older.created_at < artifacts.created_at
+                   OR (older.created_at = artifacts.created_at AND older.id < artifacts.id))
+        );
+        CREATE UNIQUE INDEX artifacts_style_version ON artifacts (name, version);
+        CREATE TABLE artifact_promotions (
+            style TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            artifact_id TEXT NOT NULL,
+            previous_id TEXT,
+            action TEXT NOT NULL,
+            ts REAL NOT NULL,
+            PRIMARY KEY (style, seq)
+        );
+        """
+    )
+
+
 MIGRATIONS: list[tuple[str, Callable[[Any], None]]] = [
     ("m001_jobs", m001_jobs),
     ("m002_artifacts", m002_artifacts),
     ("m003_job_runtime", m003_job_runtime),
     ("m004_shared_store", m004_shared_store),
+    ("m010_artifact_versions", m010_artifact_versions),
 ]
 
 

@@ -117,6 +117,7 @@ def render_aitoolkit(spec: JobSpec, profile: HardwareProfile, ctx: RenderContext
         "alpha": _alpha(spec, warnings, notes),
         "dropout": spec.model.lora.dropout,
         "only_if_contains": list(spec.model.lora.target_modules),
+        "pretrained_lora_path": str(ctx.init_lora) if ctx.init_lora else None,
         "save_dtype": spec.output.save.dtype,
         "save_every": spec.output.save.every,
         "keep": spec.output.save.keep,

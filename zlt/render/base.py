@@ -25,6 +25,7 @@ class RenderContext:
     resume_from: Path | None = None  # musubi: the `-state` folder to pass to --resume
     resume_step: int = 0  # musubi restarts its counter at 0: train only the remaining steps
     models_dir: Path | None = None  # musubi's local weight files when the spec names none
+    init_lora: Path | None = None  # `zlt retrain` warm start: LoRA weights to start from (the backend's key layout)
 
     def config_path(self, name: str) -> str:
         return str(self.config_dir / name) if self.config_dir else name

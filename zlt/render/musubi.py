@@ -263,6 +263,8 @@ def render_musubi(spec: JobSpec, profile: HardwareProfile, ctx: RenderContext) -
     train += adapter_args + sample_args
     if ctx.resume_from is not None:
         train += ["--resume", str(ctx.resume_from)]
+    elif ctx.init_lora is not None:
+        train += ["--network_weights", str(ctx.init_lora)]
     argv.append(train)
     steps.append("train")
     return RenderResult(

@@ -163,6 +163,10 @@ class OutputConfig(Strict):
     keep: int = Field(4, ge=1, description="Step checkpoints (and resume states) to keep; the final is extra.")
     save_dtype: Literal["bf16", "fp16", "fp32"] = Field("bf16", description="Dtype of saved LoRA weights.")
     resume: bool = Field(False, description="Continue from the latest resume state in dir.")
+    init_lora: str | None = Field(
+        None, description="Start the LoRA from these weights (transformer.<module>.lora_A/B keys, same rank, alpha "
+        "already accounted for); the optimizer and schedule start fresh. A resume state wins over it.",
+    )
 
 
 class SampleConfig(Strict):

@@ -92,6 +92,8 @@ class Trainer:
         self.batches = self._epoch_batches(0)
         if len(self.batches) < self.world:
             raise BadInputError(f"{len(self.batches)} batch(es) per epoch cannot feed {self.world} devices", hint="add images or repeats")
+        if cfg.output.init_lora:
+            self._init_lora(Path(cfg.output.init_lora))
         if cfg.output.resume:
             self._resume()
 
@@ -254,6 +256,11 @@ class Trainer:
                 named[name].copy_(value)
         self.optimizer.load_state_dict(st.optimizer)
         self.scheduler.load_state_dict(st.scheduler)
+        # `zlt retrain --more-steps` extends max_steps: the next update's lr comes from this run's schedule (the
+        # total), not the one saved in the state; with max_steps unchanged the two are the same number.
+        sch = self.scheduler
+        for group, base, fn in zip(self.optimizer.param_groups, sch.base_lrs, sch.lr_lambdas, strict=True):
+            group["lr"] = base * fn(sch.last_epoch)
         self.fabric.strategy.precision.load_state_dict(st.precision)
         torch.set_rng_state(st.rng["torch"])
         if "cuda" in st.rng and torch.cuda.is_available():
@@ -265,6 +272,34 @@ class Trainer:
             self.events.warning("the data order differs from the resume state's (dataset or settings changed)")
         self._truncate_loss_log(st.step)
         self.events.resumed(st.step, str(st.path))
+
+    def _init_lora(self, path: Path) -> None:
+        """Warm start (`zlt retrain`): copy LoRA weights into the fresh adapter; the optimizer starts empty."""
+        import torch
+        from safetensors.torch import load_file
+
+        try:
+            loaded = load_file(str(path))
+        except (OSError, ValueError) as e:
+            raise BadInputError(f"output.init_lora: cannot read {path}: {e}") from None
+        # peft names a parameter <module>.lora_A.default.weight; the file says transformer.<module>.lora_A.weight
+        named = {n.replace(f".{ck.ADAPTER}.", ".").split("_forward_module.")[-1]: p
+                 for n, p in self.transformer.named_parameters() if p.requires_grad}
+        missing = []
+        with torch.no_grad():
+            for key, value in loaded.items():
+                target = named.get(key.removeprefix("transformer."))
+                if target is None:
+                    missing.append(key)
+                    continue
+                if tuple(target.shape) != tuple(value.shape):
+                    raise BadInputError(f"output.init_lora: {key} has shape {tuple(value.shape)}, the LoRA "
+                                        f"{tuple(target.shape)}", hint="warm start needs the same rank and targets")
+                target.copy_(value.to(target.dtype))
+        if missing:
+            self.events.warning(f"init_lora: {len(missing)} tensor(s) of {path.name} match no trained module "
+                                f"(e.g. {missing[0]}); ignored")
+        self.events.phase("loading_model", f"LoRA initialised from {path}")
 
     def _state(self) -> ck.ResumeState:
         import torch
