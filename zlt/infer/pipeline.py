@@ -9,6 +9,7 @@ ControlNet pipelines are built from the same components (no second copy of any w
 from __future__ import annotations
 
 import threading
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -143,7 +144,9 @@ class PipelineCache:
             else:
                 self._evict_adapters(entry, keep={adapter_name(x.sha256) for x in loras})
                 try:
-                    pipe.load_lora_weights(str(lora.file), adapter_name=name)
+                    with warnings.catch_warnings():  # peft warns on every adapter after the first: that is the point
+                        warnings.filterwarnings("ignore", message="Already found a `peft_config`")
+                        pipe.load_lora_weights(str(lora.file), adapter_name=name)
                 except (ValueError, KeyError, RuntimeError) as e:
                     raise BadInputError(f"generate.loras: {lora.file} does not fit the base model "
                                         f"{lora.artifact.base_name}: {e}",
