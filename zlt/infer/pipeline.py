@@ -132,6 +132,14 @@ class PipelineCache:
             self._entries[key] = entry
             return entry
 
+    def clear(self) -> None:
+        """Drop every loaded pipeline (before a training job takes the GPU)."""
+        with self._lock:
+            while self._entries:
+                _, old = self._entries.popitem(last=False)
+                self.stats.evictions += 1
+                _release(old)
+
     def activate(self, entry: _Entry, loras: list[Any]) -> list[str]:
         """Make exactly `loras` active at their scales (loading those not loaded yet); returns adapter names."""
         pipe = entry.pipe

@@ -75,6 +75,13 @@ def subprocess_launcher(home: Path, log_path: Path) -> Launcher:
     return launch
 
 
+def default_launcher(home: Path) -> Launcher:
+    """Training jobs in their own process; generation jobs (zlt.infer) in a thread, on a pipeline kept loaded."""
+    from zlt.infer.jobs import with_generation_jobs
+
+    return with_generation_jobs(home, subprocess_launcher(home, home / "logs" / "jobs.log"))
+
+
 @dataclass
 class WorkerOptions:
     gpus: list[int]
@@ -104,7 +111,7 @@ class Worker:
         self.store = store
         self.opts = opts
         self.worker_id = f"{HOST}:{os.getpid()}:{secrets.token_hex(2)}"
-        self.launcher = launcher or subprocess_launcher(store.home, store.home / "logs" / "jobs.log")
+        self.launcher = launcher or default_launcher(store.home)
         self.stop_event = threading.Event()
         self.running: dict[str, tuple[Claim, RunningJob]] = {}  # by lease token: one job may be re-claimed
         # while its previous process is still exiting
