@@ -35,9 +35,9 @@ def _root(
 
 
 def _register() -> None:
-    from zlt.cli import artifacts, dataset, jobs, preflight, serve, spec_cmds, train
+    from zlt.cli import artifacts, dataset, generate, jobs, preflight, serve, spec_cmds, train
 
-    for module in (spec_cmds, dataset, preflight, train, jobs, artifacts, serve):
+    for module in (spec_cmds, dataset, preflight, train, jobs, artifacts, serve, generate):
         module.register(app)
 
 
