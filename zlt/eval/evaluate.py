@@ -106,7 +106,7 @@ def evaluate_artifact(
     prompts = build_prompts(opts.prompts, view.trigger)
     settings = draw_settings(view, opts)
     base_seed = view.spec.training.sample.seed if view.spec is not None else 42
-    seeds = [base_seed + i for i in range(opts.seeds)]
+    seeds = [base_seed + i for i in range(opts.seeds)]  # image k of the grid is drawn with base_seed + k
     train_dir = training_image_dir(view, opts.train_images)
     train_paths = list_images(train_dir)
     warnings = [f"prompt is a training caption (not held out): {p!r}"
@@ -136,22 +136,23 @@ def evaluate_artifact(
 
     t_load = time.perf_counter()
     if image_fn is None:
-        from zlt.eval.images import PipelineImages
+        from zlt.eval.images import InferImages
 
         say(f"loading pipeline {settings.base_model}")
-        image_fn = PipelineImages(settings, device=opts.device)
+        image_fn = InferImages(home, view.id, settings)
+        image_fn.warm()
     load_s = time.perf_counter() - t_load
 
-    requests = [(p.text, s) for p in prompts for s in seeds]
+    n = len(prompts) * len(seeds)
     rows: list[dict[str, Any]] = []
     grid: list[list[Any]] = []
     for t in targets:
-        say(f"{t.label}: drawing {len(requests)} image(s)")
+        say(f"{t.label}: drawing {n} image(s)")
         t0 = time.perf_counter()
-        images = image_fn(None if t.base else view.folder / t.file, requests)  # type: ignore[operator]
+        images = image_fn(t, [p.text for p in prompts], len(seeds), seeds[0])
         gen_s = time.perf_counter() - t0
-        if len(images) != len(requests):
-            raise RuntimeError(f"image source returned {len(images)} images for {len(requests)} requests")
+        if len(images) != n:
+            raise RuntimeError(f"image source returned {len(images)} images for {n} requests")
         t1 = time.perf_counter()
         row = {"step": t.step, "label": t.label, "base": t.base, "final": t.final, "file": t.file,
                "metrics": _metrics(scorer, images, prompts, seeds, train_emb)}
@@ -190,9 +191,12 @@ def _report(view: ArtifactView, opts: EvalOptions, settings: DrawSettings, promp
     return {
         "schema": SCHEMA,
         "artifact_id": view.id,
+        "eval_dir": str(view.folder / "eval"),
         "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "clip_model": opts.clip,
-        "settings": {**settings.to_dict(), "seeds": seeds, "prompts": [p.text for p in prompts],
+        "settings": {**settings.to_dict(), "seed": seeds[0], "seeds_per_prompt": len(seeds),
+                     "image_seeds": "image k of a row (prompt-major) is drawn with seed + k",
+                     "prompts": [p.text for p in prompts],
                      "prompts_plain": [p.plain for p in prompts]},
         "train_images": {"folder": str(train_dir), "count": n_train},
         "metric_notes": {
@@ -219,7 +223,8 @@ def _write(home: Path, view: ArtifactView, report: dict[str, Any], rows: list[di
 
     staging = staging_dir(view.folder)
     try:
-        columns = [f"p{i + 1} s{s}" for i in range(len(prompts)) for s in seeds]
+        cells = [(i, seeds[0] + i * len(seeds) + j) for i in range(len(prompts)) for j in range(len(seeds))]
+        columns = [f"p{i + 1} s{s}" for i, s in cells]
         best = report["best"]["step"]
         geo = contact_sheet(rows, grid, columns, staging / "contact_sheet.png", best)
         report["contact_sheet"] = {"file": "eval/contact_sheet.png", "rows": geo.rows, "cols": geo.cols,
@@ -232,7 +237,7 @@ def _write(home: Path, view: ArtifactView, report: dict[str, Any], rows: list[di
                 sub = staging / "images" / ("base" if row["base"] else f"step_{row['step']:06d}")
                 sub.mkdir(parents=True, exist_ok=True)
                 names = []
-                for (i, s), im in zip([(i, s) for i in range(len(prompts)) for s in seeds], images, strict=True):
+                for (i, s), im in zip(cells, images, strict=True):
                     name = f"p{i + 1:02d}_s{s}.png"
                     im.save(sub / name, format="PNG")
                     names.append(f"eval/images/{sub.name}/{name}")

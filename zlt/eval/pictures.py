@@ -23,7 +23,7 @@ class SheetGeometry:
 
 
 def thumb_size(image_size: int) -> int:
-    return max(64, min(256, image_size))
+    return max(100, min(256, image_size))  # at least the height of the five caption lines
 
 
 def _font(size: int):
@@ -67,7 +67,7 @@ def contact_sheet(rows: list[dict[str, Any]], images: list[list[Any]], columns: 
         if best:
             draw.rectangle([0, y, LABEL_W - 1, y + geo.thumb - 1], fill=(255, 240, 200))
         for i, line in enumerate(row_caption(row, best_step)):
-            draw.text((8, y + 8 + i * 18), line, fill="black", font=big if i == 0 else small)
+            draw.text((8, y + 6 + i * 18), line, fill="black", font=big if i == 0 else small)
         for c, im in enumerate(ims):
             thumb = im.convert("RGB").resize((geo.thumb, geo.thumb), Image.Resampling.LANCZOS)
             sheet.paste(thumb, (LABEL_W + c * geo.thumb, y))
