@@ -71,6 +71,12 @@ def test_outputs_folder_png_metadata_round_trip_and_contact_sheet(art, cache, zl
         with Image.open(folder / entry["file"]) as im:  # plain text chunks too, for any PNG reader
             assert im.text["seed"] == str(params["seed"]) and im.text["artifact_id"] == art
     assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")]
+    from zlt.artifacts import get_artifact, verify_artifact
+
+    gens = get_artifact(zlt_home, art)["generations"]
+    assert [(g["id"], g["kind"], g["images"], g["contact_sheet"]) for g in gens] == [
+        (r.id, "generate", 4, "contact_sheet.png")]
+    assert verify_artifact(zlt_home, art).ok  # outputs added after collection are not "unexpected" files
 
 
 def test_transfer_keeps_size_and_aspect(art, cache, tmp_path):

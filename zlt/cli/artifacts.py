@@ -100,6 +100,12 @@ def show_cmd(artifact_id: str = IdArg, json_out: bool = JsonOpt, home: Path | No
     typer.echo("files:")
     for f in a["files"]:
         typer.echo(f"  {f['path']:<48} {_size(f.get('size')):>10}  {f['sha256'][:12]}")
+    gens = a.get("generations") or []
+    if gens:
+        typer.echo("generations:")
+    for g in gens:
+        sheet = f"  {g['contact_sheet']}" if g.get("contact_sheet") else ""
+        typer.echo(f"  generations/{g['id']}  {g['kind']}  {g['images']} image(s){sheet}")
     for w in a["warnings"]:
         typer.echo(f"warning: {w}")
 
