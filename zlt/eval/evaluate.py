@@ -94,9 +94,12 @@ def _metrics(scorer: Any, images: list[Any], prompts: list[EvalPrompt], seeds: l
 def evaluate_artifact(
     home: Path, artifact_id: str, opts: EvalOptions | None = None, *,
     image_fn: ImageFn | None = None, scorer: Any = None,
-    progress: Callable[[str], None] | None = None,
+    progress: Callable[[str], None] | None = None, rows_done: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
-    """Evaluate, write eval/ into the artifact, record the best step. Returns the report (report.json's content)."""
+    """Evaluate, write eval/ into the artifact, record the best step. Returns the report (report.json's content).
+
+    `progress(message)` narrates; `rows_done(done, total)` is called before each row and may raise to stop
+    (nothing is written into the artifact before the last row is scored)."""
     opts = opts or EvalOptions()
     say = progress or (lambda _msg: None)
     if opts.seeds < 1 or opts.seeds > 16:
@@ -146,7 +149,9 @@ def evaluate_artifact(
     n = len(prompts) * len(seeds)
     rows: list[dict[str, Any]] = []
     grid: list[list[Any]] = []
-    for t in targets:
+    for i, t in enumerate(targets):
+        if rows_done is not None:
+            rows_done(i, len(targets))
         say(f"{t.label}: drawing {n} image(s)")
         t0 = time.perf_counter()
         images = image_fn(t, [p.text for p in prompts], len(seeds), seeds[0])

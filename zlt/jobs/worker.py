@@ -76,10 +76,13 @@ def subprocess_launcher(home: Path, log_path: Path) -> Launcher:
 
 
 def default_launcher(home: Path) -> Launcher:
-    """Training jobs in their own process; generation jobs (zlt.infer) in a thread, on a pipeline kept loaded."""
+    """Training jobs in their own process; generation jobs (zlt.infer) in a thread, on a pipeline kept loaded;
+    evaluation jobs (zlt.eval) in a thread too."""
+    from zlt.eval.jobs import with_eval_jobs
     from zlt.infer.jobs import with_generation_jobs
 
-    return with_generation_jobs(home, subprocess_launcher(home, home / "logs" / "jobs.log"))
+    training = subprocess_launcher(home, home / "logs" / "jobs.log")
+    return with_generation_jobs(home, with_eval_jobs(home, training))
 
 
 @dataclass
