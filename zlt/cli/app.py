@@ -39,9 +39,10 @@ def _root(
 
 
 def _register() -> None:
-    from zlt.cli import artifacts, dataset, jobs, preflight, serve, spec_cmds, train
+    from zlt.cli import artifacts, dataset, generate, jobs, preflight, serve, spec_cmds, train
+    from zlt.cli import eval as eval_cmds
 
-    for module in (spec_cmds, dataset, preflight, train, jobs, artifacts, serve):
+    for module in (spec_cmds, dataset, preflight, train, jobs, artifacts, serve, eval_cmds, generate):
         module.register(app)
 
 

@@ -79,6 +79,16 @@ def subprocess_launcher(home: Path, log_path: Path) -> Launcher:
     return launch
 
 
+def default_launcher(home: Path) -> Launcher:
+    """Training jobs in their own process; generation jobs (zlt.infer) in a thread, on a pipeline kept loaded;
+    evaluation jobs (zlt.eval) in a thread too."""
+    from zlt.eval.jobs import with_eval_jobs
+    from zlt.infer.jobs import with_generation_jobs
+
+    training = subprocess_launcher(home, home / "logs" / "jobs.log")
+    return with_generation_jobs(home, with_eval_jobs(home, training))
+
+
 @dataclass
 class WorkerOptions:
     gpus: list[int]
@@ -110,7 +120,7 @@ class Worker:
         self.store = store
         self.opts = opts
         self.worker_id = f"{HOST}:{os.getpid()}:{secrets.token_hex(2)}"
-        self.launcher = launcher or subprocess_launcher(store.home, store.home / "logs" / "jobs.log")
+        self.launcher = launcher or default_launcher(store.home)
         self.stop_event = threading.Event()
         self.running: dict[str, tuple[Claim, RunningJob]] = {}  # by lease token: one job may be re-claimed
         # while its previous process is still exiting

@@ -287,6 +287,9 @@ class JobRun:
             outcome.hint = e.hint or None
             return
         outcome.artifact_id, outcome.artifact_path = rec.id, str(rec.path)
+        from zlt.eval.hook import evaluate_after_training
+
+        evaluate_after_training(self.spec, rec.id, self.req.home, self.ctx)
 
     def _outcome(self, status: str, cause: str | None, message: str | None, hint: str | None, *,
                  exit_code: int | None = None, log_tail: list[str] | None = None) -> RunOutcome:

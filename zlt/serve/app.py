@@ -140,6 +140,12 @@ def build_app(cfg: ServeConfig) -> FastAPI:
     _meta_routes(api, app, cfg)
     _job_routes(api, cfg)
     _artifact_routes(api, cfg)
+    from zlt.serve.generations import routes as generation_routes
+
+    generation_routes(api, cfg, _json_body, _errors)
+    from zlt.serve.evaluations import routes as evaluation_routes
+
+    evaluation_routes(api, cfg, _json_body, _errors)
     app.include_router(api)
     return app
 

@@ -1,6 +1,8 @@
 """`zlt mcp`: the same operations as the HTTP API, as MCP tools over stdio.
 
-Tools: validate_spec, render_config, submit_lora_job, get_job_status, list_jobs, cancel_job, list_artifacts.
+Tools: validate_spec, render_config, submit_lora_job, get_job_status, list_jobs, cancel_job, list_artifacts,
+generate, style_transfer, get_generation (zlt/serve/mcp_generations.py), evaluate, get_eval_report
+(zlt/serve/evaluations.py).
 Each tool's input schema is its arguments model's JSON Schema, with the `spec` argument being the job spec's own
 schema (`JobSpec`, what `zlt schema` prints); its description is built from the spec models' descriptions.
 A tool that fails returns `isError: true` with the same error object the CLI prints with `--json`.
@@ -134,7 +136,19 @@ def make_tools(home: Path, fence: Fence) -> list[Tool]:
              lambda a: tools.cancel(home, a.job_id)),
         Tool("list_artifacts", "Trained LoRA artifacts in the registry (id, job, name, path, final step and loss).",
              NoArgs, lambda a: {"artifacts": tools.artifacts(home)}),
-    ]
+    ] + _generation_tools(home, fence) + _eval_tools(home)
+
+
+def _generation_tools(home: Path, fence: Fence) -> list[Tool]:
+    from zlt.serve.mcp_generations import generation_tools
+
+    return generation_tools(home, fence)
+
+
+def _eval_tools(home: Path) -> list[Tool]:
+    from zlt.serve.evaluations import eval_tools
+
+    return eval_tools(home)
 
 
 def _error_result(err: ZltError) -> dict[str, Any]:

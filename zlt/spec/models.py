@@ -255,6 +255,33 @@ class OutputSection(Strict):
     naming: NamingSpec = Field(default_factory=NamingSpec, description="Artifact naming.")
 
 
+class EvalModelsSpec(Strict):
+    clip: str = Field(
+        "openai/clip-vit-large-patch14",
+        description="CLIP model for the metrics: a local transformers folder or a hub id (never downloaded offline).",
+    )
+
+
+class EvalSpec(Strict):
+    enable: bool = Field(False, description="Evaluate the artifact when training finishes (what `zlt eval` does).")
+    prompts: list[str] = Field(
+        default_factory=list, description="Held-out prompts ('[trigger]' marks the trigger); empty: 8 varied subjects."
+    )
+    seeds: int = Field(2, ge=1, le=16, description="Images per prompt, each with its own seed.")
+    checkpoints: str = Field(
+        "all", pattern=r"^(all|last|\d+(,\d+)*)$", description="Checkpoints to evaluate: all, last, or steps '250,500'."
+    )
+    scale: float = Field(1.0, ge=0.0, le=4.0, description="LoRA scale the checkpoints are drawn at.")
+    size: int | None = Field(None, ge=16, le=2048, description="Image side (multiple of 16); default: dataset.resolution.")
+    alignment_tolerance: float = Field(
+        0.10, ge=0.0, le=1.0, description="Best checkpoint: prompt alignment may fall at most this fraction below the base model's."
+    )
+    memorisation_max: float = Field(
+        0.95, gt=0.0, le=1.0, description="Best checkpoint: its nearest-training-image similarity must stay below this."
+    )
+    models: EvalModelsSpec = Field(default_factory=EvalModelsSpec, description="Models the metrics use.")
+
+
 class JobSpec(Strict):
     """A zlt job spec. `zlt init` writes a commented one; `zlt validate` checks one."""
 
@@ -267,6 +294,7 @@ class JobSpec(Strict):
     training: TrainingSpec = Field(default_factory=TrainingSpec, description="Optimisation settings.")
     job: JobSection = Field(default_factory=JobSection, description="How the job runs.")
     output: OutputSection = Field(default_factory=OutputSection, description="What the job leaves.")
+    eval: EvalSpec = Field(default_factory=EvalSpec, description="Evaluation of the checkpoints (zlt eval).")
 
     @property
     def is_tiny(self) -> bool:
