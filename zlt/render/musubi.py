@@ -21,6 +21,7 @@ from zlt.render.common import (
     sample_steps_guidance,
     spec_warnings,
     target_children,
+    trained_summary,
     weight_dtype_note,
 )
 from zlt.render.jinja import render_template
@@ -134,7 +135,7 @@ def _sampling(spec: JobSpec, res: int, ctx: RenderContext, warnings: list[str]) 
         warnings.append(f"training.sample.guidance_scale: musubi applies CFG only above 1.0; {guidance:g} samples "
                         "without it")
     if spec.adapter_path():
-        warnings.append("training.sample: musubi merges the training adapter into the weights, so its samples are "
+        warnings.append("training.sample.enable: musubi merges the training adapter into the weights, so its samples are "
                         "drawn with the adapter on (ai-toolkit and the built-in trainer switch it off)")
     prompts = [{"prompt": p, "width": res, "height": res, "sample_steps": steps, "cfg_scale": guidance,
                 "seed": tr.sample.seed + i, "negative_prompt": ""} for i, p in enumerate(sample_prompts(spec))]
@@ -219,6 +220,7 @@ def render_musubi(spec: JobSpec, profile: HardwareProfile, ctx: RenderContext) -
     if tr.content_or_style != "balanced":
         warnings.append(f"training.content_or_style: musubi has no timestep bias; '{tr.content_or_style}' ignored")
     opt_type, opt_args = _optimizer(spec, warnings)
+    lr = optimizer_lr(spec, warnings)
     gc, gc_why = resolve_gradient_checkpointing(spec, profile, "musubi")
     notes.append(f"training.gradient_checkpointing: {'on' if gc else 'off'} ({gc_why})")
     # musubi's step counter restarts at 0 on --resume while the scheduler state comes back: train what is left
@@ -235,7 +237,7 @@ def render_musubi(spec: JobSpec, profile: HardwareProfile, ctx: RenderContext) -
         "--dataset_config", dcfg, "--sdpa", "--mixed_precision", mp,
         "--timestep_sampling", ts, "--weighting_scheme", "none", "--discrete_flow_shift", f"{tr.timestep_shift:g}",
         "--optimizer_type", opt_type, "--optimizer_args", *opt_args,
-        "--learning_rate", repr(optimizer_lr(spec, warnings)),
+        "--learning_rate", repr(lr),
         *_schedule(spec),
         "--gradient_accumulation_steps", str(tr.gradient_accumulation),
         "--max_data_loader_n_workers", "2", "--persistent_data_loader_workers",
@@ -274,6 +276,9 @@ def render_musubi(spec: JobSpec, profile: HardwareProfile, ctx: RenderContext) -
         warnings=warnings,
         step_names=steps,
         notes=notes,
+        trained=trained_summary(spec, alpha=spec.model.lora.alpha, gradient_checkpointing=gc,
+                                timestep_type={"sigmoid": "sigmoid", "uniform": "uniform"}.get(ts, "shift"),
+                                timestep_shift=tr.timestep_shift, learning_rate=lr),
     )
 
 
