@@ -143,13 +143,17 @@ def _sampling(spec: JobSpec, res: int, ctx: RenderContext, warnings: list[str]) 
     return files, ["--sample_prompts", ctx.config_path(SAMPLE_PROMPTS), "--sample_every_n_steps", str(tr.sample.every)]
 
 
-def _data_notes(spec: JobSpec, warnings: list[str]) -> None:
+def _data_notes(spec: JobSpec, ctx: RenderContext, warnings: list[str], notes: list[str]) -> None:
     ds = spec.dataset
     if ds.augment.color_jitter:
         warnings.append("dataset.augment.color_jitter: not supported by musubi-tuner; ignored")
     if ds.augment.horizontal_flip:
-        warnings.append("dataset.augment.horizontal_flip: musubi cannot flip; zlt's dataset prepare adds a mirrored "
-                        "copy of every image instead (each epoch sees both)")
+        # musubi has no flip; like ai-toolkit's flip_x and the built-in trainer, each epoch sees both copies
+        if ctx.dataset_dir is None:
+            warnings.append("dataset.augment.horizontal_flip: musubi cannot flip; run through zlt train/submit, "
+                            "whose dataset prepare writes a mirrored copy of every image (musubi alone trains none)")
+        else:
+            notes.append("dataset.augment.horizontal_flip: the prepared folder holds a mirrored copy of every image")
     if ds.caption.dropout:
         warnings.append(f"dataset.caption.dropout: musubi trains on cached text-encoder outputs and has no caption "
                         f"dropout; {ds.caption.dropout:g} ignored")
@@ -181,7 +185,7 @@ def render_musubi(spec: JobSpec, profile: HardwareProfile, ctx: RenderContext) -
         cache_directory=str(cache_dir),
         num_repeats=spec.dataset.repeats,
     )
-    _data_notes(spec, warnings)
+    _data_notes(spec, ctx, warnings, notes)
     if "adaLN_modulation.0" in target_children(spec):
         notes.append("model.lora.target_modules: adaLN_modulation is included explicitly (lora_zimage.py excludes "
                      "modulation by default)")

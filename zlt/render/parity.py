@@ -147,7 +147,8 @@ MUSUBI_MAP: dict[str, Carried] = {
     "dataset.caption.dropout": T("not supported (cached text-encoder outputs): warned"),
     "dataset.repeats": T("dataset TOML num_repeats"),
     "dataset.shuffle": T("always shuffles: false warned"),
-    "dataset.augment.horizontal_flip": T("no flip in musubi: zlt dataset prepare adds mirrored copies; warned"),
+    "dataset.augment.horizontal_flip": T("no flip in musubi: zlt's dataset prepare writes a mirrored copy of every "
+                                         "image (as ai-toolkit's flip_x does); a bare render is warned"),
     "dataset.augment.color_jitter": T("not supported: warned"),
     "training.batch_size": T("dataset TOML batch_size"),
     "training.gradient_accumulation": T("--gradient_accumulation_steps"),
