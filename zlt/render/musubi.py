@@ -161,6 +161,35 @@ def _data_notes(spec: JobSpec, ctx: RenderContext, warnings: list[str], notes: l
         warnings.append("dataset.shuffle: musubi always shuffles; false ignored")
 
 
+def _pre_steps(spec: JobSpec, ctx: RenderContext, w: dict[str, str | None], fp8_llm: bool,
+               notes: list[str]) -> tuple[list[list[str]], list[str], list[str]]:
+    """(argv, step names, the train step's adapter args) of the steps before training."""
+    py, dcfg = ctx.python, ctx.config_path(DATASET_TOML)
+    argv: list[list[str]] = []
+    steps: list[str] = []
+    adapter_args: list[str] = []
+    if w["adapter"]:
+        src = Path(str(w["adapter"]))
+        if src.is_file():
+            check_adapter_file(src)  # keys must map onto the transformer's modules, or nothing would merge
+        converted = ctx.config_path(CONVERTED_NAME)
+        cache = (ctx.cache_dir or _default_cache()) / "adapters"
+        argv.append([ctx.zlt_python, "-m", "zlt.render.musubi_adapter", str(src), "--cache", str(cache),
+                     "--out", converted])
+        steps.append("convert_adapter")
+        adapter_args = ["--base_weights", converted, "--base_weights_multiplier", "1.0"]
+        notes.append(f"model.base.training_adapter: converted to musubi's lora_unet_* keys before training ({converted})")
+    argv.append([py, f"{SCRIPTS}/zimage_cache_latents.py", "--dataset_config", dcfg, "--vae", str(w["vae"]),
+                 "--skip_existing"])
+    cache_te = [py, f"{SCRIPTS}/zimage_cache_text_encoder_outputs.py", "--dataset_config", dcfg,
+                "--text_encoder", str(w["text_encoder"]), "--batch_size", "16", "--skip_existing"]
+    if fp8_llm:
+        cache_te.append("--fp8_llm")
+    argv.append(cache_te)
+    steps += ["cache_latents", "cache_text_encoder_outputs"]
+    return argv, steps, adapter_args
+
+
 def render_musubi(spec: JobSpec, profile: HardwareProfile, ctx: RenderContext) -> RenderResult:
     warnings: list[str] = spec_warnings(spec, "musubi")
     notes: list[str] = []
@@ -191,30 +220,7 @@ def render_musubi(spec: JobSpec, profile: HardwareProfile, ctx: RenderContext) -
                      "modulation by default)")
 
     w = _weights(spec, ctx, warnings)
-    py = ctx.python
-    dcfg = ctx.config_path(DATASET_TOML)
-    argv: list[list[str]] = []
-    steps: list[str] = []
-    adapter_args: list[str] = []
-    if w["adapter"]:
-        src = Path(str(w["adapter"]))
-        if src.is_file():
-            check_adapter_file(src)  # keys must map onto the transformer's modules, or nothing would merge
-        converted = ctx.config_path(CONVERTED_NAME)
-        cache = (ctx.cache_dir or _default_cache()) / "adapters"
-        argv.append([ctx.zlt_python, "-m", "zlt.render.musubi_adapter", str(src), "--cache", str(cache),
-                     "--out", converted])
-        steps.append("convert_adapter")
-        adapter_args = ["--base_weights", converted, "--base_weights_multiplier", "1.0"]
-        notes.append(f"model.base.training_adapter: converted to musubi's lora_unet_* keys before training ({converted})")
-    argv.append([py, f"{SCRIPTS}/zimage_cache_latents.py", "--dataset_config", dcfg, "--vae", str(w["vae"]),
-                 "--skip_existing"])
-    cache_te = [py, f"{SCRIPTS}/zimage_cache_text_encoder_outputs.py", "--dataset_config", dcfg,
-                "--text_encoder", str(w["text_encoder"]), "--batch_size", "16", "--skip_existing"]
-    if fp8_llm:
-        cache_te.append("--fp8_llm")
-    argv.append(cache_te)
-    steps += ["cache_latents", "cache_text_encoder_outputs"]
+    argv, steps, adapter_args = _pre_steps(spec, ctx, w, fp8_llm, notes)
 
     ts = _TIMESTEPS.get(tr.timestep_type)
     if ts is None:
@@ -235,10 +241,10 @@ def render_musubi(spec: JobSpec, profile: HardwareProfile, ctx: RenderContext) -
     last_n = str(every * (keep - 1))
     sample_files, sample_args = _sampling(spec, res, ctx, warnings)
     train = [
-        py, "-m", "accelerate.commands.launch", "--num_cpu_threads_per_process", "1", "--mixed_precision", mp,
+        ctx.python, "-m", "accelerate.commands.launch", "--num_cpu_threads_per_process", "1", "--mixed_precision", mp,
         f"{SCRIPTS}/zimage_train_network.py",
         "--dit", str(w["dit"]), "--vae", str(w["vae"]), "--text_encoder", str(w["text_encoder"]),
-        "--dataset_config", dcfg, "--sdpa", "--mixed_precision", mp,
+        "--dataset_config", ctx.config_path(DATASET_TOML), "--sdpa", "--mixed_precision", mp,
         "--timestep_sampling", ts, "--weighting_scheme", "none", "--discrete_flow_shift", f"{tr.timestep_shift:g}",
         "--optimizer_type", opt_type, "--optimizer_args", *opt_args,
         "--learning_rate", repr(lr),
