@@ -147,3 +147,35 @@ def test_message_fields_reads_the_lead_path():
     assert message_fields("training.warmup_steps: ai-toolkit's cosine schedule has no warmup") == {
         "training.warmup_steps"}
     assert message_fields("tiny test model: not a real style") == set()
+
+
+def test_explain_rows_say_what_the_backend_does_and_which_source_decided():
+    from zlt.render.parity import explain_rows
+
+    loaded = load_spec_data({"preset": "character", "model": {"lora": {"rank": 4, "alpha": 2}}})
+    res = render_spec(loaded.spec, "ai-toolkit", get_profile("80gb"), CTX)
+    rows = {r["field"]: r for r in explain_rows(loaded, res)}
+    assert list(rows) == leaf_fields()
+    alpha = rows["model.lora.alpha"]
+    assert alpha["value"] == 2.0 and alpha["source"] == "spec" and alpha["where"] == MAPS["ai-toolkit"]["model.lora.alpha"].where
+    assert alpha["warnings"] and alpha["notes"] == ["model.lora.alpha: trained with alpha 4 (= rank)"]
+    gc = rows["training.gradient_checkpointing"]
+    assert gc["value"] is None and gc["notes"] == ["training.gradient_checkpointing: off (profile 80gb (ai_toolkit lever))"]
+    assert rows["job.priority"]["carried_by"] == ZLT
+
+
+def test_render_explain_json_carries_the_rows(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "spec.yaml").write_text("name: demo\npreset: character\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    r = subprocess.run([sys.executable, "-m", "zlt", "render", str(tmp_path / "spec.yaml"), "--backend", "musubi",
+                        "--profile", "24gb", "--explain", "--json"], capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 0, r.stderr
+    obj = json.loads(r.stdout)
+    rows = {row["field"]: row for row in obj["explain"]}
+    assert rows["training.timestep_shift"]["where"] == "--discrete_flow_shift"
+    assert obj["trained"]["gradient_checkpointing"] is True
