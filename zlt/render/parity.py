@@ -124,7 +124,7 @@ MUSUBI_MAP: dict[str, Carried] = {
     "model.base.source": T("local files only: modelscope/builtin warned"),
     "model.base.precision": T("DiT loaded in the --mixed_precision dtype; a different weight dtype: warned"),
     "model.base.variant": T("--dit default file (turbo, de-turbo or base weights)"),
-    "model.base.training_adapter": T("zlt.render.musubi_adapter converts it to lora_unet_* keys (cached by content "
+    "model.base.training_adapter": T("zlt.render.musubi_adapter converts it to musubi's lora_unet_ keys (cached by content "
                                      "hash, keys checked) -> --base_weights"),
     "model.base.quantize": T("--fp8_base --fp8_scaled, --fp8_llm (auto: the profile's levers)"),
     "model.base.dit": T("--dit"),
@@ -135,7 +135,7 @@ MUSUBI_MAP: dict[str, Carried] = {
     "model.lora.alpha": T("--network_alpha"),
     "model.lora.dropout": T("--network_dropout"),
     "model.lora.target_modules": T("--network_args exclude_patterns=['.*'] include_patterns=[(layers|noise_refiner|"
-                                   "context_refiner)\\.\\d+\\.<module>]"),
+                                   "context_refiner)\\.\\d+\\.MODULE]"),
     "dataset.path": T("dataset TOML image_directory (the prepared folder)"),
     "dataset.resolution": T("dataset TOML resolution (capped by the profile)"),
     "dataset.upscale": T("dataset TOML bucket_no_upscale"),
@@ -155,8 +155,8 @@ MUSUBI_MAP: dict[str, Carried] = {
     "training.max_steps": T("--max_train_steps (a retry: the remaining steps) and the schedule's num_training_steps"),
     "training.warmup_steps": T("--lr_scheduler_args num_warmup_steps (and --lr_warmup_steps for metadata)"),
     "training.learning_rate": T("--learning_rate (prodigy: a multiplier, < 0.1 means 1.0)"),
-    "training.scheduler": T("--lr_scheduler_type transformers.optimization.get_<name>_schedule_with_warmup with the "
-                            "whole run's length, so a retry continues the same LR curve"),
+    "training.scheduler": T("--lr_scheduler_type transformers.optimization.get_{constant,cosine,linear}_schedule_"
+                            "with_warmup with the whole run's length, so a retry continues the same LR curve"),
     "training.optimizer.type": T("--optimizer_type adamw/adamw8bit, prodigyopt.Prodigy, adafactor + --optimizer_args "
                                  "(adafactor: relative_step=False scale_parameter=False warmup_init=False)"),
     "training.optimizer.use_8bit": T("adamw8bit; other optimizers: warned"),
