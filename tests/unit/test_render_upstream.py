@@ -37,6 +37,20 @@ def zimage_linears(n_layers: int = 2, n_refiners: int = 1) -> list[str]:
                   "t_embedder.mlp.2", "cap_embedder.1", "all_x_embedder.2-1"]
 
 
+def test_module_list_is_diffusers_zimage_transformer():
+    """The Linear layers of diffusers' ZImageTransformer2DModel (transformer_z_image.py), at the tiny size."""
+    import torch
+    from diffusers import ZImageTransformer2DModel
+
+    from zlt.trainer.tiny import TRANSFORMER_CONFIG
+
+    tr = ZImageTransformer2DModel(**TRANSFORMER_CONFIG)
+    names = {n for n, m in tr.named_modules() if isinstance(m, torch.nn.Linear)}
+    assert names == set(zimage_linears(TRANSFORMER_CONFIG["n_layers"], TRANSFORMER_CONFIG["n_refiner_layers"]))
+    blocks = {type(m).__name__ for n, m in tr.named_modules() if re.fullmatch(r"(layers|noise_refiner|context_refiner)\.\d+", n)}
+    assert blocks == {"ZImageTransformerBlock"}  # musubi's lora_zimage.py ZIMAGE_TARGET_REPLACE_MODULES
+
+
 def spec_for(backend: str, **training):
     return load_spec_data({"training": {"backend": backend, **training}, "output": {"save": {"every": 10}}}).spec
 
