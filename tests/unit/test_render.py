@@ -121,3 +121,16 @@ def test_musubi_render_has_three_steps_and_resume():
     assert train[train.index("--network_module") + 1] == "networks.lora_zimage"
     doc = tomllib.loads(res.files["musubi_dataset.toml"])
     assert doc["general"]["resolution"] == [1024, 1024] and doc["datasets"][0]["num_repeats"] == 10
+
+
+def test_write_render_records_what_will_be_trained(tmp_path):
+    from zlt.render import write_render
+
+    spec = load_spec_data({"model": {"lora": {"rank": 4, "alpha": 2}}}).spec
+    res = render_spec(spec, "ai-toolkit", get_profile("24gb"), CTX)
+    written = write_render(res, tmp_path)
+    doc = json.loads((tmp_path / "render.json").read_text())
+    assert tmp_path / "render.json" in written
+    # ai-toolkit trains Z-Image LoRAs with alpha = rank (toolkit/lora_special.py): the artifact must say 4, not 2
+    assert doc["trained"]["lora_alpha"] == 4 and doc["backend"] == "ai-toolkit"
+    assert any(w.startswith("model.lora.alpha") for w in doc["warnings"])

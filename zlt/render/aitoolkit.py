@@ -16,6 +16,7 @@ from zlt.render.common import (
     sample_prompts,
     sample_steps_guidance,
     spec_warnings,
+    trained_summary,
     variant_model,
     weight_dtype_note,
 )
@@ -107,6 +108,8 @@ def render_aitoolkit(spec: JobSpec, profile: HardwareProfile, ctx: RenderContext
     model_path, extras = _model(spec, warnings)
     sample_steps, guidance = sample_steps_guidance(spec)
     optimizer, optimizer_params = _optimizer(spec, warnings)
+    lr = optimizer_lr(spec, warnings)
+    alpha = _alpha(spec, warnings, notes)
     dataset_dir = ctx.dataset_dir or Path(spec.dataset.path)
     values = {
         "name": spec.name,
@@ -114,7 +117,7 @@ def render_aitoolkit(spec: JobSpec, profile: HardwareProfile, ctx: RenderContext
         "trigger_word": spec.trigger,
         "performance_log_every": PERFORMANCE_LOG_EVERY_DEBUG if spec.job.logging.level == "debug" else 0,
         "rank": spec.model.lora.rank,
-        "alpha": _alpha(spec, warnings, notes),
+        "alpha": alpha,
         "dropout": spec.model.lora.dropout,
         "only_if_contains": list(spec.model.lora.target_modules),
         "pretrained_lora_path": str(ctx.init_lora) if ctx.init_lora else None,
@@ -134,7 +137,7 @@ def render_aitoolkit(spec: JobSpec, profile: HardwareProfile, ctx: RenderContext
         "gradient_checkpointing": gc,
         "optimizer": optimizer,
         "optimizer_params": optimizer_params,
-        "lr": optimizer_lr(spec, warnings),
+        "lr": lr,
         "lr_scheduler": lr_scheduler,
         "lr_scheduler_params": lr_params,
         "timestep_type": ts,
@@ -167,4 +170,6 @@ def render_aitoolkit(spec: JobSpec, profile: HardwareProfile, ctx: RenderContext
         warnings=warnings,
         step_names=["train"],
         notes=notes,
+        trained=trained_summary(spec, alpha=alpha, gradient_checkpointing=gc, timestep_type=tr.timestep_type,
+                                timestep_shift=AITOOLKIT_SHIFT, learning_rate=lr),
     )

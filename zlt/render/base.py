@@ -41,6 +41,9 @@ class RenderResult:
     warnings: list[str] = field(default_factory=list)
     step_names: list[str] = field(default_factory=list)  # one per argv entry, e.g. cache_latents
     notes: list[str] = field(default_factory=list)  # how a spec field was resolved, for --explain (not warnings)
+    # what this render makes the trainer do where it differs from or resolves the spec (alpha, modules, ...)
+    trained: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"backend": self.backend, "profile": self.profile, "files": self.files, "argv": self.argv}
+        return {"backend": self.backend, "profile": self.profile, "files": self.files, "argv": self.argv,
+                "notes": self.notes, "trained": self.trained}

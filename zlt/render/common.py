@@ -163,3 +163,14 @@ def variant_model(spec: JobSpec) -> tuple[str, str | None]:
     if base.name in (TURBO_MODEL, official):
         return official, extras
     return base.name, None
+
+
+def trained_summary(spec: JobSpec, *, alpha: float, gradient_checkpointing: bool, timestep_type: str,
+                    timestep_shift: float, learning_rate: float, blocks: tuple[str, ...] = BLOCKS) -> dict:
+    """What a render makes its trainer train, for the artifact's metadata (the parity mapping applied)."""
+    return {
+        "lora_rank": spec.model.lora.rank, "lora_alpha": alpha, "lora_dropout": spec.model.lora.dropout,
+        "target_modules": target_children(spec), "target_blocks": list(blocks),
+        "training_adapter": spec.adapter_path(), "gradient_checkpointing": gradient_checkpointing,
+        "timestep_type": timestep_type, "timestep_shift": timestep_shift, "learning_rate": learning_rate,
+    }

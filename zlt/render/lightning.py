@@ -15,6 +15,7 @@ from zlt.render.common import (
     sample_prompts,
     sample_steps_guidance,
     spec_warnings,
+    trained_summary,
     variant_model,
 )
 from zlt.spec.models import JobSpec
@@ -149,6 +150,8 @@ def render_lightning(spec: JobSpec, profile: HardwareProfile, ctx: RenderContext
         warnings=warnings,
         step_names=["train"],
         notes=notes,
+        trained=trained_summary(spec, alpha=lora.alpha, gradient_checkpointing=gc, timestep_type=tr.timestep_type,
+                                timestep_shift=tr.timestep_shift, learning_rate=lr),
     )
 
 

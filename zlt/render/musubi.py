@@ -21,6 +21,7 @@ from zlt.render.common import (
     sample_steps_guidance,
     spec_warnings,
     target_children,
+    trained_summary,
     weight_dtype_note,
 )
 from zlt.render.jinja import render_template
@@ -134,7 +135,7 @@ def _sampling(spec: JobSpec, res: int, ctx: RenderContext, warnings: list[str]) 
         warnings.append(f"training.sample.guidance_scale: musubi applies CFG only above 1.0; {guidance:g} samples "
                         "without it")
     if spec.adapter_path():
-        warnings.append("training.sample: musubi merges the training adapter into the weights, so its samples are "
+        warnings.append("training.sample.enable: musubi merges the training adapter into the weights, so its samples are "
                         "drawn with the adapter on (ai-toolkit and the built-in trainer switch it off)")
     prompts = [{"prompt": p, "width": res, "height": res, "sample_steps": steps, "cfg_scale": guidance,
                 "seed": tr.sample.seed + i, "negative_prompt": ""} for i, p in enumerate(sample_prompts(spec))]
@@ -142,18 +143,51 @@ def _sampling(spec: JobSpec, res: int, ctx: RenderContext, warnings: list[str]) 
     return files, ["--sample_prompts", ctx.config_path(SAMPLE_PROMPTS), "--sample_every_n_steps", str(tr.sample.every)]
 
 
-def _data_notes(spec: JobSpec, warnings: list[str]) -> None:
+def _data_notes(spec: JobSpec, ctx: RenderContext, warnings: list[str], notes: list[str]) -> None:
     ds = spec.dataset
     if ds.augment.color_jitter:
         warnings.append("dataset.augment.color_jitter: not supported by musubi-tuner; ignored")
     if ds.augment.horizontal_flip:
-        warnings.append("dataset.augment.horizontal_flip: musubi cannot flip; zlt's dataset prepare adds a mirrored "
-                        "copy of every image instead (each epoch sees both)")
+        # musubi has no flip; like ai-toolkit's flip_x and the built-in trainer, each epoch sees both copies
+        if ctx.dataset_dir is None:
+            warnings.append("dataset.augment.horizontal_flip: musubi cannot flip; run through zlt train/submit, "
+                            "whose dataset prepare writes a mirrored copy of every image (musubi alone trains none)")
+        else:
+            notes.append("dataset.augment.horizontal_flip: the prepared folder holds a mirrored copy of every image")
     if ds.caption.dropout:
         warnings.append(f"dataset.caption.dropout: musubi trains on cached text-encoder outputs and has no caption "
                         f"dropout; {ds.caption.dropout:g} ignored")
     if not ds.shuffle:
         warnings.append("dataset.shuffle: musubi always shuffles; false ignored")
+
+
+def _pre_steps(spec: JobSpec, ctx: RenderContext, w: dict[str, str | None], fp8_llm: bool,
+               notes: list[str]) -> tuple[list[list[str]], list[str], list[str]]:
+    """(argv, step names, the train step's adapter args) of the steps before training."""
+    py, dcfg = ctx.python, ctx.config_path(DATASET_TOML)
+    argv: list[list[str]] = []
+    steps: list[str] = []
+    adapter_args: list[str] = []
+    if w["adapter"]:
+        src = Path(str(w["adapter"]))
+        if src.is_file():
+            check_adapter_file(src)  # keys must map onto the transformer's modules, or nothing would merge
+        converted = ctx.config_path(CONVERTED_NAME)
+        cache = (ctx.cache_dir or _default_cache()) / "adapters"
+        argv.append([ctx.zlt_python, "-m", "zlt.render.musubi_adapter", str(src), "--cache", str(cache),
+                     "--out", converted])
+        steps.append("convert_adapter")
+        adapter_args = ["--base_weights", converted, "--base_weights_multiplier", "1.0"]
+        notes.append(f"model.base.training_adapter: converted to musubi's lora_unet_* keys before training ({converted})")
+    argv.append([py, f"{SCRIPTS}/zimage_cache_latents.py", "--dataset_config", dcfg, "--vae", str(w["vae"]),
+                 "--skip_existing"])
+    cache_te = [py, f"{SCRIPTS}/zimage_cache_text_encoder_outputs.py", "--dataset_config", dcfg,
+                "--text_encoder", str(w["text_encoder"]), "--batch_size", "16", "--skip_existing"]
+    if fp8_llm:
+        cache_te.append("--fp8_llm")
+    argv.append(cache_te)
+    steps += ["cache_latents", "cache_text_encoder_outputs"]
+    return argv, steps, adapter_args
 
 
 def render_musubi(spec: JobSpec, profile: HardwareProfile, ctx: RenderContext) -> RenderResult:
@@ -180,36 +214,13 @@ def render_musubi(spec: JobSpec, profile: HardwareProfile, ctx: RenderContext) -
         cache_directory=str(cache_dir),
         num_repeats=spec.dataset.repeats,
     )
-    _data_notes(spec, warnings)
+    _data_notes(spec, ctx, warnings, notes)
     if "adaLN_modulation.0" in target_children(spec):
         notes.append("model.lora.target_modules: adaLN_modulation is included explicitly (lora_zimage.py excludes "
                      "modulation by default)")
 
     w = _weights(spec, ctx, warnings)
-    py = ctx.python
-    dcfg = ctx.config_path(DATASET_TOML)
-    argv: list[list[str]] = []
-    steps: list[str] = []
-    adapter_args: list[str] = []
-    if w["adapter"]:
-        src = Path(str(w["adapter"]))
-        if src.is_file():
-            check_adapter_file(src)  # keys must map onto the transformer's modules, or nothing would merge
-        converted = ctx.config_path(CONVERTED_NAME)
-        cache = (ctx.cache_dir or _default_cache()) / "adapters"
-        argv.append([ctx.zlt_python, "-m", "zlt.render.musubi_adapter", str(src), "--cache", str(cache),
-                     "--out", converted])
-        steps.append("convert_adapter")
-        adapter_args = ["--base_weights", converted, "--base_weights_multiplier", "1.0"]
-        notes.append(f"model.base.training_adapter: converted to musubi's lora_unet_* keys before training ({converted})")
-    argv.append([py, f"{SCRIPTS}/zimage_cache_latents.py", "--dataset_config", dcfg, "--vae", str(w["vae"]),
-                 "--skip_existing"])
-    cache_te = [py, f"{SCRIPTS}/zimage_cache_text_encoder_outputs.py", "--dataset_config", dcfg,
-                "--text_encoder", str(w["text_encoder"]), "--batch_size", "16", "--skip_existing"]
-    if fp8_llm:
-        cache_te.append("--fp8_llm")
-    argv.append(cache_te)
-    steps += ["cache_latents", "cache_text_encoder_outputs"]
+    argv, steps, adapter_args = _pre_steps(spec, ctx, w, fp8_llm, notes)
 
     ts = _TIMESTEPS.get(tr.timestep_type)
     if ts is None:
@@ -219,6 +230,7 @@ def render_musubi(spec: JobSpec, profile: HardwareProfile, ctx: RenderContext) -
     if tr.content_or_style != "balanced":
         warnings.append(f"training.content_or_style: musubi has no timestep bias; '{tr.content_or_style}' ignored")
     opt_type, opt_args = _optimizer(spec, warnings)
+    lr = optimizer_lr(spec, warnings)
     gc, gc_why = resolve_gradient_checkpointing(spec, profile, "musubi")
     notes.append(f"training.gradient_checkpointing: {'on' if gc else 'off'} ({gc_why})")
     # musubi's step counter restarts at 0 on --resume while the scheduler state comes back: train what is left
@@ -229,13 +241,13 @@ def render_musubi(spec: JobSpec, profile: HardwareProfile, ctx: RenderContext) -
     last_n = str(every * (keep - 1))
     sample_files, sample_args = _sampling(spec, res, ctx, warnings)
     train = [
-        py, "-m", "accelerate.commands.launch", "--num_cpu_threads_per_process", "1", "--mixed_precision", mp,
+        ctx.python, "-m", "accelerate.commands.launch", "--num_cpu_threads_per_process", "1", "--mixed_precision", mp,
         f"{SCRIPTS}/zimage_train_network.py",
         "--dit", str(w["dit"]), "--vae", str(w["vae"]), "--text_encoder", str(w["text_encoder"]),
-        "--dataset_config", dcfg, "--sdpa", "--mixed_precision", mp,
+        "--dataset_config", ctx.config_path(DATASET_TOML), "--sdpa", "--mixed_precision", mp,
         "--timestep_sampling", ts, "--weighting_scheme", "none", "--discrete_flow_shift", f"{tr.timestep_shift:g}",
         "--optimizer_type", opt_type, "--optimizer_args", *opt_args,
-        "--learning_rate", repr(optimizer_lr(spec, warnings)),
+        "--learning_rate", repr(lr),
         *_schedule(spec),
         "--gradient_accumulation_steps", str(tr.gradient_accumulation),
         "--max_data_loader_n_workers", "2", "--persistent_data_loader_workers",
@@ -276,6 +288,9 @@ def render_musubi(spec: JobSpec, profile: HardwareProfile, ctx: RenderContext) -
         warnings=warnings,
         step_names=steps,
         notes=notes,
+        trained=trained_summary(spec, alpha=spec.model.lora.alpha, gradient_checkpointing=gc,
+                                timestep_type={"sigmoid": "sigmoid", "uniform": "uniform"}.get(ts, "shift"),
+                                timestep_shift=tr.timestep_shift, learning_rate=lr),
     )
 
 

@@ -118,7 +118,11 @@ class DatasetSpec(Strict):
 
 
 class OptimizerSpec(Strict):
-    type: Literal["adamw", "prodigy", "adafactor"] = Field("adamw", description="Optimizer family.")
+    type: Literal["adamw", "prodigy", "adafactor"] = Field(
+        "adamw",
+        description="Optimizer family. prodigy adapts its own step size: training.learning_rate is its multiplier "
+        "and a value below 0.1 means 1.0, on every backend.",
+    )
     use_8bit: bool = Field(True, description="8-bit optimizer states (bitsandbytes) where supported.")
     weight_decay: float = Field(1e-4, ge=0.0, lt=1.0, description="Decoupled weight decay.")
 
