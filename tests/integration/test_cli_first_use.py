@@ -112,3 +112,31 @@ def test_a_piped_tiny_run_prints_each_message_once_unwrapped_with_the_average_ra
     assert out.count("tiny random test model; its LoRA is a smoke test") == 1
     assert f"{deep}/output/tiny.safetensors" in out  # a path is never wrapped mid-name
     assert re.search(r"2/2 .*avg \d", out), out[-1500:]
+
+
+def test_the_tiny_model_on_a_non_lightning_backend_is_refused_everywhere(tmp_path: Path, zlt):
+    (tmp_path / "ds").mkdir()
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(yaml.safe_dump({"model": {"base": {"name": "zlt/tiny-zimage", "source": "builtin"}},
+                                    "dataset": {"path": "ds", "resolution": 32}, "training": {"max_steps": 4}}))
+    for args in (["render", str(spec), "-b", "ai-toolkit"], ["render", str(spec), "-b", "musubi", "--json"],
+                 ["preflight", str(spec), "-b", "ai-toolkit"], ["validate", str(spec), "--set",
+                                                                 "training.backend=ai-toolkit"]):
+        proc = zlt(*args)
+        assert proc.returncode == 2, (args, proc.stdout[-500:], proc.stderr[-500:])
+        assert "cannot train the tiny test model" in proc.stdout + proc.stderr
+
+
+def test_the_http_render_applies_the_same_rule(tmp_path: Path):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from zlt.serve.app import create_app
+
+    (tmp_path / "ds").mkdir()
+    token = "t" * 32
+    with TestClient(create_app(tmp_path / "home", [tmp_path], token, webhook_secret=None)) as c:
+        r = c.post("/v1/specs/render?backend=ai-toolkit", headers={"Authorization": f"Bearer {token}"},
+                   json={"model": {"base": {"name": "zlt/tiny-zimage", "source": "builtin"}},
+                         "dataset": {"path": "ds", "resolution": 32}, "training": {"max_steps": 4}})
+    assert r.status_code == 422 and "training.backend" in r.text

@@ -29,8 +29,12 @@ def render_config(data: Any, fence: Fence, *, backend: str | None = None, profil
     if isinstance(data, dict) and (ds is None or (isinstance(ds, dict) and "path" not in ds)):
         data = {**data, "dataset": {**(ds or {}), "path": "dataset"}}
         fence = dataclasses.replace(fence, data_roots=None)
+    if backend and isinstance(data, dict):
+        # The backend that will run is judged by the spec's rules (the tiny model trains only on lightning).
+        tr = data.get("training")
+        data = {**data, "training": {**(tr if isinstance(tr, dict) else {}), "backend": backend}}
     loaded = load_client_spec(data, fence, base_dir=base_dir)
-    be = backend or loaded.spec.training.backend
+    be = loaded.spec.training.backend
     prof, notes = select_profile(loaded.spec, be, profile or "auto", vram_gb)
     result = render_spec(loaded.spec, be, prof)
     return {**result.to_dict(), "warnings": loaded.warnings + notes + result.warnings}
