@@ -112,6 +112,7 @@ def test_a_piped_tiny_run_prints_each_message_once_unwrapped_with_the_average_ra
     assert out.count("tiny random test model; its LoRA is a smoke test") == 1
     assert f"{deep}/output/tiny.safetensors" in out  # a path is never wrapped mid-name
     assert re.search(r"2/2 .*avg \d", out), out[-1500:]
+    assert "load_lora_weights(" in out and "LoraLoaderModelOnly" in out  # item 11
 
 
 def test_the_tiny_model_on_a_non_lightning_backend_is_refused_everywhere(tmp_path: Path, zlt):
@@ -140,3 +141,15 @@ def test_the_http_render_applies_the_same_rule(tmp_path: Path):
                    json={"model": {"base": {"name": "zlt/tiny-zimage", "source": "builtin"}},
                          "dataset": {"path": "ds", "resolution": 32}, "training": {"max_steps": 4}})
     assert r.status_code == 422 and "training.backend" in r.text
+
+
+def test_after_training_the_user_is_told_how_to_use_the_lora():
+    from zlt.cli.use import usage_lines
+
+    text = "\n".join(usage_lines("/r/a_v0", "a_v0", trigger="<zs>", key_format="diffusers"))
+    assert "ZImagePipeline.from_pretrained('Tongyi-MAI/Z-Image-Turbo'" in text
+    assert "load_lora_weights('/r/a_v0/lora.safetensors'" in text and "'<zs> a lighthouse" in text
+    assert "zlt artifacts export a_v0 --format comfyui -o ComfyUI/models/loras/" in text and "LoraLoaderModelOnly" in text
+    assert (Path(__file__).resolve().parents[2] / "docs" / "use.md").is_file()
+    comfy = "\n".join(usage_lines("/r/a_v0", "a_v0", trigger=None, key_format="comfyui"))
+    assert "copy /r/a_v0/lora.safetensors into ComfyUI/models/loras/" in comfy
