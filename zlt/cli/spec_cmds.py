@@ -13,10 +13,10 @@ from zlt.errors import BadInputError
 
 @command
 def schema(json_out: bool = JsonOpt) -> None:
-    """Print the job spec's JSON Schema."""
-    from zlt.spec.models import JobSpec
+    """Print the job spec's JSON Schema (defaults: what the 'style' preset applies; x-preset-defaults: each preset's)."""
+    from zlt.spec.agent_schema import agent_spec_schema
 
-    print_json(JobSpec.model_json_schema())
+    print_json(agent_spec_schema())
 
 
 @command

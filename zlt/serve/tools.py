@@ -11,8 +11,17 @@ from zlt.serve.intake import Fence, SubmitOptions, load_client_spec, resubscribe
 
 
 def validate_spec(data: Any, fence: Fence, *, base_dir: Path | None = None) -> dict[str, Any]:
-    """What `zlt validate --json` prints: the resolved spec (preset defaults filled in) and warnings."""
+    """What `zlt validate --json` prints: the resolved spec (preset defaults filled in) and warnings.
+
+    The dataset folder must exist, as submit will insist: ok here means submit will not refuse the spec."""
+    from zlt.errors import FieldError, SpecError
+
     loaded = load_client_spec(data, fence, base_dir=base_dir)
+    ds = Path(loaded.spec.dataset.path)
+    if not ds.is_dir():
+        why = "is not a folder" if ds.exists() else "does not exist"
+        raise SpecError([FieldError("dataset.path", f"{ds} {why}", "give the folder that holds the training images")],
+                        fence.source)
     return {"ok": True, "source": loaded.source, "warnings": loaded.warnings, "spec": loaded.resolved()}
 
 
@@ -70,6 +79,16 @@ def retry(home: Path, job_id: str) -> dict[str, Any]:
     result = retry_job(home, job_id)
     resubscribe(home, result["job_id"])
     return result
+
+
+def events(home: Path, job_id: str, after_seq: int = 0, limit: int = 500) -> dict[str, Any]:
+    """The job's events after `after_seq` (at most `limit`), its state, and whether more are waiting."""
+    from zlt.jobs import job_events, job_status
+
+    status = job_status(home, job_id)
+    evs = job_events(home, status["job_id"], after_seq)
+    return {"job_id": status["job_id"], "state": status["state"], "events": evs[:limit], "more": len(evs) > limit,
+            "last_seq": evs[:limit][-1]["seq"] if evs else after_seq}
 
 
 def artifacts(home: Path) -> list[dict[str, Any]]:
