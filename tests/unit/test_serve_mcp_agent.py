@@ -84,3 +84,19 @@ def test_events_retry_and_artifact_details_are_tools(zlt_home: Path, tmp_path: P
     assert not is_error
     dump = json.dumps(art)
     assert "lora.safetensors" in dump and "sha256" in dump
+
+
+def test_http_publishes_the_same_schema(zlt_home: Path):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from zlt.serve.app import create_app
+
+    token = "t" * 32
+    with TestClient(create_app(zlt_home, [], token, webhook_secret=None)) as c:
+        auth = {"Authorization": f"Bearer {token}"}
+        schema = c.get("/v1/schema", headers=auth).json()
+        doc = c.get("/openapi.json", headers=auth).json()
+    assert schema["$defs"]["TrainingSpec"]["properties"]["warmup_steps"]["default"] == 100
+    res = doc["components"]["schemas"]["DatasetSpec"]["properties"]["resolution"]
+    assert res["minimum"] == 256 and res == schema["$defs"]["DatasetSpec"]["properties"]["resolution"]

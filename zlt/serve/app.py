@@ -191,9 +191,7 @@ def _meta_routes(api: APIRouter, app: FastAPI, cfg: ServeConfig) -> None:
         """The job spec's JSON Schema with each preset's effective defaults and the enforced bounds."""
         from zlt.spec.agent_schema import agent_spec_schema
 
-        return agent_spec_schema(dataset_path=(
-            "Image folder inside one of the server's data roots: absolute, or relative to a data root. Leave it "
-            "out and upload a zip (multipart field 'dataset') instead when the server has no data roots."))
+        return agent_spec_schema(dataset_path=openapi.HTTP_DATASET_PATH)
 
     @api.post("/v1/specs/validate", tags=["specs"], responses=_errors(400, 422),
               openapi_extra=openapi.json_spec_body("The job spec to check."))
