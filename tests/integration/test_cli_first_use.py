@@ -153,3 +153,12 @@ def test_after_training_the_user_is_told_how_to_use_the_lora():
     assert (Path(__file__).resolve().parents[2] / "docs" / "use.md").is_file()
     comfy = "\n".join(usage_lines("/r/a_v0", "a_v0", trigger=None, key_format="comfyui"))
     assert "copy /r/a_v0/lora.safetensors into ComfyUI/models/loras/" in comfy
+
+
+def test_a_preflight_failure_is_printed_once(tmp_path: Path, zlt):
+    make_dataset(tmp_path / "ds", n=2)
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump({"dataset": {"path": "ds", "resolution": 512}, "training": {"max_steps": 300}}))
+    proc = zlt("train", str(spec), "--workdir", str(tmp_path / "job"))  # HF_HUB_OFFLINE=1 and no model: refused
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    assert proc.stderr.count("preflight failed") == 1, proc.stderr
