@@ -152,7 +152,9 @@ def test_after_training_the_user_is_told_how_to_use_the_lora():
     assert "zlt artifacts export a_v0 --format comfyui -o ComfyUI/models/loras/" in text and "LoraLoaderModelOnly" in text
     assert (Path(__file__).resolve().parents[2] / "docs" / "use.md").is_file()
     comfy = "\n".join(usage_lines("/r/a_v0", "a_v0", trigger=None, key_format="comfyui"))
-    assert "copy /r/a_v0/lora.safetensors into ComfyUI/models/loras/" in comfy
+    assert "copy /r/a_v0/lora.safetensors into ComfyUI/models/loras/" in comfy and "tiny" not in comfy
+    tiny = "\n".join(usage_lines("/r/a_v0", "a_v0", trigger=None, key_format="diffusers", tiny=True))
+    assert "fits only that model" in tiny
 
 
 def test_a_preflight_failure_is_printed_once(tmp_path: Path, zlt):

@@ -113,7 +113,7 @@ def _print_outcome(outcome, console, spec=None) -> None:
 
             base = spec.model.base.name if "/" in spec.model.base.name and not spec.is_tiny else "Tongyi-MAI/Z-Image-Turbo"
             for line in usage_lines(outcome.artifact_path, outcome.artifact_id or "", trigger=spec.trigger,
-                                    key_format=spec.output.key_format, base_model=base):
+                                    key_format=spec.output.key_format, base_model=base, tiny=spec.is_tiny):
                 console.print(escape(line), highlight=False)
         return
     err = sys.stderr

@@ -9,7 +9,7 @@ BASE = "Tongyi-MAI/Z-Image-Turbo"
 
 
 def usage_lines(artifact_path: str, artifact_id: str, *, trigger: str | None, key_format: str,
-                base_model: str = BASE) -> list[str]:
+                base_model: str = BASE, tiny: bool = False) -> list[str]:
     """A few copy-paste lines: load the LoRA in diffusers, put it where ComfyUI finds it."""
     lora = Path(artifact_path) / "lora.safetensors"
     prompt = f"{trigger} a lighthouse on a cliff at dusk" if trigger else "a lighthouse on a cliff at dusk"
@@ -26,5 +26,8 @@ def usage_lines(artifact_path: str, artifact_id: str, *, trigger: str | None, ke
     else:
         lines.append(f"use it in ComfyUI: zlt artifacts export {artifact_id} --format comfyui -o ComfyUI/models/loras/ "
                      "then load it with a 'LoraLoaderModelOnly' node after the model loader")
+    if tiny:
+        lines.append("note: this LoRA was trained on the tiny test model zlt/tiny-zimage and fits only that model; "
+                     f"train on {BASE} for a LoRA these lines can load")
     lines.append("more: docs/use.md")
     return lines
