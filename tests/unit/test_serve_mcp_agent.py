@@ -100,3 +100,13 @@ def test_http_publishes_the_same_schema(zlt_home: Path):
     assert schema["$defs"]["TrainingSpec"]["properties"]["warmup_steps"]["default"] == 100
     res = doc["components"]["schemas"]["DatasetSpec"]["properties"]["resolution"]
     assert res["minimum"] == 256 and res == schema["$defs"]["DatasetSpec"]["properties"]["resolution"]
+
+
+def test_hostile_arguments_are_a_tool_error(zlt_home: Path):
+    nested: dict = {"dataset": {"path": "."}}
+    for _ in range(60):
+        nested = {"x": nested}
+    result, is_error = call(tools(zlt_home)["validate_spec"], {"spec": nested})
+    assert is_error and "nested deeper" in result["message"]
+    result, is_error = call(tools(zlt_home)["validate_spec"], {"spec": {"training": {"seed": 10**30}}})
+    assert is_error and "64 bits" in result["message"]

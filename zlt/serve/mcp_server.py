@@ -176,8 +176,12 @@ def _error_result(err: ZltError) -> dict[str, Any]:
 
 def call(tool: Tool, arguments: dict[str, Any] | None) -> tuple[dict[str, Any], bool]:
     """(structured result, is_error) of one tool call. Never raises for a caller's mistake."""
+    from zlt.serve.jsonbody import check_shape
+
     try:
-        args = tool.args.model_validate(arguments or {})
+        args = tool.args.model_validate(check_shape(arguments or {}, f"{tool.name} arguments"))
+    except ZltError as e:
+        return _error_result(e), True
     except ValidationError as e:
         errs = [FieldError(".".join(str(p) for p in x["loc"]), x["msg"]) for x in e.errors()]
         return _error_result(SpecError(errs, f"{tool.name} arguments")), True
