@@ -112,3 +112,55 @@ def test_a_piped_tiny_run_prints_each_message_once_unwrapped_with_the_average_ra
     assert out.count("tiny random test model; its LoRA is a smoke test") == 1
     assert f"{deep}/output/tiny.safetensors" in out  # a path is never wrapped mid-name
     assert re.search(r"2/2 .*avg \d", out), out[-1500:]
+    assert "load_lora_weights(" in out and "LoraLoaderModelOnly" in out  # item 11
+
+
+def test_the_tiny_model_on_a_non_lightning_backend_is_refused_everywhere(tmp_path: Path, zlt):
+    (tmp_path / "ds").mkdir()
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(yaml.safe_dump({"model": {"base": {"name": "zlt/tiny-zimage", "source": "builtin"}},
+                                    "dataset": {"path": "ds", "resolution": 32}, "training": {"max_steps": 4}}))
+    for args in (["render", str(spec), "-b", "ai-toolkit"], ["render", str(spec), "-b", "musubi", "--json"],
+                 ["preflight", str(spec), "-b", "ai-toolkit"], ["validate", str(spec), "--set",
+                                                                 "training.backend=ai-toolkit"]):
+        proc = zlt(*args)
+        assert proc.returncode == 2, (args, proc.stdout[-500:], proc.stderr[-500:])
+        assert "cannot train the tiny test model" in proc.stdout + proc.stderr
+
+
+def test_the_http_render_applies_the_same_rule(tmp_path: Path):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from zlt.serve.app import create_app
+
+    (tmp_path / "ds").mkdir()
+    token = "t" * 32
+    with TestClient(create_app(tmp_path / "home", [tmp_path], token, webhook_secret=None)) as c:
+        r = c.post("/v1/specs/render?backend=ai-toolkit", headers={"Authorization": f"Bearer {token}"},
+                   json={"model": {"base": {"name": "zlt/tiny-zimage", "source": "builtin"}},
+                         "dataset": {"path": "ds", "resolution": 32}, "training": {"max_steps": 4}})
+    assert r.status_code == 422 and "training.backend" in r.text
+
+
+def test_after_training_the_user_is_told_how_to_use_the_lora():
+    from zlt.cli.use import usage_lines
+
+    text = "\n".join(usage_lines("/r/a_v0", "a_v0", trigger="<zs>", key_format="diffusers"))
+    assert "ZImagePipeline.from_pretrained('Tongyi-MAI/Z-Image-Turbo'" in text
+    assert "load_lora_weights('/r/a_v0/lora.safetensors'" in text and "'<zs> a lighthouse" in text
+    assert "zlt artifacts export a_v0 --format comfyui -o ComfyUI/models/loras/" in text and "LoraLoaderModelOnly" in text
+    assert (Path(__file__).resolve().parents[2] / "docs" / "use.md").is_file()
+    comfy = "\n".join(usage_lines("/r/a_v0", "a_v0", trigger=None, key_format="comfyui"))
+    assert "copy /r/a_v0/lora.safetensors into ComfyUI/models/loras/" in comfy and "tiny" not in comfy
+    tiny = "\n".join(usage_lines("/r/a_v0", "a_v0", trigger=None, key_format="diffusers", tiny=True))
+    assert "fits only that model" in tiny
+
+
+def test_a_preflight_failure_is_printed_once(tmp_path: Path, zlt):
+    make_dataset(tmp_path / "ds", n=2)
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump({"dataset": {"path": "ds", "resolution": 512}, "training": {"max_steps": 300}}))
+    proc = zlt("train", str(spec), "--workdir", str(tmp_path / "job"))  # HF_HUB_OFFLINE=1 and no model: refused
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    assert proc.stderr.count("preflight failed") == 1, proc.stderr

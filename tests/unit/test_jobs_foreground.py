@@ -95,3 +95,26 @@ def test_a_cpu_run_shows_no_gpu_and_no_stale_phase(zlt_home: Path):
     store.close()
     status = job_status(zlt_home, "c")
     assert status["gpus"] == [] and status["phase"] is None
+
+
+def test_resume_after_a_killed_run_reaps_it_first_and_continues_the_same_job(zlt_home: Path, tmp_path: Path):
+    import psutil
+
+    dead = 4_000_000
+    while psutil.pid_exists(dead):
+        dead += 1
+    store = JobStore(zlt_home)
+    store.create(new_job("k", job_dir=str(tmp_path / "k"), max_retries=0))
+    claim = store.claim_here("k", "fg", [])
+    store.set_runner("k", claim.token, dead, None)  # the first `zlt train` was SIGKILLed: its row says running
+    store.close()
+    seen = {}
+
+    def fake_run(req, *, sinks, stop, force):
+        seen["resume"] = req.resume
+        return outcome(req.job_id)
+
+    run = ForegroundRun(loaded=loaded(tmp_path), home=zlt_home, job_id="k", job_dir=tmp_path / "k", resume=True)
+    run_foreground(run, stop=threading.Event(), run_training=fake_run)
+    status = job_status(zlt_home, "k")
+    assert seen == {"resume": True} and status["state"] == "succeeded" and status["attempts"] == 2

@@ -30,6 +30,12 @@ AiToolkitOpt = typer.Option(None, "--ai-toolkit", help="ai-toolkit checkout (def
 MusubiOpt = typer.Option(None, "--musubi", help="musubi-tuner checkout (default: ZLT_MUSUBI or the user config).")
 
 
+def backend_sets(backend: str | None) -> list[str]:
+    """`--backend X` as a spec override, so the spec's own rules (the tiny model trains only on lightning)
+    judge the combination that will run: one rule for validate, render, preflight, train and submit."""
+    return [f"training.backend={backend}"] if backend else []
+
+
 def print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
     sys.stdout.flush()

@@ -16,6 +16,7 @@ from zlt.cli.common import (
     ProfileOpt,
     SetOpt,
     VramOpt,
+    backend_sets,
     command,
     home_path,
     print_json,
@@ -44,7 +45,7 @@ def preflight(
     from zlt.preflight.report import render_checks, render_explain
     from zlt.spec import load_spec
 
-    loaded = load_spec(spec, set_ or [])
+    loaded = load_spec(spec, (set_ or []) + backend_sets(backend))
     report = run_preflight(loaded.spec, backend=backend, profile=profile, vram_gb=vram_gb, assume_gpu=assume_gpu,
                            ai_toolkit=ai_toolkit, musubi=musubi, home=home_path(home), check_data=not no_data)
     if json_out:

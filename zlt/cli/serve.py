@@ -119,7 +119,7 @@ def mcp(
     home: Path | None = HomeOpt,
 ) -> None:
     """Serve the MCP tools (validate_spec, render_config, submit_lora_job, get_job_status, list_jobs, cancel_job,
-    list_artifacts) over stdio, for an agent to launch."""
+    retry_job, get_job_events, list_artifacts, get_artifact) over stdio, for an agent to launch."""
     _need("mcp")
     from zlt.serve.intake import Fence
     from zlt.serve.mcp_server import run_stdio

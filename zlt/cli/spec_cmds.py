@@ -7,16 +7,16 @@ from pathlib import Path
 
 import typer
 
-from zlt.cli.common import BackendOpt, JsonOpt, ProfileOpt, SetOpt, VramOpt, command, print_json
+from zlt.cli.common import BackendOpt, JsonOpt, ProfileOpt, SetOpt, VramOpt, backend_sets, command, print_json
 from zlt.errors import BadInputError
 
 
 @command
 def schema(json_out: bool = JsonOpt) -> None:
-    """Print the job spec's JSON Schema."""
-    from zlt.spec.models import JobSpec
+    """Print the job spec's JSON Schema (defaults: what the 'style' preset applies; x-preset-defaults: each preset's)."""
+    from zlt.spec.agent_schema import agent_spec_schema
 
-    print_json(JobSpec.model_json_schema())
+    print_json(agent_spec_schema())
 
 
 @command
@@ -98,8 +98,8 @@ def render(
     from zlt.render import RenderContext, render_spec, select_profile, write_render
     from zlt.spec import load_spec
 
-    loaded = load_spec(spec, sets or [])
-    be = backend or loaded.spec.training.backend
+    loaded = load_spec(spec, (sets or []) + backend_sets(backend))
+    be = loaded.spec.training.backend
     prof, notes = select_profile(loaded.spec, be, profile, vram_gb)
     ctx = RenderContext(config_dir=out.resolve() if out else None, output_dir=(out.resolve() / "output") if out else Path("output"))
     result = render_spec(loaded.spec, be, prof, ctx)

@@ -106,7 +106,7 @@ class _ShowOnce:
         self.sink.close()
 
 
-def _print_outcome(outcome, console) -> None:
+def _print_outcome(outcome, console, spec=None) -> None:
     from rich.markup import escape
 
     if outcome.status == "succeeded":
@@ -116,6 +116,13 @@ def _print_outcome(outcome, console) -> None:
         if outcome.artifact_path:
             console.print(f"artifact: {escape(outcome.artifact_path)}", highlight=False)
         console.print(f"job folder: {escape(outcome.job_dir or '')}", highlight=False)
+        if outcome.artifact_path and spec is not None:
+            from zlt.cli.use import usage_lines
+
+            base = spec.model.base.name if "/" in spec.model.base.name and not spec.is_tiny else "Tongyi-MAI/Z-Image-Turbo"
+            for line in usage_lines(outcome.artifact_path, outcome.artifact_id or "", trigger=spec.trigger,
+                                    key_format=spec.output.key_format, base_model=base, tiny=spec.is_tiny):
+                console.print(escape(line), highlight=False)
         return
     err = sys.stderr
     err.write(f"{outcome.status} ({outcome.cause}): {outcome.message}\n")
@@ -199,7 +206,7 @@ def _train(spec, backend, profile, vram_gb, workdir, skip_preflight, ai_toolkit,
         if not json_out:
             sink.close()  # type: ignore[union-attr]
     if not json_out:
-        _print_outcome(outcome, console())
+        _print_outcome(outcome, console(), loaded.spec)
     if outcome.status != "succeeded":
         raise typer.Exit(1)
 

@@ -71,6 +71,7 @@ def run_foreground(run: ForegroundRun, *, stop: threading.Event, force: threadin
         from zlt.run import run_training
     store = JobStore(run.home)
     try:
+        store.reap()  # a previous run of this job killed outright is ended first, so --resume can take it
         try:
             existing = store.get(run.job_id) if run.resume else None
         except NotFoundError:

@@ -35,11 +35,9 @@ def attention_targets(spec: JobSpec) -> list[str]:
 
 
 def sample_prompts(spec: JobSpec) -> list[str]:
+    """The spec's sample prompts with the trigger filled in; never prompts the spec does not have."""
     trig = spec.trigger or ""
-    prompts = [p.replace("[trigger]", trig) for p in spec.training.sample.prompts]
-    if not prompts:
-        prompts = [f"{trig} a lighthouse on a cliff at dusk".strip(), f"{trig} a portrait of a woman reading".strip()]
-    return prompts
+    return [p.replace("[trigger]", trig).strip() for p in spec.training.sample.prompts if p.strip()]
 
 
 def resolve_gradient_checkpointing(spec: JobSpec, profile: HardwareProfile, backend: str) -> tuple[bool, str]:

@@ -194,10 +194,10 @@ def _meta_routes(api: APIRouter, app: FastAPI, cfg: ServeConfig) -> None:
 
     @api.get("/v1/schema", tags=["specs"])
     def schema() -> dict[str, Any]:
-        """The job spec's JSON Schema (what `zlt schema` prints)."""
-        from zlt.spec.models import JobSpec
+        """The job spec's JSON Schema with each preset's effective defaults and the enforced bounds."""
+        from zlt.spec.agent_schema import agent_spec_schema
 
-        return JobSpec.model_json_schema()
+        return agent_spec_schema(dataset_path=openapi.HTTP_DATASET_PATH)
 
     @api.post("/v1/specs/validate", tags=["specs"], responses=_errors(400, 422),
               openapi_extra=openapi.json_spec_body("The job spec to check."))

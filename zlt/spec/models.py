@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 TINY_MODEL = "zlt/tiny-zimage"
@@ -130,7 +130,10 @@ class OptimizerSpec(Strict):
 class SampleSpec(Strict):
     enable: bool = Field(False, description="Generate samples while training (off by default, as the guide says).")
     every: int = Field(250, ge=1, description="Sample every N steps.")
-    prompts: list[str] = Field(default_factory=list, description="Prompts to sample; '[trigger]' is replaced.")
+    prompts: list[str] = Field(
+        default_factory=lambda: ["[trigger] a lighthouse on a cliff at dusk", "[trigger] a portrait of a woman reading"],
+        description="Prompts to sample; '[trigger]' is replaced by the trigger token.",
+    )
     steps: int | None = Field(
         None, ge=1, le=200, description="Inference steps; null: by model.base.variant (turbo 9, deturbo 25, base 30)."
     )
@@ -140,6 +143,16 @@ class SampleSpec(Strict):
         "model.base.variant (turbo 0, deturbo 2, base 4).",
     )
     seed: int = Field(42, description="Sampling seed.")
+
+    @model_validator(mode="after")
+    def _prompts_when_enabled(self) -> SampleSpec:
+        # Every backend samples exactly the spec's prompts; none are made up.
+        if self.enable and not [p for p in self.prompts if p.strip()]:
+            from pydantic_core import PydanticCustomError
+
+            raise PydanticCustomError("no_prompts", "training.sample.prompts is empty while sampling is on; "
+                                      "give at least one prompt, or set enable: false")
+        return self
 
 
 class TrainingSpec(Strict):
