@@ -116,8 +116,8 @@ def resolve_lightning_quantize(spec: JobSpec, profile: HardwareProfile) -> tuple
     if profile.is_cpu or spec.is_tiny:
         return False, f"profile {profile.name}"
     bf16 = estimate_plan(plan(spec, profile, "lightning", quantize=False), profile.estimator).total_gb
-    return bf16 > profile.vram_gb, f"profile {profile.name} ({'bf16 needs' if bf16 > profile.vram_gb else 'bf16 fits in'} " \
-        f"{bf16:.1f} of {profile.vram_gb:g} GiB)"
+    verdict = "needs" if bf16 > profile.vram_gb else "fits in"
+    return bf16 > profile.vram_gb, f"profile {profile.name}: bf16 {verdict} {bf16:.1f} of {profile.vram_gb:g} GiB"
 
 
 def lora_param_count(spec: JobSpec, backend: str | None = None) -> int:
