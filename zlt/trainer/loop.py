@@ -150,7 +150,15 @@ class Trainer:
         ev.phase("loading_model", self.speed.describe())
         tr.train()
         self.transformer = tr
-        self.model = self.fabric.setup_module(TimestepFp32(tr))  # t stays fp32 through the precision plugin
+        wrapped = TimestepFp32(tr)  # t stays fp32 through the precision plugin
+        if self.world > 1:
+            # every rank loads the same frozen base: DDP need not broadcast its 6 B weights at start (nor can gloo
+            # broadcast float8); only the LoRA is synchronised
+            from torch.nn.parallel import DistributedDataParallel
+
+            frozen = [n for n, p in wrapped.named_parameters() if not p.requires_grad]
+            DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(wrapped, frozen)
+        self.model = self.fabric.setup_module(wrapped)
         opt = build_optimizer(params, cfg.training, self.resolved.accelerator, ev.warning)
         self.optimizer = self.fabric.setup_optimizers(opt)
         self.scheduler = build_scheduler(self.optimizer, cfg.training)
