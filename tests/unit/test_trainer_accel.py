@@ -158,6 +158,12 @@ def test_training_with_float8_base_on_cpu(tmp_path: Path):
     assert any("float8 storage, fp32 compute" in e.get("message", "") for e in events)
     assert any("effective batch 2 = batch 2 x accumulation 1 x 1 device(s)" in e.get("message", "") for e in events)
     assert F8 in {p.dtype for p in trainer.transformer.parameters()}
+    # the float8 text encoder's embeddings are cached under their own keys; the latents are shared
+    plain = Trainer(tiny_config(tmp_path / "plain", data, cache={"dir": str(tmp_path / "cache")},
+                                training={"max_steps": 1}), EventWriter(io.StringIO(), interval_s=0.0))
+    plain.setup()
+    stats = plain.data.stats
+    assert stats.latents_cached == 3 and stats.latents_encoded == 0 and stats.texts_encoded == 4
     losses = [e["loss"] for e in events if e["type"] == "progress"]
     assert len(losses) == 3 and all(loss > 0 for loss in losses)
 

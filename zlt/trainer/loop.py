@@ -96,7 +96,9 @@ class Trainer:
 
     def _prepare_data(self) -> None:
         cfg, ev = self.cfg, self.events
-        cache = DiskCache(Path(cfg.cache.dir), model_identity(self.model_cfg))
+        identity = model_identity(self.model_cfg)
+        text_identity = identity + ":float8" if cfg.model.quantize == "float8" else identity
+        cache = DiskCache(Path(cfg.cache.dir), identity, text_identity)
         self._encoders = None
 
         def factory():
