@@ -77,8 +77,11 @@ def test_regional_compile_wraps_each_repeated_block():
 
 
 def test_decisions():
-    assert decide_compile("auto", "cuda") and not decide_compile("auto", "cpu")
-    assert decide_compile("on", "cpu") and not decide_compile("off", "cuda")
+    assert decide_compile("auto", "cuda") == (True, None) and decide_compile("auto", "cpu") == (False, None)
+    assert decide_compile("on", "cpu") == (True, None) and decide_compile("off", "cuda") == (False, None)
+    assert decide_compile("auto", "cuda", float8=True) == (False, None)  # inductor cannot compile float8 casting
+    on, why = decide_compile("on", "cuda", float8=True)
+    assert not on and "cannot compile float8" in why
     none, flash2 = (lambda m: False), (lambda m: m == "flash_attn")
     both = lambda m: m in ("flash_attn", "flash_attn_interface")  # noqa: E731
     assert decide_attention("auto", "cuda", 1, both) == ("flash", None)  # FA3 through diffusers has no backward

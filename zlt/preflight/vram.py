@@ -193,9 +193,11 @@ def plan(spec: JobSpec, profile: HardwareProfile, backend: str | None = None, *,
             notes.append("float8 storage: transformer and text encoder weights in float8, each layer cast to bf16 "
                          "for its forward" + ("" if gc else "; without checkpointing autograd keeps every bf16 copy"))
         notes.append(f"gradient checkpointing {'on' if gc else 'off'} ({gc_source})")
-        compile_on = spec.training.compile == "on" or (spec.training.compile == "auto" and not profile.is_cpu)
+        compile_on = not f8 and (spec.training.compile == "on" or (spec.training.compile == "auto"
+                                                                   and not profile.is_cpu))
+        why = "; float8 storage cannot be compiled" if f8 and spec.training.compile != "off" else ""
         notes.append(f"torch.compile of the repeated blocks {'on' if compile_on else 'off'} "
-                     f"(training.compile {spec.training.compile})")
+                     f"(training.compile {spec.training.compile}{why})")
     if not te_resident and backend != "musubi":
         notes.append("captions are encoded once and the text encoder is unloaded before training")
     if not gc:

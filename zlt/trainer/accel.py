@@ -46,11 +46,21 @@ class SpeedPlan:
                 f"gradient checkpointing {'on' if self.gradient_checkpointing else 'off'}")
 
 
-def decide_compile(setting: str, accelerator: str) -> bool:
-    """`training.compile`: auto = on for CUDA (CPU compile costs more than it saves on a tiny model)."""
+COMPILE_FLOAT8_CONFLICT = (
+    "torch.compile is off: it cannot compile float8 layerwise casting (inductor traces the per-layer weight casts "
+    "wrongly: a float8 weight reaches the matmul, or checkpoint recomputation sees float8 where fp32 was saved)"
+)
+
+
+def decide_compile(setting: str, accelerator: str, float8: bool = False) -> tuple[bool, str | None]:
+    """`training.compile` -> (compile, warning or None). auto = on for CUDA (CPU compile costs more than it saves
+    on a tiny model) unless the base is stored in float8, which inductor cannot compile (found with torch 2.13 and
+    diffusers 0.42 on the CPU: tests/unit/test_trainer_accel.py keeps the decision)."""
+    if float8:
+        return False, (COMPILE_FLOAT8_CONFLICT if setting == "on" else None)
     if setting == "auto":
-        return accelerator == "cuda"
-    return setting == "on"
+        return accelerator == "cuda", None
+    return setting == "on", None
 
 
 def decide_attention(setting: str, accelerator: str, batch_size: int, installed=_installed) -> tuple[str, str | None]:
@@ -121,7 +131,9 @@ def apply_speed(transformer, cfg, accelerator: str, compute_dtype, warn) -> Spee
         warn(why)
     if attention != "sdpa":
         apply_attention(transformer, attention)
-    compiled = decide_compile(t.compile, accelerator)
+    compiled, why = decide_compile(t.compile, accelerator, f8)
+    if why:
+        warn(why)
     if compiled:
         compile_blocks(transformer)
     compute = {"torch.bfloat16": "bf16", "torch.float16": "fp16", "torch.float32": "fp32"}.get(str(compute_dtype), "bf16")
