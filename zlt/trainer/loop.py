@@ -235,7 +235,9 @@ class Trainer:
         c = self.cfg
         return {
             "lora": sha256_json(c.lora.model_dump()),
-            "model": sha256_json([c.model.name, c.model.training_adapter]),
+            # float8 storage trains a slightly different base; the old key stays for bf16 so older states match
+            "model": sha256_json([c.model.name, c.model.training_adapter]
+                                 + (["float8"] if c.model.quantize == "float8" else [])),
             "data": sha256_json([[i.sha256, i.caption, i.bucket] for i in self.items] + [c.data.model_dump(exclude={"path"})]),
             "batch": sha256_json([c.training.batch_size, c.training.gradient_accumulation, self.world, c.training.seed]),
         }
