@@ -207,7 +207,8 @@ class Trainer:
         from zlt.trainer.timestep import box
 
         sig = sig.to(dev)
-        weights = timestep_weights(sig, self.cfg.training.timestep_type)
+        kind = self.cfg.training.timestep_type
+        weights = timestep_weights(sig, kind) if kind == "weighted" else None
         with self.fabric.no_backward_sync(self.model, enabled=accumulate):
             loss = flow_matching_loss(self.model, lat, caps, sig, noise, dtype=dt, weights=weights, timestep=box)
             self.fabric.backward(loss / self.cfg.training.gradient_accumulation)
