@@ -161,6 +161,9 @@ def test_training_with_float8_base_on_cpu(tmp_path: Path):
     assert any("float8 storage, fp32 compute" in e.get("message", "") for e in events)
     assert any("effective batch 2 = batch 2 x accumulation 1 x 1 device(s)" in e.get("message", "") for e in events)
     assert F8 in {p.dtype for p in trainer.transformer.parameters()}
+    from zlt.trainer.timestep import TimestepFp32
+
+    assert isinstance(trainer.model.module, TimestepFp32)  # what Fabric wraps: t passes its precision plugin boxed
     # the float8 text encoder's embeddings are cached under their own keys; the latents are shared
     plain = Trainer(tiny_config(tmp_path / "plain", data, cache={"dir": str(tmp_path / "cache")},
                                 training={"max_steps": 1}), EventWriter(io.StringIO(), interval_s=0.0))
