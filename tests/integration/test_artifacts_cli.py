@@ -98,8 +98,8 @@ def test_user_errors_are_messages_not_tracebacks(collected, zlt, tmp_path):
         proc = zlt("artifacts", *args)
         assert proc.returncode == 2, args
         assert "no artifact 'nope'" in proc.stderr and "Traceback" not in proc.stderr
-    again = zlt("artifacts", "collect", str(tmp_path / "jobs" / JOB))
-    assert again.returncode == 2 and "never overwritten" in again.stderr and "{version}" in again.stderr
+    again = zlt("artifacts", "collect", str(tmp_path / "jobs" / JOB), "--json")  # never overwritten: the next version
+    assert again.returncode == 0 and _json(again)["artifact"]["id"] == f"{JOB}_watercolor_v1", again.stdout
     nojob = zlt("artifacts", "collect", str(tmp_path / "missing"), "--json")
     assert nojob.returncode == 2 and _json(nojob)["error"] == "not_found"
 

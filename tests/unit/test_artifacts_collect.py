@@ -166,7 +166,7 @@ def test_failure_during_build_leaves_no_folder(tmp_path, zlt_home):
 
 
 def test_existing_folder_is_never_overwritten(tmp_path, zlt_home):
-    job = make_job_dir(tmp_path)
+    job = make_job_dir(tmp_path, spec={"output": {"naming": {"pattern": "{job_id}_{style_name}"}}})  # no version
     first = collect_artifact(job, home=zlt_home)
     before = {p: sha256_file(p) for p in first.path.rglob("*") if p.is_file()}
     with pytest.raises(ArtifactExistsError, match="never overwritten") as exc:
@@ -181,9 +181,13 @@ def test_a_users_own_folder_of_that_name_is_not_touched(tmp_path, zlt_home):
     mine = _registry(zlt_home) / "20260801-120000-abc123_watercolor_v0"
     mine.mkdir(parents=True)
     (mine / "notes.txt").write_text("mine")
-    with pytest.raises(ArtifactExistsError):
-        collect_artifact(job, home=zlt_home)
+    rec = collect_artifact(job, home=zlt_home)  # the literal _v0 reads as {version}: the next free one is taken
+    assert rec.id == "20260801-120000-abc123_watercolor_v1"
     assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+    plain = make_job_dir(tmp_path / "plain", spec={"output": {"naming": {"pattern": "{job_id}_{style_name}_v0x"}}})
+    (_registry(zlt_home) / "20260801-120000-abc123_watercolor_v0x").mkdir()
+    with pytest.raises(ArtifactExistsError):
+        collect_artifact(plain, home=zlt_home)
 
 
 def test_version_placeholder_is_bumped(tmp_path, zlt_home):

@@ -6,7 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from zlt.artifacts.naming import MAX_NAME, NameValues, parse_pattern, render_name, sanitize_name, uses_version
+from zlt.artifacts.naming import (
+    MAX_NAME,
+    NameValues,
+    effective_pattern,
+    parse_pattern,
+    render_name,
+    sanitize_name,
+    uses_version,
+)
 from zlt.errors import BadInputError
 
 VALUES = NameValues(job_id="20260801-120000-abc123", style_name="watercolor", preset="style", rank=16, steps=2000,
@@ -20,7 +28,27 @@ def test_default_pattern():
 def test_every_placeholder_and_int_width():
     name = render_name("{style_name}-{preset}-r{rank}-s{steps}-{date}-v{version:03d}", VALUES, version=7)
     assert name == "watercolor-style-r16-s2000-20260801-v007"
-    assert uses_version("{style_name}_v{version}") and not uses_version("{job_id}_{style_name}_v0")
+    assert uses_version("{style_name}_v{version}") and not uses_version("{job_id}_{style_name}")
+
+
+@pytest.mark.parametrize(("pattern", "effective"), [
+    ("{job_id}_{style_name}_v0", "{job_id}_{style_name}_v{version}"),  # the user's pattern: v0 means "version here"
+    ("{style_name}-v0.final", "{style_name}-v{version}.final"),
+    ("v0_{style_name}", "v{version}_{style_name}"),
+    ("{style_name}_v0_v0", "{style_name}_v0_v{version}"),  # only the last one
+    ("{style_name}v0", "{style_name}v0"),  # not standing alone
+    ("{style_name}_v01", "{style_name}_v01"),
+    ("{style_name}_v0{rank}", "{style_name}_v0{rank}"),
+    ("{style_name}_v{version:02d}_v0", "{style_name}_v{version:02d}_v0"),  # an explicit {version} wins
+    ("{{v0}}_{style_name}", "{{v0}}_{style_name}"),
+])
+def test_literal_v0_reads_as_version(pattern, effective):
+    assert effective_pattern(pattern) == effective
+
+
+def test_literal_v0_renders_each_version():
+    assert render_name("{job_id}_{style_name}_v0", VALUES, version=3) == "20260801-120000-abc123_watercolor_v3"
+    assert uses_version("{job_id}_{style_name}_v0")
 
 
 @pytest.mark.parametrize(

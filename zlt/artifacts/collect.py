@@ -20,6 +20,7 @@ from zlt.artifacts.backends import LocalRegistry, open_registry
 from zlt.artifacts.convert import LoraWeights, read_lora, render_lora
 from zlt.artifacts.curve import Curve, load_curve, plot_loss
 from zlt.artifacts.jobdir import CheckpointEntry, JobFiles, read_job_dir
+from zlt.artifacts.lineage import job_lineage
 from zlt.artifacts.metadata import LoraFacts, build_lora_metadata, source_epoch, source_step, with_data_hash
 from zlt.artifacts.naming import NameValues, parse_pattern, render_name, uses_version
 from zlt.artifacts.safetensors_io import data_sha256, read_header, write_file
@@ -230,8 +231,10 @@ def _publish(registry: LocalRegistry, staging: Path, home: Path, pattern: str, v
              row: dict[str, Any]) -> Path:
     """Rename staging to the first free name; index it. Never replaces an existing folder or index entry."""
     versioned = uses_version(pattern)
-    for version in range(MAX_VERSIONS if versioned else 1):
-        name = render_name(pattern, values, version)
+    # The style's next version; a name taken on disk moves on to the one after (the index row decides).
+    start = store.peek_next_version(home, values.style_name) if versioned else 0
+    for version in range(start, start + MAX_VERSIONS) if versioned else [None]:
+        name = render_name(pattern, values, version or 0)
         if registry.exists(name) or store.id_taken(home, name):
             continue
         try:
@@ -239,7 +242,7 @@ def _publish(registry: LocalRegistry, staging: Path, home: Path, pattern: str, v
         except FileExistsError:
             continue
         try:
-            store.insert(home, {**row, "id": name, "path": str(path)})
+            store.insert(home, {**row, "id": name, "path": str(path), "version": version})
         except FileExistsError:  # another collector indexed this id between our check and insert
             os.rename(path, staging)
             continue
@@ -300,6 +303,7 @@ def collect_artifact(job_dir: Path, *, home: Path, attempts: int = 1, now: float
             "job_id": job.job_id, "name": spec.name, "created_at": created_at, "backend": job.backend,
             "spec_sha256": spec_sha256, "dataset_sha256": job.dataset.get("dataset_sha256"), "meta": index_meta,
         }
+        row.update(job_lineage(job, home))  # parent_id + lineage (zlt/artifacts/lineage.py)
         path = _publish(registry, staging, home, pattern, values, row)
     except BaseException:
         registry.abort(staging)

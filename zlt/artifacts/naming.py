@@ -2,6 +2,10 @@
 
 The pattern is parsed, never handed to `str.format`: only the listed placeholders are allowed, with no attribute
 or index access (`{job_id.__class__}`) and no conversions. Integer placeholders may carry a width (`{version:03d}`).
+
+A literal `v0` standing alone between separators (`_`, `-`, `.` or the ends) in a pattern without `{version}` reads
+as "the version goes here": the user's `{job_id}_{style_name}_v0` names v0, v1, v2, ... of one style. Only the last
+such `v0` counts; folders named before this rule keep their names (the index numbers them, see versions.py).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ PLACEHOLDERS = STRING_FIELDS + INT_FIELDS
 MAX_NAME = 120
 _INT_SPEC = re.compile(r"^0?[1-9]?d?$")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_LITERAL_V0 = re.compile(r"(?<![^_.-])v0(?![^_.-])")
 
 
 @dataclass(frozen=True)
@@ -68,8 +73,37 @@ def parse_pattern(pattern: str) -> list[tuple[str, str | None, str]]:
     return out
 
 
+def _unparse(pieces: list[tuple[str, str | None, str]]) -> str:
+    out = []
+    for literal, name, spec in pieces:
+        out.append(literal.replace("{", "{{").replace("}", "}}"))
+        if name is not None:
+            out.append("{" + name + (":" + spec if spec else "") + "}")
+    return "".join(out)
+
+
+def effective_pattern(pattern: str) -> str:
+    """The pattern with the user's literal `v0` read as `v{version}` (see the module docstring)."""
+    pieces = parse_pattern(pattern)
+    if any(name == "version" for _, name, _ in pieces):
+        return pattern
+    for i in range(len(pieces) - 1, -1, -1):
+        literal, name, spec = pieces[i]
+        # A separator may sit on the other side of a placeholder: judge v0 against its neighbours in the name.
+        before = "_" if i == 0 else ("x" if pieces[i - 1][1] is not None or pieces[i - 1][0] else "_")
+        after = "_" if i == len(pieces) - 1 and name is None else "x"
+        hits = list(_LITERAL_V0.finditer(before + literal + after))
+        hits = [m for m in hits if 1 <= m.start() and m.end() <= len(literal) + 1]
+        if hits:
+            m = hits[-1]
+            start, end = m.start() - 1, m.end() - 1
+            pieces[i:i + 1] = [(literal[:start] + "v", "version", ""), (literal[end:], name, spec)]
+            return _unparse(pieces)
+    return pattern
+
+
 def uses_version(pattern: str) -> bool:
-    return any(name == "version" for _, name, _ in parse_pattern(pattern))
+    return any(name == "version" for _, name, _ in parse_pattern(effective_pattern(pattern)))
 
 
 def sanitize_name(raw: str) -> str:
@@ -92,7 +126,7 @@ def render_name(pattern: str, values: NameValues, version: int = 0) -> str:
     """The sanitised folder name for one version."""
     data = values.as_dict(version)
     parts: list[str] = []
-    for literal, name, spec in parse_pattern(pattern):
+    for literal, name, spec in parse_pattern(effective_pattern(pattern)):
         parts.append(literal)
         if name is not None:
             value = data[name]

@@ -27,6 +27,8 @@ from zlt.artifacts.safetensors_io import (
 from zlt.errors import BadInputError, NotFoundError
 from zlt.fsutil import sha256_file
 
+GENERATIONS_PREFIX = "generations/"
+
 
 def _iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="seconds") if ts is not None else None
@@ -36,6 +38,7 @@ def _summary(row: dict[str, Any]) -> dict[str, Any]:
     meta = row["meta"]
     return {
         "id": row["id"], "job_id": row["job_id"], "name": row["name"], "path": row["path"],
+        "version": row.get("version"), "parent_id": row.get("parent_id"),
         "created_at": _iso(row["created_at"]), "backend": row["backend"], "key_format": meta.get("key_format"),
         "final_step": meta.get("final_step"), "final_loss": meta.get("final_loss"),
         "exists": Path(row["path"]).is_dir(),
@@ -86,7 +89,11 @@ def get_artifact(home: Path, artifact_id: str) -> dict[str, Any]:
         "lora_metadata": header,
         "files": files,
         "warnings": row["meta"].get("warnings", []),
+        "lineage": row.get("lineage") or {},
     })
+    from zlt.infer.listing import list_generations
+
+    out["generations"] = list_generations(folder)
     return out
 
 
@@ -109,7 +116,8 @@ class VerifyResult:
 def verify_folder(folder: Path, expected: dict[str, dict[str, Any]], artifact_id: str) -> VerifyResult:
     """Re-hash every file against `expected`; also check each .safetensors parses and matches its own header hash."""
     result = VerifyResult(artifact_id=artifact_id, path=str(folder))
-    actual = hash_tree(folder)
+    # generations/ is written after collection by `zlt generate` (zlt.infer); it is not part of what was trained.
+    actual = {k: v for k, v in hash_tree(folder).items() if not k.startswith(GENERATIONS_PREFIX)}
     for rel, info in expected.items():
         got = actual.get(rel)
         if got is None:
@@ -182,10 +190,18 @@ def export_artifact(
     return dest.resolve()
 
 
-def remove_artifact(home: Path, artifact_id: str) -> None:
-    """Delete an artifact folder and its index entry (the caller has asked the user)."""
+def remove_artifact(home: Path, artifact_id: str, *, force: bool = False) -> None:
+    """Delete an artifact folder and its index entry (the caller has asked the user). The promoted current
+    version of a style is refused unless `force`; its promotion history stays."""
+    from zlt.artifacts.promote import current_id
+
     home = Path(home)
     row = store.resolve(home, artifact_id)
+    if not force and current_id(home, row["name"]) == row["id"]:
+        raise BadInputError(
+            f"'{row['id']}' is the current version of style '{row['name']}'; not deleting it",
+            hint=f"promote another version first ('zlt artifacts rollback {row['name']}'), or pass --force",
+        )
     folder = Path(row["path"])
     if folder.is_dir():
         # Delete only what the index says is this artifact: a folder of that name holding its metadata or weights.

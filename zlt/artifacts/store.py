@@ -14,7 +14,8 @@ from typing import Any
 
 from zlt.errors import BadInputError, NotFoundError
 
-COLUMNS = ("id", "job_id", "name", "path", "created_at", "backend", "spec_sha256", "dataset_sha256", "meta_json")
+COLUMNS = ("id", "job_id", "name", "path", "created_at", "backend", "spec_sha256", "dataset_sha256", "meta_json",
+           "version", "parent_id", "lineage_json")
 
 
 def _connect(home: Path) -> sqlite3.Connection:
@@ -25,11 +26,17 @@ def _connect(home: Path) -> sqlite3.Connection:
 
 def _row(r: sqlite3.Row) -> dict[str, Any]:
     d = {k: r[k] for k in COLUMNS}
-    try:
-        d["meta"] = json.loads(d.pop("meta_json") or "{}")
-    except json.JSONDecodeError:
-        d["meta"] = {}
+    for col, key in (("meta_json", "meta"), ("lineage_json", "lineage")):
+        try:
+            d[key] = json.loads(d.pop(col) or "{}")
+        except json.JSONDecodeError:
+            d[key] = {}
     return d
+
+
+def next_version(db: sqlite3.Connection, style: str) -> int:
+    row = db.execute("SELECT MAX(version) FROM artifacts WHERE name = ?", (style,)).fetchone()
+    return 0 if row[0] is None else int(row[0]) + 1
 
 
 def id_taken(home: Path, artifact_id: str) -> bool:
@@ -37,13 +44,18 @@ def id_taken(home: Path, artifact_id: str) -> bool:
         return db.execute("SELECT 1 FROM artifacts WHERE id = ?", (artifact_id,)).fetchone() is not None
 
 
-def insert(home: Path, row: dict[str, Any]) -> None:
-    """One transaction: the index row, and the job's pointer to it when the job is in the store."""
-    values = {k: row.get(k) for k in COLUMNS if k != "meta_json"}
+def insert(home: Path, row: dict[str, Any]) -> int:
+    """One transaction: the index row, and the job's pointer to it when the job is in the store. Returns the
+    version. A row without `version` (its folder name does not carry one) gets the style's next version here,
+    inside the transaction; a row whose version is taken raises FileExistsError like a taken id."""
+    values = {k: row.get(k) for k in COLUMNS if k not in ("meta_json", "lineage_json")}
     values["meta_json"] = json.dumps(row.get("meta") or {}, sort_keys=True)
+    values["lineage_json"] = json.dumps(row.get("lineage") or {}, sort_keys=True)
     with closing(_connect(home)) as db:
         db.execute("BEGIN IMMEDIATE")
         try:
+            if values.get("version") is None:
+                values["version"] = next_version(db, values["name"])
             db.execute(
                 f"INSERT INTO artifacts ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)})",
                 [values[k] for k in COLUMNS],
@@ -60,6 +72,7 @@ def insert(home: Path, row: dict[str, Any]) -> None:
         except BaseException:
             db.execute("ROLLBACK")
             raise
+    return int(values["version"])
 
 
 def delete(home: Path, artifact_id: str) -> None:
@@ -78,6 +91,27 @@ def fetch_all(home: Path) -> list[dict[str, Any]]:
     with closing(_connect(home)) as db:
         rows = db.execute("SELECT * FROM artifacts ORDER BY created_at, id").fetchall()
     return [_row(r) for r in rows]
+
+
+def fetch_style(home: Path, style: str) -> list[dict[str, Any]]:
+    """The version line of one style, v0 first."""
+    with closing(_connect(home)) as db:
+        rows = db.execute("SELECT * FROM artifacts WHERE name = ? ORDER BY version, created_at", (style,)).fetchall()
+    return [_row(r) for r in rows]
+
+
+def peek_next_version(home: Path, style: str) -> int:
+    """The version the next artifact of `style` would get (a hint for folder names; insert decides)."""
+    with closing(_connect(home)) as db:
+        return next_version(db, style)
+
+
+def resolve_exact(home: Path, artifact_id: str) -> dict[str, Any]:
+    with closing(_connect(home)) as db:
+        row = db.execute("SELECT * FROM artifacts WHERE id = ?", (artifact_id,)).fetchone()
+    if row is None:
+        raise NotFoundError(f"no artifact '{artifact_id}'", hint="see 'zlt artifacts list' for the ids")
+    return _row(row)
 
 
 def resolve(home: Path, ref: str) -> dict[str, Any]:
@@ -100,3 +134,25 @@ def resolve(home: Path, ref: str) -> dict[str, Any]:
         raise NotFoundError(f"no artifact '{ref}'", hint="see 'zlt artifacts list' for the ids")
     ids = ", ".join(r["id"] for r in rows[:5])
     raise BadInputError(f"'{ref}' matches {len(rows)} artifacts: {ids}", hint="give the full artifact id")
+
+
+def update_meta(home: Path, artifact_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+    """Merge `changes` into an artifact's index meta in one transaction (e.g. files added by an evaluation).
+    Returns the new meta. NotFoundError when the id is not indexed."""
+    with closing(_connect(home)) as db:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            row = db.execute("SELECT meta_json FROM artifacts WHERE id = ?", (artifact_id,)).fetchone()
+            if row is None:
+                raise NotFoundError(f"no artifact '{artifact_id}'", hint="see 'zlt artifacts list' for the ids")
+            try:
+                meta = json.loads(row["meta_json"] or "{}")
+            except json.JSONDecodeError:
+                meta = {}
+            meta.update(changes)
+            db.execute("UPDATE artifacts SET meta_json = ? WHERE id = ?", (json.dumps(meta, sort_keys=True), artifact_id))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+    return meta

@@ -75,6 +75,7 @@ def _check_profile(profile: str) -> str:
 def submit_job(
     home: Path, loaded: LoadedSpec, *, priority: int | None = None, backend: str | None = None,
     profile: str = "auto", skip_preflight: bool = False, start_worker: bool = True, options: dict | None = None,
+    prepare_dir: Callable[[Path, LoadedSpec], None] | None = None,
 ) -> dict:
     """Validate, snapshot spec and dataset listing into a new job, queue it, and return its status.
 
@@ -110,20 +111,23 @@ def submit_job(
                 continue
             atomic_write_text(jdir / "submitted" / "spec.yaml", dump_spec_yaml(spec))
             atomic_write_json(jdir / "submitted" / "dataset.json", listing)
+            if prepare_dir is not None:  # files the job needs before any worker can claim it (zlt retrain)
+                prepare_dir(jdir, loaded)
             new = NewJob(
                 job_id=jid, name=spec.name, priority=priority, backend=spec.training.backend, profile=profile,
                 spec_json=spec_json, job_dir=str(jdir), gpus_needed=spec.job.resources.gpu,
                 max_retries=spec.job.retry.max_retries, options=opts,
                 snapshot={"dataset": listing, "source": loaded.source, "warnings": loaded.warnings},
+                min_vram_gb=spec.job.resources.min_vram_gb,
             )
             try:
                 row = store.create(new)
-            except sqlite3.IntegrityError:
+            except sqlite3.IntegrityError:  # both dialects raise this class (zlt/jobs/dialect.py)
                 continue  # id taken by a concurrent submit in the same second: draw another
             break
         else:
             raise BadInputError("could not allocate a job id", hint="try again")
-        result = status_dict(row)
+        result = status_dict(row) if start_worker else _status(store, row)  # a worker is about to start
     if start_worker:
         from zlt.jobs.spawn import ensure_worker
 
@@ -131,11 +135,21 @@ def submit_job(
     return result
 
 
+def _status(store: JobStore, row: Any, workers: list[dict] | None = None, now: float | None = None) -> dict:
+    """The status object, with why a queued job waits when no live worker can take it."""
+    waiting = None
+    if row["state"] == JobStatus.QUEUED.value:
+        from zlt.jobs.placement import why_waiting
+
+        waiting = why_waiting(row, store.live_workers() if workers is None else workers, now)
+    return status_dict(row, now, waiting)
+
+
 def job_status(home: Path, job_id: str) -> dict:
     """The job's status object (exactly what `zlt status --json` prints). NotFoundError if unknown."""
     with open_store(home) as store:
         store.reap()
-        return status_dict(store.get(job_id))
+        return _status(store, store.get(job_id))
 
 
 def list_jobs(home: Path, *, state: str | None = None, limit: int = 50) -> list[dict]:
@@ -146,14 +160,16 @@ def list_jobs(home: Path, *, state: str | None = None, limit: int = 50) -> list[
     with open_store(home) as store:
         store.reap()
         now = time.time()
-        return [status_dict(r, now) for r in store.rows(wanted, limit)]
+        rows = store.rows(wanted, limit)
+        workers = store.live_workers() if any(r["state"] == JobStatus.QUEUED.value for r in rows) else []
+        return [_status(store, r, workers, now) for r in rows]
 
 
 def cancel_job(home: Path, job_id: str) -> dict:
     """Queued: cancelled at once. Preparing/running: the runner stops gracefully; the state follows."""
     with open_store(home) as store:
         store.reap()
-        return status_dict(store.request_cancel(job_id))
+        return _status(store, store.request_cancel(job_id))
 
 
 def retry_job(home: Path, job_id: str, *, start_worker: bool = True) -> dict:
@@ -170,8 +186,8 @@ def retry_job(home: Path, job_id: str, *, start_worker: bool = True) -> dict:
         step = row["last_checkpoint_step"]
         frm = f"resuming from step {step}" if step else "no checkpoint yet: starting over"
         row = store.transition(row["id"], JobStatus.QUEUED, expect=frozenset({state}), resume=1, auto_retries=0,
-                               message=f"retry requested ({frm})")
-        result = status_dict(row)
+                               infra_retries=0, not_before=None, refused_hosts="", message=f"retry requested ({frm})")
+        result = status_dict(row) if start_worker else _status(store, row)  # a worker is about to start
     if start_worker:
         from zlt.jobs.spawn import ensure_worker
 
@@ -212,7 +228,7 @@ def wait_job(
     with open_store(home) as store:
         while True:
             store.reap()
-            status = status_dict(store.get(job_id))
+            status = _status(store, store.get(job_id))
             # The ETA ticks down every poll; only report when something else moved.
             if on_change is not None and (last is None or _without_eta(status) != _without_eta(last)):
                 on_change(status)

@@ -137,17 +137,21 @@ class JobRun:
         ctx.phase_event("rendering", self.backend)
         explicit = req.ai_toolkit if self.backend == "ai-toolkit" else req.musubi if self.backend == "musubi" else None
         self.location = locate(self.backend, explicit)
-        if not req.resume and has_safetensors(ctx.output_dir):
+        from zlt.artifacts.warmstart import apply_warm_start  # a `zlt retrain` job starts from its parent
+
+        warm = apply_warm_start(ctx.job_dir, self.backend, ctx.output_dir, first_attempt=not req.resume)
+        resume = req.resume or warm.resume
+        if not resume and has_safetensors(ctx.output_dir):
             moved = rotate(ctx.output_dir)
             ctx.warn(f"a previous run's output was moved to {moved} (pass --resume to continue it instead)")
-        if req.resume and self.backend == "musubi":
+        if resume and self.backend == "musubi":
             self._plan_musubi_resume()
         rctx = RenderContext(
             dataset_dir=self.prepared_dir, output_dir=self.attempt_output, config_dir=ctx.render_dir,
             job_id=req.job_id, cache_dir=cache_dir(req.home), trainer_root=self.location.root,
             python=self.location.python,
             log_path=ctx.job_dir / "ai-toolkit.log" if self.backend == "ai-toolkit" else None,
-            resume=req.resume,
+            resume=resume, init_lora=warm.init_lora,
         )
         if self.resume_from is not None:
             rctx.resume_from, rctx.resume_step = self.resume_from, self.resume_step
@@ -282,6 +286,9 @@ class JobRun:
         for note in rec.warnings:  # e.g. what was trained differs from the spec: said where the user looks
             if note.startswith(f"{self.backend} trained "):
                 self.ctx.warn(note)
+        from zlt.eval.hook import evaluate_after_training
+
+        evaluate_after_training(self.spec, rec.id, self.req.home, self.ctx)
 
     def _outcome(self, status: str, cause: str | None, message: str | None, hint: str | None, *,
                  exit_code: int | None = None, log_tail: list[str] | None = None) -> RunOutcome:

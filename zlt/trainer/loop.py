@@ -24,7 +24,7 @@ from zlt.trainer.cache import DiskCache, PipelineEncoder, prepare
 from zlt.trainer.config import TrainerConfig
 from zlt.trainer.data import Sample, epoch_batches, scan
 from zlt.trainer.emit import EventWriter
-from zlt.trainer.loss import flow_matching_loss, sample_sigmas
+from zlt.trainer.loss import flow_matching_loss, sample_sigmas, timestep_weights
 from zlt.trainer.models import (
     add_lora,
     load_encoders,
@@ -92,12 +92,16 @@ class Trainer:
         self.batches = self._epoch_batches(0)
         if len(self.batches) < self.world:
             raise BadInputError(f"{len(self.batches)} batch(es) per epoch cannot feed {self.world} devices", hint="add images or repeats")
+        if cfg.output.init_lora:
+            self._init_lora(Path(cfg.output.init_lora))
         if cfg.output.resume:
             self._resume()
 
     def _prepare_data(self) -> None:
         cfg, ev = self.cfg, self.events
-        cache = DiskCache(Path(cfg.cache.dir), model_identity(self.model_cfg))
+        identity = model_identity(self.model_cfg)
+        text_identity = identity + ":float8" if cfg.model.quantize == "float8" else identity
+        cache = DiskCache(Path(cfg.cache.dir), identity, text_identity)
         self._encoders = None
 
         def factory():
@@ -135,18 +139,31 @@ class Trainer:
         cfg, ev = self.cfg, self.events
         label = " (tiny random test model)" if cfg.model.is_tiny else ""
         ev.phase("loading_model", f"transformer of {cfg.model.name}{label}")
+        from zlt.trainer.accel import apply_speed
+        from zlt.trainer.adapter import MergedAdapter
+        from zlt.trainer.timestep import TimestepFp32
+
         tr = load_transformer(self.model_cfg)
+        self.adapter = MergedAdapter()
         if cfg.model.training_adapter:
             path = resolve_adapter(cfg.model.training_adapter)
-            n = merge_lora_file(tr, path)
-            ev.phase("loading_model", f"merged training adapter {path.name} into {n} layers")
+            n = merge_lora_file(tr, path, keep=self.adapter)
+            ev.phase("loading_model", f"merged training adapter {path.name} into {n} layers (off while sampling)")
         params = add_lora(tr, cfg.lora, cfg.training.seed)
-        if cfg.training.gradient_checkpointing:
-            tr.enable_gradient_checkpointing()
+        self.weight_dtype = torch_dtype(self.resolved.weight_dtype)
+        self.speed = apply_speed(tr, cfg, self.resolved.accelerator, self.weight_dtype, ev.warning)
+        ev.phase("loading_model", self.speed.describe())
         tr.train()
         self.transformer = tr
-        self.weight_dtype = torch_dtype(self.resolved.weight_dtype)
-        self.model = self.fabric.setup_module(tr)
+        wrapped = TimestepFp32(tr)  # t stays fp32 through the precision plugin
+        if self.world > 1:
+            # every rank loads the same frozen base: DDP need not broadcast its 6 B weights at start (nor can gloo
+            # broadcast float8); only the LoRA is synchronised
+            from torch.nn.parallel import DistributedDataParallel
+
+            frozen = [n for n, p in wrapped.named_parameters() if not p.requires_grad]
+            DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(wrapped, frozen)
+        self.model = self.fabric.setup_module(wrapped)
         opt = build_optimizer(params, cfg.training, self.resolved.accelerator, ev.warning)
         self.optimizer = self.fabric.setup_optimizers(opt)
         self.scheduler = build_scheduler(self.optimizer, cfg.training)
@@ -190,8 +207,13 @@ class Trainer:
         lat = [x.to(dev) for x in lat]
         noise = [n.to(dev) for n in noise]
         caps = [c.to(dev, dt) for c in caps]
+        from zlt.trainer.timestep import box
+
+        sig = sig.to(dev)
+        kind = self.cfg.training.timestep_type
+        weights = timestep_weights(sig, kind) if kind == "weighted" else None
         with self.fabric.no_backward_sync(self.model, enabled=accumulate):
-            loss = flow_matching_loss(self.model, lat, caps, sig.to(dev), noise, dtype=dt)
+            loss = flow_matching_loss(self.model, lat, caps, sig, noise, dtype=dt, weights=weights, timestep=box)
             self.fabric.backward(loss / self.cfg.training.gradient_accumulation)
         return loss.detach()
 
@@ -217,7 +239,9 @@ class Trainer:
         c = self.cfg
         return {
             "lora": sha256_json(c.lora.model_dump()),
-            "model": sha256_json([c.model.name, c.model.training_adapter]),
+            # float8 storage trains a slightly different base; the old key stays for bf16 so older states match
+            "model": sha256_json([c.model.name, c.model.training_adapter]
+                                 + (["float8"] if c.model.quantize == "float8" else [])),
             "data": sha256_json([[i.sha256, i.caption, i.bucket] for i in self.items] + [c.data.model_dump(exclude={"path"})]),
             "batch": sha256_json([c.training.batch_size, c.training.gradient_accumulation, self.world, c.training.seed]),
         }
@@ -245,6 +269,11 @@ class Trainer:
                 named[name].copy_(value)
         self.optimizer.load_state_dict(st.optimizer)
         self.scheduler.load_state_dict(st.scheduler)
+        # `zlt retrain --more-steps` extends max_steps: the next update's lr comes from this run's schedule (the
+        # total), not the one saved in the state; with max_steps unchanged the two are the same number.
+        sch = self.scheduler
+        for group, base, fn in zip(self.optimizer.param_groups, sch.base_lrs, sch.lr_lambdas, strict=True):
+            group["lr"] = base * fn(sch.last_epoch)
         self.fabric.strategy.precision.load_state_dict(st.precision)
         torch.set_rng_state(st.rng["torch"])
         if "cuda" in st.rng and torch.cuda.is_available():
@@ -256,6 +285,34 @@ class Trainer:
             self.events.warning("the data order differs from the resume state's (dataset or settings changed)")
         self._truncate_loss_log(st.step)
         self.events.resumed(st.step, str(st.path))
+
+    def _init_lora(self, path: Path) -> None:
+        """Warm start (`zlt retrain`): copy LoRA weights into the fresh adapter; the optimizer starts empty."""
+        import torch
+        from safetensors.torch import load_file
+
+        try:
+            loaded = load_file(str(path))
+        except (OSError, ValueError) as e:
+            raise BadInputError(f"output.init_lora: cannot read {path}: {e}") from None
+        # peft names a parameter <module>.lora_A.default.weight; the file says transformer.<module>.lora_A.weight
+        named = {n.replace(f".{ck.ADAPTER}.", ".").split("_forward_module.")[-1]: p
+                 for n, p in self.transformer.named_parameters() if p.requires_grad}
+        missing = []
+        with torch.no_grad():
+            for key, value in loaded.items():
+                target = named.get(key.removeprefix("transformer."))
+                if target is None:
+                    missing.append(key)
+                    continue
+                if tuple(target.shape) != tuple(value.shape):
+                    raise BadInputError(f"output.init_lora: {key} has shape {tuple(value.shape)}, the LoRA "
+                                        f"{tuple(target.shape)}", hint="warm start needs the same rank and targets")
+                target.copy_(value.to(target.dtype))
+        if missing:
+            self.events.warning(f"init_lora: {len(missing)} tensor(s) of {path.name} match no trained module "
+                                f"(e.g. {missing[0]}); ignored")
+        self.events.phase("loading_model", f"LoRA initialised from {path}")
 
     def _state(self) -> ck.ResumeState:
         import torch
@@ -324,7 +381,10 @@ class Trainer:
         if self.fabric.is_global_zero:
             self._loss_fh = open(self.out / "loss_log.jsonl", "a", encoding="utf-8")
         where = self.resolved.accelerator + (f" x{self.world}" if self.world > 1 else "")
-        ev.phase("training", f"steps {self.step + 1}..{total} on {where} ({self.resolved.precision})")
+        t = c.training
+        ev.phase("training", f"steps {self.step + 1}..{total} on {where} ({self.resolved.precision}); effective batch "
+                 f"{t.batch_size * t.gradient_accumulation * self.world} = batch {t.batch_size} x accumulation "
+                 f"{t.gradient_accumulation} x {self.world} device(s)")
         ev.start_training(self.step)
         t0 = time.monotonic()
         stopped = False

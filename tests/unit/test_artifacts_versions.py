@@ -1,0 +1,158 @@
+"""Versions of a style, lineage, promote/rollback/resolve, rm of the current version, reindex after a crash."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.artifact_jobs import make_job_dir
+from zlt.artifacts import collect_artifact, get_artifact, remove_artifact
+from zlt.artifacts.lineage import RETRAIN_FILE, image_changes, spec_diff
+from zlt.artifacts.promote import current_id, history, promote, rollback
+from zlt.artifacts.reindex import reindex
+from zlt.artifacts.versions import resolve_artifact_ref, style_line
+from zlt.errors import BadInputError, NotFoundError
+from zlt.jobs.db import connect
+
+
+def _job(root: Path, n: int, **kw) -> Path:
+    return make_job_dir(root / str(n), job_id=f"20260801-12000{n}-abc12{n}", **kw)
+
+
+def _manifest(job: Path, images: dict[str, str]) -> None:
+    (job / "prepared").mkdir(exist_ok=True)
+    entries = [{"source": name, "source_sha256": sha, "file": f"img{i}.png", "sha256": "x"}
+               for i, (sha, name) in enumerate(images.items())]
+    entries.append({"source": "a.png", "source_sha256": "aa", "file": "img0_flip.png", "flipped": True})
+    (job / "prepared" / "manifest.json").write_text(json.dumps({"images": entries}))
+
+
+def test_versions_of_one_style_form_a_line(tmp_path, zlt_home):
+    ids = [collect_artifact(_job(tmp_path, n), home=zlt_home).id for n in range(3)]
+    # The user's pattern {job_id}_{style_name}_v0: the literal v0 is the version of the style
+    assert ids == ["20260801-120000-abc120_watercolor_v0", "20260801-120001-abc121_watercolor_v1",
+                   "20260801-120002-abc122_watercolor_v2"]
+    line = style_line(zlt_home, "watercolor")
+    assert [v["version"] for v in line["versions"]] == [0, 1, 2]
+    assert line["current"] == ids[2] and not line["promoted"]
+    assert line["versions"][0]["final_step"] == 1000 and line["versions"][0]["final_loss"] is not None
+
+
+def test_concurrent_collections_get_distinct_versions(tmp_path, zlt_home):
+    jobs = [_job(tmp_path, n) for n in range(4)]
+    connect(zlt_home).close()  # migrate once, before the race
+    errors: list[BaseException] = []
+
+    def run(job: Path) -> None:
+        try:
+            collect_artifact(job, home=zlt_home)
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(j,)) for j in jobs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    line = style_line(zlt_home, "watercolor")["versions"]
+    assert sorted(v["version"] for v in line) == [0, 1, 2, 3]
+    for v in line:  # the folder name carries the version the index gave it
+        assert v["id"].endswith(f"_v{v['version']}")
+
+
+def test_unversioned_pattern_still_numbers_the_line(tmp_path, zlt_home):
+    spec = {"output": {"naming": {"pattern": "{job_id}_{style_name}"}}}
+    for n in range(2):
+        collect_artifact(_job(tmp_path, n, spec=spec), home=zlt_home)
+    assert [v["version"] for v in style_line(zlt_home, "watercolor")["versions"]] == [0, 1]
+
+
+def test_promote_resolve_rollback_round_trip(tmp_path, zlt_home):
+    ids = [collect_artifact(_job(tmp_path, n), home=zlt_home).id for n in range(3)]
+    assert resolve_artifact_ref("watercolor", zlt_home).name == ids[2]  # never promoted: the newest
+    promote(zlt_home, ids[1])
+    assert resolve_artifact_ref("watercolor", zlt_home).name == ids[1]
+    assert resolve_artifact_ref("watercolor@v0", zlt_home).name == ids[0]
+    assert resolve_artifact_ref(ids[2], zlt_home).name == ids[2]
+    folder = resolve_artifact_ref(ids[2], zlt_home)
+    assert resolve_artifact_ref(str(folder), zlt_home) == folder
+    back = rollback(zlt_home, "watercolor")
+    assert (back["current"], back["previous"]) == (ids[0], ids[1])
+    assert resolve_artifact_ref("watercolor", zlt_home).name == ids[0]
+    with pytest.raises(BadInputError, match="oldest version"):
+        rollback(zlt_home, "watercolor")
+    assert [(h["action"], h["artifact_id"]) for h in history(zlt_home, "watercolor")] == [
+        ("promote", ids[1]), ("rollback", ids[0])]
+    assert all(Path(resolve_artifact_ref(i, zlt_home)).is_dir() for i in ids)  # nothing deleted
+    with pytest.raises(NotFoundError):
+        resolve_artifact_ref("watercolor@v9", zlt_home)
+    with pytest.raises(NotFoundError):
+        resolve_artifact_ref("nope", zlt_home)
+
+
+def test_rollback_of_a_never_promoted_style_steps_back_from_the_newest(tmp_path, zlt_home):
+    ids = [collect_artifact(_job(tmp_path, n), home=zlt_home).id for n in range(2)]
+    assert rollback(zlt_home, "watercolor")["current"] == ids[0]
+
+
+def test_rm_refuses_the_current_version_unless_forced(tmp_path, zlt_home):
+    ids = [collect_artifact(_job(tmp_path, n), home=zlt_home).id for n in range(2)]
+    promote(zlt_home, ids[1])
+    with pytest.raises(BadInputError, match="current version") as exc:
+        remove_artifact(zlt_home, ids[1])
+    assert "--force" in exc.value.hint
+    remove_artifact(zlt_home, ids[0])  # not current: fine
+    remove_artifact(zlt_home, ids[1], force=True)
+    assert current_id(zlt_home, "watercolor") is None
+    assert [h["artifact_id"] for h in history(zlt_home, "watercolor")] == [ids[1]]  # history kept
+
+
+def test_reindex_after_a_crash_between_rename_and_index_row(tmp_path, zlt_home):
+    rec = collect_artifact(_job(tmp_path, 0), home=zlt_home)
+    with sqlite3.connect(zlt_home / "zlt.db") as db:  # the index row never made it
+        db.execute("DELETE FROM artifacts WHERE id = ?", (rec.id,))
+    staging = rec.path.parent / ".staging-otherhost-1-abcd"
+    staging.mkdir()
+    report = reindex(zlt_home)
+    assert [i["id"] for i in report["indexed"]] == [rec.id]
+    assert report["incomplete"] == [str(staging)]
+    art = get_artifact(zlt_home, rec.id)
+    assert art["files"] and art["version"] == 0
+    from zlt.artifacts import verify_artifact
+
+    assert verify_artifact(zlt_home, rec.id).ok
+    assert reindex(zlt_home)["indexed"] == []  # idempotent
+    assert staging.is_dir()  # reported, not removed
+
+
+def test_lineage_records_parent_spec_diff_and_dataset_changes(tmp_path, zlt_home):
+    parent_job = _job(tmp_path, 0)
+    _manifest(parent_job, {"aa": "a.png", "bb": "b.png"})
+    parent = collect_artifact(parent_job, home=zlt_home)
+    child_job = _job(tmp_path, 1, spec={"training": {"max_steps": 3000}})
+    _manifest(child_job, {"aa": "a_renamed.png", "cc": "c.png"})
+    from zlt.spec import load_spec
+
+    parent_spec = load_spec(parent_job / "spec.yaml").spec.model_dump(mode="json")
+    (child_job / RETRAIN_FILE).write_text(json.dumps({"parent_id": parent.id, "parent_spec": parent_spec,
+                                                       "mode": "warm", "base_step": 1000}))
+    child = collect_artifact(child_job, home=zlt_home)
+    art = get_artifact(zlt_home, child.id)
+    assert art["parent_id"] == parent.id and art["version"] == 1
+    lin = art["lineage"]
+    assert lin["spec_diff"]["training.max_steps"]["to"] == 3000
+    changes = lin["dataset_changes"]
+    assert changes["added"] == [{"sha256": "cc", "file": "c.png"}]
+    assert changes["removed"] == [{"sha256": "bb", "file": "b.png"}]
+    assert changes["kept"] == 1  # renamed, same bytes: not a change
+
+
+def test_spec_diff_and_image_changes_are_pure():
+    assert spec_diff({"a": {"b": 1, "c": 2}}, {"a": {"b": 1, "c": 3}, "d": 4}) == {
+        "a.c": {"from": 2, "to": 3}, "d": {"from": None, "to": 4}}
+    assert image_changes(None, {"x": "x.png"}) is None

@@ -1,0 +1,121 @@
+"""Where a version comes from: its parent artifact, the spec diff against the parent, the dataset hash, and which
+images were added or removed (by the sha256 of the source file, so a renamed image is not a change).
+
+`zlt retrain` writes `retrain.json` into the new job's folder; collection reads it back here and the index row
+keeps the result (`artifacts.parent_id`, `artifacts.lineage_json`). Every artifact records its image set, so
+the next version can be compared with it even after the prepared dataset cache is gone.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from zlt.errors import ZltError
+
+if TYPE_CHECKING:
+    from zlt.artifacts.jobdir import JobFiles
+
+RETRAIN_FILE = "retrain.json"
+
+
+def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} -> {"a.b": 1}; lists stay values."""
+    if not isinstance(data, dict):
+        return {prefix: data}
+    out: dict[str, Any] = {}
+    for k, v in data.items():
+        key = f"{prefix}.{k}" if prefix else str(k)
+        if isinstance(v, dict) and v:
+            out.update(flatten(v, key))
+        else:
+            out[key] = v
+    return out
+
+
+def spec_diff(old: dict[str, Any] | None, new: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """field path -> {"from", "to"} for every value that differs (missing on one side: None)."""
+    a, b = flatten(old or {}), flatten(new or {})
+    return {k: {"from": a.get(k), "to": b.get(k)} for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
+
+
+def manifest_images(manifest_path: str | Path | None) -> dict[str, str] | None:
+    """source sha256 -> source file (relative to the dataset folder) of a prepared dataset's manifest; mirrored
+    copies are left out. None when the manifest cannot be read."""
+    if not manifest_path:
+        return None
+    try:
+        doc = json.loads(Path(manifest_path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    images: dict[str, str] = {}
+    for entry in doc.get("images", []) if isinstance(doc, dict) else []:
+        if isinstance(entry, dict) and not entry.get("flipped") and isinstance(entry.get("source_sha256"), str):
+            images.setdefault(entry["source_sha256"], str(entry.get("source") or entry.get("file") or ""))
+    return images
+
+
+def image_changes(old: dict[str, str] | None, new: dict[str, str] | None) -> dict[str, Any] | None:
+    """Added and removed images by content hash; None when either side is unknown."""
+    if old is None or new is None:
+        return None
+    added = sorted(({"sha256": h, "file": new[h]} for h in set(new) - set(old)), key=lambda d: d["file"])
+    removed = sorted(({"sha256": h, "file": old[h]} for h in set(old) - set(new)), key=lambda d: d["file"])
+    return {"added": added, "removed": removed, "kept": len(set(old) & set(new))}
+
+
+def read_retrain(job_dir: Path) -> dict[str, Any] | None:
+    try:
+        doc = json.loads((Path(job_dir) / RETRAIN_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def _images_of(home: Path, row: dict[str, Any]) -> dict[str, str] | None:
+    """An indexed artifact's image set: recorded in its lineage, else read from its job's manifest if still there."""
+    images = (row.get("lineage") or {}).get("images")
+    if isinstance(images, dict):
+        return images
+    job_dir = job_dir_of(home, row.get("job_id"))
+    try:
+        doc = json.loads((job_dir / "dataset.json").read_text(encoding="utf-8")) if job_dir else None
+    except (OSError, ValueError):
+        doc = None
+    return manifest_images(doc.get("manifest")) if isinstance(doc, dict) else None
+
+
+def job_dir_of(home: Path, job_id: str | None) -> Path | None:
+    if not job_id:
+        return None
+    from contextlib import closing
+
+    from zlt.jobs.db import connect
+
+    with closing(connect(Path(home))) as db:
+        r = db.execute("SELECT job_dir FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    return Path(r[0]) if r else None
+
+
+def job_lineage(job: JobFiles, home: Path) -> dict[str, Any]:
+    """`parent_id` and `lineage` for the index row of the artifact collected from `job`."""
+    from zlt.artifacts import store
+
+    images = manifest_images(job.dataset.get("manifest"))
+    lineage: dict[str, Any] = {"dataset_sha256": job.dataset.get("dataset_sha256"), "images": images}
+    retrain = read_retrain(job.job_dir)
+    if not retrain or not retrain.get("parent_id"):
+        return {"parent_id": None, "lineage": lineage}
+    parent_id = str(retrain["parent_id"])
+    lineage.update({
+        "parent_id": parent_id, "mode": retrain.get("mode"), "base_step": retrain.get("base_step"),
+        "parent_dataset_sha256": retrain.get("parent_dataset_sha256"),
+        "spec_diff": spec_diff(retrain.get("parent_spec"), job.spec.model_dump(mode="json")),
+    })
+    try:
+        parent = store.resolve(Path(home), parent_id)
+    except ZltError:
+        parent = None  # removed since: the recorded id still names it
+    lineage["dataset_changes"] = image_changes(_images_of(home, parent) if parent else None, images)
+    return {"parent_id": parent_id, "lineage": lineage}

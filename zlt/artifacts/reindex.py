@@ -1,0 +1,110 @@
+"""Rebuild the artifact index from the registry folders.
+
+Collection publishes a folder with one rename and writes its index row right after; a crash between the two
+leaves a complete folder the index does not name. `reindex` (and the worker when it starts) indexes such a
+folder from its own training_meta.json (the hashes recorded when it was built, not re-hashed, so a folder
+changed since still fails `verify`); a hidden `.staging-*` folder is an unfinished collection and is only
+reported. Rows whose folder is gone are reported, never dropped: nothing is deleted here.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from zlt.artifacts import store
+from zlt.artifacts.backends import STAGING_PREFIX, TRASH_PREFIX
+from zlt.artifacts.collect import LORA_FILE, META_FILE
+from zlt.artifacts.jobdir import to_timestamp
+from zlt.fsutil import sha256_file
+from zlt.paths import default_registry_dir
+
+
+def registry_roots(home: Path, extra: list[Path] | None = None) -> list[Path]:
+    """The default registry, every registry an indexed artifact lives in, and `extra`."""
+    roots = [default_registry_dir(home)]
+    for row in store.fetch_all(home):
+        roots.append(Path(row["meta"].get("registry") or Path(row["path"]).parent))
+    roots += [Path(p).expanduser() for p in extra or []]
+    out: list[Path] = []
+    for r in roots:
+        r = r.resolve()
+        if r not in out:
+            out.append(r)
+    return out
+
+
+def _row_from_folder(home: Path, folder: Path, meta: dict[str, Any]) -> dict[str, Any]:
+    files = dict(meta.get("files") or {})
+    files[META_FILE] = {"sha256": sha256_file(folder / META_FILE), "size": (folder / META_FILE).stat().st_size}
+    summary = meta.get("curve_summary") or {}
+    training = meta.get("training") or {}
+    dataset = meta.get("dataset") or {}
+    backend = meta.get("backend") or {}
+    index_meta = {
+        "files": dict(sorted(files.items())), "key_format": meta.get("key_format"), "registry": str(folder.parent),
+        "registry_type": "local", "final_step": training.get("final_step"), "final_loss": summary.get("final_loss"),
+        "checkpoint_steps": [c.get("step") for c in meta.get("checkpoints") or []], "status": meta.get("status"),
+        "warnings": list(meta.get("warnings") or []) + ["indexed by reindex (the folder had no index row)"],
+    }
+    row = {
+        "id": folder.name, "job_id": meta.get("job_id"), "name": meta.get("name") or folder.name, "path": str(folder),
+        "created_at": to_timestamp(meta.get("created_at")) or (folder / META_FILE).stat().st_mtime,
+        "backend": backend.get("name") if isinstance(backend, dict) else backend,
+        "spec_sha256": meta.get("spec_sha256"), "dataset_sha256": dataset.get("dataset_sha256"), "meta": index_meta,
+    }
+    row.update(_lineage(home, meta.get("job_id")))
+    return row
+
+
+def _lineage(home: Path, job_id: str | None) -> dict[str, Any]:
+    """The lineage collection would have recorded, when the job's folder is still there."""
+    from zlt.artifacts.lineage import job_dir_of, job_lineage
+
+    job_dir = job_dir_of(home, job_id)
+    if job_dir is None or not job_dir.is_dir():
+        return {}
+    try:
+        from zlt.artifacts.jobdir import read_job_dir
+
+        return job_lineage(read_job_dir(job_dir), home)
+    except Exception:  # noqa: BLE001 - lineage is a bonus; the folder gets indexed regardless
+        return {}
+
+
+def reindex(home: Path, registries: list[Path] | None = None) -> dict[str, Any]:
+    """Index every complete, unindexed artifact folder; report staging folders and rows whose folder is gone."""
+    home = Path(home)
+    indexed = {row["id"]: row for row in store.fetch_all(home)}
+    paths = {Path(r["path"]).resolve() for r in indexed.values()}
+    report: dict[str, Any] = {"indexed": [], "incomplete": [], "missing": [], "skipped": [], "registries": []}
+    for root in registry_roots(home, registries):
+        if not root.is_dir():
+            continue
+        report["registries"].append(str(root))
+        for entry in sorted(root.iterdir()):
+            if not entry.is_dir() or entry.is_symlink():
+                continue
+            if entry.name.startswith(STAGING_PREFIX):
+                report["incomplete"].append(str(entry))
+                continue
+            if entry.name.startswith((".", TRASH_PREFIX)) or entry.resolve() in paths:
+                continue
+            try:
+                meta = json.loads((entry / META_FILE).read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                meta = None
+            if not isinstance(meta, dict) or not (entry / LORA_FILE).is_file():
+                report["skipped"].append({"path": str(entry), "why": f"no readable {META_FILE} and {LORA_FILE}"})
+                continue
+            if entry.name in indexed:
+                report["skipped"].append({"path": str(entry), "why": f"id '{entry.name}' is indexed at another path"})
+                continue
+            try:
+                version = store.insert(home, _row_from_folder(home, entry.resolve(), meta))
+            except FileExistsError:
+                continue  # indexed meanwhile by a collector
+            report["indexed"].append({"id": entry.name, "path": str(entry.resolve()), "version": version})
+    report["missing"] = [r["id"] for r in indexed.values() if not Path(r["path"]).is_dir()]
+    return report

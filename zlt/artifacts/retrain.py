@@ -1,0 +1,148 @@
+"""`zlt retrain ARTIFACT`: a new job whose LoRA starts from a finished artifact and becomes its style's next version.
+
+Steps:
+- `--more-steps N` (default: as many steps as the parent trained) continues training. With the dataset and every
+  setting unchanged and the parent's trainer state still in its job folder, the job *resumes* the parent's run
+  (weights, optimizer, LR schedule, RNG): `max_steps` becomes parent steps + N and the trainer picks up at the
+  parent's last step, so the schedule is the one of the total (constant: the same LR; cosine: the curve of the
+  total from the parent's step on). Otherwise it is a warm start: N new steps from the parent's weights with a
+  fresh optimizer and a fresh schedule (warmup included).
+- `--steps N` is always a warm start of N steps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from zlt.artifacts import store
+from zlt.artifacts.lineage import job_dir_of, spec_diff
+from zlt.artifacts.versions import resolve_row
+from zlt.artifacts.warmstart import init_file, resume_sources, write_init_lora, write_retrain_file
+from zlt.errors import BadInputError, NotFoundError
+
+# Settings a resume may differ in: the step count, and what does not change the optimisation.
+RESUME_NEUTRAL = ("training.max_steps", "job.", "output.", "training.sample.")
+
+
+@dataclass
+class RetrainPlan:
+    parent: dict[str, Any]
+    spec: Any  # LoadedSpec
+    mode: str  # resume | warm
+    base_step: int
+    why_warm: str | None = None
+    copy: dict[str, str] = field(default_factory=dict)
+    parent_spec: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        tr = self.spec.spec.training
+        return {"parent_id": self.parent["id"], "style": self.parent["name"], "mode": self.mode,
+                "base_step": self.base_step, "max_steps": tr.max_steps, "backend": tr.backend,
+                "why_warm": self.why_warm}
+
+
+def _listing_sha(home: Path, job_id: str | None) -> str | None:
+    import json
+    from contextlib import closing
+
+    from zlt.jobs.db import connect
+
+    if not job_id:
+        return None
+    with closing(connect(Path(home))) as db:
+        r = db.execute("SELECT snapshot_json FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    try:
+        return (json.loads(r[0]).get("dataset") or {}).get("listing_sha256") if r else None
+    except ValueError:
+        return None
+
+
+def plan_retrain(home: Path, ref: str, *, steps: int | None = None, more_steps: int | None = None,
+                 dataset: str | None = None, sets: list[str] | None = None, backend: str | None = None) -> RetrainPlan:
+    """Everything `submit_retrain` will do, decided without writing anything."""
+    from zlt.jobs.snapshot import dataset_listing
+    from zlt.spec import load_spec
+
+    home = Path(home)
+    if steps is not None and more_steps is not None:
+        raise BadInputError("--steps and --more-steps: give one", hint="--more-steps continues, --steps starts fresh")
+    for flag, n in (("--steps", steps), ("--more-steps", more_steps)):
+        if n is not None and n < 1:
+            raise BadInputError(f"{flag} {n}: must be at least 1")
+    parent = resolve_row(home, ref)
+    folder = Path(parent["path"])
+    if not (folder / "spec.yaml").is_file() or not (folder / "lora.safetensors").is_file():
+        raise NotFoundError(f"artifact '{parent['id']}' has no spec.yaml or lora.safetensors in {folder}",
+                            hint="only artifacts saved with output.save.config and lora_weights can be retrained")
+    parent_loaded = load_spec(folder / "spec.yaml")
+    parent_spec = parent_loaded.spec.model_dump(mode="json")
+    base_step = parent["meta"].get("final_step") or parent_loaded.spec.training.max_steps
+    extra = list(sets or [])
+    if dataset is not None:
+        extra.append(f"dataset.path={Path(dataset).expanduser().resolve()}")
+    if backend is not None:
+        extra.append(f"training.backend={backend}")
+    probe = load_spec(folder / "spec.yaml", sets=extra)
+    changed = [k for k in spec_diff(parent_spec, probe.spec.model_dump(mode="json"))
+               if not k.startswith(RESUME_NEUTRAL)]
+    why_warm = None
+    copy: dict[str, str] = {}
+    if steps is not None:
+        why_warm = "--steps starts a new run from the weights"
+    elif changed:
+        why_warm = "settings changed: " + ", ".join(changed[:6])
+    elif probe.spec.training.backend != parent["backend"]:
+        why_warm = f"backend changed ({parent['backend']} -> {probe.spec.training.backend})"
+    else:
+        listing = dataset_listing(Path(probe.spec.dataset.path)).get("listing_sha256")
+        old = _listing_sha(home, parent["job_id"])
+        job_dir = job_dir_of(home, parent["job_id"])
+        src = resume_sources(job_dir, parent["backend"], parent["name"], base_step) if job_dir else None
+        if old is None or listing != old:
+            why_warm = "the dataset folder changed since the parent was trained"
+        elif src is None:
+            why_warm = "the parent's trainer state is no longer in its job folder"
+        else:
+            copy = src["copy"]
+    mode = "warm" if why_warm else "resume"
+    n = steps if steps is not None else more_steps if more_steps is not None else parent_loaded.spec.training.max_steps
+    total = base_step + n if mode == "resume" else n
+    loaded = load_spec(folder / "spec.yaml", sets=[*extra, f"training.max_steps={total}"])
+    lora, plora = loaded.spec.model.lora, parent_loaded.spec.model.lora
+    if mode == "warm" and lora.rank != plora.rank:
+        raise BadInputError(f"model.lora.rank: {lora.rank} differs from the parent's {plora.rank}",
+                            hint="a LoRA can only start from weights of the same rank")
+    return RetrainPlan(parent=parent, spec=loaded, mode=mode, base_step=base_step, why_warm=why_warm, copy=copy,
+                       parent_spec=parent_spec)
+
+
+def submit_retrain(home: Path, ref: str, *, steps: int | None = None, more_steps: int | None = None,
+                   dataset: str | None = None, sets: list[str] | None = None, backend: str | None = None,
+                   profile: str = "auto", priority: int | None = None, skip_preflight: bool = False,
+                   start_worker: bool = True, options: dict | None = None) -> dict[str, Any]:
+    """Queue the retrain job; returns its status plus a `retrain` block (parent, mode, steps)."""
+    from zlt.jobs.api import submit_job
+
+    home = Path(home)
+    plan = plan_retrain(home, ref, steps=steps, more_steps=more_steps, dataset=dataset, sets=sets, backend=backend)
+    parent = plan.parent
+
+    def prepare(job_dir: Path, loaded: Any) -> None:
+        spec = loaded.spec
+        if plan.mode == "warm":
+            write_init_lora(Path(parent["path"]) / "lora.safetensors", init_file(job_dir, spec.training.backend),
+                            backend=spec.training.backend, rank=spec.model.lora.rank, alpha=spec.model.lora.alpha)
+        write_retrain_file(job_dir, {
+            "parent_id": parent["id"], "parent_spec": plan.parent_spec, "mode": plan.mode, "base_step": plan.base_step,
+            "parent_dataset_sha256": parent.get("dataset_sha256"), "copy": plan.copy, "why_warm": plan.why_warm,
+        })
+
+    status = submit_job(home, plan.spec, priority=priority, profile=profile, skip_preflight=skip_preflight,
+                        start_worker=start_worker, options=options, prepare_dir=prepare)
+    return {**status, "retrain": plan.summary()}
+
+
+def next_version_hint(home: Path, style: str) -> int:
+    return store.peek_next_version(Path(home), style)
