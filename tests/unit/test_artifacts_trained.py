@@ -60,7 +60,8 @@ def test_ai_toolkit_without_alpha_keys_trained_alpha_equal_to_rank(tmp_path):
 def test_builtin_precision_and_adapter_from_its_phase_lines(tmp_path):
     job = make_job_dir(tmp_path, fmt="diffusers")
     with open(job / "events.jsonl", "a") as fh:
-        for msg in ("merged training adapter a.safetensors into 240 layers", "steps 1..1000 on cuda (bf16-mixed)"):
+        for msg in ("merged training adapter a.safetensors into 240 layers (off while sampling)",
+                    "steps 1..1000 on cuda x2 (bf16-mixed); effective batch 8 = batch 1 x accumulation 4 x 2 device(s)"):
             fh.write(json.dumps({"seq": 999, "type": "phase", "phase": "loading_model", "message": msg}) + "\n")
     _files, t = _describe(job)
     assert t.precision == "bf16-mixed" and t.sources["precision"] == "trainer output"

@@ -26,8 +26,10 @@ from zlt.artifacts.jobdir import JobFiles
 _BLOCK = re.compile(r"^(?:layers|noise_refiner|context_refiner)\.\d+\.")
 _AITK_NETWORK = re.compile(r"create LoRA network\. base dim \(rank\): (\d+), alpha: ([\d.eE+-]+)")
 _MUSUBI_MERGED = "all weights merged: "
-_BUILTIN_TRAINING = re.compile(r" on \w+(?: x\d+)? \(([\w-]+)\)$")
-_BUILTIN_MERGED = re.compile(r"^merged training adapter (.+) into (\d+) layers$")
+# zlt/trainer/loop.py phase lines: "steps 1..60 on cpu (32-true); effective batch ...",
+# "merged training adapter a.safetensors into 240 layers (off while sampling)"
+_BUILTIN_TRAINING = re.compile(r"^steps \d+\.\.\d+ on [^(]+\(([\w-]+)\)")
+_BUILTIN_MERGED = re.compile(r"^merged training adapter (.+?) into (\d+) layers")
 LOG_SCAN_BYTES = 64 * 1024 * 1024  # the lines looked for come before training; a huge log is not read to its end
 
 
@@ -166,7 +168,7 @@ def _reported(job: JobFiles, header: dict[str, str]) -> dict[str, Any]:
             m = _BUILTIN_MERGED.match(msg)
             if m:
                 out["adapter"], out["adapter_merged"] = m.group(1), True
-            m = _BUILTIN_TRAINING.search(msg) if msg.startswith("steps ") else None
+            m = _BUILTIN_TRAINING.match(msg)
             if m:
                 out["precision"] = m.group(1)
     return out
