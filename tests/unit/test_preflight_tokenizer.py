@@ -36,7 +36,8 @@ def test_upstream_repo_id():
 def test_installed_hub_cli_is_named():
     import huggingface_hub
 
-    assert hf_cli() == ("hf" if int(huggingface_hub.__version__.split(".")[0]) >= 1 else "huggingface-cli")
+    major, minor = (int(x) for x in huggingface_hub.__version__.split(".")[:2])
+    assert hf_cli() == ("hf" if (major, minor) >= (0, 34) else "huggingface-cli")
     assert tokenizer_download_command() == f"{hf_cli()} download Tongyi-MAI/Z-Image --include 'tokenizer/*'"
 
 

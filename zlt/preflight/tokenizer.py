@@ -8,9 +8,7 @@ Hugging Face cache (or downloadable at run time). Nothing here touches the netwo
 
 from __future__ import annotations
 
-from importlib import metadata
-
-from zlt.preflight.models import ModelFileCheck, _snapshots, hf_cache_dir, hub_offline
+from zlt.preflight.models import ModelFileCheck, _snapshots, hf_cache_dir, hub_cli, hub_offline
 
 MUSUBI_TOKENIZER_REPO = "Tongyi-MAI/Z-Image"  # zimage_utils.ZIMAGE_ID
 MUSUBI_TOKENIZER_SUBFOLDER = "tokenizer"
@@ -20,12 +18,8 @@ _EITHER = (("tokenizer.json",), ("vocab.json", "merges.txt"))
 
 
 def hf_cli() -> str:
-    """The hub command the installed huggingface_hub ships: `hf` since 1.0, `huggingface-cli` before."""
-    try:
-        major = int(metadata.version("huggingface_hub").split(".")[0])
-    except (metadata.PackageNotFoundError, ValueError):
-        return "hf"
-    return "hf" if major >= 1 else "huggingface-cli"
+    """The hub command the installed huggingface_hub ships (one rule: zlt.preflight.models.hub_cli)."""
+    return hub_cli()
 
 
 def tokenizer_download_command() -> str:
