@@ -16,7 +16,7 @@ pytest.importorskip("mcp")
 pytestmark = [pytest.mark.slow, pytest.mark.serve]
 
 TOOLS = {"validate_spec", "render_config", "submit_lora_job", "get_job_status", "list_jobs", "cancel_job",
-         "list_artifacts", "generate", "style_transfer", "get_generation"}
+         "list_artifacts", "generate", "style_transfer", "get_generation", "evaluate", "get_eval_report"}
 
 
 def make_images(folder: Path) -> Path:
