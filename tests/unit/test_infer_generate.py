@@ -179,3 +179,14 @@ def test_control_without_a_controlnet_is_refused(art, tmp_path):
     with pytest.raises(EnvNotReadyError, match=r"^transfer\.controlnet: .*needs a Z-Image ControlNet"):
         transfer(TransferParams(loras=[{"artifact": art}], images=[str(src)], control="canny"),
                  cache=PipelineCache(loader=lambda *a: pytest.fail("must not load a model")))
+
+
+def test_latest_is_the_newest_artifact(tmp_path, zlt_home):
+    from zlt.infer import resolve_artifact
+
+    with pytest.raises(NotFoundError, match=r"^generate\.loras: no artifact yet"):
+        resolve_artifact("latest")
+    tiny_artifact(tmp_path / "a", zlt_home, job_id="20260801-120000-aaaaaa")
+    b = tiny_artifact(tmp_path / "b", zlt_home, job_id="20260801-120000-bbbbbb", seed_offset=1)
+    ref = resolve_artifact("latest")
+    assert ref.id == b and ref.trigger == "<zstyle>" and ref.base_name == "zlt/tiny-zimage"

@@ -215,6 +215,16 @@ def _outputs(result: GenerationResult, params: Any, loras: list[ResolvedLora], p
     }
 
 
+def _sheet_title(result: GenerationResult) -> str:
+    from zlt.spec.models import TINY_MODEL
+
+    first = result.params[0]
+    title = f"{first['artifact_id']} on {first['base_model']}"
+    if first["base_model"] == TINY_MODEL:
+        title += ": SMOKE TEST (tiny random model; not a style)"
+    return title
+
+
 def _check_writable(parent: Path, prefix: str) -> None:
     try:
         parent.mkdir(parents=True, exist_ok=True)
@@ -239,7 +249,7 @@ def _save(result: GenerationResult, parent: Path) -> None:
             (staging / entry["file"]).write_bytes(png_bytes(image, rec))
         if result.outputs["contact_sheet"]:
             captions = [f"seed {r['seed']} scale {r['scale']:g} {r['prompt']}" for r in result.params]
-            contact_sheet(result.images, captions).save(staging / SHEET_FILE, format="PNG")
+            contact_sheet(result.images, captions, title=_sheet_title(result)).save(staging / SHEET_FILE, format="PNG")
         result.outputs["id"] = result.id
         result.outputs["kind"] = result.kind
         atomic_write_json(staging / OUTPUTS_FILE, result.outputs)
