@@ -190,3 +190,33 @@ def test_latest_is_the_newest_artifact(tmp_path, zlt_home):
     b = tiny_artifact(tmp_path / "b", zlt_home, job_id="20260801-120000-bbbbbb", seed_offset=1)
     ref = resolve_artifact("latest")
     assert ref.id == b and ref.trigger == "<zstyle>" and ref.base_name == "zlt/tiny-zimage"
+
+
+@pytest.mark.parametrize("vram, float8, offload, profile", [
+    (12, True, True, "12gb"), (16, True, True, "16gb"), (24, True, False, "24gb"), (32, False, False, "32gb"),
+    (80, False, False, "80gb"),
+])
+def test_gpu_plan_follows_the_training_profiles(vram, float8, offload, profile):
+    from zlt.infer.pipeline import gpu_plan
+
+    plan = gpu_plan(vram)
+    assert (plan.float8, plan.offload, plan.profile, plan.dtype) == (float8, offload, profile, "bf16")
+
+
+def test_float8_storage_keeps_the_image_close_and_loras_working(art, cache):
+    from zlt.infer import resolve_loras
+    from zlt.infer.params import LoraUse
+    from zlt.infer.pipeline import DevicePlan
+
+    base = {"name": "zlt/tiny-zimage"}
+    lora = resolve_loras([LoraUse(artifact=art, scale=1.0)])
+    out = []
+    for plan in (DevicePlan("cpu", "fp32", False), DevicePlan("cpu", "fp32", False, float8=True)):
+        entry = cache.entry(base, plan)
+        cache.activate(entry, lora)
+        out.append(_arr(entry.pipe(prompt="x", height=64, width=64, num_inference_steps=2, guidance_scale=0.0,
+                                   generator=torch.Generator().manual_seed(0)).images[0]))
+        weight = entry.pipe.transformer.layers[0].attention.to_q.base_layer.weight
+    assert weight.dtype == torch.float8_e4m3fn
+    diff = np.abs(out[0] - out[1]).mean()
+    assert 0 < diff < 8, diff  # float8 rounding shows, but it is the same image

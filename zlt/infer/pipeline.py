@@ -24,28 +24,63 @@ OFFLOAD_BELOW_GB = 24.0
 @dataclass(frozen=True)
 class DevicePlan:
     device: str  # cpu | cuda
-    dtype: str  # fp32 | bf16 | fp16
+    dtype: str  # fp32 | bf16 | fp16: the compute dtype
     offload: bool  # enable_model_cpu_offload (GPUs below 24 GB)
+    float8: bool = False  # transformer weights stored in float8, cast per layer to `dtype` for compute
+    profile: str | None = None  # the hardware profile the plan follows
 
     def to_dict(self) -> dict[str, Any]:
-        return {"device": self.device, "dtype": self.dtype, "offload": self.offload}
+        return {"device": self.device, "dtype": self.dtype, "offload": self.offload, "float8": self.float8,
+                "profile": self.profile}
+
+
+def gpu_plan(vram_gb: float, bf16: bool = True) -> DevicePlan:
+    """Pure: the plan for a CUDA GPU of `vram_gb`, from the same hardware profiles training uses: the transformer is
+    float8 where the profile quantises it for training (12-24 GB), and below 24 GB the pipeline is offloaded."""
+    from zlt.profiles import largest_profile_within
+
+    profile = largest_profile_within(vram_gb)
+    float8 = profile.ai_toolkit.quantize if profile is not None else True
+    return DevicePlan("cuda", "bf16" if bf16 else "fp16", vram_gb < OFFLOAD_BELOW_GB, float8,
+                      profile.name if profile is not None else None)
 
 
 def plan_device(base_model: dict[str, Any], vram_gb: float | None = None) -> DevicePlan:
-    """Where and in which dtype the pipeline runs: the tiny model on the CPU in fp32; a real model on CUDA in bf16
-    (fp16 without bf16), offloaded below 24 GB; on a machine without CUDA, the CPU in fp32 (slow but real)."""
+    """Where and how the pipeline runs: the tiny model on the CPU in fp32; a real model on CUDA per `gpu_plan`;
+    on a machine without CUDA, the CPU in fp32 (slow but real)."""
     from zlt.spec.models import TINY_MODEL
 
     if base_model.get("name") == TINY_MODEL:
-        return DevicePlan("cpu", "fp32", False)
+        return DevicePlan("cpu", "fp32", False, profile="cpu")
     import torch
 
     if not torch.cuda.is_available():
-        return DevicePlan("cpu", "fp32", False)
-    dtype = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return DevicePlan("cpu", "fp32", False, profile="cpu")
     if vram_gb is None:
         vram_gb = torch.cuda.get_device_properties(0).total_memory / 2**30
-    return DevicePlan("cuda", dtype, vram_gb < OFFLOAD_BELOW_GB)
+    return gpu_plan(vram_gb, torch.cuda.is_bf16_supported())
+
+
+def _torch_dtype(name: str):
+    import torch
+
+    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
+
+
+def apply_float8(pipe, plan: DevicePlan) -> None:
+    """Store the transformer's weights in float8 (diffusers layerwise casting; norms and embeddings stay as they are)."""
+    import torch
+
+    pipe.transformer.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=_torch_dtype(plan.dtype))
+
+
+def upcast_lora(pipe, plan: DevicePlan) -> None:
+    """peft creates LoRA layers in the base layer's dtype; in float8 they could not compute: keep them in `dtype`."""
+    import torch
+
+    for name, p in pipe.transformer.named_parameters():
+        if "lora_" in name and p.dtype == torch.float8_e4m3fn:
+            p.data = p.data.to(_torch_dtype(plan.dtype))
 
 
 def load_base_pipeline(base_model: dict[str, Any], plan: DevicePlan):
@@ -118,7 +153,7 @@ class PipelineCache:
         return len(self._entries)
 
     def entry(self, base_model: dict[str, Any], plan: DevicePlan) -> _Entry:
-        key = (str(base_model.get("name")), plan.device, plan.dtype, plan.offload)
+        key = (str(base_model.get("name")), plan.device, plan.dtype, plan.offload, plan.float8)
         with self._lock:
             if key in self._entries:
                 self._entries.move_to_end(key)
@@ -127,7 +162,10 @@ class PipelineCache:
                 _, old = self._entries.popitem(last=False)
                 self.stats.evictions += 1
                 _release(old)
-            entry = _Entry(pipe=self.loader(base_model, plan), plan=plan)
+            pipe = self.loader(base_model, plan)
+            if plan.float8:
+                apply_float8(pipe, plan)
+            entry = _Entry(pipe=pipe, plan=plan)
             self.stats.loads += 1
             self._entries[key] = entry
             return entry
@@ -159,6 +197,8 @@ class PipelineCache:
                     raise BadInputError(f"generate.loras: {lora.file} does not fit the base model "
                                         f"{lora.artifact.base_name}: {e}",
                                         hint="use a LoRA trained on this base model") from None
+                if entry.plan.float8:
+                    upcast_lora(pipe, entry.plan)
                 entry.adapters[name] = lora.file
                 self.stats.lora_loads += 1
             names.append(name)
@@ -197,10 +237,9 @@ class PipelineCache:
 
 def load_controlnet(ref: str, plan: DevicePlan):
     """A Z-Image ControlNet from a local folder or .safetensors file, or a hub id already cached; never downloads."""
-    import torch
     from diffusers import ZImageControlNetModel
 
-    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[plan.dtype]
+    dtype = _torch_dtype(plan.dtype)
     path = Path(ref).expanduser()
     try:
         if path.is_file():
