@@ -199,8 +199,9 @@ def test_latest_is_the_newest_artifact(tmp_path, zlt_home):
 def test_gpu_plan_follows_the_training_profiles(vram, float8, offload, profile):
     from zlt.infer.pipeline import gpu_plan
 
-    plan = gpu_plan(vram)
+    plan = gpu_plan(vram, index=1)
     assert (plan.float8, plan.offload, plan.profile, plan.dtype) == (float8, offload, profile, "bf16")
+    assert plan.device == "cuda:1"
 
 
 def test_float8_storage_keeps_the_image_close_and_loras_working(art, cache):

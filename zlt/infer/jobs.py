@@ -109,7 +109,8 @@ def _copy_inputs(params: TransferParams, folder: Path) -> TransferParams:
 
 
 def run_generation_job(store: Any, job_id: str, token: str, *, cache: PipelineCache,
-                       stop: threading.Event | None = None, heartbeat_s: float = 5.0, poll_s: float = 1.0) -> str:
+                       stop: threading.Event | None = None, heartbeat_s: float = 5.0, poll_s: float = 1.0,
+                       gpus: list[int] | None = None) -> str:
     """Run a claimed generation job to its end and record it. Returns the job's final state."""
     from zlt.infer.run import generate, transfer
     from zlt.jobs.runjob import CANCEL, LeaseKeeper, StopControl
@@ -133,7 +134,8 @@ def run_generation_job(store: Any, job_id: str, token: str, *, cache: PipelineCa
         params = parse_request(kind, snap.get("request") or {})
         store.transition(job_id, JobStatus.RUNNING, token=token, message=f"{kind}: loading the pipeline")
         fn: Callable[..., Any] = generate if kind == "generate" else transfer
-        result = fn(params, store.home, cache=cache, generation_id=job_id, progress=progress)
+        result = fn(params, store.home, cache=cache, generation_id=job_id, progress=progress,
+                    gpu=gpus[0] if gpus else None)
         (Path(row["job_dir"]) / "result.json").write_text(json.dumps(
             {"job_id": job_id, "status": "succeeded", "kind": kind, "folder": str(result.folder),
              "images": [e["file"] for e in result.outputs["images"]]}, indent=2), encoding="utf-8")
@@ -211,7 +213,7 @@ def with_generation_jobs(home: Path, fallback: Callable[[Any], Any], cache: Pipe
         def target(stop: threading.Event) -> None:
             own = open_store(Path(home))  # its own connection: the worker's is used by the worker's loop
             try:
-                run_generation_job(own, claim.job_id, claim.token, cache=cache, stop=stop)
+                run_generation_job(own, claim.job_id, claim.token, cache=cache, stop=stop, gpus=claim.gpus)
             finally:
                 own.close()
 

@@ -23,7 +23,7 @@ OFFLOAD_BELOW_GB = 24.0
 
 @dataclass(frozen=True)
 class DevicePlan:
-    device: str  # cpu | cuda
+    device: str  # cpu | cuda:N
     dtype: str  # fp32 | bf16 | fp16: the compute dtype
     offload: bool  # enable_model_cpu_offload (GPUs below 24 GB)
     float8: bool = False  # transformer weights stored in float8, cast per layer to `dtype` for compute
@@ -34,20 +34,20 @@ class DevicePlan:
                 "profile": self.profile}
 
 
-def gpu_plan(vram_gb: float, bf16: bool = True) -> DevicePlan:
+def gpu_plan(vram_gb: float, bf16: bool = True, index: int = 0) -> DevicePlan:
     """Pure: the plan for a CUDA GPU of `vram_gb`, from the same hardware profiles training uses: the transformer is
     float8 where the profile quantises it for training (12-24 GB), and below 24 GB the pipeline is offloaded."""
     from zlt.profiles import largest_profile_within
 
     profile = largest_profile_within(vram_gb)
     float8 = profile.ai_toolkit.quantize if profile is not None else True
-    return DevicePlan("cuda", "bf16" if bf16 else "fp16", vram_gb < OFFLOAD_BELOW_GB, float8,
+    return DevicePlan(f"cuda:{index}", "bf16" if bf16 else "fp16", vram_gb < OFFLOAD_BELOW_GB, float8,
                       profile.name if profile is not None else None)
 
 
-def plan_device(base_model: dict[str, Any], vram_gb: float | None = None) -> DevicePlan:
+def plan_device(base_model: dict[str, Any], vram_gb: float | None = None, gpu: int | None = None) -> DevicePlan:
     """Where and how the pipeline runs: the tiny model on the CPU in fp32; a real model on CUDA per `gpu_plan`;
-    on a machine without CUDA, the CPU in fp32 (slow but real)."""
+    on a machine without CUDA, the CPU in fp32 (slow but real). `gpu`: the CUDA device index (a worker's slot)."""
     from zlt.spec.models import TINY_MODEL
 
     if base_model.get("name") == TINY_MODEL:
@@ -56,9 +56,10 @@ def plan_device(base_model: dict[str, Any], vram_gb: float | None = None) -> Dev
 
     if not torch.cuda.is_available():
         return DevicePlan("cpu", "fp32", False, profile="cpu")
+    index = gpu or 0
     if vram_gb is None:
-        vram_gb = torch.cuda.get_device_properties(0).total_memory / 2**30
-    return gpu_plan(vram_gb, torch.cuda.is_bf16_supported())
+        vram_gb = torch.cuda.get_device_properties(index).total_memory / 2**30
+    return gpu_plan(vram_gb, torch.cuda.is_bf16_supported(), index)
 
 
 def _torch_dtype(name: str):
@@ -104,7 +105,7 @@ def load_base_pipeline(base_model: dict[str, Any], plan: DevicePlan):
     except (OSError, ValueError) as e:
         raise _load_error(model, "pipeline", e) from e
     if plan.offload:
-        pipe.enable_model_cpu_offload()
+        pipe.enable_model_cpu_offload(gpu_id=int(plan.device.partition(":")[2] or 0))
     else:
         pipe.to(plan.device)
     pipe.set_progress_bar_config(disable=True)

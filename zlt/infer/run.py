@@ -70,18 +70,19 @@ def _common_params(loras: list[ResolvedLora], params: Any) -> dict[str, Any]:
     }
 
 
-def _prepare(params: Any, home: Path | None, cache: PipelineCache | None, prefix: str):
+def _prepare(params: Any, home: Path | None, cache: PipelineCache | None, prefix: str, gpu: int | None):
     loras = resolve_loras(params.loras, home, prefix=prefix)
     cache = cache if cache is not None else default_cache()
-    plan = plan_device(loras[0].artifact.base_model, params.vram_gb)
+    plan = plan_device(loras[0].artifact.base_model, params.vram_gb, gpu)
     entry = cache.entry(loras[0].artifact.base_model, plan)
     return loras, cache, entry
 
 
 def generate(params: GenerateParams, home: Path | None = None, *, cache: PipelineCache | None = None,
-             save: bool = True, generation_id: str | None = None, progress: Progress | None = None) -> GenerationResult:
+             save: bool = True, generation_id: str | None = None, progress: Progress | None = None,
+             gpu: int | None = None) -> GenerationResult:
     """Text to image with the LoRA(s); image i (prompt-major, then count) uses seed + i."""
-    loras, cache, entry = _prepare(params, home, cache, "generate")
+    loras, cache, entry = _prepare(params, home, cache, "generate", gpu)
     art = loras[0].artifact
     if save:
         _check_writable(art.generations_dir, "generate")
@@ -118,7 +119,7 @@ def load_inputs(params: TransferParams) -> list[Any]:
 
 def transfer(params: TransferParams, home: Path | None = None, *, cache: PipelineCache | None = None,
              save: bool = True, generation_id: str | None = None, progress: Progress | None = None,
-             inputs: list[Any] | None = None) -> GenerationResult:
+             inputs: list[Any] | None = None, gpu: int | None = None) -> GenerationResult:
     """Restyle each input image, keeping its size (snapped to 16, capped at max_side) and aspect.
 
     img2img (`strength`), or with `control` a ControlNet conditioned on an edge/depth map of the input. A strength
@@ -126,7 +127,7 @@ def transfer(params: TransferParams, home: Path | None = None, *, cache: Pipelin
     """
     inputs = inputs if inputs is not None else load_inputs(params)
     controls = _control_maps(params, inputs)
-    loras, cache, entry = _prepare(params, home, cache, "transfer")
+    loras, cache, entry = _prepare(params, home, cache, "transfer", gpu)
     art = loras[0].artifact
     if save:
         _check_writable(art.generations_dir, "transfer")
