@@ -67,6 +67,11 @@ def test_worker_reuses_the_loaded_pipeline_across_two_jobs(tmp_path, zlt_home):
     out1 = Path(s1["artifact_path"])
     assert s1["artifact_id"] == a and out1 == zlt_home / "artifacts" / "lora" / a / "generations" / j1["job_id"]
     assert (out1 / "contact_sheet.png").is_file() and (s1["step"], s1["total"]) == (2, 2)
+    from zlt.jobs import job_events
+
+    evs = job_events(zlt_home, j1["job_id"])
+    assert [e["type"] for e in evs] == ["phase", "progress", "progress", "sample", "sample", "finished"]
+    assert evs[-1]["status"] == "succeeded" and evs[-1]["artifact"] == str(out1)
     outputs = json.loads((Path(s2["artifact_path"]) / "outputs.json").read_text())
     assert outputs["kind"] == "transfer" and outputs["images"][0]["width"] == 80
 
@@ -106,3 +111,20 @@ def test_cancel_before_the_run_cancels(tmp_path, zlt_home):
     cache, loads = _counting_cache()
     _run_worker(zlt_home, cache)
     assert loads == []
+
+
+def test_a_job_whose_artifact_vanished_fails_with_the_field_named(tmp_path, zlt_home):
+    import shutil
+
+    from zlt.jobs import job_events
+
+    a = tiny_artifact(tmp_path / "a", zlt_home)
+    j = submit_generation(zlt_home, "generate", parse_request("generate", {
+        "loras": [{"artifact": a}], "prompts": ["x"], "width": 64, "height": 64, "steps": 2}), start_worker=False)
+    shutil.rmtree(zlt_home / "artifacts" / "lora" / a)
+    cache, loads = _counting_cache()
+    _run_worker(zlt_home, cache)
+    st = job_status(zlt_home, j["job_id"])
+    assert (st["state"], st["error_cause"]) == ("failed", "bad_config") and loads == []
+    assert st["error_message"].startswith("generate.loras: ") and "folder" in st["error_message"]
+    assert job_events(zlt_home, j["job_id"])[-1]["type"] == "finished"

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -116,6 +117,7 @@ def run_generation_job(store: Any, job_id: str, token: str, *, cache: PipelineCa
     from zlt.jobs.runjob import CANCEL, LeaseKeeper, StopControl
     from zlt.jobs.states import JobStatus
     from zlt.jobs.store import LeaseLost
+    from zlt.run.events import EventStream, Finished, Phase, Progress, Sample
 
     control = StopControl()
     row = store.get(job_id)
@@ -124,21 +126,31 @@ def run_generation_job(store: Any, job_id: str, token: str, *, cache: PipelineCa
     store.set_runner(job_id, token, os.getpid(), _create_time())
     keeper = LeaseKeeper(store, job_id, token, control, heartbeat_s=heartbeat_s, poll_s=poll_s)
     keeper.start()
+    events = EventStream(job_id, Path(row["job_dir"]) / "events.jsonl")  # what GET /v1/jobs/{id}/events streams
+    t0 = time.monotonic()
 
     def progress(done: int, total: int) -> None:
-        store.update_progress(job_id, token, phase="generating", progress={"step": done, "total": total})
+        elapsed = time.monotonic() - t0
+        ev = events.emit(Progress(step=done, total=total, elapsed_s=round(elapsed, 2),
+                                  it_s=round(done / elapsed, 3) if elapsed > 0 else None))
+        store.update_progress(job_id, token, phase="generating",
+                              progress={k: ev.get(k) for k in ("step", "total", "it_s", "elapsed_s")})
         if control.event.is_set() or (stop is not None and stop.is_set()):
             raise Cancelled
 
     try:
         params = parse_request(kind, snap.get("request") or {})
         store.transition(job_id, JobStatus.RUNNING, token=token, message=f"{kind}: loading the pipeline")
+        events.emit(Phase(phase="generating", message=f"{kind} with {params.loras[0].artifact}"))
         fn: Callable[..., Any] = generate if kind == "generate" else transfer
         result = fn(params, store.home, cache=cache, generation_id=job_id, progress=progress,
                     gpu=gpus[0] if gpus else None)
         (Path(row["job_dir"]) / "result.json").write_text(json.dumps(
             {"job_id": job_id, "status": "succeeded", "kind": kind, "folder": str(result.folder),
              "images": [e["file"] for e in result.outputs["images"]]}, indent=2), encoding="utf-8")
+        for entry in result.outputs["images"]:
+            events.emit(Sample(path=str(result.folder / entry["file"]), step=None))
+        events.emit(Finished(status="succeeded", exit_code=0, artifact=str(result.folder)))
         final = store.transition(job_id, JobStatus.SUCCEEDED, token=token, artifact_id=result.outputs["artifact_id"],
                                  artifact_path=str(result.folder),
                                  message=f"succeeded: {len(result.images)} image(s) in {result.folder}")
@@ -160,6 +172,10 @@ def run_generation_job(store: Any, job_id: str, token: str, *, cache: PipelineCa
                                  error_message=f"{type(e).__name__}: {e}", message="failed: unknown")
     finally:
         keeper.done.set()
+        end = store.get(job_id)
+        if end["state"] in ("failed", "cancelled") and end["lease_token"] is None:
+            events.emit(Finished(status=end["state"], cause=end["error_cause"], message=end["error_message"]))
+        events.close()
     return str(final["state"])
 
 
