@@ -53,6 +53,7 @@ def test_the_worker_runs_a_queued_evaluation_and_records_the_best_step(art, clip
     done = job_status(zlt_home, st["job_id"])
     assert done["state"] == "succeeded", done
     assert done["artifact_id"] == art and done["artifact_path"].endswith("/eval")
+    assert (done["step"], done["total"]) == (2, 2)
     report = json.loads((Path(done["artifact_path"]) / "report.json").read_text())
     assert [r["step"] for r in report["checkpoints"]] == [0, 1000] and report["best"]["step"] == 1000
 
@@ -96,3 +97,14 @@ def test_mcp_lists_evaluate_and_get_eval_report(art, clip, zlt_home, monkeypatch
     assert is_error and out["error"] == "not_found"
     out, is_error = call(tools["evaluate"], {"artifact_id": art, "clip": clip, "checkpoints": "last"})
     assert not is_error and out["kind"] == "evaluate" and out["state"] == "queued"
+
+
+def test_a_relative_clip_folder_is_queued_as_an_absolute_path(art, clip, zlt_home, monkeypatch):
+    from zlt.jobs.api import open_store
+
+    monkeypatch.chdir(Path(clip).parent)
+    st = submit_evaluation(zlt_home, art, EvalRequest(clip=Path(clip).name), start_worker=False)
+    assert st["evaluates"] == art
+    with open_store(zlt_home) as store:
+        snap = json.loads(store.get(st["job_id"])["snapshot_json"])
+    assert snap["request"]["clip"] == str(Path(clip).resolve())

@@ -165,7 +165,6 @@ def evaluate_artifact(
         rows.append(row)
         grid.append(images)
     pick = pick_best(rows, opts.rule)
-    say(f"best: {pick.reason}")
     report = _report(view, opts, settings, prompts, seeds, train_dir, len(train_emb), rows, pick, warnings,
                      load_s=load_s, total_s=time.perf_counter() - t_start)
     _write(home, view, report, rows, grid, prompts, seeds, opts)

@@ -37,6 +37,7 @@ class EvalRequest(BaseModel):
                              "downloaded (default: the spec's eval.models.clip).")
     scale: float | None = Field(None, ge=0.0, le=4.0, description="LoRA scale (default 1.0).")
     steps: int | None = Field(None, ge=1, le=200, description="Denoising steps (default: the spec's sampling steps).")
+    guidance: float | None = Field(None, ge=0.0, le=30.0, description="Guidance scale (default: the spec's).")
     size: int | None = Field(None, ge=16, le=2048, description="Square image side, a multiple of 16.")
 
 
@@ -84,6 +85,8 @@ def submit_evaluation(home: Path, artifact_id: str, request: EvalRequest | None 
     if not -100 <= priority <= 100:
         raise BadInputError(f"evaluate.priority: {priority} is out of range", hint="use -100..100 (higher runs first)")
     art_id = artifact_store.resolve(home, artifact_id)["id"]
+    if request.clip and Path(request.clip).expanduser().is_dir():  # the worker runs elsewhere: no relative paths
+        request = request.model_copy(update={"clip": str(Path(request.clip).expanduser().resolve())})
     opts = check_request(home, art_id, request)
     from zlt.eval.plan import open_artifact
 
@@ -108,7 +111,7 @@ def submit_evaluation(home: Path, artifact_id: str, request: EvalRequest | None 
         from zlt.jobs.spawn import ensure_worker
 
         ensure_worker(home)
-    return {**status, "kind": KIND}
+    return {**status, "kind": KIND, "evaluates": art_id}
 
 
 def run_evaluation_job(store: Any, job_id: str, token: str, *, stop: threading.Event | None = None,
@@ -141,6 +144,8 @@ def run_evaluation_job(store: Any, job_id: str, token: str, *, stop: threading.E
         opts = options_for(store.home, art_id, **request.model_dump())
         report = (evaluate or evaluate_artifact)(store.home, art_id, opts, rows_done=rows_done)
         best = report["best"]
+        n = len(report["checkpoints"])
+        store.update_progress(job_id, token, phase="evaluating", progress={"step": n, "total": n})
         atomic_write_json(Path(row["job_dir"]) / "result.json", {
             "job_id": job_id, "status": "succeeded", "kind": KIND, "artifact_id": art_id,
             "report": report["eval_dir"] + "/report.json", "best": best})
