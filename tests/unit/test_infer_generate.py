@@ -173,6 +173,12 @@ def test_unknown_artifact_and_missing_checkpoint_name_the_field(art, zlt_home):
     assert e.value.message.startswith("generate.checkpoint: ") and "250, 500, 750" in e.value.hint
 
 
+def test_the_same_lora_twice_is_refused(art):
+    with pytest.raises(BadInputError, match=r"^generate\.loras: the same LoRA file is listed twice"):
+        generate(GenerateParams(loras=[{"artifact": art}, {"artifact": art[:10], "scale": 0.3}], prompts=["x"], **SIZE),
+                 cache=PipelineCache(loader=lambda *a: pytest.fail("must not load a model")))
+
+
 def test_control_without_a_controlnet_is_refused(art, tmp_path):
     src = tmp_path / "in.png"
     Image.new("RGB", (64, 64)).save(src)

@@ -84,3 +84,30 @@ def test_control_refusals(tmp_path, zlt_home):
                  cache=PipelineCache(loader=_tiny_loader))
     assert not (zlt_home / "artifacts" / "lora" / art / "generations").exists() or not any(
         (zlt_home / "artifacts" / "lora" / art / "generations").iterdir())
+
+
+def test_the_cache_keeps_one_pipeline_per_device_and_never_drops_one_in_use():
+    import threading
+    import time
+
+    loaded: list[str] = []
+
+    def loader(base, plan):
+        loaded.append(f"{base['name']}@{plan.device}")
+        return object()
+
+    cache = PipelineCache(loader=loader)
+    gpu0, gpu1 = DevicePlan("cuda:0", "bf16", False), DevicePlan("cuda:1", "bf16", False)
+    cache.entry({"name": "m"}, gpu0)
+    cache.entry({"name": "m"}, gpu1)
+    assert cache.size == 2 and cache.stats.evictions == 0  # one per device: the two GPUs do not evict each other
+    order: list[str] = []
+    with cache.use({"name": "m"}, gpu0) as entry:
+        t = threading.Thread(target=lambda: (cache.entry({"name": "other"}, gpu0), order.append("replaced")))
+        t.start()
+        time.sleep(0.2)
+        order.append("run finished")
+        assert entry.pipe is not None
+    t.join(5)
+    assert order == ["run finished", "replaced"] and entry.pipe is None
+    assert loaded == ["m@cuda:0", "m@cuda:1", "other@cuda:0"] and cache.size == 2

@@ -71,7 +71,7 @@ def _finish(kind: str, request: dict[str, Any], home: Path | None, json_out: boo
     if result.outputs.get("contact_sheet"):
         sys.stderr.write(f"contact sheet: {result.folder / result.outputs['contact_sheet']}\n")
     sys.stderr.write(f"{len(result.images)} image(s) in {result.outputs['seconds']:.1f} s on "
-                     f"{result.outputs['device']['device']}\n")
+                     f"{result.outputs['device']['device']} (pipeline load {result.outputs['load_seconds']:.1f} s)\n")
 
 
 @command

@@ -11,7 +11,8 @@ from __future__ import annotations
 import threading
 import warnings
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -137,8 +138,12 @@ class CacheStats:
 
 
 class PipelineCache:
-    """At most `max_pipelines` base pipelines (least recently used dropped), each with up to `max_adapters` LoRAs
-    loaded. `loader(base_model, plan)` builds a pipeline (tests count its calls)."""
+    """Base pipelines kept loaded, at most `max_pipelines` per device (least recently used dropped first), each with
+    up to `max_adapters` LoRAs loaded. `loader(base_model, plan)` builds a pipeline (tests count its calls).
+
+    Thread-safe: `use()` hands out a pipeline under its own lock, and a pipeline in use is never dropped mid-run
+    (the eviction waits for it).
+    """
 
     def __init__(self, max_pipelines: int = 1, max_adapters: int = 4,
                  loader: Callable[[dict[str, Any], DevicePlan], Any] | None = None) -> None:
@@ -154,15 +159,16 @@ class PipelineCache:
         return len(self._entries)
 
     def entry(self, base_model: dict[str, Any], plan: DevicePlan) -> _Entry:
+        """The loaded pipeline for `base_model` under `plan`, loading it (and dropping the least recently used one
+        on the same device when the device is full). Callers that run it hold `entry.lock` (see `use`)."""
         key = (str(base_model.get("name")), plan.device, plan.dtype, plan.offload, plan.float8)
         with self._lock:
             if key in self._entries:
                 self._entries.move_to_end(key)
                 return self._entries[key]
-            while len(self._entries) >= self.max_pipelines:
-                _, old = self._entries.popitem(last=False)
-                self.stats.evictions += 1
-                _release(old)
+            same_device = [k for k in self._entries if k[1] == plan.device]
+            while len(same_device) >= self.max_pipelines:
+                self._drop(same_device.pop(0))
             pipe = self.loader(base_model, plan)
             if plan.float8:
                 apply_float8(pipe, plan)
@@ -171,13 +177,27 @@ class PipelineCache:
             self._entries[key] = entry
             return entry
 
+    @contextmanager
+    def use(self, base_model: dict[str, Any], plan: DevicePlan) -> Iterator[_Entry]:
+        """The entry, locked for the caller's run; retried if it was dropped between lookup and lock."""
+        while True:
+            entry = self.entry(base_model, plan)
+            with entry.lock:
+                if entry.pipe is not None:
+                    yield entry
+                    return
+
+    def _drop(self, key: tuple) -> None:
+        old = self._entries.pop(key)
+        self.stats.evictions += 1
+        with old.lock:  # a run in progress on it finishes first
+            _release(old)
+
     def clear(self) -> None:
         """Drop every loaded pipeline (before a training job takes the GPU)."""
         with self._lock:
-            while self._entries:
-                _, old = self._entries.popitem(last=False)
-                self.stats.evictions += 1
-                _release(old)
+            for key in list(self._entries):
+                self._drop(key)
 
     def activate(self, entry: _Entry, loras: list[Any]) -> list[str]:
         """Make exactly `loras` active at their scales (loading those not loaded yet); returns adapter names."""
@@ -203,11 +223,8 @@ class PipelineCache:
                 entry.adapters[name] = lora.file
                 self.stats.lora_loads += 1
             names.append(name)
-        if entry.adapters:
-            # Inactive adapters get weight 0 rather than being unloaded: switching back costs nothing.
-            all_names = list(entry.adapters)
-            weights = [next((x.scale for x, n in zip(loras, names, strict=True) if n == a), 0.0) for a in all_names]
-            pipe.set_adapters(all_names, adapter_weights=weights)
+        # Only these adapters run; the others stay loaded but inactive, so switching back costs no reload.
+        pipe.set_adapters(names, adapter_weights=[x.scale for x in loras])
         return names
 
     def _evict_adapters(self, entry: _Entry, keep: set[str]) -> None:

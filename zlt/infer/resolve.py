@@ -159,6 +159,10 @@ def resolve_loras(uses: list[Any], home: Path | None = None, *, prefix: str = "g
             raise BadInputError(f"{prefix}.loras: {path} does not match the sha256 recorded when it was collected",
                                 hint=f"run 'zlt artifacts verify {art.id}'")
         out.append(ResolvedLora(artifact=art, file=path, sha256=digest, scale=use.scale, checkpoint=use.checkpoint))
+    digests = [r.sha256 for r in out]
+    if len(set(digests)) != len(digests):
+        raise BadInputError(f"{prefix}.loras: the same LoRA file is listed twice",
+                            hint="list each LoRA once, with the scale you want")
     bases = {r.artifact.base_name for r in out}
     if len(bases) > 1:
         raise BadInputError(f"{prefix}.loras: the LoRAs were trained on different base models ({', '.join(sorted(bases))})",

@@ -74,15 +74,14 @@ def _prepare(params: Any, home: Path | None, cache: PipelineCache | None, prefix
     loras = resolve_loras(params.loras, home, prefix=prefix)
     cache = cache if cache is not None else default_cache()
     plan = plan_device(loras[0].artifact.base_model, params.vram_gb, gpu)
-    entry = cache.entry(loras[0].artifact.base_model, plan)
-    return loras, cache, entry
+    return loras, cache, plan
 
 
 def generate(params: GenerateParams, home: Path | None = None, *, cache: PipelineCache | None = None,
              save: bool = True, generation_id: str | None = None, progress: Progress | None = None,
              gpu: int | None = None) -> GenerationResult:
     """Text to image with the LoRA(s); image i (prompt-major, then count) uses seed + i."""
-    loras, cache, entry = _prepare(params, home, cache, "generate", gpu)
+    loras, cache, plan = _prepare(params, home, cache, "generate", gpu)
     art = loras[0].artifact
     if save:
         _check_writable(art.generations_dir, "generate")
@@ -90,7 +89,8 @@ def generate(params: GenerateParams, home: Path | None = None, *, cache: Pipelin
     total = len(params.prompts) * params.count
     images, records = [], []
     t0 = time.perf_counter()
-    with entry.lock:
+    with cache.use(art.base_model, plan) as entry:
+        t1 = time.perf_counter()
         cache.activate(entry, loras)
         for prompt in params.prompts:
             full = with_trigger(prompt, art.trigger, params.trigger)
@@ -106,7 +106,7 @@ def generate(params: GenerateParams, home: Path | None = None, *, cache: Pipelin
                 if progress:
                     progress(len(images), total)
     result = GenerationResult(generation_id or new_generation_id(), "generate", images, records)
-    result.outputs = _outputs(result, params, loras, entry.plan.to_dict(), time.perf_counter() - t0)
+    result.outputs = _outputs(result, params, loras, plan.to_dict(), time.perf_counter() - t1, t1 - t0)
     if save:
         _save(result, art.generations_dir)
     return result
@@ -127,7 +127,7 @@ def transfer(params: TransferParams, home: Path | None = None, *, cache: Pipelin
     """
     inputs = inputs if inputs is not None else load_inputs(params)
     controls = _control_maps(params, inputs)
-    loras, cache, entry = _prepare(params, home, cache, "transfer", gpu)
+    loras, cache, plan = _prepare(params, home, cache, "transfer", gpu)
     art = loras[0].artifact
     if save:
         _check_writable(art.generations_dir, "transfer")
@@ -137,7 +137,8 @@ def transfer(params: TransferParams, home: Path | None = None, *, cache: Pipelin
     denoise_steps = params.steps - int(max(params.steps - params.steps * params.strength, 0))
     images, records = [], []
     t0 = time.perf_counter()
-    with entry.lock:
+    with cache.use(art.base_model, plan) as entry:
+        t1 = time.perf_counter()
         cache.activate(entry, loras)
         pipe = (cache.controlnet(entry, params.controlnet) if params.control
                 else cache.img2img(entry) if denoise_steps >= 1 else None)
@@ -165,7 +166,7 @@ def transfer(params: TransferParams, home: Path | None = None, *, cache: Pipelin
                 if progress:
                     progress(len(images), total)
     result = GenerationResult(generation_id or new_generation_id(), "transfer", images, records)
-    result.outputs = _outputs(result, params, loras, entry.plan.to_dict(), time.perf_counter() - t0)
+    result.outputs = _outputs(result, params, loras, plan.to_dict(), time.perf_counter() - t1, t1 - t0)
     if save:
         _save(result, art.generations_dir)
     return result
@@ -202,7 +203,8 @@ def _control_maps(params: TransferParams, inputs: list[Any]) -> list[Any]:
     return [edge_map(im) for im in inputs]
 
 
-def _outputs(result: GenerationResult, params: Any, loras: list[ResolvedLora], plan: dict, seconds: float) -> dict:
+def _outputs(result: GenerationResult, params: Any, loras: list[ResolvedLora], plan: dict, seconds: float,
+             load_seconds: float) -> dict:
     files = [f"{i:03d}_seed{rec['seed']}.png" for i, rec in enumerate(result.params)]
     return {
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -210,7 +212,8 @@ def _outputs(result: GenerationResult, params: Any, loras: list[ResolvedLora], p
         "request": params.model_dump(mode="json"),
         "loras": [x.to_dict() for x in loras],
         "device": plan,
-        "seconds": round(seconds, 3),
+        "seconds": round(seconds, 3),  # generating (LoRA swap included)
+        "load_seconds": round(load_seconds, 3),  # waiting for / loading the base pipeline (0 when cached)
         "images": [{"file": f, **rec} for f, rec in zip(files, result.params, strict=True)],
         "contact_sheet": SHEET_FILE if len(files) > 1 else None,
     }
