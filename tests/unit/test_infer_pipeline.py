@@ -111,3 +111,12 @@ def test_the_cache_keeps_one_pipeline_per_device_and_never_drops_one_in_use():
     t.join(5)
     assert order == ["run finished", "replaced"] and entry.pipe is None
     assert loaded == ["m@cuda:0", "m@cuda:1", "other@cuda:0"] and cache.size == 2
+
+
+def test_a_pickle_controlnet_is_refused_before_loading(tmp_path):
+    from zlt.infer.pipeline import load_controlnet
+
+    bad = tmp_path / "controlnet.pth"
+    bad.write_bytes(b"\x80\x04not really a pickle")
+    with pytest.raises(BadInputError, match=r"^transfer\.controlnet: .*not a \.safetensors file"):
+        load_controlnet(str(bad), CPU)

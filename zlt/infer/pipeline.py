@@ -259,13 +259,18 @@ def load_controlnet(ref: str, plan: DevicePlan):
 
     dtype = _torch_dtype(plan.dtype)
     path = Path(ref).expanduser()
+    if path.is_file() and path.suffix.lower() != ".safetensors":
+        raise BadInputError(f"transfer.controlnet: {path} is not a .safetensors file",
+                            hint="zlt loads weights only from .safetensors (pickle files can run code when loaded)")
     try:
+        # safetensors only: a pickle checkpoint can run code when loaded
         if path.is_file():
             model = ZImageControlNetModel.from_single_file(str(path), torch_dtype=dtype)
         elif path.is_dir():
-            model = ZImageControlNetModel.from_pretrained(str(path), torch_dtype=dtype)
+            model = ZImageControlNetModel.from_pretrained(str(path), torch_dtype=dtype, use_safetensors=True)
         else:
-            model = ZImageControlNetModel.from_pretrained(ref, torch_dtype=dtype, local_files_only=True)
+            model = ZImageControlNetModel.from_pretrained(ref, torch_dtype=dtype, local_files_only=True,
+                                                          use_safetensors=True)
     except (OSError, ValueError) as e:
         raise EnvNotReadyError(
             f"transfer.controlnet: cannot load the Z-Image ControlNet {ref!r} ({e})",
