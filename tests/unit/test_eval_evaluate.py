@@ -136,3 +136,24 @@ def test_training_hook_is_off_by_default_and_a_failed_evaluation_only_warns(arti
     spec = JobSpec(eval={"enable": True, "models": {"clip": "openai/clip-vit-large-patch14"}})
     assert evaluate_after_training(spec, artifact, zlt_home, ctx) is None  # offline, not cached: exit-3 error
     assert ctx.phases and "evaluation failed" in ctx.warnings[0] and f"zlt eval {artifact}" in ctx.warnings[0]
+
+
+def test_every_metric_is_reported_for_every_row_including_the_base(artifact: str, zlt_home: Path):
+    report = evaluate_artifact(zlt_home, artifact, EvalOptions(prompts=PROMPTS), image_fn=StyleRamp(),
+                               scorer=FakeScorer())
+    keys = {"style_similarity", "prompt_alignment", "memorisation", "diversity", "kid_clip", "kid_clip_std",
+            "fid_clip", "kid_note"}
+    assert report["checkpoints"][0]["base"]
+    for row in report["checkpoints"]:
+        assert set(row["metrics"]) == keys, row["step"]
+
+
+def test_a_prompt_equal_to_a_training_caption_is_reported(artifact: str, zlt_home: Path):
+    first = evaluate_artifact(zlt_home, artifact, EvalOptions(prompts=PROMPTS, checkpoints="last"),
+                              image_fn=StyleRamp(), scorer=FakeScorer())
+    assert first["warnings"] == []
+    folder = Path(first["train_images"]["folder"])
+    (folder / "a.txt").write_text("<zstyle> a fox", encoding="utf-8")
+    report = evaluate_artifact(zlt_home, artifact, EvalOptions(prompts=PROMPTS, checkpoints="last"),
+                               image_fn=StyleRamp(), scorer=FakeScorer())
+    assert report["warnings"] == ["prompt is a training caption (not held out): 'a fox'"]

@@ -113,7 +113,7 @@ def evaluate_artifact(
     train_dir = training_image_dir(view, opts.train_images)
     train_paths = list_images(train_dir)
     warnings = [f"prompt is a training caption (not held out): {p!r}"
-                for p in training_overlap(prompts, training_captions(train_paths))]
+                for p in training_overlap(prompts, training_captions(train_paths), view.trigger)]
     if scorer is None:
         require_clip(opts.clip)  # exit 3 before the (much larger) pipeline is loaded
     t_start = time.perf_counter()
