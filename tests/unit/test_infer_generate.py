@@ -54,6 +54,14 @@ def test_scale_zero_is_the_base_model_and_scale_one_differs(art, cache, zlt_home
     assert np.abs(_arr(r1.images[0]) - _arr(base)).mean() > 1.0
 
 
+@pytest.mark.parametrize("key_format", ["comfyui", "kohya"])
+def test_every_registry_key_format_gives_the_same_image(art, cache, tmp_path, zlt_home, key_format):
+    other = tiny_artifact(tmp_path / key_format, zlt_home, job_id="20260801-120000-cccccc", key_format=key_format)
+    ref = generate(_gen(art, 1.0), cache=cache, save=False).images[0]
+    got = generate(_gen(other, 1.0), cache=cache, save=False).images[0]
+    assert np.abs(_arr(ref) - _arr(got)).max() <= 2.0  # the same LoRA in another key layout (float rounding only)
+
+
 def test_outputs_folder_png_metadata_round_trip_and_contact_sheet(art, cache, zlt_home):
     r = generate(_gen(art, 0.8, prompts=["a", "b"], count=2, seed=10, trigger=False), cache=cache)
     folder = r.folder
