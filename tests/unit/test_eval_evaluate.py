@@ -89,6 +89,9 @@ def test_rows_metrics_and_pick_follow_the_constructed_embeddings(artifact: str, 
     assert report["best"]["step"] == 500 and report["best"]["passed"]
     assert report["best"]["file"] == "checkpoints/step_000500.safetensors"
     assert verify_artifact(zlt_home, artifact).ok
+    from zlt.artifacts import list_artifacts
+
+    assert list_artifacts(zlt_home)[0]["best_step"] == 500
 
 
 def test_default_tolerance_picks_an_earlier_step(artifact: str, zlt_home: Path):

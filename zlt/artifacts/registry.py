@@ -40,6 +40,7 @@ def _summary(row: dict[str, Any]) -> dict[str, Any]:
         "id": row["id"], "job_id": row["job_id"], "name": row["name"], "path": row["path"],
         "created_at": _iso(row["created_at"]), "backend": row["backend"], "key_format": meta.get("key_format"),
         "final_step": meta.get("final_step"), "final_loss": meta.get("final_loss"),
+        "best_step": meta.get("best_step"),  # set by `zlt eval`; None until the artifact is evaluated
         "exists": Path(row["path"]).is_dir(),
     }
 
