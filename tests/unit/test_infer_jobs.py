@@ -72,6 +72,8 @@ def test_worker_reuses_the_loaded_pipeline_across_two_jobs(tmp_path, zlt_home):
     evs = job_events(zlt_home, j1["job_id"])
     assert [e["type"] for e in evs] == ["phase", "progress", "progress", "sample", "sample", "finished"]
     assert evs[-1]["status"] == "succeeded" and evs[-1]["artifact"] == str(out1)
+    log = (Path(s1["job_dir"]) / "train.log").read_text()
+    assert "image 2/2" in log and f"succeeded -> {out1}" in log
     outputs = json.loads((Path(s2["artifact_path"]) / "outputs.json").read_text())
     assert outputs["kind"] == "transfer" and outputs["images"][0]["width"] == 80
 

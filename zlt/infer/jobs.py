@@ -127,6 +127,7 @@ def run_generation_job(store: Any, job_id: str, token: str, *, cache: PipelineCa
     keeper = LeaseKeeper(store, job_id, token, control, heartbeat_s=heartbeat_s, poll_s=poll_s)
     keeper.start()
     events = EventStream(job_id, Path(row["job_dir"]) / "events.jsonl")  # what GET /v1/jobs/{id}/events streams
+    events.add_sink(_log_sink(Path(row["job_dir"]) / "train.log"))  # what `zlt logs` shows
     t0 = time.monotonic()
 
     def progress(done: int, total: int) -> None:
@@ -177,6 +178,28 @@ def run_generation_job(store: Any, job_id: str, token: str, *, cache: PipelineCa
             events.emit(Finished(status=end["state"], cause=end["error_cause"], message=end["error_message"]))
         events.close()
     return str(final["state"])
+
+
+def _log_sink(path: Path) -> Callable[[dict[str, Any]], None]:
+    """One readable line per event in the job's log (`zlt logs JOB`); the events themselves are in events.jsonl."""
+
+    def write(ev: dict[str, Any]) -> None:
+        kind = ev.get("type")
+        if kind == "phase":
+            text = f"{ev.get('phase')}: {ev.get('message', '')}"
+        elif kind == "progress":
+            text = f"image {ev.get('step')}/{ev.get('total')} ({ev.get('elapsed_s')} s)"
+        elif kind == "sample":
+            text = f"wrote {ev.get('path')}"
+        elif kind == "finished":
+            text = f"{ev.get('status')}" + (f": {ev['message']}" if ev.get("message") else "") + \
+                   (f" -> {ev['artifact']}" if ev.get("artifact") else "")
+        else:
+            text = json.dumps(ev)
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(time.strftime("%Y-%m-%d %H:%M:%S ", time.gmtime(ev.get("ts", time.time()))) + text + "\n")
+
+    return write
 
 
 def _create_time() -> float | None:
