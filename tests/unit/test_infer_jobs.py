@@ -58,6 +58,15 @@ def test_worker_reuses_the_loaded_pipeline_across_two_jobs(tmp_path, zlt_home):
         "loras": [{"artifact": b, "scale": 0.9}], "images": [str(src)], "strength": 0.5, "steps": 2}),
         start_worker=False)
     assert j1["state"] == "queued" and j1["kind"] == "generate" and j1["backend"] == "infer"
+    j3 = submit_generation(zlt_home, "generate", parse_request("generate", {
+        "loras": [{"artifact": "latest"}], "prompts": ["x"]}), start_worker=False)
+    from zlt.jobs.api import open_store
+
+    with open_store(zlt_home) as store:  # the reference is frozen at submit: 'latest' is b now, and stays b
+        assert json.loads(store.get(j3["job_id"])["snapshot_json"])["request"]["loras"][0]["artifact"] == b
+    from zlt.jobs import cancel_job
+
+    cancel_job(zlt_home, j3["job_id"])
     src.unlink()  # the job copied its input at submit
     cache, loads = _counting_cache()
     _run_worker(zlt_home, cache)

@@ -68,6 +68,9 @@ def submit_generation(home: Path, kind: str, params: GenerateParams | TransferPa
             open_input(Path(p), p)
     art = loras[0].artifact
     tiny = art.base_name == TINY_MODEL
+    # Freeze what the references mean now: `latest` or a prefix must not name another artifact when the job runs.
+    params = params.model_copy(update={"loras": [
+        use.model_copy(update={"artifact": r.artifact.id}) for use, r in zip(params.loras, loras, strict=True)]})
     with open_store(home) as store:
         jid = new_job_id()
         jdir = job_dir(home, jid)
