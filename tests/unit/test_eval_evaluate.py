@@ -160,3 +160,30 @@ def test_a_prompt_equal_to_a_training_caption_is_reported(artifact: str, zlt_hom
     report = evaluate_artifact(zlt_home, artifact, EvalOptions(prompts=PROMPTS, checkpoints="last"),
                                image_fn=StyleRamp(), scorer=FakeScorer())
     assert report["warnings"] == ["prompt is a training caption (not held out): 'a fox'"]
+
+
+def test_a_grid_larger_than_64_images_per_checkpoint_is_refused_before_drawing(artifact: str, zlt_home: Path):
+    from zlt.errors import BadInputError
+
+    src = StyleRamp()
+    with pytest.raises(BadInputError, match="at most 64"):
+        evaluate_artifact(zlt_home, artifact, EvalOptions(seeds=9), image_fn=src, scorer=FakeScorer())
+    assert src.calls == []
+
+
+def test_a_stop_between_rows_leaves_the_artifact_untouched(artifact: str, zlt_home: Path):
+    class Stop(Exception):
+        pass
+
+    def rows_done(done: int, total: int) -> None:
+        if done == 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        evaluate_artifact(zlt_home, artifact, EvalOptions(prompts=PROMPTS), image_fn=StyleRamp(),
+                          scorer=FakeScorer(), rows_done=rows_done)
+    from zlt.artifacts import get_artifact
+
+    folder = Path(get_artifact(zlt_home, artifact)["path"])
+    assert not (folder / "eval").exists() and verify_artifact(zlt_home, artifact).ok
+    assert not [p for p in folder.parent.iterdir() if p.name.startswith(".staging-")]

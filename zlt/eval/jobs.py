@@ -55,7 +55,7 @@ def eval_kind(snapshot_json: str | None) -> bool:
 def check_request(home: Path, artifact_id: str, request: EvalRequest) -> Any:
     """Every refusal an evaluation can meet before it draws anything. Returns the EvalOptions."""
     from zlt.eval.clip import require_clip
-    from zlt.eval.evaluate import draw_settings
+    from zlt.eval.evaluate import check_grid, draw_settings
     from zlt.eval.options import options_for
     from zlt.eval.plan import open_artifact, select_targets, training_image_dir
     from zlt.eval.prompts import build_prompts
@@ -63,7 +63,7 @@ def check_request(home: Path, artifact_id: str, request: EvalRequest) -> Any:
     opts = options_for(home, artifact_id, **request.model_dump())
     view = open_artifact(home, artifact_id)
     select_targets(view, opts.checkpoints)
-    build_prompts(opts.prompts, view.trigger, field="evaluate.prompts")
+    check_grid(len(build_prompts(opts.prompts, view.trigger, field="evaluate.prompts")), opts.seeds)
     draw_settings(view, opts)
     training_image_dir(view, opts.train_images)
     require_clip(opts.clip)
