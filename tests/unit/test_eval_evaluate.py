@@ -187,3 +187,18 @@ def test_a_stop_between_rows_leaves_the_artifact_untouched(artifact: str, zlt_ho
     folder = Path(get_artifact(zlt_home, artifact)["path"])
     assert not (folder / "eval").exists() and verify_artifact(zlt_home, artifact).ok
     assert not [p for p in folder.parent.iterdir() if p.name.startswith(".staging-")]
+
+
+def test_the_spec_eval_section_gives_the_defaults_and_arguments_win(artifact: str, zlt_home: Path):
+    from zlt.eval.options import from_spec, options_for
+    from zlt.spec.models import JobSpec
+
+    opts = from_spec(JobSpec(eval={"prompts": ["a cat"], "seeds": 3, "checkpoints": "last", "scale": 0.8,
+                                   "alignment_tolerance": 0.2, "memorisation_max": 0.9,
+                                   "models": {"clip": "/models/clip"}}))
+    assert (opts.prompts, opts.seeds, opts.checkpoints, opts.scale, opts.clip) == (["a cat"], 3, "last", 0.8,
+                                                                                   "/models/clip")
+    assert (opts.rule.alignment_tolerance, opts.rule.memorisation_max) == (0.2, 0.9)
+    assert from_spec(JobSpec()).prompts is None  # empty list: the default subjects
+    over = options_for(zlt_home, artifact, seeds=5, clip=None)
+    assert over.seeds == 5 and over.clip == "openai/clip-vit-large-patch14"
