@@ -44,12 +44,24 @@ def test_the_worker_runs_a_queued_evaluation_and_records_the_best_step(art, clip
     def no_training(claim):
         raise AssertionError(f"{claim.job_id} is not an evaluation job")
 
+    from zlt.infer.pipeline import PipelineCache
+
+    loads: list[str] = []
+
+    def loader(base, plan):
+        from zlt.trainer.tiny import build_tiny_pipeline
+
+        loads.append(base["name"])
+        return build_tiny_pipeline()
+
+    launcher = with_eval_jobs(zlt_home, no_training)
+    launcher.cache = PipelineCache(loader=loader)  # the worker's shared cache
     store = JobStore(zlt_home)
     try:
-        Worker(store, WorkerOptions(gpus=[0], once=True, poll_s=0.05),
-               launcher=with_eval_jobs(zlt_home, no_training)).run()
+        Worker(store, WorkerOptions(gpus=[0], once=True, poll_s=0.05), launcher=launcher).run()
     finally:
         store.close()
+    assert loads == ["zlt/tiny-zimage"] and launcher.cache.size == 1  # the evaluation used the shared cache
     done = job_status(zlt_home, st["job_id"])
     assert done["state"] == "succeeded", done
     assert done["artifact_id"] == art and done["artifact_path"].endswith("/eval")

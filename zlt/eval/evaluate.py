@@ -45,7 +45,8 @@ class EvalOptions:
     size: int | None = None
     train_images: Path | None = None
     rule: Rule = field(default_factory=Rule)
-    device: str | None = None
+    device: str | None = None  # the CLIP model's device (default: cuda when there is one, else cpu)
+    gpu: int | None = None  # CUDA index the images are drawn on (a worker's slot); None: zlt generate's default
     keep_images: bool = True
 
 
@@ -102,7 +103,7 @@ def _metrics(scorer: Any, images: list[Any], prompts: list[EvalPrompt], seeds: l
 
 def evaluate_artifact(
     home: Path, artifact_id: str, opts: EvalOptions | None = None, *,
-    image_fn: ImageFn | None = None, scorer: Any = None,
+    image_fn: ImageFn | None = None, scorer: Any = None, pipeline_cache: Any = None,
     progress: Callable[[str], None] | None = None, rows_done: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Evaluate, write eval/ into the artifact, record the best step. Returns the report (report.json's content).
@@ -133,7 +134,7 @@ def evaluate_artifact(
         from zlt.eval.clip import ClipScorer
 
         say(f"loading metric model {opts.clip}")
-        scorer = ClipScorer(opts.clip, device=opts.device or _default_device())
+        scorer = ClipScorer(opts.clip, device=opts.device or _default_device(opts.gpu))
     train_imgs = []
     for p in train_paths:
         try:
@@ -151,7 +152,7 @@ def evaluate_artifact(
         from zlt.eval.images import InferImages
 
         say(f"loading pipeline {settings.base_model}")
-        image_fn = InferImages(home, view.id, settings)
+        image_fn = InferImages(home, view.id, settings, cache=pipeline_cache, gpu=opts.gpu)
         image_fn.warm()
     load_s = time.perf_counter() - t_load
 
@@ -214,10 +215,12 @@ def _thumb(im: Any, size: int) -> Any:
     return out
 
 
-def _default_device() -> str:
+def _default_device(gpu: int | None = None) -> str:
     import torch
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    if not torch.cuda.is_available():
+        return "cpu"
+    return f"cuda:{gpu}" if gpu is not None else "cuda"
 
 
 def _targets_met(row: dict[str, Any]) -> dict[str, Any]:

@@ -37,10 +37,12 @@ class DrawSettings:
 class InferImages:
     """Draws through `zlt.infer.generate` (nothing saved under generations/: the images go to eval/)."""
 
-    def __init__(self, home: Path, artifact_id: str, settings: DrawSettings, cache: Any = None) -> None:
+    def __init__(self, home: Path, artifact_id: str, settings: DrawSettings, cache: Any = None,
+                 gpu: int | None = None) -> None:
         from zlt.infer import PipelineCache
 
-        self.home, self.artifact_id, self.settings = Path(home), artifact_id, settings
+        self.home, self.artifact_id, self.settings, self.gpu = Path(home), artifact_id, settings, gpu
+        # a worker passes its own cache: an evaluation after a generation on that base model loads nothing
         self.cache = cache if cache is not None else PipelineCache(max_pipelines=1, max_adapters=2)
 
     def warm(self) -> None:
@@ -49,7 +51,7 @@ class InferImages:
         from zlt.infer.pipeline import plan_device
 
         art = resolve_artifact(self.artifact_id, self.home)
-        self.cache.entry(art.base_model, plan_device(art.base_model, None))
+        self.cache.entry(art.base_model, plan_device(art.base_model, None, self.gpu))
 
     def __call__(self, target: Target, prompts: list[str], count: int, seed: int) -> list[Any]:
         from zlt.infer import GenerateParams, generate
@@ -61,4 +63,4 @@ class InferImages:
             prompts=prompts, count=count, seed=seed, steps=s.steps, guidance=s.guidance, width=s.size,
             height=s.size, trigger=False,  # the evaluation prompts already carry the trigger where it belongs
         )
-        return generate(params, self.home, cache=self.cache, save=False).images
+        return generate(params, self.home, cache=self.cache, save=False, gpu=self.gpu).images

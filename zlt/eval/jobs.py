@@ -115,8 +115,8 @@ def submit_evaluation(home: Path, artifact_id: str, request: EvalRequest | None 
 
 
 def run_evaluation_job(store: Any, job_id: str, token: str, *, stop: threading.Event | None = None,
-                       heartbeat_s: float = 5.0, poll_s: float = 1.0,
-                       evaluate: Callable[..., dict[str, Any]] | None = None) -> str:
+                       heartbeat_s: float = 5.0, poll_s: float = 1.0, gpus: list[int] | None = None,
+                       cache: Any = None, evaluate: Callable[..., dict[str, Any]] | None = None) -> str:
     """Run a claimed evaluation job to its end and record it. Returns the job's final state."""
     from zlt.eval.evaluate import evaluate_artifact
     from zlt.eval.options import options_for
@@ -142,7 +142,8 @@ def run_evaluation_job(store: Any, job_id: str, token: str, *, stop: threading.E
         request = EvalRequest.model_validate(snap.get("request") or {})
         store.transition(job_id, JobStatus.RUNNING, token=token, message=f"evaluating {art_id}")
         opts = options_for(store.home, art_id, **request.model_dump())
-        report = (evaluate or evaluate_artifact)(store.home, art_id, opts, rows_done=rows_done)
+        opts.gpu = gpus[0] if gpus else None
+        report = (evaluate or evaluate_artifact)(store.home, art_id, opts, rows_done=rows_done, pipeline_cache=cache)
         best = report["best"]
         n = len(report["checkpoints"])
         store.update_progress(job_id, token, phase="evaluating", progress={"step": n, "total": n})
@@ -184,7 +185,9 @@ def _create_time() -> float | None:
 
 def with_eval_jobs(home: Path, fallback: Callable[[Any], Any],
                    store_factory: Callable[[Path], Any] | None = None) -> Callable[[Any], Any]:
-    """A worker launcher: evaluation jobs run in a thread of the worker, anything else goes to `fallback`."""
+    """A worker launcher: evaluation jobs run in a thread of the worker, on the GPU their claim names, anything
+    else goes to `fallback`. Set `.cache` on the returned launcher to share a PipelineCache (the worker's
+    generation cache) so an evaluation reuses a pipeline a generation loaded."""
     from zlt.jobs.store import JobStore
 
     open_store = store_factory or JobStore
@@ -202,13 +205,11 @@ def with_eval_jobs(home: Path, fallback: Callable[[Any], Any],
         def target(stop: threading.Event) -> None:
             own = open_store(Path(home))
             try:
-                run_evaluation_job(own, claim.job_id, claim.token, stop=stop)
+                run_evaluation_job(own, claim.job_id, claim.token, stop=stop, gpus=claim.gpus,
+                                   cache=getattr(launch, "cache", None))
             finally:
                 own.close()
 
         return ThreadJob(target)
 
-    for attr in ("cache",):  # keep what the wrapped launcher exposes (the generation cache's stats)
-        if hasattr(fallback, attr):
-            setattr(launch, attr, getattr(fallback, attr))
     return launch
