@@ -20,8 +20,11 @@ def evaluate_after_training(spec: Any, artifact_id: str, home: Path, ctx: Any) -
     from zlt.eval.options import from_spec
 
     ctx.phase_event("evaluating", f"artifact {artifact_id}")
+    opts = from_spec(spec)
+    gpus = getattr(getattr(ctx, "req", None), "gpus", None)
+    opts.gpu = gpus[0] if gpus else None  # the GPU the job was given, which the trainer has just released
     try:
-        report = evaluate_artifact(home, artifact_id, from_spec(spec),
+        report = evaluate_artifact(home, artifact_id, opts,
                                    progress=lambda msg: ctx.phase_event("evaluating", msg))
     except ZltError as e:
         ctx.warn(f"evaluation failed: {e.message}" + (f" (hint: {e.hint})" if e.hint else "")
