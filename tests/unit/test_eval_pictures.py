@@ -39,3 +39,14 @@ def test_prompts_file_formats(tmp_path: Path):
     js = tmp_path / "p.json"
     js.write_text('["a", "b"]', encoding="utf-8")
     assert read_prompts_file(js) == ["a", "b"]
+
+
+def test_a_job_slot_maps_to_the_torch_ordinal_under_cuda_visible_devices(monkeypatch):
+    from zlt.eval.images import cuda_ordinal
+
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert cuda_ordinal(None) is None and cuda_ordinal([3]) == 3
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
+    assert cuda_ordinal([3]) == 1 and cuda_ordinal([2]) == 0
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")  # a child given just its GPU
+    assert cuda_ordinal([3]) == 0

@@ -21,8 +21,9 @@ def evaluate_after_training(spec: Any, artifact_id: str, home: Path, ctx: Any) -
 
     ctx.phase_event("evaluating", f"artifact {artifact_id}")
     opts = from_spec(spec)
-    gpus = getattr(getattr(ctx, "req", None), "gpus", None)
-    opts.gpu = gpus[0] if gpus else None  # the GPU the job was given, which the trainer has just released
+    from zlt.eval.images import cuda_ordinal
+
+    opts.gpu = cuda_ordinal(getattr(getattr(ctx, "req", None), "gpus", None))  # the job's GPU, just released
     try:
         report = evaluate_artifact(home, artifact_id, opts,
                                    progress=lambda msg: ctx.phase_event("evaluating", msg))

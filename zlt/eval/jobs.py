@@ -142,7 +142,9 @@ def run_evaluation_job(store: Any, job_id: str, token: str, *, stop: threading.E
         request = EvalRequest.model_validate(snap.get("request") or {})
         store.transition(job_id, JobStatus.RUNNING, token=token, message=f"evaluating {art_id}")
         opts = options_for(store.home, art_id, **request.model_dump())
-        opts.gpu = gpus[0] if gpus else None
+        from zlt.eval.images import cuda_ordinal
+
+        opts.gpu = cuda_ordinal(gpus)
         report = (evaluate or evaluate_artifact)(store.home, art_id, opts, rows_done=rows_done, pipeline_cache=cache)
         best = report["best"]
         n = len(report["checkpoints"])
