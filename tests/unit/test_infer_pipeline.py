@@ -120,3 +120,12 @@ def test_a_pickle_controlnet_is_refused_before_loading(tmp_path):
     bad.write_bytes(b"\x80\x04not really a pickle")
     with pytest.raises(BadInputError, match=r"^transfer\.controlnet: .*not a \.safetensors file"):
         load_controlnet(str(bad), CPU)
+
+
+def test_a_job_slot_is_torchs_ordinal_under_cuda_visible_devices(monkeypatch):
+    from zlt.infer.pipeline import cuda_ordinal
+
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert cuda_ordinal(None) is None and cuda_ordinal([]) is None and cuda_ordinal([3]) == 3
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
+    assert (cuda_ordinal([2]), cuda_ordinal([3])) == (0, 1)

@@ -20,7 +20,7 @@ from typing import Any
 
 from zlt.errors import BadInputError, EnvNotReadyError, ZltError
 from zlt.infer.params import GenerateParams, TransferParams, validate
-from zlt.infer.pipeline import PipelineCache
+from zlt.infer.pipeline import PipelineCache, cuda_ordinal
 from zlt.spec.models import TINY_MODEL
 
 KINDS = ("generate", "transfer")
@@ -148,7 +148,7 @@ def run_generation_job(store: Any, job_id: str, token: str, *, cache: PipelineCa
         events.emit(Phase(phase="generating", message=f"{kind} with {params.loras[0].artifact}"))
         fn: Callable[..., Any] = generate if kind == "generate" else transfer
         result = fn(params, store.home, cache=cache, generation_id=job_id, progress=progress,
-                    gpu=gpus[0] if gpus else None)
+                    gpu=cuda_ordinal(gpus))
         (Path(row["job_dir"]) / "result.json").write_text(json.dumps(
             {"job_id": job_id, "status": "succeeded", "kind": kind, "folder": str(result.folder),
              "images": [e["file"] for e in result.outputs["images"]]}, indent=2), encoding="utf-8")

@@ -8,6 +8,7 @@ ControlNet pipelines are built from the same components (no second copy of any w
 
 from __future__ import annotations
 
+import os
 import threading
 import warnings
 from collections import OrderedDict
@@ -44,6 +45,17 @@ def gpu_plan(vram_gb: float, bf16: bool = True, index: int = 0) -> DevicePlan:
     float8 = profile.ai_toolkit.quantize if profile is not None else True
     return DevicePlan(f"cuda:{index}", "bf16" if bf16 else "fp16", vram_gb < OFFLOAD_BELOW_GB, float8,
                       profile.name if profile is not None else None)
+
+
+def cuda_ordinal(gpus: list[int] | None) -> int | None:
+    """torch's index of the first GPU a job was given: job slots are physical (nvidia-smi) indexes, and under
+    CUDA_VISIBLE_DEVICES=2,3 physical GPU 3 is torch's cuda:1."""
+    if not gpus:
+        return None
+    visible = [v.strip() for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
+    if visible and all(v.isdigit() for v in visible):
+        return visible.index(str(gpus[0])) if str(gpus[0]) in visible else 0
+    return gpus[0]
 
 
 def plan_device(base_model: dict[str, Any], vram_gb: float | None = None, gpu: int | None = None) -> DevicePlan:
