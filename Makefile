@@ -26,6 +26,8 @@ $(VENV)/.stamp-dev: pyproject.toml | $(PY)
 demo: $(VENV)/.stamp-train
 	$(PY) examples/quickstart/make_dataset.py examples/quickstart/dataset
 	$(VENV)/bin/zlt train examples/quickstart/spec.yaml
+	@echo "smoke test: a contact sheet from the tiny model's LoRA (it shows the path works, not a style)"
+	$(VENV)/bin/zlt generate latest --prompt "a house by a lake" --prompt "a tree" --count 2 --size 64x64 --steps 4
 
 ## The whole test suite (what CI runs).
 test: $(VENV)/.stamp-dev

@@ -41,6 +41,7 @@ def _summary(row: dict[str, Any]) -> dict[str, Any]:
         "version": row.get("version"), "parent_id": row.get("parent_id"),
         "created_at": _iso(row["created_at"]), "backend": row["backend"], "key_format": meta.get("key_format"),
         "final_step": meta.get("final_step"), "final_loss": meta.get("final_loss"),
+        "best_step": meta.get("best_step"),  # set by `zlt eval`; None until the artifact is evaluated
         "exists": Path(row["path"]).is_dir(),
     }
 
