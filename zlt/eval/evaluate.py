@@ -63,9 +63,11 @@ def draw_settings(view: ArtifactView, opts: EvalOptions) -> DrawSettings:
     spec = view.spec
     base = (view.meta.get("base_model") or {})
     if spec is not None:
-        sample = spec.training.sample
-        s = DrawSettings(base_model=spec.model.base.name, precision=spec.model.base.precision, steps=sample.steps,
-                         guidance=sample.guidance_scale, size=spec.dataset.resolution)
+        from zlt.render.common import sample_steps_guidance
+
+        steps, guidance = sample_steps_guidance(spec)  # the spec's, else the variant's (turbo 9/0, base 30/4)
+        s = DrawSettings(base_model=spec.model.base.name, precision=spec.model.base.precision, steps=steps,
+                         guidance=guidance, size=spec.dataset.resolution)
     else:
         s = DrawSettings(base_model=base.get("name") or "Tongyi-MAI/Z-Image-Turbo",
                          precision=base.get("precision") or "bf16",
