@@ -1,4 +1,4 @@
-"""`zlt submit | status | jobs | logs | cancel | retry | worker`: training as an asynchronous job.
+"""`zlt submit | status | jobs | logs | cancel | retry | worker | workers`: training as an asynchronous job.
 
 Exit codes: 0 ok, 1 job failed (`status --wait/--watch` ending failed or cancelled, `worker --once`
 when a job it ran failed), 2 bad input, 3 environment not ready.
@@ -318,6 +318,20 @@ def worker(
         raise typer.Exit(1)
 
 
+def workers(home: Path = HomeOpt, json_out: bool = JsonOpt) -> None:
+    """List live workers on every host sharing this store: GPUs (name, memory) and the jobs they run."""
+    from zlt.jobs.api import list_workers
+    from zlt.jobs.display import workers_table
+
+    found = list_workers(home_path(home))
+    if json_out:
+        print_json(found)
+    elif found:
+        print(workers_table(found))
+    else:
+        _err("no live worker (start one with 'zlt worker'; 'zlt serve' keeps one running)")
+
+
 def job_run(
     job_id: str = typer.Argument(...),
     token: str = typer.Option(..., "--token"),
@@ -355,4 +369,5 @@ def register(app: typer.Typer) -> None:
     app.command("cancel")(command(cancel))
     app.command("retry")(command(retry))
     app.command("worker")(command(worker))
+    app.command("workers")(command(workers))
     app.command("_job-run", hidden=True)(command(job_run))

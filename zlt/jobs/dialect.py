@@ -95,6 +95,13 @@ class Database:
         except psycopg.OperationalError as e:
             raise StoreOperationalError(str(e)) from e
 
+    def executemany(self, sql: str, rows: list[tuple]) -> None:
+        if not self.pg:
+            self.conn.executemany(sql, rows)
+            return
+        with self.conn.cursor() as cur:
+            cur.executemany(to_pg(sql), rows)
+
     def ddl(self, sql: str) -> str:
         """A migration statement in this dialect's column types."""
         if not self.pg:

@@ -27,6 +27,7 @@ from zlt.jobs.placement import slots_for
 from zlt.jobs.states import ACTIVE, TERMINAL, IllegalTransition, JobStatus, can_transition
 
 DEFAULT_LEASE_TTL_S = 30.0
+REFUSAL_TTL_S = 300.0  # a host that refused a job (files not visible) tries it again after this long
 CLAIM_SCAN = 1000  # queued jobs one claim looks at, in claim order
 # The host a lease names. ZLT_HOST_ID overrides the host name (two containers sharing one, or tests that
 # play several hosts on one machine); it must differ between machines that share a store.
@@ -247,11 +248,13 @@ class JobStore:
             chosen = None
             for r in db.execute(
                 "SELECT id, gpus_needed, min_vram_gb, attempts, resume, last_checkpoint_step, not_before, "
-                "refused_hosts FROM jobs WHERE state = 'queued' ORDER BY priority DESC, created_at, id LIMIT ?",
+                "refused_hosts, updated_at FROM jobs WHERE state = 'queued' ORDER BY priority DESC, created_at, id LIMIT ?",
                 (CLAIM_SCAN,),
             ).fetchall():
-                if (r["not_before"] or 0) > now or self.host in (r["refused_hosts"] or "").split("\n"):
+                if (r["not_before"] or 0) > now:
                     continue
+                if self.host in (r["refused_hosts"] or "").split("\n") and r["updated_at"] > now - REFUSAL_TTL_S:
+                    continue  # this host could not see the job's files a moment ago; it looks again later
                 need = r["gpus_needed"]
                 if need == 0:
                     if cpu_running < cpu_slots and self._lock_row(db, r["id"]):
