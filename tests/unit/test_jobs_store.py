@@ -247,3 +247,17 @@ def test_a_failing_migration_leaves_nothing_behind(tmp_path: Path, monkeypatch: 
     assert raw.execute("SELECT 1 FROM migrations WHERE name = 'm999_broken'").fetchone() is None
     monkeypatch.setattr(dbmod, "MIGRATIONS", [m for m in dbmod.MIGRATIONS if m[0] != "m999_broken"])
     assert migrate(raw) == []  # the real ones all went through
+
+
+def test_rows_read_like_sqlite_rows_and_queue_position_counts(store: JobStore, clock: FakeClock):
+    for jid in ("a", "b", "c"):
+        store.create(new_job(jid))
+        clock.t += 1
+    row = store.get("c")
+    assert row["id"] == row[0] == "c" and dict(row)["id"] == "c" and "state" in row.keys()
+    (count,) = store.db.execute("SELECT COUNT(*) FROM jobs").fetchone()
+    assert count == 3
+    assert [store.queue_position(store.get(j)) for j in ("a", "b", "c")] == [1, 2, 3]
+    c = store.claim("w", [0])
+    store.transition(c.job_id, JobStatus.QUEUED, not_before=clock.t + 5)
+    assert store.backing_off() == 1

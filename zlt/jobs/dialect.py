@@ -22,12 +22,16 @@ MIGRATION_LOCK_KEY = 7_243_001  # pg_advisory_xact_lock key that serialises migr
 
 
 class Row(dict):
-    """A result row: `row["col"]`, `row[0]`, `dict(row)`, `row.keys()` on both engines."""
+    """A result row like sqlite3.Row on both engines: `row["col"]`, `row[0]`, `(a, b) = row` (values, in
+    column order), `row.keys()`, and `dict(row)`."""
 
     def __getitem__(self, key: Any) -> Any:
         if isinstance(key, int):
             return list(self.values())[key]
         return super().__getitem__(key)
+
+    def __iter__(self):  # values, as sqlite3.Row; dict(row) still goes through keys()
+        return iter(list(self.values()))
 
 
 def _sqlite_row(cursor: sqlite3.Cursor, values: tuple) -> Row:

@@ -164,6 +164,13 @@ class JobStore:
             ).fetchall()
         return [dict(r) for r in rows]
 
+    def backing_off(self) -> int:
+        """Queued jobs waiting out a backoff after an infrastructure fault."""
+        with self._lock:
+            (n,) = self.db.execute("SELECT COUNT(*) FROM jobs WHERE state = 'queued' AND not_before > ?",
+                                   (self.clock(),)).fetchone()
+        return int(n)
+
     def queue_position(self, row: Row) -> int:
         """1-based place of a queued job in the claim order."""
         with self._lock:
