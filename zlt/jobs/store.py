@@ -164,11 +164,12 @@ class JobStore:
             ).fetchall()
         return [dict(r) for r in rows]
 
-    def backing_off(self) -> int:
-        """Queued jobs waiting out a backoff after an infrastructure fault."""
+    def backing_off(self, grace_s: float = 60.0) -> int:
+        """Queued jobs waiting out a backoff after an infrastructure fault, or out of it for less than
+        `grace_s` and not claimed yet (a claim clears `not_before`)."""
         with self._lock:
             (n,) = self.db.execute("SELECT COUNT(*) FROM jobs WHERE state = 'queued' AND not_before > ?",
-                                   (self.clock(),)).fetchone()
+                                   (self.clock() - grace_s,)).fetchone()
         return int(n)
 
     def queue_position(self, row: Row) -> int:
