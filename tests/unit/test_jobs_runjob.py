@@ -260,3 +260,24 @@ def test_a_lost_lease_leaves_the_job_to_its_new_owner(home: Path, tmp_path: Path
     assert state == "queued"
     row = store.get(jid)
     assert row["progress_json"] is None and row["artifact_id"] is None
+
+
+def test_a_runner_that_cannot_renew_its_lease_stops_before_another_host_may_take_the_job():
+    """Fencing by lease time: the store unreachable for longer than the lease TTL stops the trainer."""
+    from zlt.jobs.dialect import StoreOperationalError
+    from zlt.jobs.runjob import LEASE_LOST, LeaseKeeper
+
+    class Unreachable:
+        lease_ttl = 0.3
+
+        def heartbeat(self, job_id, token):
+            raise StoreOperationalError("connection refused")
+
+        def cancel_requested(self, job_id):
+            raise StoreOperationalError("connection refused")
+
+    control = StopControl()
+    keeper = LeaseKeeper(Unreachable(), "j", "t", control, heartbeat_s=0.05, poll_s=0.02)
+    keeper.start()
+    assert control.event.wait(5) and control.reason == LEASE_LOST
+    keeper.join(5)

@@ -96,7 +96,7 @@ class Database:
             return self.conn.execute(text, tuple(params) or None)
         except psycopg.IntegrityError as e:
             raise StoreIntegrityError(str(e)) from e
-        except psycopg.OperationalError as e:
+        except (psycopg.OperationalError, psycopg.InterfaceError) as e:  # server gone, connection broken
             raise StoreOperationalError(str(e)) from e
 
     def executemany(self, sql: str, rows: list[tuple]) -> None:
