@@ -119,9 +119,15 @@ def status(
 
 
 def _warn_if_no_worker(home: Path, st: dict) -> None:
-    if st["state"] != "queued":
+    # The status's `waiting` line says it from the store, for workers on every host; this local lock
+    # check only adds something when the status has no such line.
+    if st["state"] != "queued" or st.get("waiting"):
         return
+    from zlt.jobs.db import store_url
     from zlt.jobs.spawn import worker_running
+
+    if store_url(home):
+        return  # a shared store: the workers live on the GPU hosts, not behind this machine's lock
 
     if not worker_running(home):
         _err("note: no worker is running; start one with 'zlt worker' (zlt submit starts one by itself)")
