@@ -167,3 +167,15 @@ def test_each_host_ends_only_its_own_leftover_trainers(tmp_path: Path, clock: Fa
         for p in (mine, theirs):
             p.kill()
             p.wait()
+
+
+def test_shared_roots_for_job_folders_uploads_and_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from zlt.paths import default_registry_dir, job_dir, uploads_dir
+
+    home = tmp_path / "home"
+    assert job_dir(home, "j") == home / "jobs" / "j" and uploads_dir(home) == home / "serve" / "uploads"
+    monkeypatch.setenv("ZLT_JOBS_ROOT", str(tmp_path / "shared" / "jobs"))
+    monkeypatch.setenv("ZLT_REGISTRY_ROOT", str(tmp_path / "shared" / "artifacts"))
+    assert job_dir(home, "j") == tmp_path / "shared" / "jobs" / "j"
+    assert uploads_dir(home) == tmp_path / "shared" / "jobs" / "_uploads", "uploads every worker host can see"
+    assert default_registry_dir(home) == tmp_path / "shared" / "artifacts"

@@ -141,6 +141,11 @@ class Database:
             self.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (f"zlt-claim:{host}",))
 
     @property
+    def for_update(self) -> str:
+        """Lock the rows a transaction reads before it changes them (SQLite: BEGIN IMMEDIATE already does)."""
+        return " FOR UPDATE" if self.pg else ""
+
+    @property
     def skip_locked(self) -> str:
         return " FOR UPDATE SKIP LOCKED" if self.pg else ""
 

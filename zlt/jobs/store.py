@@ -208,7 +208,7 @@ class JobStore:
             raise ValueError(f"transition cannot set {sorted(bad)}")
         with self.tx() as db:
             now = self.clock()  # read under the write lock, so times order like the transitions themselves
-            row = db.execute("SELECT state, lease_token FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            row = db.execute(f"SELECT state, lease_token FROM jobs WHERE id = ?{db.for_update}", (job_id,)).fetchone()
             if row is None:
                 raise NotFoundError(f"no job {job_id!r} in {self.home}", hint="list jobs with 'zlt jobs'")
             current = JobStatus(row["state"])
@@ -388,7 +388,7 @@ class JobStore:
         """This host cannot run the claimed job (its dataset or model is not visible here): back to the queue
         for another host, without counting an attempt or a retry. Returns the job."""
         with self.tx() as db:
-            row = db.execute("SELECT state, lease_token, attempts, refused_hosts FROM jobs WHERE id = ?",
+            row = db.execute(f"SELECT state, lease_token, attempts, refused_hosts FROM jobs WHERE id = ?{db.for_update}",
                              (job_id,)).fetchone()
             if row is None or row["lease_token"] != token:
                 raise LeaseLost(f"job {job_id}: lease lost")
