@@ -109,7 +109,7 @@ def test_concurrent_transitions_of_one_job_never_both_apply(tmp_path):
         outcomes: list[str] = []
         go = threading.Barrier(2)
 
-        def end(store, to, i=i):
+        def end(store, to, i=i, go=go, outcomes=outcomes):
             go.wait()
             try:
                 store.transition(f"j{i}", to, expect=frozenset({JobStatus.RUNNING}))
