@@ -24,6 +24,7 @@ from typing import Any
 from zlt.errors import NotFoundError, ZltError
 from zlt.jobs.db import Database, Row, connect
 from zlt.jobs.placement import slots_for
+from zlt.jobs.presence import WorkerPresence
 from zlt.jobs.states import ACTIVE, TERMINAL, IllegalTransition, JobStatus, can_transition
 
 DEFAULT_LEASE_TTL_S = 30.0
@@ -88,7 +89,7 @@ def parse_gpus(text: str | None) -> list[int]:
     return [int(x) for x in text.split(",") if x.strip()] if text else []
 
 
-class JobStore:
+class JobStore(WorkerPresence):
     def __init__(
         self, home: Path, *, clock: Callable[[], float] = time.time, lease_ttl: float = DEFAULT_LEASE_TTL_S,
         host: str = HOST, pid_alive: Callable[[int, float | None], bool] | None = None,
@@ -403,43 +404,3 @@ class JobStore:
             )
             self._history(db, job_id, row["state"], JobStatus.QUEUED.value, f"refused by {self.host}: {why}")
         return self.get(job_id)
-
-    # ---- workers -----------------------------------------------------------------------------------------
-
-    def register_worker(self, worker_id: str, pid: int, gpus: list[int], gpu_info: list[dict] | None = None) -> None:
-        """A worker announces itself and its GPUs (`gpu_info`: index, name, vram_gb per GPU, from NVML)."""
-        now = self.clock()
-        with self.tx() as db:
-            db.execute(
-                "INSERT INTO workers (id, host, pid, gpus, started_at, heartbeat_at, gpu_info) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET host = excluded.host, pid = excluded.pid, "
-                "gpus = excluded.gpus, started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at, "
-                "gpu_info = excluded.gpu_info, stopped_at = NULL",
-                (worker_id, self.host, pid, ",".join(map(str, gpus)), now, now, json.dumps(gpu_info or [])),
-            )
-
-    def worker_heartbeat(self, worker_id: str) -> None:
-        with self.tx() as db:
-            db.execute("UPDATE workers SET heartbeat_at = ? WHERE id = ?", (self.clock(), worker_id))
-
-    def unregister_worker(self, worker_id: str) -> None:
-        with self.tx() as db:
-            db.execute("UPDATE workers SET stopped_at = ? WHERE id = ?", (self.clock(), worker_id))
-
-    def live_workers(self) -> list[dict[str, Any]]:
-        """Workers that heartbeat within the lease time (a worker on another host is judged by that alone)."""
-        cutoff = self.clock() - self.lease_ttl
-        with self._lock:
-            rows = self.db.execute(
-                "SELECT * FROM workers WHERE stopped_at IS NULL AND heartbeat_at >= ? ORDER BY host, started_at",
-                (cutoff,),
-            ).fetchall()
-        out = []
-        for r in rows:
-            d = dict(r)
-            try:
-                d["gpu_info"] = json.loads(d.get("gpu_info") or "[]")
-            except ValueError:
-                d["gpu_info"] = []
-            out.append(d)
-        return out
