@@ -124,6 +124,8 @@ def submit_job(
             break
         else:
             raise BadInputError("could not allocate a job id", hint="try again")
+        # On a shared (PostgreSQL) store the GPU hosts run the workers: none is started on the submitting machine.
+        start_worker = start_worker and not store.db.pg
         result = status_dict(row) if start_worker else _status(store, row)  # a worker is about to start
     if start_worker:
         from zlt.jobs.spawn import ensure_worker
@@ -194,6 +196,8 @@ def retry_job(home: Path, job_id: str, *, start_worker: bool = True) -> dict:
         frm = f"resuming from step {step}" if step else "no checkpoint yet: starting over"
         row = store.transition(row["id"], JobStatus.QUEUED, expect=frozenset({state}), resume=1, auto_retries=0,
                                infra_retries=0, not_before=None, refused_hosts="", message=f"retry requested ({frm})")
+        # On a shared (PostgreSQL) store the GPU hosts run the workers: none is started on the submitting machine.
+        start_worker = start_worker and not store.db.pg
         result = status_dict(row) if start_worker else _status(store, row)  # a worker is about to start
     if start_worker:
         from zlt.jobs.spawn import ensure_worker
