@@ -179,3 +179,24 @@ def test_shared_roots_for_job_folders_uploads_and_registry(tmp_path: Path, monke
     assert job_dir(home, "j") == tmp_path / "shared" / "jobs" / "j"
     assert uploads_dir(home) == tmp_path / "shared" / "jobs" / "_uploads", "uploads every worker host can see"
     assert default_registry_dir(home) == tmp_path / "shared" / "artifacts"
+
+
+def test_list_workers_shows_hosts_gpus_and_current_jobs(tmp_path: Path):
+    from zlt.jobs.api import list_workers
+    from zlt.jobs.display import workers_table
+
+    a, b = JobStore(tmp_path, host="gpu-01"), JobStore(tmp_path, host="gpu-02")
+    a.register_worker("gpu-01:11:aa", 11, [0, 1], L4X2)
+    b.register_worker("gpu-02:22:bb", 22, [0], A100)
+    b.register_worker("gone:33:cc", 33, [0])
+    b.unregister_worker("gone:33:cc")
+    a.create(new_job("j1"))
+    a.claim("gpu-01:11:aa", [0, 1], vram_gb=vram(L4X2))
+    found = list_workers(tmp_path)
+    assert [w["worker_id"] for w in found] == ["gpu-01:11:aa", "gpu-02:22:bb"], "stopped workers are not listed"
+    assert found[0]["gpus"][1] == {"index": 1, "name": "NVIDIA L4", "vram_gb": 24.0}
+    assert found[0]["jobs"] == [{"job_id": "j1", "name": "s", "state": "preparing", "gpus": [0]}]
+    table = workers_table(found).splitlines()
+    assert table[0].split() == ["WORKER", "HOST", "GPU", "NAME", "VRAM", "JOB", "STATE"]
+    assert "j1" in table[1] and "24 GiB" in table[1] and table[2].rstrip().endswith("idle")
+    assert "NVIDIA A100-SXM4-80GB" in table[3] and "80 GiB" in table[3]
