@@ -168,11 +168,14 @@ def test_no_retries_left_means_failed_with_the_cause(home: Path, tmp_path: Path)
     assert (row["error_cause"], row["error_message"]) == ("host_oom", "boom")
 
 
-def test_deterministic_failures_are_not_retried(home: Path, tmp_path: Path):
+@pytest.mark.parametrize("cause", ["bad_config", "dataset", "bad_model", "bad_adapter", "import_error"])
+def test_deterministic_failures_are_not_retried(home: Path, tmp_path: Path, cause: str):
+    """Input errors (a bad config, dataset, model path or adapter file) fail at once, budget or not."""
     jid = submit(home, tmp_path, job__retry__max_retries=3)
     store = JobStore(home)
-    assert run_once(store, FakeTrainer(fail_at=1, cause="bad_config")) == "failed"
+    assert run_once(store, FakeTrainer(fail_at=1, cause=cause)) == "failed"
     assert "not retried" in store.history(jid)[-1]["message"]
+    assert store.get(jid)["auto_retries"] == 0
 
 
 def test_cuda_oom_steps_down_one_profile_when_the_spec_allows(home: Path, tmp_path: Path):
