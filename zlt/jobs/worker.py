@@ -165,8 +165,8 @@ class Worker:
                     self.store.worker_heartbeat(self.worker_id)
                     last_beat = time.monotonic()
                 if not self.running and not claimed:
-                    if self.opts.once:
-                        break
+                    if self.opts.once and not self.store.backing_off():
+                        break  # (a job backing off after a fault is waited for: it is runnable soon)
                     if self.opts.idle_exit_s is not None and time.monotonic() - last_busy >= self.opts.idle_exit_s:
                         self.log("idle; exiting")
                         break
