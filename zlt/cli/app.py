@@ -50,7 +50,9 @@ _register()
 
 
 def main() -> None:
-    app()
+    from zlt.cli.jobs import submit_inference_argv
+
+    app(args=submit_inference_argv(sys.argv[1:]), prog_name="zlt")
 
 
 if __name__ == "__main__":

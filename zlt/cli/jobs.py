@@ -39,6 +39,29 @@ def _now() -> str:
     return time.strftime("%H:%M:%S")
 
 
+INFERENCE_FLAGS = {"--generate": "generate", "--transfer": "transfer"}
+
+
+def submit_inference_argv(argv: list[str]) -> list[str]:
+    """`zlt submit --generate|--transfer ARTIFACT REST` is `zlt generate|transfer ARTIFACT REST --submit`: one set of
+    options and checks for both spellings. Rewritten before click parses, because REST holds the other command's
+    options; any other argv is returned unchanged."""
+    if not argv or argv[0] != "submit":
+        return argv
+    rest = argv[1:]
+    for i, arg in enumerate(rest):
+        flag, _, value = arg.partition("=")
+        if flag in INFERENCE_FLAGS:
+            if value:
+                artifact, tail = value, rest[:i] + rest[i + 1:]
+            elif i + 1 < len(rest):
+                artifact, tail = rest[i + 1], rest[:i] + rest[i + 2:]
+            else:
+                return argv  # click reports the missing value
+            return [INFERENCE_FLAGS[flag], artifact, *tail, "--submit"]
+    return argv
+
+
 def submit(
     spec: Path = typer.Argument(..., help="The job spec (.yaml or .json)."),
     priority: int = typer.Option(None, "--priority", help="Queue priority -100..100, higher first (default: job.priority)."),
@@ -53,7 +76,9 @@ def submit(
     home: Path = HomeOpt,
     json_out: bool = JsonOpt,
 ) -> None:
-    """Validate a spec, queue it as a job and print the job id at once."""
+    """Validate a spec, queue it as a job and print the job id at once. `zlt submit --generate ARTIFACT ...` and
+    `zlt submit --transfer ARTIFACT ...` queue a generation or style transfer instead (zlt generate/transfer's
+    options, as with their --submit)."""
     from zlt.jobs.api import submit_job
     from zlt.spec import load_spec
 
