@@ -39,6 +39,9 @@ def _register() -> None:
 
     for module in (spec_cmds, dataset, preflight, train, jobs, artifacts, serve):
         module.register(app)
+    from zlt.cli import retrain
+
+    retrain.register(app)
 
 
 _register()

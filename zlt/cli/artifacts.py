@@ -35,10 +35,24 @@ def _size(n: Any) -> str:
 
 @artifacts_app.command("list")
 @command
-def list_cmd(json_out: bool = JsonOpt, home: Path | None = HomeOpt) -> None:
-    """List every artifact in the registry index, oldest first."""
+def list_cmd(
+    style: str | None = typer.Option(None, "--style", help="Only this style: its versions with step, loss, eval scores."),
+    json_out: bool = JsonOpt,
+    home: Path | None = HomeOpt,
+) -> None:
+    """List every artifact in the registry index, oldest first (--style: one style's version line)."""
     from zlt.artifacts import list_artifacts
 
+    if style is not None:
+        from zlt.artifacts.versions import style_line
+        from zlt.cli.artifact_versions import print_style_line
+
+        line = style_line(home_path(home), style)
+        if json_out:
+            print_json({"ok": True, **line})
+        else:
+            print_style_line(line)
+        return
     rows = list_artifacts(home_path(home))
     if json_out:
         print_json({"ok": True, "artifacts": rows})
@@ -148,6 +162,7 @@ def export_cmd(
 def rm_cmd(
     artifact_id: str = IdArg,
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask."),
+    force: bool = typer.Option(False, "--force", help="Also delete the current (promoted) version of its style."),
     json_out: bool = JsonOpt,
     home: Path | None = HomeOpt,
 ) -> None:
@@ -157,6 +172,11 @@ def rm_cmd(
 
     h = home_path(home)
     row = resolve(h, artifact_id)
+    if not force:  # refuse before asking
+        from zlt.artifacts.promote import current_id
+
+        if current_id(h, row["name"]) == row["id"]:
+            remove_artifact(h, row["id"])  # raises the error that says what to do
     if not yes:
         if json_out:
             raise BadInputError(f"deleting '{row['id']}' needs confirmation", hint="pass --yes")
@@ -171,7 +191,7 @@ def rm_cmd(
         if not ok:
             typer.echo("Nothing deleted.")
             return
-    remove_artifact(h, row["id"])
+    remove_artifact(h, row["id"], force=force)
     if json_out:
         print_json({"ok": True, "removed": row["id"], "path": row["path"]})
     else:
@@ -198,4 +218,7 @@ def collect_cmd(
 
 
 def register(app: typer.Typer) -> None:
+    from zlt.cli import artifact_versions
+
+    artifact_versions.register(artifacts_app)
     app.add_typer(artifacts_app, name="artifacts")
