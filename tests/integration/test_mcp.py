@@ -16,7 +16,7 @@ pytest.importorskip("mcp")
 pytestmark = [pytest.mark.slow, pytest.mark.serve]
 
 TOOLS = {"validate_spec", "render_config", "submit_lora_job", "get_job_status", "list_jobs", "cancel_job",
-         "list_artifacts"}
+         "list_artifacts", "retrain_lora"}
 
 
 def make_images(folder: Path) -> Path:

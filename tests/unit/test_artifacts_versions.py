@@ -156,3 +156,26 @@ def test_spec_diff_and_image_changes_are_pure():
     assert spec_diff({"a": {"b": 1, "c": 2}}, {"a": {"b": 1, "c": 3}, "d": 4}) == {
         "a.c": {"from": 2, "to": 3}, "d": {"from": None, "to": 4}}
     assert image_changes(None, {"x": "x.png"}) is None
+
+
+def test_m010_numbers_the_artifacts_of_an_old_store(tmp_path):
+    """A store from before versions: m010 adds the columns and numbers each style's artifacts by creation time."""
+    from zlt.jobs.db import MIGRATIONS, migrate
+
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("CREATE TABLE migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
+    for name, fn in MIGRATIONS:
+        if name < "m010":
+            from zlt.jobs.db import _InTransaction
+
+            fn(_InTransaction(db))
+            db.execute("INSERT INTO migrations VALUES (?, 0)", (name,))
+    rows = [("b_v0", "wc", 2.0), ("a_v0", "wc", 1.0), ("c_v0", "oil", 1.5), ("d_v0", "wc", 2.0)]
+    for id_, style, ts in rows:
+        db.execute("INSERT INTO artifacts (id, name, path, created_at) VALUES (?, ?, '/x', ?)", (id_, style, ts))
+    assert "m010_artifact_versions" in migrate(db)
+    got = dict(db.execute("SELECT id, version FROM artifacts").fetchall())
+    assert got == {"a_v0": 0, "b_v0": 1, "d_v0": 2, "c_v0": 0}
+    with pytest.raises(sqlite3.IntegrityError):  # one version of a style is one artifact
+        db.execute("INSERT INTO artifacts (id, name, path, created_at, version) VALUES ('e', 'wc', '/x', 3, 1)")

@@ -186,7 +186,8 @@ def test_split_statements_keeps_statements_whole():
 def test_migrations_are_numbered_in_order():
     names = [n for n, _ in MIGRATIONS]
     assert names == sorted(names) and len(set(names)) == len(names)
-    assert [int(n[1:4]) for n in names] == list(range(1, len(names) + 1))
+    numbers = [int(n[1:4]) for n in names]
+    assert numbers[0] == 1 and numbers == sorted(set(numbers))  # numbers may be reserved ahead
 
 
 def test_an_old_store_is_upgraded_and_keeps_its_jobs(tmp_path: Path):

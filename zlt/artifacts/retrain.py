@@ -100,7 +100,9 @@ def plan_retrain(home: Path, ref: str, *, steps: int | None = None, more_steps: 
         old = _listing_sha(home, parent["job_id"])
         job_dir = job_dir_of(home, parent["job_id"])
         src = resume_sources(job_dir, parent["backend"], parent["name"], base_step) if job_dir else None
-        if old is None or listing != old:
+        if job_dir is None or old is None:
+            why_warm = "the parent's job is no longer in the job store (its trainer state with it)"
+        elif listing != old:
             why_warm = "the dataset folder changed since the parent was trained"
         elif src is None:
             why_warm = "the parent's trainer state is no longer in its job folder"

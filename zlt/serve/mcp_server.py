@@ -1,6 +1,7 @@
 """`zlt mcp`: the same operations as the HTTP API, as MCP tools over stdio.
 
-Tools: validate_spec, render_config, submit_lora_job, get_job_status, list_jobs, cancel_job, list_artifacts.
+Tools: validate_spec, render_config, submit_lora_job, get_job_status, list_jobs, cancel_job, list_artifacts,
+retrain_lora.
 Each tool's input schema is its arguments model's JSON Schema, with the `spec` argument being the job spec's own
 schema (`JobSpec`, what `zlt schema` prints); its description is built from the spec models' descriptions.
 A tool that fails returns `isError: true` with the same error object the CLI prints with `--json`.
@@ -134,7 +135,22 @@ def make_tools(home: Path, fence: Fence) -> list[Tool]:
              lambda a: tools.cancel(home, a.job_id)),
         Tool("list_artifacts", "Trained LoRA artifacts in the registry (id, job, name, path, final step and loss).",
              NoArgs, lambda a: {"artifacts": tools.artifacts(home)}),
+        _retrain_tool(home, fence),
     ]
+
+
+def _retrain_tool(home: Path, fence: Fence) -> Tool:
+    from zlt.serve.retrain_api import RetrainBody, retrain
+
+    class RetrainArgs(RetrainBody):
+        artifact: str = Field(min_length=1, max_length=256,
+                              description="Artifact id, STYLE@vN, a style name (its current version), or a job id.")
+
+    return Tool("retrain_lora", "Train a finished LoRA further (more steps, new data, other settings); the job's "
+                "artifact becomes the style's next version. Returns the job status (poll get_job_status) and its "
+                "plan: mode 'resume' (same data and settings: optimizer state too) or 'warm' (from the weights).",
+                RetrainArgs, lambda a: retrain(home, a.artifact, RetrainBody(**a.model_dump(exclude={"artifact"})),
+                                               fence))
 
 
 def _error_result(err: ZltError) -> dict[str, Any]:
