@@ -179,3 +179,23 @@ def test_m010_numbers_the_artifacts_of_an_old_store(tmp_path):
     assert got == {"a_v0": 0, "b_v0": 1, "d_v0": 2, "c_v0": 0}
     with pytest.raises(sqlite3.IntegrityError):  # one version of a style is one artifact
         db.execute("INSERT INTO artifacts (id, name, path, created_at, version) VALUES ('e', 'wc', '/x', 3, 1)")
+
+
+def test_worker_start_up_indexes_an_old_unindexed_folder_and_reports_staging(tmp_path, zlt_home):
+    import os
+    import time
+
+    from zlt.artifacts.reindex import STARTUP_MIN_AGE_S, startup_reindex
+
+    old, fresh = (collect_artifact(_job(tmp_path, n), home=zlt_home) for n in range(2))
+    with sqlite3.connect(zlt_home / "zlt.db") as db:
+        db.execute("DELETE FROM artifacts")
+    past = time.time() - STARTUP_MIN_AGE_S - 10
+    os.utime(old.path / "training_meta.json", (past, past))
+    (old.path.parent / ".staging-h-1-x").mkdir()
+    lines: list[str] = []
+    startup_reindex(zlt_home, lines.append)
+    assert any(old.id in ln and "never indexed" in ln for ln in lines)
+    assert any(".staging-h-1-x" in ln for ln in lines)
+    assert not any(fresh.id in ln for ln in lines)  # a collector may be about to index it
+    assert get_artifact(zlt_home, old.id)["id"] == old.id

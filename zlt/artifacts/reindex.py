@@ -73,8 +73,10 @@ def _lineage(home: Path, job_id: str | None) -> dict[str, Any]:
         return {}
 
 
-def reindex(home: Path, registries: list[Path] | None = None) -> dict[str, Any]:
-    """Index every complete, unindexed artifact folder; report staging folders and rows whose folder is gone."""
+def reindex(home: Path, registries: list[Path] | None = None, *, min_age_s: float = 0.0) -> dict[str, Any]:
+    """Index every complete, unindexed artifact folder; report staging folders and rows whose folder is gone.
+    `min_age_s` leaves alone folders finished more recently (a collector may be about to write their row)."""
+    import time
     home = Path(home)
     indexed = {row["id"]: row for row in store.fetch_all(home)}
     paths = {Path(r["path"]).resolve() for r in indexed.values()}
@@ -98,6 +100,8 @@ def reindex(home: Path, registries: list[Path] | None = None) -> dict[str, Any]:
             if not isinstance(meta, dict) or not (entry / LORA_FILE).is_file():
                 report["skipped"].append({"path": str(entry), "why": f"no readable {META_FILE} and {LORA_FILE}"})
                 continue
+            if min_age_s and time.time() - (entry / META_FILE).stat().st_mtime < min_age_s:
+                continue
             if entry.name in indexed:
                 report["skipped"].append({"path": str(entry), "why": f"id '{entry.name}' is indexed at another path"})
                 continue
@@ -108,3 +112,21 @@ def reindex(home: Path, registries: list[Path] | None = None) -> dict[str, Any]:
             report["indexed"].append({"id": entry.name, "path": str(entry.resolve()), "version": version})
     report["missing"] = [r["id"] for r in indexed.values() if not Path(r["path"]).is_dir()]
     return report
+
+
+def startup_reindex(home: Path, log) -> None:
+    """What a worker does when it starts: close the crash window of an earlier collection, report leftovers.
+    Never stops the worker: a problem here is logged."""
+    try:
+        rep = reindex(Path(home), min_age_s=STARTUP_MIN_AGE_S)
+    except Exception as e:  # noqa: BLE001 - the index is repairable later with `zlt artifacts reindex`
+        log(f"artifact index check failed: {e!r}; run 'zlt artifacts reindex'")
+        return
+    for i in rep["indexed"]:
+        log(f"indexed artifact {i['id']} (its folder was published but never indexed)")
+    for p in rep["incomplete"]:
+        log(f"incomplete artifact staging folder {p} (an unfinished collection)")
+
+
+# A collector writes the index row milliseconds after the rename; a folder this old has no collector left.
+STARTUP_MIN_AGE_S = 120.0

@@ -125,6 +125,9 @@ class Worker:
     def run(self) -> WorkerSummary:
         self.store.register_worker(self.worker_id, os.getpid(), self.opts.gpus)
         self.log(f"started on slots {self.opts.gpus}")
+        from zlt.artifacts.reindex import startup_reindex
+
+        startup_reindex(self.store.home, self.log)
         last_beat = last_busy = time.monotonic()
         try:
             while not self.stop_event.is_set():
