@@ -7,6 +7,7 @@ keeps the sha256 of every file (training_meta.json included), which `verify` che
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from contextlib import closing
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 
 from zlt.errors import BadInputError, NotFoundError
 
+AT_VERSION = re.compile(r"^(?P<style>.+)@v?(?P<version>\d+)$")  # STYLE@vN: version N of a style
 COLUMNS = ("id", "job_id", "name", "path", "created_at", "backend", "spec_sha256", "dataset_sha256", "meta_json",
            "version", "parent_id", "lineage_json")
 
@@ -115,13 +117,22 @@ def resolve_exact(home: Path, artifact_id: str) -> dict[str, Any]:
 
 
 def resolve(home: Path, ref: str) -> dict[str, Any]:
-    """An artifact by exact id, else by job id, else by unique id prefix. NotFoundError / BadInputError (ambiguous)."""
+    """An artifact by exact id, else STYLE@vN, else by job id, else by unique id prefix. NotFoundError /
+    BadInputError (ambiguous)."""
     ref = (ref or "").strip()
     if not ref:
         raise BadInputError("artifact id is empty", hint="see 'zlt artifacts list'")
     with closing(_connect(home)) as db:
         row = db.execute("SELECT * FROM artifacts WHERE id = ?", (ref,)).fetchone()
         if row is not None:
+            return _row(row)
+        at = AT_VERSION.match(ref)
+        if at:
+            row = db.execute("SELECT * FROM artifacts WHERE name = ? AND version = ?",
+                             (at["style"], int(at["version"]))).fetchone()
+            if row is None:
+                raise NotFoundError(f"style '{at['style']}' has no version {at['version']}",
+                                    hint=f"see 'zlt artifacts list --style {at['style']}'")
             return _row(row)
         rows = db.execute("SELECT * FROM artifacts WHERE job_id = ? ORDER BY created_at", (ref,)).fetchall()
         if not rows:

@@ -7,7 +7,6 @@ a style name (its current version: the promoted one, else the newest); a job id 
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ from zlt.artifacts.collect import LORA_FILE, META_FILE
 from zlt.artifacts.promote import current_id
 from zlt.errors import BadInputError, NotFoundError
 
-_AT_VERSION = re.compile(r"^(?P<style>.+)@v?(?P<version>\d+)$")
+
 
 
 def _eval_scores(path: Path) -> dict[str, Any] | None:
@@ -70,13 +69,8 @@ def resolve_row(home: Path, ref: str) -> dict[str, Any]:
         return store.resolve_exact(home, ref)
     except NotFoundError:
         pass
-    m = _AT_VERSION.match(ref)
-    if m:
-        for r in store.fetch_style(home, m["style"]):
-            if r["version"] == int(m["version"]):
-                return r
-        raise NotFoundError(f"style '{m['style']}' has no version {m['version']}",
-                            hint=f"see 'zlt artifacts list --style {m['style']}'")
+    if store.AT_VERSION.match(ref):
+        return store.resolve(home, ref)
     rows = store.fetch_style(home, ref)
     if rows:
         cur = current_id(home, ref) or rows[-1]["id"]
