@@ -16,8 +16,6 @@ from zlt.artifacts.promote import current_id
 from zlt.errors import BadInputError, NotFoundError
 
 
-
-
 def _eval_scores(path: Path) -> dict[str, Any] | None:
     """Scores an evaluation left in the artifact (training_meta.json `eval`, or eval.json), when there are any."""
     for name, key in ((META_FILE, "eval"), ("eval.json", None)):
