@@ -122,7 +122,7 @@ def test_reindex_after_a_crash_between_rename_and_index_row(tmp_path, zlt_home):
     assert [i["id"] for i in report["indexed"]] == [rec.id]
     assert report["incomplete"] == [str(staging)]
     art = get_artifact(zlt_home, rec.id)
-    assert art["files"] and art["version"] == 0
+    assert art["files"] and art["version"] == 0  # read back from its name
     from zlt.artifacts import verify_artifact
 
     assert verify_artifact(zlt_home, rec.id).ok
@@ -199,3 +199,11 @@ def test_worker_start_up_indexes_an_old_unindexed_folder_and_reports_staging(tmp
     assert any(".staging-h-1-x" in ln for ln in lines)
     assert not any(fresh.id in ln for ln in lines)  # a collector may be about to index it
     assert get_artifact(zlt_home, old.id)["id"] == old.id
+
+
+def test_reindex_gives_a_folder_the_version_in_its_name(tmp_path, zlt_home):
+    recs = [collect_artifact(_job(tmp_path, n), home=zlt_home) for n in range(3)]
+    with sqlite3.connect(zlt_home / "zlt.db") as db:
+        db.execute("DELETE FROM artifacts WHERE id = ?", (recs[1].id,))
+    assert [i["version"] for i in reindex(zlt_home)["indexed"]] == [1]
+    assert [v["version"] for v in style_line(zlt_home, "watercolor")["versions"]] == [0, 1, 2]

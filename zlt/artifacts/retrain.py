@@ -111,7 +111,11 @@ def plan_retrain(home: Path, ref: str, *, steps: int | None = None, more_steps: 
     mode = "warm" if why_warm else "resume"
     n = steps if steps is not None else more_steps if more_steps is not None else parent_loaded.spec.training.max_steps
     total = base_step + n if mode == "resume" else n
-    loaded = load_spec(folder / "spec.yaml", sets=[*extra, f"training.max_steps={total}"])
+    final_sets = [*extra, f"training.max_steps={total}"]
+    every = probe.spec.output.save.every
+    if total < every and not any(x.split("=", 1)[0].strip() == "output.save.every" for x in extra):
+        final_sets.append(f"output.save.every={total}")  # a short retrain still keeps a checkpoint
+    loaded = load_spec(folder / "spec.yaml", sets=final_sets)
     lora, plora = loaded.spec.model.lora, parent_loaded.spec.model.lora
     if mode == "warm" and lora.rank != plora.rank:
         raise BadInputError(f"model.lora.rank: {lora.rank} differs from the parent's {plora.rank}",
