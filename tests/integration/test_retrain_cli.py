@@ -145,3 +145,41 @@ def test_retrain_with_musubi_resumes_its_last_state_or_loads_network_weights(tmp
     assert "load network weights from" in Path(v2["job_dir"], "train.log").read_text()
     line = _json(run_zlt("artifacts", "list", "--style", "wc", "--json"))
     assert [(v["version"], v["final_step"]) for v in line["versions"]] == [(0, 10), (1, 15), (2, 5)]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("diffusers") is None, reason="needs the [train] extra")
+def test_retrain_with_the_builtin_trainer_resumes_or_starts_from_the_weights(tmp_path: Path):
+    from PIL import Image
+
+    make_dataset(tmp_path / "ds")
+    for p in (tmp_path / "ds").glob("*.png"):
+        Image.open(p).resize((64, 64)).save(p)
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(yaml.safe_dump({
+        "name": "tiny", "model": {"base": {"name": "zlt/tiny-zimage", "source": "builtin"}},
+        "dataset": {"path": "ds", "resolution": 32},
+        "training": {"backend": "lightning", "max_steps": 4, "warmup_steps": 0},
+        "output": {"save": {"every": 2, "keep": 2}},
+    }))
+    first = _json(run_zlt("submit", str(spec), "--no-worker", "--json", "--profile", "cpu", "--skip-preflight"))
+    _run_queue()
+    v0 = _status(first["job_id"])
+    assert v0["state"] == "succeeded", v0
+    more = _json(run_zlt("retrain", "tiny", "--more-steps", "2", "--no-worker", "--json", "--profile", "cpu",
+                         "--skip-preflight"))
+    assert more["retrain"]["mode"] == "resume" and more["retrain"]["max_steps"] == 6
+    warm = _json(run_zlt("retrain", "tiny@v0", "--steps", "2", "--no-worker", "--json", "--profile", "cpu",
+                         "--skip-preflight"))
+    assert warm["retrain"]["mode"] == "warm"
+    _run_queue()
+    v1, v2 = _status(more["job_id"]), _status(warm["job_id"])
+    assert v1["state"] == "succeeded" and v2["state"] == "succeeded", (v1, v2)
+    events = [json.loads(x) for x in Path(v1["job_dir"], "events.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in events if e["type"] == "resumed"] == [4]
+    assert [e["step"] for e in events if e["type"] == "progress"][0] == 5
+    cfg = json.loads((Path(v2["job_dir"]) / "render" / "trainer.json").read_text())
+    assert cfg["output"]["init_lora"].endswith("warm_start/init.diffusers.safetensors")
+    assert "LoRA initialised from" in Path(v2["job_dir"], "events.jsonl").read_text()
+    line = _json(run_zlt("artifacts", "list", "--style", "tiny", "--json"))
+    assert [(v["version"], v["final_step"], v["mode"]) for v in line["versions"]] == [
+        (0, 4, None), (1, 6, "resume"), (2, 2, "warm")]
