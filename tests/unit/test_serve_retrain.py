@@ -53,6 +53,10 @@ def test_retrain_route_queues_the_next_version(client, artifact: str, zlt_home: 
     assert json.loads((job_dir / "retrain.json").read_text())["parent_id"] == artifact
     assert (job_dir / "warm_start" / "init.ai-toolkit.safetensors").is_file()
     assert client.get(f"/v1/jobs/{body['job_id']}", headers=AUTH).json()["state"] == "queued"
+    # the API accepts the style name: its current version
+    assert client.get("/v1/artifacts/watercolor", headers=AUTH).json()["id"] == artifact
+    r = client.get("/v1/artifacts/watercolor/files/lora.safetensors", headers=AUTH)
+    assert r.status_code == 200 and r.content[:8]
 
 
 def test_retrain_route_refuses_bad_bodies_and_unfenced_paths(client, artifact: str):
