@@ -44,7 +44,7 @@ def _continue(tmp_path: Path, data: Path, scheduler: str) -> tuple[Path, Path]:
     assert src is not None, "the parent's final resume state is found in its job folder"
     child_job = tmp_path / "child"
     write_retrain_file(child_job, {"parent_id": "p", "mode": "resume", "copy": src["copy"], "base_step": 20})
-    warm = apply_warm_start(child_job, "lightning", child_job / "output", first_attempt=True)
+    warm = apply_warm_start(child_job, "lightning", child_job / "output")
     assert warm.resume and warm.init_lora is None
     child, events, outcome = run(tiny_config(child_job, data, training={**tr, "max_steps": 40}, cache=cache,
                                              output={"dir": str(child_job / "output"), "save_every": 100, "keep": 1,

@@ -107,19 +107,22 @@ def resume_sources(parent_job_dir: Path, backend: str, name: str, final_step: in
     return None
 
 
-def apply_warm_start(job_dir: Path, backend: str, output_dir: Path, *, first_attempt: bool) -> WarmStart:
-    """Called by the runner before rendering. Seeds the output folder on the first attempt of a resume-mode retrain
-    and says how to render: resume, or start from `init_lora`."""
+def apply_warm_start(job_dir: Path, backend: str, output_dir: Path) -> WarmStart:
+    """Called by the runner before rendering: seeds the output folder of a resume-mode retrain with the parent's
+    state (what is already there stays: a retried attempt keeps the newer state it trained) and says how to
+    render: resume, or start from `init_lora`."""
     doc = read_retrain(Path(job_dir))
     if not doc:
         return WarmStart()
     if doc.get("mode") == "resume":
-        if first_attempt:
-            for src, rel in (doc.get("copy") or {}).items():
-                if not Path(src).exists():
-                    raise BadInputError(f"retrain: the parent's trainer state {src} is gone",
-                                        hint="retrain with --steps N to start from the artifact's weights instead")
-                _copy(Path(src), Path(output_dir) / rel)
+        for src, rel in (doc.get("copy") or {}).items():
+            dest = Path(output_dir) / rel
+            if dest.exists():
+                continue
+            if not Path(src).exists():
+                raise BadInputError(f"retrain: the parent's trainer state {src} is gone",
+                                    hint="retrain with --steps N to start from the artifact's weights instead")
+            _copy(Path(src), dest)
         return WarmStart(resume=True)
     init = init_file(job_dir, backend)
     if not init.is_file():
