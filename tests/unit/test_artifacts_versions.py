@@ -207,3 +207,44 @@ def test_reindex_gives_a_folder_the_version_in_its_name(tmp_path, zlt_home):
         db.execute("DELETE FROM artifacts WHERE id = ?", (recs[1].id,))
     assert [i["version"] for i in reindex(zlt_home)["indexed"]] == [1]
     assert [v["version"] for v in style_line(zlt_home, "watercolor")["versions"]] == [0, 1, 2]
+
+
+def test_concurrent_collector_processes_get_distinct_versions(tmp_path, zlt_home):
+    """Separate processes (as two workers finishing two retrains of one style at once), not threads."""
+    import os
+    import subprocess
+    import sys
+
+    jobs = [_job(tmp_path, n) for n in range(3)]
+    connect(zlt_home).close()
+    procs = [subprocess.Popen([sys.executable, "-m", "zlt", "artifacts", "collect", str(j), "--json"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+             for j in jobs]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1] for o in outs]
+    ids = sorted(json.loads(o[0])["artifact"]["id"] for o in outs)
+    assert sorted(i[-2:] for i in ids) == ["v0", "v1", "v2"]
+    assert sorted(v["version"] for v in style_line(zlt_home, "watercolor")["versions"]) == [0, 1, 2]
+
+
+def test_retrain_plans_from_a_style_name(tmp_path, zlt_home):
+    from PIL import Image
+
+    from zlt.artifacts.retrain import plan_retrain
+
+    job = _job(tmp_path, 0)
+    (job / "dataset").mkdir()
+    Image.new("RGB", (32, 32)).save(job / "dataset" / "a.png")
+    rec = collect_artifact(job, home=zlt_home)
+    plan = plan_retrain(zlt_home, "watercolor", more_steps=100)
+    # collected by hand: no job in the store, so no trainer state to resume
+    assert (plan.mode, plan.base_step, plan.spec.spec.training.max_steps) == ("warm", 1000, 100)
+    # a short retrain still keeps a checkpoint and trains after its warmup; the plan says so
+    assert plan.summary()["adjusted"] == ["output.save.every=100", "training.warmup_steps=10"]
+    assert plan_retrain(zlt_home, rec.id, steps=300, sets=["training.learning_rate=5e-5"]).summary()["max_steps"] == 300
+    with pytest.raises(BadInputError, match="give one"):
+        plan_retrain(zlt_home, "watercolor", steps=1, more_steps=1)
+    with pytest.raises(BadInputError, match="rank"):
+        plan_retrain(zlt_home, "watercolor", sets=["model.lora.rank=8", "model.lora.alpha=8"])
+    with pytest.raises(BadInputError, match="names every version"):
+        plan_retrain(zlt_home, "watercolor", sets=["output.naming.pattern={style_name}_r{rank}"])

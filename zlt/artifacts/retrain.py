@@ -18,6 +18,7 @@ from typing import Any
 
 from zlt.artifacts import store
 from zlt.artifacts.lineage import job_dir_of, spec_diff
+from zlt.artifacts.naming import parse_pattern, uses_version
 from zlt.artifacts.versions import resolve_row
 from zlt.artifacts.warmstart import init_file, resume_sources, write_init_lora, write_retrain_file
 from zlt.errors import BadInputError, NotFoundError
@@ -35,12 +36,13 @@ class RetrainPlan:
     why_warm: str | None = None
     copy: dict[str, str] = field(default_factory=dict)
     parent_spec: dict[str, Any] = field(default_factory=dict)
+    adjusted: list[str] = field(default_factory=list)  # settings changed to fit the new step count
 
     def summary(self) -> dict[str, Any]:
         tr = self.spec.spec.training
         return {"parent_id": self.parent["id"], "style": self.parent["name"], "mode": self.mode,
                 "base_step": self.base_step, "max_steps": tr.max_steps, "backend": tr.backend,
-                "why_warm": self.why_warm}
+                "why_warm": self.why_warm, "adjusted": self.adjusted}
 
 
 def _listing_sha(home: Path, job_id: str | None) -> str | None:
@@ -112,16 +114,25 @@ def plan_retrain(home: Path, ref: str, *, steps: int | None = None, more_steps: 
     n = steps if steps is not None else more_steps if more_steps is not None else parent_loaded.spec.training.max_steps
     total = base_step + n if mode == "resume" else n
     final_sets = [*extra, f"training.max_steps={total}"]
-    every = probe.spec.output.save.every
-    if total < every and not any(x.split("=", 1)[0].strip() == "output.save.every" for x in extra):
-        final_sets.append(f"output.save.every={total}")  # a short retrain still keeps a checkpoint
-    loaded = load_spec(folder / "spec.yaml", sets=final_sets)
+    given = {x.split("=", 1)[0].strip() for x in extra}
+    adjusted: list[str] = []
+    # A short retrain still keeps a checkpoint and still trains after its warmup (unless the caller said otherwise).
+    if total < probe.spec.output.save.every and "output.save.every" not in given:
+        adjusted.append(f"output.save.every={total}")
+    if total <= probe.spec.training.warmup_steps and "training.warmup_steps" not in given:
+        adjusted.append(f"training.warmup_steps={total // 10}")
+    loaded = load_spec(folder / "spec.yaml", sets=final_sets + adjusted)
+    pattern = loaded.spec.output.naming.pattern
+    if not uses_version(pattern) and not any(f == "job_id" for _, f, _ in parse_pattern(pattern)):
+        raise BadInputError(f"output.naming.pattern: {pattern!r} names every version of '{parent['name']}' alike, so "
+                            "the retrained artifact could not be collected",
+                            hint="--set 'output.naming.pattern={style_name}_v{version}'")
     lora, plora = loaded.spec.model.lora, parent_loaded.spec.model.lora
     if mode == "warm" and lora.rank != plora.rank:
         raise BadInputError(f"model.lora.rank: {lora.rank} differs from the parent's {plora.rank}",
                             hint="a LoRA can only start from weights of the same rank")
     return RetrainPlan(parent=parent, spec=loaded, mode=mode, base_step=base_step, why_warm=why_warm, copy=copy,
-                       parent_spec=parent_spec)
+                       parent_spec=parent_spec, adjusted=adjusted)
 
 
 def submit_retrain(home: Path, ref: str, *, steps: int | None = None, more_steps: int | None = None,

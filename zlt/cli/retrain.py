@@ -73,7 +73,8 @@ def _describe(plan: dict) -> str:
     else:
         how = (f"warm start from {plan['parent_id']} (step {plan['base_step']}): {plan['max_steps']} new steps, "
                f"fresh optimizer ({plan['why_warm']})")
-    return f"retrain of {plan['style']} on {plan['backend']}: {how}"
+    fit = f"; to fit {plan['max_steps']} steps: {', '.join(plan['adjusted'])}" if plan.get("adjusted") else ""
+    return f"retrain of {plan['style']} on {plan['backend']}: {how}{fit}"
 
 
 def register(app: typer.Typer) -> None:
