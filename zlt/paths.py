@@ -29,7 +29,9 @@ def user_config_path() -> Path:
 
 
 def jobs_dir(home: Path) -> Path:
-    return home / "jobs"
+    """Job folders: `ZLT_JOBS_ROOT` (a path every worker host reaches) or `<ZLT_HOME>/jobs`."""
+    root = os.environ.get("ZLT_JOBS_ROOT")
+    return Path(root).expanduser().resolve() if root else home / "jobs"
 
 
 def job_dir(home: Path, job_id: str) -> Path:
@@ -41,7 +43,14 @@ def cache_dir(home: Path) -> Path:
 
 
 def default_registry_dir(home: Path) -> Path:
-    return home / "artifacts" / "lora"
+    """The artifact registry: `ZLT_REGISTRY_ROOT` (shared by every host) or `<ZLT_HOME>/artifacts/lora`."""
+    root = os.environ.get("ZLT_REGISTRY_ROOT")
+    return Path(root).expanduser().resolve() if root else home / "artifacts" / "lora"
+
+
+def uploads_dir(home: Path) -> Path:
+    """Datasets uploaded through the API: beside the job folders when those live on a shared root."""
+    return jobs_dir(home) / "_uploads" if os.environ.get("ZLT_JOBS_ROOT") else home / "serve" / "uploads"
 
 
 def db_path(home: Path) -> Path:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from zlt.errors import BadInputError
 from zlt.paths import data_dir
@@ -23,21 +23,36 @@ class AiToolkitLevers(_Strict):
     qtype_te: str = Field("qfloat8", description="Text encoder quantisation type.")
     low_vram: bool = Field(description="ai-toolkit's low_vram: keep parts on the CPU while loading.")
     cache_text_embeddings: bool = Field(False, description="Cache text embeddings and unload the text encoder.")
+    gradient_checkpointing: bool = Field(
+        True, description="train.gradient_checkpointing when the spec leaves training.gradient_checkpointing unset."
+    )
 
 
 class MusubiLevers(_Strict):
     fp8_base: bool = Field(description="--fp8_base: DiT weights in fp8.")
-    fp8_scaled: bool = Field(description="--fp8_scaled (needs fp8_base): scaled fp8, better quality.")
+    fp8_scaled: bool = Field(
+        description="--fp8_scaled; must equal fp8_base: zlt renders the two together, as musubi's docs advise."
+    )
     fp8_llm: bool = Field(description="--fp8_llm: text encoder in fp8 while caching.")
     blocks_to_swap: int = Field(0, ge=0, le=28, description="--blocks_to_swap N: DiT blocks offloaded to CPU.")
-    gradient_checkpointing: bool = Field(True, description="--gradient_checkpointing.")
+    gradient_checkpointing: bool = Field(
+        True, description="--gradient_checkpointing when the spec leaves training.gradient_checkpointing unset."
+    )
     gradient_checkpointing_cpu_offload: bool = Field(False, description="--gradient_checkpointing_cpu_offload.")
+
+    @model_validator(mode="after")
+    def _fp8_pair(self) -> MusubiLevers:
+        if self.fp8_scaled != self.fp8_base:
+            raise ValueError("fp8_scaled must equal fp8_base (zlt renders --fp8_base with --fp8_scaled)")
+        return self
 
 
 class LightningLevers(_Strict):
     device: str = Field("cuda", description="Torch device the built-in trainer uses.")
     precision: str = Field("bf16-mixed", description="Fabric precision plugin.")
-    gradient_checkpointing: bool = Field(True, description="Force gradient checkpointing on.")
+    gradient_checkpointing: bool = Field(
+        True, description="Gradient checkpointing when the spec leaves training.gradient_checkpointing unset."
+    )
     cache_text_embeddings: bool = Field(True, description="Encode captions once and free the text encoder.")
 
 

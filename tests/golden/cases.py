@@ -24,6 +24,7 @@ CTX = RenderContext(
     cache_dir=Path("/zlt/cache"),
     trainer_root=Path("/opt/trainer"),
     python="python",
+    zlt_python="python3",
     log_path=Path("/jobs/j1/trainer.log"),
     models_dir=Path("/models/z-image"),
 )

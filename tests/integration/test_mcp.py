@@ -16,7 +16,8 @@ pytest.importorskip("mcp")
 pytestmark = [pytest.mark.slow, pytest.mark.serve]
 
 TOOLS = {"validate_spec", "render_config", "submit_lora_job", "get_job_status", "list_jobs", "cancel_job",
-         "list_artifacts", "retrain_lora"}
+         "list_artifacts", "retry_job", "get_job_events", "get_artifact", "generate", "style_transfer", "get_generation",
+         "evaluate", "get_eval_report", "retrain_lora"}
 
 
 def make_images(folder: Path) -> Path:

@@ -33,7 +33,8 @@ def test_render_json_object_shape(tmp_path):
     assert obj["backend"] == "musubi" and obj["profile"] == "24gb"
     assert list(obj["files"]) == ["musubi_dataset.toml"]
     tomllib.loads(obj["files"]["musubi_dataset.toml"])
-    assert len(obj["argv"]) == 3 and all(isinstance(a, list) for a in obj["argv"])
+    # convert the turbo adapter to musubi keys, cache latents, cache text-encoder outputs, train
+    assert len(obj["argv"]) == 4 and all(isinstance(a, list) for a in obj["argv"])
 
 
 def test_render_out_writes_files_and_argv(tmp_path):
@@ -43,7 +44,7 @@ def test_render_out_writes_files_and_argv(tmp_path):
     assert r.returncode == 0, r.stderr
     doc = yaml.safe_load((out / "ai_toolkit.yaml").read_text())
     assert doc["config"]["process"][0]["model"]["arch"] == "zimage"
-    assert json.loads((out / "argv.json").read_text())[0][1] == "run.py"
+    assert json.loads((out / "argv.json").read_text())[0][3] == "run.py"
 
 
 def test_render_explain_names_sources(tmp_path):

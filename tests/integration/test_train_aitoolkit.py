@@ -59,7 +59,9 @@ def test_success_events_files_and_artifact(tmp_path):
     result = read_json(job / "result.json")
     assert result["status"] == "succeeded" and result["profile"] == "24gb" and result["artifact_id"]
     argv = read_json(job / "render" / "argv.json")
-    assert argv[0][1:3] == ["run.py", str(job / "render" / "ai_toolkit.yaml")] and "-l" in argv[0]
+    # run.py reads the seed from $SEED only
+    assert argv[0][:2] == ["env", "SEED=42"]
+    assert argv[0][3:5] == ["run.py", str(job / "render" / "ai_toolkit.yaml")] and "-l" in argv[0]
 
 
 def test_crash_exit_1_with_traceback(tmp_path):

@@ -33,10 +33,28 @@ def write_spec(tmp: Path, backend: str = "ai-toolkit", steps: int = 20, every: i
         "training": {"backend": backend, "max_steps": steps, "warmup_steps": 0},
         "output": {"save": {"every": every, "keep": 2}},
     }
+    if backend == "musubi":
+        spec["model"] = {"base": {"training_adapter": str(write_tiny_adapter(tmp / "adapter.safetensors"))}}
     for section, values in extra.items():
         spec.setdefault(section, {}).update(values)
     path = tmp / "spec.yaml"
     path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def write_tiny_adapter(path: Path) -> Path:
+    """A turbo-adapter stand-in in ai-toolkit's key format (`diffusion_model.<module>.lora_A/lora_B.weight`)."""
+    import numpy as np
+
+    from zlt.artifacts.safetensors_io import RawTensor, write_file
+
+    tensors = {}
+    for i in range(2):
+        for mod in ("attention.to_q", "attention.to_k", "feed_forward.w1"):
+            base = f"diffusion_model.layers.{i}.{mod}"
+            tensors[f"{base}.lora_A.weight"] = RawTensor.from_float32(np.full((2, 8), 0.01, np.float32), "F32")
+            tensors[f"{base}.lora_B.weight"] = RawTensor.from_float32(np.full((8, 2), 0.02, np.float32), "F32")
+    write_file(path, tensors)
     return path
 
 

@@ -33,7 +33,13 @@ def test_three_steps_one_job(tmp_path):
     ck = read_json(job / "checkpoints.json")
     assert ck["backend"] == "musubi" and ck["checkpoints"][-1]["final"] and ck["checkpoints"][-1]["step"] == 12
     assert ck["states"][0]["path"].endswith("wc-step00000010-state")
-    assert len(read_json(job / "render" / "argv.json")) == 3
+    argv = read_json(job / "render" / "argv.json")
+    assert len(argv) == 4 and argv[0][1:3] == ["-m", "zlt.render.musubi_adapter"]
+    # the turbo adapter reached musubi in its own lora_unet_* keys (the stand-in refuses any other format)
+    from zlt.artifacts.safetensors_io import read_header
+
+    keys = read_header(job / "render" / "turbo_adapter_musubi.safetensors").tensors
+    assert "lora_unet_layers_0_attention_to_q.lora_down.weight" in keys and "lora_unet_layers_1_feed_forward_w1.alpha" in keys
     assert events[-1]["status"] == "succeeded" and events[-1]["artifact"]
 
 
@@ -42,7 +48,7 @@ def test_missing_weights_stop_the_job_before_training(tmp_path):
     proc, events = run_train(spec, tmp_path / "job", backend="musubi",
                              env={**FAST, "FAKE_MUSUBI_CHECK_WEIGHTS": "1"})
     assert proc.returncode == 1
-    assert events[-1]["cause"] == "model_download"
+    assert events[-1]["cause"] == "model_missing"
     assert not [e for e in of_type(events, "phase") if e["message"].startswith("train:")]
 
 
@@ -59,8 +65,10 @@ def test_crash_then_resume_offsets_the_restarted_counter(tmp_path):
     steps = [p["step"] for p in of_type(events, "progress")]
     assert steps[0] >= 10 and steps[-1] == 12
     assert all(p["total"] == 12 for p in of_type(events, "progress"))
-    argv = read_json(job / "render" / "argv.json")[2]
+    argv = read_json(job / "render" / "argv.json")[-1]
     assert argv[argv.index("--max_train_steps") + 1] == "2"
+    # the LR schedule keeps the whole run's length, so step 11 after the retry has step 11's LR
+    assert "num_training_steps=12" in argv[argv.index("--lr_scheduler_args") + 1:]
     assert argv[argv.index("--resume") + 1].endswith("wc-step00000010-state")
     final = read_json(job / "checkpoints.json")["checkpoints"][-1]
     assert final["final"] and final["step"] == 12 and "resume_from_00000010" in final["path"]

@@ -96,7 +96,7 @@ def test_training_meta(tmp_path, zlt_home):
     assert meta["gpu"] == {"name": "NVIDIA GeForce RTX 4090", "peak_vram_gb": 21.5}
     assert meta["dataset"]["dataset_sha256"] == "d" * 64 and meta["dataset"]["num_images"] == 12
     assert meta["curve"]["source"] == "loss_log.db" and len(meta["curve"]["steps"]) == 1000
-    assert meta["final_loss"] == pytest.approx(0.5 / 11) and meta["it_s"] == 2.0
+    assert meta["final_loss"] == pytest.approx(0.5 / 11) and meta["it_s"] == 1.0  # loss_log.db wall_time: 1 s/step
     assert meta["zlt_version"]
     files = meta["files"]
     assert "training_meta.json" not in files
@@ -306,3 +306,31 @@ def test_resumed_attempt_folder_is_searched_too(tmp_path, zlt_home):
     rec = collect_artifact(job, home=zlt_home)
     assert rec.warnings == [] and (rec.path / "samples").is_dir()  # samples of the first attempt are kept
     _assert_same_update(rec.path / "lora.safetensors", attempt / final.name)
+
+
+@pytest.mark.parametrize("runner_listed", [True, False])
+def test_builtin_trainer_checkpoints_reach_the_registry_not_its_resume_states(tmp_path, zlt_home, runner_listed):
+    """Issue 13.1: output/state/<name>_<step>.safetensors holds optimizer tensors under the LoRA files' names."""
+    from zlt.artifacts import export_artifact
+    from zlt.run.checkpoints import scan_checkpoints, write_checkpoints_json
+
+    job = make_job_dir(tmp_path, fmt="diffusers", steps=(20, 40), final_step=60,
+                       spec={"output": {"save": {"every": 20, "keep": 2}}})
+    out = job / "output"
+    for step in (20, 40):  # what zlt/trainer/checkpoint.py save_state writes
+        save_state(out / "state" / f"watercolor_{step:09d}.safetensors",
+                   {"optim.state.0.exp_avg": np.ones((4, 32), np.float32), "rng.torch": np.zeros(8, np.float32)},
+                   {"zlt.state_step": str(step)})
+        (out / "state" / f"watercolor_{step:09d}.json").write_text("{}", encoding="utf-8")
+    if runner_listed:
+        write_checkpoints_json(job, "lightning", out, scan_checkpoints(out, "watercolor"))
+    else:
+        (job / "checkpoints.json").unlink()
+    rec = collect_artifact(job, home=zlt_home)
+    assert not any("unrecognised" in w for w in rec.warnings), rec.warnings
+    assert sorted(p.name for p in (rec.path / "checkpoints").iterdir()) == [
+        "step_000020.safetensors", "step_000040.safetensors"]
+    meta = json.loads((rec.path / "training_meta.json").read_text())
+    assert [c["step"] for c in meta["checkpoints"]] == [20, 40]
+    dest = export_artifact(zlt_home, rec.id, "comfyui", tmp_path / "exp", step=40)
+    _assert_same_update(dest, out / "watercolor_000000040.safetensors")

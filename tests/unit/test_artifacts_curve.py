@@ -10,6 +10,7 @@ from tests.fixtures.artifact_jobs import write_loss_log
 from zlt.artifacts.curve import (
     Curve,
     curve_from_events,
+    curve_from_jsonl,
     curve_from_loss_log,
     decimate,
     ema,
@@ -46,10 +47,10 @@ def test_loss_log_db(tmp_path):
     assert not (tmp_path / "loss_log.db-wal").exists()  # read from a copy: the trainer's folder is untouched
 
 
-def test_load_curve_prefers_loss_log_and_keeps_event_speed(tmp_path):
-    write_loss_log(tmp_path / "out" / "loss_log.db", [1, 2, 3])
+def test_load_curve_prefers_loss_log_and_its_own_speed(tmp_path):
+    write_loss_log(tmp_path / "out" / "loss_log.db", [1, 2, 3])  # wall_time one second apart
     curve, notes = load_curve([_progress(3, 0.9, it_s=4.0)], [tmp_path / "out"])
-    assert curve.source == "loss_log.db" and curve.it_s == 4.0 and notes == []
+    assert curve.source == "loss_log.db" and curve.it_s == 1.0 and notes == []
     curve, _ = load_curve([_progress(3, 0.9)], [tmp_path / "nothing-here"])
     assert curve.source == "events"
 
@@ -88,3 +89,44 @@ def test_plot_without_matplotlib_is_a_note(tmp_path, monkeypatch):
     note = plot_loss(c, tmp_path / "loss.png", "t")
     assert note and "matplotlib" in note and "zlt[plot]" in note
     assert not (tmp_path / "loss.png").exists()
+
+
+def _jsonl(path, rows):
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_one_series_trainer_log_first_then_runner_series_then_events(tmp_path):
+    """Issue 19.6 / 13.2: the full per-step log, not 3 throttled events; the LR peak is the logged one."""
+    events = [_progress(1, 0.9), _progress(30, 0.5), _progress(60, 0.3)]
+    lrs = [min(s / 10, 1.0) * 1e-4 * (0.5 if s > 40 else 1) for s in range(1, 61)]
+    _jsonl(tmp_path / "job" / "progress.jsonl",
+           [{"step": s, "loss": 1.0 - s / 100, "lr": None, "t": 100 + s / 10, "attempt": 1} for s in range(1, 61)])
+    curve, _ = load_curve(events, [tmp_path / "out"], tmp_path / "job")
+    assert curve.source == "progress.jsonl" and len(curve) == 60
+    assert curve.it_s == pytest.approx(10.0)  # 59 steps in 5.9 s
+    _jsonl(tmp_path / "out" / "loss_log.jsonl",  # zlt/trainer/loop.py: t is seconds since the run started
+           [{"step": s, "loss": 2.0 - s / 100, "lr": lrs[s - 1], "epoch": 0, "t": s * 0.5} for s in range(1, 61)])
+    curve, _ = load_curve(events, [tmp_path / "out"], tmp_path / "job")
+    assert curve.source == "loss_log.jsonl" and curve.steps == list(range(1, 61))
+    assert max(v for v in curve.lr if v is not None) == 1e-4 and curve.lr[9] == 1e-4
+    assert curve.it_s == pytest.approx(2.0)
+    s = summarize(curve)
+    assert s["first_loss"] == 1.99 and s["final_loss"] == pytest.approx(1.4) and s["points"] == 60
+
+
+def test_average_rate_ignores_the_gap_between_attempts(tmp_path):
+    rows = [{"step": s, "loss": 0.5, "t": 1000 + s, "attempt": 1} for s in range(1, 11)]  # 1 it/s
+    rows += [{"step": s, "loss": 0.4, "t": 9000 + (s - 8) / 3, "attempt": 2} for s in range(8, 21)]  # 3 it/s
+    curve = curve_from_jsonl(_jsonl(tmp_path / "progress.jsonl", rows), "progress.jsonl")
+    assert curve.it_s == pytest.approx(21 / 13, abs=1e-4)  # (9 + 12) steps in (9 + 4) seconds
+    assert curve.loss[curve.steps.index(9)] == 0.4  # the later attempt wins
+
+
+def test_nonfinite_losses_are_recorded_as_steps(tmp_path):
+    rows = [{"step": 1, "loss": 0.5}, {"step": 2, "loss": None, "loss_nonfinite": True}, {"step": 3, "loss": 0.4}]
+    curve = curve_from_jsonl(_jsonl(tmp_path / "loss_log.jsonl", rows))
+    assert curve.loss == [0.5, None, 0.4] and curve.nonfinite_steps == [2]

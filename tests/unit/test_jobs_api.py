@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.jobs_dialects import dialect, pg_server  # noqa: E402,F401
 from zlt.errors import BadInputError, NotFoundError, SpecError
 from zlt.jobs import (
     STATUS_KEYS,
@@ -22,6 +23,8 @@ from zlt.jobs.api import job_history
 from zlt.jobs.states import IllegalTransition, JobStatus
 from zlt.jobs.store import JobStore
 from zlt.spec import load_spec_data
+
+pytestmark = pytest.mark.usefixtures("dialect")
 
 CONTRACT_KEYS = {
     "job_id", "name", "state", "phase", "step", "total", "percent", "loss", "lr", "it_s", "eta_s", "attempts",
@@ -52,7 +55,8 @@ def spec(ds: Path, **extra):
 def test_submit_snapshots_spec_and_dataset_and_queues(tmp_path: Path, ds: Path):
     home = tmp_path / "home"
     st = submit_job(home, spec(ds), priority=7, start_worker=False, options={"vram_gb": 24})
-    assert set(st) == CONTRACT_KEYS | {"gpus"} and list(st) == list(STATUS_KEYS)
+    assert set(st) == CONTRACT_KEYS | {"gpus", "host", "infra_retries", "waiting"} and list(st) == list(STATUS_KEYS)
+    assert st["waiting"] == "waiting: no live worker (start one with 'zlt worker', or 'zlt serve' keeps one running)"
     assert (st["state"], st["priority"], st["backend"], st["profile"], st["attempts"]) == ("queued", 7, "lightning", "auto", 0)
     assert st["max_retries"] == 1 and st["created_at"].endswith("Z")
     jdir = Path(st["job_dir"])

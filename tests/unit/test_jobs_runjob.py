@@ -11,12 +11,15 @@ from pathlib import Path
 
 import pytest
 
+from tests.jobs_dialects import dialect, pg_server  # noqa: E402,F401
 from zlt.jobs.api import submit_job
 from zlt.jobs.runjob import StopControl, lower_profile, run_claimed_job, watch_parent
 from zlt.jobs.store import JobStore
 from zlt.run import TrainRequest
 from zlt.run.events import Checkpoint, EventStream, Finished, Phase, Progress, Resumed, read_events
 from zlt.spec import load_spec_data
+
+pytestmark = pytest.mark.usefixtures("dialect")
 
 
 @dataclass
@@ -202,7 +205,7 @@ def test_cancel_in_the_store_stops_the_runner(home: Path, tmp_path: Path):
     assert row["error_cause"] == "cancelled" and row["stop_reason"] == "cancel"
 
 
-def test_a_dead_worker_ends_the_job_through_its_pipe(home: Path, tmp_path: Path):
+def test_a_dead_worker_requeues_the_job_through_its_pipe_without_using_a_retry(home: Path, tmp_path: Path):
     jid = submit(home, tmp_path, job__retry__max_retries=0)
     store = JobStore(home)
     r, w = os.pipe()
@@ -210,9 +213,10 @@ def test_a_dead_worker_ends_the_job_through_its_pipe(home: Path, tmp_path: Path)
     watch_parent(r, control)
     trainer = FakeTrainer(wait_for_stop=True)
     threading.Thread(target=lambda: (trainer.started.wait(5), os.close(w))).start()
-    assert run_once(store, trainer, control) == "failed"
+    assert run_once(store, trainer, control) == "queued", "an infrastructure fault: max_retries 0 does not matter"
     row = store.get(jid)
     assert row["error_cause"] == "abandoned" and "worker process died" in row["error_message"]
+    assert row["auto_retries"] == 0 and row["infra_retries"] == 1 and row["resume"] == 1
 
 
 def test_a_worker_shutdown_requeues_without_using_a_retry(home: Path, tmp_path: Path):

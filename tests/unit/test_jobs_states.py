@@ -7,10 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.jobs_dialects import dialect, pg_server  # noqa: E402,F401
 from tests.unit.jobs_fakes import FakeClock, new_job
 from zlt.errors import BadInputError
 from zlt.jobs.states import ALLOWED, TERMINAL, IllegalTransition, JobStatus, can_transition, parse_state
 from zlt.jobs.store import JobStore
+
+pytestmark = pytest.mark.usefixtures("dialect")
 
 
 def force_state(store: JobStore, job_id: str, state: JobStatus) -> None:

@@ -1,17 +1,34 @@
-"""The job store: claim order, GPU slots, leases and the reaper, cancel, migrations."""
+"""The job store: claim order, GPU slots, leases and the reaper, cancel, migrations. Every test runs on
+SQLite and on PostgreSQL (tests/jobs_dialects.py)."""
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 import pytest
 
+from tests.jobs_dialects import dialect, pg_server  # noqa: F401
 from tests.unit.jobs_fakes import FakeClock, new_job
 from zlt.errors import NotFoundError
-from zlt.jobs.db import MIGRATIONS, connect, migrate, split_statements
+from zlt.jobs.db import MIGRATIONS, _InTransaction, connect, migrate, split_statements, store_url
+from zlt.jobs.dialect import Database, sqlite_database
+from zlt.jobs.faults import INFRA_RETRY_CAP
 from zlt.jobs.states import IllegalTransition, JobStatus
 from zlt.jobs.store import JobStore
+from zlt.paths import db_path
+
+pytestmark = pytest.mark.usefixtures("dialect")
+
+
+def raw_db(home: Path) -> Database:
+    """The store's database without migrations (to build an old store)."""
+    url = store_url(home)
+    if url:
+        from zlt.jobs.pg import pg_database
+
+        return pg_database(url)
+    home.mkdir(parents=True, exist_ok=True)
+    return sqlite_database(db_path(home))
 
 
 @pytest.fixture
@@ -115,22 +132,29 @@ def test_heartbeat_renews_lease_and_reports_cancel(store: JobStore, clock: FakeC
     assert not store.heartbeat("j", "other").alive
 
 
-def test_reaper_requeues_then_fails_abandoned_jobs(tmp_path: Path, clock: FakeClock):
+def test_reaper_requeues_abandoned_jobs_without_using_retries(tmp_path: Path, clock: FakeClock):
+    """A lost lease is an infrastructure fault: requeued with a backoff, max_retries untouched, capped apart."""
     store = JobStore(tmp_path, clock=clock, lease_ttl=30.0, host="elsewhere", pid_alive=lambda p, s: True)
-    store.create(new_job("j", max_retries=1))
+    store.create(new_job("j", max_retries=0))
     store.claim("w", [0])
     clock.t += 29
     assert store.reap() == [], "lease still valid"
     clock.t += 2
     assert store.reap() == [("j", JobStatus.QUEUED)]
     row = store.get("j")
-    assert row["resume"] == 1 and row["auto_retries"] == 1 and row["lease_token"] is None
-    assert "abandoned" in store.history("j")[-1]["message"]
+    assert row["resume"] == 1 and row["auto_retries"] == 0 and row["infra_retries"] == 1
+    assert row["lease_token"] is None and row["not_before"] > clock.t
+    assert "no retry used" in store.history("j")[-1]["message"]
+    assert store.claim("w", [0]) is None, "backing off"
+    clock.t = row["not_before"]
+    assert store.claim("w", [0]).attempt == 2
+    store.transition("j", JobStatus.QUEUED, infra_retries=INFRA_RETRY_CAP)
     store.claim("w", [0])
     clock.t += 31
     assert store.reap() == [("j", JobStatus.FAILED)]
     row = store.get("j")
-    assert row["error_cause"] == "abandoned" and row["ended_at"] == clock.t
+    assert row["error_cause"] == "abandoned" and row["ended_at"] == clock.t and row["auto_retries"] == 0
+    assert "giving up" in store.history("j")[-1]["message"]
 
 
 def test_reaper_on_same_host_trusts_process_liveness(tmp_path: Path, clock: FakeClock):
@@ -142,7 +166,7 @@ def test_reaper_on_same_host_trusts_process_liveness(tmp_path: Path, clock: Fake
     clock.t += 3600  # lease long expired (a suspended laptop), but the runner process still lives
     assert store.reap() == []
     alive["value"] = False  # SIGKILLed: reaped at once, no need to wait for the lease
-    assert store.reap() == [("j", JobStatus.FAILED)]
+    assert store.reap() == [("j", JobStatus.QUEUED)]
     assert "runner process 4242 is gone" in store.get("j")["error_message"]
 
 
@@ -185,17 +209,16 @@ def test_split_statements_keeps_statements_whole():
 
 def test_migrations_are_numbered_in_order():
     names = [n for n, _ in MIGRATIONS]
-    assert names == sorted(names) and len(set(names)) == len(names)
     numbers = [int(n[1:4]) for n in names]
-    assert numbers[0] == 1 and numbers == sorted(set(numbers))  # numbers may be reserved ahead
+    assert names == sorted(names) and len(set(numbers)) == len(numbers), "unique, ascending (gaps are allowed)"
 
 
 def test_an_old_store_is_upgraded_and_keeps_its_jobs(tmp_path: Path):
     """A store written before m003 (only m001/m002 applied) opens, migrates, and keeps its rows."""
-    db = sqlite3.connect(tmp_path / "zlt.db", isolation_level=None)
-    db.execute("CREATE TABLE migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
+    db = raw_db(tmp_path)
+    db.execute(db.ddl("CREATE TABLE migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)"))
     for name, fn in MIGRATIONS[:2]:
-        fn(db)
+        fn(_InTransaction(db))
         db.execute("INSERT INTO migrations VALUES (?, 0)", (name,))
     db.execute(
         "INSERT INTO jobs (id, name, state, created_at, updated_at, backend, spec_json, job_dir) "
@@ -214,13 +237,13 @@ def test_a_failing_migration_leaves_nothing_behind(tmp_path: Path, monkeypatch: 
     from zlt.jobs import db as dbmod
 
     def broken(db):
-        db.executescript("CREATE TABLE half (x);\nCREATE TABLE half (x);\n")
+        db.executescript("CREATE TABLE half (x INTEGER);\nCREATE TABLE half (x INTEGER);\n")
 
     monkeypatch.setattr(dbmod, "MIGRATIONS", [*dbmod.MIGRATIONS, ("m999_broken", broken)])
-    with pytest.raises(sqlite3.OperationalError):
+    with pytest.raises(Exception, match="half"):
         connect(tmp_path)
-    raw = sqlite3.connect(tmp_path / "zlt.db", isolation_level=None)
-    assert raw.execute("SELECT name FROM sqlite_master WHERE name = 'half'").fetchone() is None
+    raw = raw_db(tmp_path)
+    assert not raw.table_exists("half")
     assert raw.execute("SELECT 1 FROM migrations WHERE name = 'm999_broken'").fetchone() is None
-    monkeypatch.undo()
+    monkeypatch.setattr(dbmod, "MIGRATIONS", [m for m in dbmod.MIGRATIONS if m[0] != "m999_broken"])
     assert migrate(raw) == []  # the real ones all went through

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.jobs_dialects import dialect, pg_server  # noqa: E402,F401
 from tests.unit.test_jobs_runjob import FakeTrainer, submit
 from zlt.errors import BadInputError
 from zlt.jobs.runjob import SHUTDOWN, StopControl, run_claimed_job
@@ -17,6 +18,8 @@ from zlt.jobs.states import JobStatus
 from zlt.jobs.store import Claim, JobStore
 from zlt.jobs.worker import Worker, WorkerOptions, parse_gpu_list
 from zlt.run import TrainRequest
+
+pytestmark = pytest.mark.usefixtures("dialect")
 
 
 @pytest.fixture
@@ -148,9 +151,10 @@ def test_a_job_process_that_dies_without_finishing_is_ended_at_once(home: Path, 
 
     w = Worker(store, WorkerOptions(gpus=[0], once=True, poll_s=0.01), launcher=lambda claim: Crashed())
     summary = w.run()
-    assert summary.jobs[jid] == "failed"
+    assert summary.jobs[jid] == "queued", "an infrastructure fault: requeued though max_retries is 0"
     row = store.get(jid)
     assert row["error_cause"] == "abandoned" and "exited with code -9" in row["error_message"]
+    assert row["infra_retries"] == 1 and row["auto_retries"] == 0 and row["not_before"] is not None
 
 
 def test_idle_background_worker_exits(home: Path):

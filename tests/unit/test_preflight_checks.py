@@ -75,9 +75,18 @@ def test_one_gpu_with_too_little_memory_names_levers_and_a_profile(tmp_path: Pat
     assert vram.status == "fail" and r.profile == "16gb"
     assert "estimated peak" in vram.message and "16gb" in vram.message
     assert vram.fix.startswith("apply --set model.base.quantize=float8")
-    assert "smallest profile that fits as written: --profile" in vram.fix
+    # A bigger profile is no fix for this 16 GB card: it says what card the spec needs as written (issue 13 item 6).
+    assert "a GPU with 32 GiB runs it as written (profile 32gb)" in vram.fix and "--profile 32gb" not in vram.fix
     assert [lv["name"] for lv in vram.details["levers"]][0] == "quantize"
     assert r.exit_code == 3
+
+
+def test_a_resolution_over_the_profile_cap_is_fixed_by_the_cap_not_a_bigger_profile(tmp_path: Path):
+    s = spec(tmp_path, **{"training.backend": "lightning", "dataset.resolution": 1024})
+    r = run(s, StaticProbe([card(0, "NVIDIA GeForce RTX 3060", 12)]))
+    vram = by_name(r, "vram")[0]
+    assert vram.status == "fail" and r.profile == "12gb"
+    assert "--set dataset.resolution=768" in vram.fix and "--profile 24gb" not in vram.fix
 
 
 def test_another_process_holding_memory(tmp_path: Path):

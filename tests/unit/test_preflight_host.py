@@ -131,7 +131,7 @@ def test_hub_model_missing_offline_fails_online_warns(hf_cache: Path, tmp_path: 
     monkeypatch.setenv("HF_ENDPOINT", "https://hf-mirror.com")
     r = check_base_model(spec_for(tmp_path))
     assert r.status == "warn" and r.download_gb > 15 and "hf-mirror.com" in r.message
-    assert r.fix == "pre-download it: huggingface-cli download Tongyi-MAI/Z-Image-Turbo"
+    assert r.fix == "pre-download it: hf download Tongyi-MAI/Z-Image-Turbo"
 
 
 def test_partial_download_offline_fails(hf_cache: Path, tmp_path: Path):

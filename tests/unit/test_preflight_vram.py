@@ -241,8 +241,76 @@ def test_a_resolution_above_the_cap_gets_a_resolution_lever_even_when_memory_fit
 def test_smallest_fitting_profile():
     assert smallest_fitting_profile(make_spec({"training.backend": "ai-toolkit"}), "ai-toolkit").name == "16gb"
     assert smallest_fitting_profile(make_spec({"dataset.resolution": 768}), "ai-toolkit").name == "12gb"
-    assert smallest_fitting_profile(make_spec({"training.backend": "lightning"}), "lightning").name == "24gb"
+    # quantize auto: 16 GB cannot hold bf16 weights at 1024 px, so the built-in trainer stores them in float8 there
+    assert smallest_fitting_profile(make_spec({"training.backend": "lightning"}), "lightning").name == "16gb"
+    unquantised = make_spec({"training.backend": "lightning", "model.base.quantize": "none"})
+    assert smallest_fitting_profile(unquantised, "lightning").name == "24gb"
     tiny = make_spec({"model.base.name": "zlt/tiny-zimage", "dataset.resolution": 64})
     assert smallest_fitting_profile(tiny, "lightning").name == "cpu"
     huge = make_spec({"dataset.resolution": 2048, "training.gradient_checkpointing": "false"})
     assert smallest_fitting_profile(huge, "lightning") is None
+
+
+# ---- the built-in trainer: float8 storage and gradient checkpointing from the profile (issue 14) -------------
+
+
+def preset_spec(preset: str, sets: dict[str, Any]) -> JobSpec:
+    return load_spec_data({"preset": preset, "dataset": {"path": "/nonexistent"}},
+                          sets=[f"{k}={v}" for k, v in sets.items()]).spec
+
+
+@pytest.mark.parametrize(("preset", "res", "card"), [("style", 1024, "16gb"), ("character", 512, "12gb"),
+                                                      ("character", 768, "12gb")])
+def test_float8_fits_the_small_cards(preset: str, res: int, card: str):
+    p = load_profiles()[card]
+    f8 = estimate(preset_spec(preset, {"dataset.resolution": res, "model.base.quantize": "float8"}), p, "lightning")
+    bf16 = estimate(preset_spec(preset, {"dataset.resolution": res, "model.base.quantize": "none"}), p, "lightning")
+    assert f8.total_gb <= p.vram_gb < bf16.total_gb, (f8.to_dict(), bf16.to_dict())
+    assert f8.parts["transformer"] == pytest.approx(6.15e9 * 1.05 / 2**30)
+    auto = estimate(preset_spec(preset, {"dataset.resolution": res}), p, "lightning")
+    assert auto.total_gb == pytest.approx(f8.total_gb)  # 'auto' picks float8 where bf16 does not fit
+
+
+def test_float8_without_checkpointing_keeps_the_bf16_copies():
+    p = load_profiles()["80gb"]
+    on = estimate(make_spec({"model.base.quantize": "float8", "training.gradient_checkpointing": "true"}), p, "lightning")
+    off = estimate(make_spec({"model.base.quantize": "float8", "training.gradient_checkpointing": "false"}), p,
+                   "lightning")
+    assert on.parts["float8_upcast"] == pytest.approx(6.15e9 * 2 / 2**30 / 30)  # one block at a time
+    assert off.parts["float8_upcast"] == pytest.approx(6.15e9 * 2 / 2**30)  # every layer until backward
+
+
+def test_auto_quantize_keeps_bf16_where_it_fits():
+    assert plan(make_spec(), load_profiles()["48gb"], "lightning").transformer_bytes == 2.0
+    assert plan(make_spec(), load_profiles()["16gb"], "lightning").transformer_bytes == pytest.approx(1.05)
+
+
+def _unset_gc(spec: JobSpec) -> JobSpec:
+    """The spec as it reads when the user did not write training.gradient_checkpointing (None)."""
+    return spec.model_copy(update={"training": spec.training.model_copy(update={"gradient_checkpointing": None})})
+
+
+def test_gradient_checkpointing_comes_from_the_profile_unless_set():
+    from zlt.render.common import resolve_gradient_checkpointing
+
+    p80, p24, cpu = (load_profiles()[n] for n in ("80gb", "24gb", "cpu"))
+    unset, on, off = _unset_gc(make_spec()), make_spec({"training.gradient_checkpointing": True}), \
+        make_spec({"training.gradient_checkpointing": False})
+    assert resolve_gradient_checkpointing(unset, p80, "lightning")[0] is False
+    assert resolve_gradient_checkpointing(unset, p24, "lightning")[0] is True
+    assert resolve_gradient_checkpointing(unset, cpu, "lightning")[0] is False
+    assert resolve_gradient_checkpointing(on, p80, "lightning") == (True, "set in the spec")  # the user's value wins
+    assert resolve_gradient_checkpointing(off, p24, "lightning") == (False, "set in the spec")
+    unset = _unset_gc(make_spec())
+    on80 = plan(unset, p80, "lightning")
+    assert not on80.gradient_checkpointing and on80.gradient_checkpointing_source == "profile 80gb (lightning lever)"
+    assert "gradient checkpointing off (profile 80gb (lightning lever))" in on80.notes
+    explicit = plan(make_spec({"training.gradient_checkpointing": "true"}), p80, "lightning")
+    assert explicit.gradient_checkpointing and explicit.gradient_checkpointing_source == "set in the spec"
+    assert plan(unset, p24, "lightning").gradient_checkpointing
+
+
+def test_quantize_is_a_lever_for_the_built_in_trainer():
+    spec = make_spec({"model.base.quantize": "none"})
+    levers = suggest_levers(spec, load_profiles()["16gb"], "lightning")
+    assert levers[0].name == "quantize" and levers[0].fits

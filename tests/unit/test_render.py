@@ -95,14 +95,17 @@ def test_aitoolkit_render_maps_spec_and_levers():
     spec = load_spec_data({"preset": "character", "training": {"backend": "ai-toolkit"}}).spec
     res = render_spec(spec, None, get_profile("16gb"), CTX)
     proc = yaml.safe_load(res.files["ai_toolkit.yaml"])["config"]["process"][0]
-    assert proc["network"] == {"type": "lora", "linear": 64, "linear_alpha": 64,
-                               "network_kwargs": {"only_if_contains": spec.model.lora.target_modules}}
+    assert proc["network"] == {"type": "lora", "linear": 64, "linear_alpha": 64, "dropout": 0.0,
+                               "transformer_only": False,
+                               "network_kwargs": {"only_if_contains": spec.model.lora.target_modules,
+                                                  "ignore_if_contains": ["all_final_layer"]}}
     assert proc["model"]["arch"] == "zimage" and proc["model"]["quantize"] is True and proc["model"]["low_vram"] is True
     assert proc["model"]["assistant_lora_path"].endswith("zimage_turbo_training_adapter_v2.safetensors")
     assert proc["train"]["optimizer"] == "adamw8bit" and proc["train"]["timestep_type"] == "sigmoid"
     assert proc["save"] == {"dtype": "bf16", "save_every": 250, "max_step_saves_to_keep": 7}
     assert proc["train"]["disable_sampling"] is True
-    assert res.argv == [["python", "run.py", "/jobs/j1/render/ai_toolkit.yaml", "-l", "/jobs/j1/trainer.log"]]
+    assert res.argv == [["env", "SEED=42", "python", "run.py", "/jobs/j1/render/ai_toolkit.yaml",
+                         "-l", "/jobs/j1/trainer.log"]]
     assert res.cwd == "/opt/trainer"
 
 
@@ -110,11 +113,24 @@ def test_musubi_render_has_three_steps_and_resume():
     spec = load_spec_data({"training": {"backend": "musubi"}}).spec
     ctx = CTX.__class__(**{**CTX.__dict__, "resume_from": CTX.output_dir / "zstyle-step00000500-state", "resume_step": 500})
     res = render_spec(spec, None, get_profile("16gb"), ctx)
-    assert res.step_names == ["cache_latents", "cache_text_encoder_outputs", "train"]
-    train = res.argv[2]
+    assert res.step_names == ["convert_adapter", "cache_latents", "cache_text_encoder_outputs", "train"]
+    train = res.argv[3]
     assert train[train.index("--max_train_steps") + 1] == "1500"
     assert train[train.index("--resume") + 1].endswith("-state")
     assert "--fp8_base" in train and "--fp8_scaled" in train
     assert train[train.index("--network_module") + 1] == "networks.lora_zimage"
     doc = tomllib.loads(res.files["musubi_dataset.toml"])
     assert doc["general"]["resolution"] == [1024, 1024] and doc["datasets"][0]["num_repeats"] == 10
+
+
+def test_write_render_records_what_will_be_trained(tmp_path):
+    from zlt.render import write_render
+
+    spec = load_spec_data({"model": {"lora": {"rank": 4, "alpha": 2}}}).spec
+    res = render_spec(spec, "ai-toolkit", get_profile("24gb"), CTX)
+    written = write_render(res, tmp_path)
+    doc = json.loads((tmp_path / "render.json").read_text())
+    assert tmp_path / "render.json" in written
+    # ai-toolkit trains Z-Image LoRAs with alpha = rank (toolkit/lora_special.py): the artifact must say 4, not 2
+    assert doc["trained"]["lora_alpha"] == 4 and doc["backend"] == "ai-toolkit"
+    assert any(w.startswith("model.lora.alpha") for w in doc["warnings"])

@@ -71,3 +71,18 @@ def test_checkpoints_json(tmp_path):
     assert on_disk == doc
     assert on_disk["checkpoints"][0]["step"] == 20 and on_disk["checkpoints"][0]["final"] is True
     assert set(on_disk["checkpoints"][0]) >= {"step", "path", "final", "size"}
+
+
+def test_builtin_trainer_resume_states_are_not_checkpoints(tmp_path):
+    # zlt/trainer/checkpoint.py: LoRA files <name>_<step:09d>.safetensors in output/, resume states with the same
+    # names in output/state/ (optimizer tensors, header key zlt.state_step, a .json beside each).
+    out = tmp_path / "output"
+    write_st(out / "zs_000000040.safetensors", {"training_info": '{"step": 40, "epoch": 0}'})
+    write_st(out / "zs.safetensors", {"training_info": '{"step": 60, "epoch": 1}'})
+    write_st(out / "state" / "zs_000000040.safetensors", {"zlt.state_step": "40"})
+    (out / "state" / "zs_000000040.json").write_text("{}")
+    write_st(out / "other" / "zs_000000020.safetensors", {"zlt.state_step": "20"})  # a state anywhere: by header
+    found = scan_checkpoints(out, "zs")
+    assert [(c.path.name, c.step, c.final) for c in found] == [("zs_000000040.safetensors", 40, False),
+                                                              ("zs.safetensors", 60, True)]
+    assert all(c.path.parent == out for c in found)

@@ -41,7 +41,19 @@ def test_exit_zero_without_final_file_fails():
     ([], 137, "host_oom"),
     (["ModuleNotFoundError: No module named 'optimum'"], 1, "import_error"),
     (["huggingface_hub.errors.RepositoryNotFoundError: 401 Client Error. Repository Not Found for url"], 1, "model_download"),
-    (["FileNotFoundError: [Errno 2] No such file or directory: '/models/ae.safetensors'"], 1, "model_download"),
+    (["FileNotFoundError: [Errno 2] No such file or directory: '/models/ae.safetensors'"], 1, "model_missing"),
+    (["huggingface_hub.errors.LocalEntryNotFoundError: Cannot find the requested files in the local cache"], 1,
+     "model_missing"),
+    (["model_download: cannot load the transformer of Tongyi-MAI/Z-Image-Turbo: HF_HUB_OFFLINE=1 forbids downloading "
+      "and it is not in the Hugging Face cache"], 1, "model_missing"),
+    (["model_download: training adapter o/r/a.safetensors is not available: 500 Server Error"], 1, "model_download"),
+    # zlt/trainer/models.py's errors for a bad adapter file / a bad model folder
+    (["training adapter /x/a.safetensors: no LoRA layers found (hint: use a Z-Image LoRA .safetensors)"], 1, "bad_input"),
+    (["model.base.training_adapter 'nothing': not a file (hint: give a local .safetensors path)"], 1, "bad_input"),
+    (["cannot load the transformer from /m/zi: Error no file named diffusion_pytorch_model.safetensors found in "
+      "directory /m/zi/transformer. (hint: the folder must be a diffusers Z-Image folder (model_index.json, ...))"], 1,
+     "bad_input"),
+    (["safetensors_rust.SafetensorError: Error while deserializing header: HeaderTooLarge"], 1, "bad_input"),
     (["zimage_train_network.py: error: unrecognized arguments: --bogus"], 2, "bad_config"),
     (["voluptuous.error.MultipleInvalid: extra keys not allowed @ data['datasets'][0]['x']"], 1, "bad_config"),
     (["ValueError: shape mismatch"], 1, "unknown"),
@@ -78,3 +90,40 @@ def test_log_tail_folds_bar_redraws():
     lines = ["Loading VAE", *bars, "Error running job: boom", *bars[:3]]
     assert compact_tail(lines) == ["Loading VAE", bars[-1], "Error running job: boom", bars[2]]
     assert len(compact_tail([f"line {i}" for i in range(100)])) == 40
+
+
+def test_input_errors_are_not_worth_retrying():
+    from zlt.run.classify import is_input_error
+
+    assert all(is_input_error(c) for c in ("bad_input", "model_missing", "bad_config", "dataset"))
+    assert not any(is_input_error(c) for c in ("unknown", "cuda_oom", "host_oom", "model_download", "diverged", None))
+
+
+def test_musubi_tokenizer_from_the_hub_is_a_missing_model_file():
+    """Issue 19.1: musubi's zimage_utils.load_qwen3 logs `Loading tokenizer from Tongyi-MAI/Z-Image`, then fails
+    offline with an empty ImportError from transformers (a protobuf conversion fallback)."""
+    f = facts("INFO:musubi_tuner.zimage.zimage_utils:Loading Qwen3 text encoder from /m/qwen_3_4b.safetensors",
+              "INFO:musubi_tuner.zimage.zimage_utils:Setting Qwen3 to dtype: torch.bfloat16",
+              "INFO:musubi_tuner.zimage.zimage_utils:Loading tokenizer from Tongyi-MAI/Z-Image",
+              "Traceback (most recent call last):", "ImportError:")
+    f.errors.append(Error(message="ImportError:"))
+    out = classify(returncode=1, stop_reason=None, signals_sent=[], facts=f, hf_cli="hf")
+    assert out.cause == "model_missing" and "Tongyi-MAI/Z-Image/tokenizer" in out.message
+    assert out.hint.endswith("hf download Tongyi-MAI/Z-Image --include 'tokenizer/*'")
+    f.tail.append("INFO:musubi_tuner.zimage_cache_text_encoder_outputs:Encoding prompts with Qwen3 text encoder")
+    assert classify(returncode=1, stop_reason=None, signals_sent=[], facts=f).cause == "import_error"
+
+
+def test_diverged():
+    out = judge(1, "loss is nan", diverged_at=17)
+    assert (out.status, out.cause) == ("failed", "diverged") and "step 17" in out.message and out.hint
+    out = judge(0, stop="diverged", signals=["SIGINT"])
+    assert (out.status, out.cause) == ("failed", "diverged")
+
+
+def test_interrupt_tracebacks():
+    from zlt.run.classify import is_interrupt
+
+    assert is_interrupt(Error(message="KeyboardInterrupt", traceback=["Traceback (most recent call last):", "KeyboardInterrupt"]))
+    assert is_interrupt(Error(message="subprocess.CalledProcessError: Command '[...]' died with <Signals.SIGINT: 2>."))
+    assert not is_interrupt(Error(message="ValueError: boom"))

@@ -101,12 +101,58 @@ def test_fatal_oom_once_warnings_deduplicated_job_stopped_noted():
 
 
 def test_superseded_redraws_in_one_chunk_are_skipped_but_tail_kept():
+    # Issue 19.6: every step's line feeds the series; only a redraw of the same step is superseded.
     it, out = make()
-    lines = [bar(i) for i in range(1, 6)] + ["Saving at step 5", bar(6)]
+    lines = [bar(1), bar(1, loss=0.4)] + [bar(i) for i in range(2, 6)] + ["Saving at step 5", bar(6)]
     it.feed_lines(lines, "stderr")
-    steps = [e.step for e in out if isinstance(e, Progress)]
-    assert steps == [5, 6]
-    assert list(it.facts.tail)[-1] == bar(6) and len(it.facts.tail) == 7
+    progress = [e for e in out if isinstance(e, Progress)]
+    assert [e.step for e in progress] == [1, 2, 3, 4, 5, 6]
+    assert progress[0].loss == 0.4
+    assert list(it.facts.tail)[-1] == bar(6) and len(it.facts.tail) == 8
+
+
+def test_every_progress_reaches_on_progress():
+    series = []
+    it, out = make(on_progress=series.append)
+    it.feed_lines([bar(i, loss=0.5 - i / 100) for i in range(1, 11)], "stderr")
+    assert [p.step for p in series] == list(range(1, 11))
+    assert series[-1].loss == 0.4
+
+
+def test_nan_loss_is_strict_json_warned_once_and_a_streak_stops():
+    import json
+
+    from zlt.run.divergence import NAN_PATIENCE
+    from zlt.run.events import event_to_dict
+
+    stopped = []
+    it, out = make(on_diverged=stopped.append)
+    lines = [bar(1, loss=0.5), bar(2, loss=0.4)] + [bar(i).replace("5.000e-01", "nan") for i in range(3, 3 + NAN_PATIENCE + 2)]
+    for line in lines:
+        it.feed(line)
+    progress = [e for e in out if isinstance(e, Progress)]
+    assert progress[2].loss is None and progress[2].loss_nonfinite
+    wire = json.dumps(event_to_dict(progress[2]), allow_nan=False)  # strict: no NaN token
+    assert '"loss": null' in wire and '"loss_nonfinite": true' in wire
+    diverged = [e for e in out if isinstance(e, Warning_) and e.code == "diverged"]
+    assert len(diverged) == 2 and "step 3" in diverged[0].message and "last finite loss at step 2" in diverged[0].message
+    assert stopped == [3] and it.facts.diverged_at == 3
+    assert it.facts.last_loss == 0.4  # the summary keeps the last finite value
+
+
+def test_a_single_nan_then_recovery_only_warns():
+    stopped = []
+    it, out = make(on_diverged=stopped.append)
+    for line in [bar(1), bar(2, loss=float("inf")).replace("inf", "inf"), bar(3), bar(4, loss=float("nan")), bar(5)]:
+        it.feed(line)
+    assert not stopped
+    assert len([e for e in out if isinstance(e, Warning_) and e.code == "diverged"]) == 2
+
+
+def test_musubi_avr_loss_nan_is_not_finite():
+    it, out = make(parse_musubi)
+    it.feed("steps:  10%|█         | 3/30 [00:03<00:27, 1.00it/s, avr_loss=nan]")
+    assert [e.loss_nonfinite for e in out if isinstance(e, Progress)] == [True]
 
 
 def test_trainer_finished_events_are_ignored():
@@ -125,3 +171,29 @@ def test_output_glued_to_a_bar_without_newline_is_split():
     assert [e.step for e in out if isinstance(e, Progress)] == [10]
     err = [e for e in out if isinstance(e, Error)][-1]
     assert err.message == "ValueError: boom" and err.traceback[0] == "Traceback (most recent call last):"
+
+
+def test_a_redraw_that_turns_a_step_nan_counts():
+    from zlt.run.divergence import DivergenceWatch
+
+    w = DivergenceWatch(limit=2)
+    assert w.observe(Progress(13, 60, 0.3)) is None
+    ev = Progress(13, 60, None, loss_nonfinite=True)
+    assert w.observe(ev) == "warn" and w.observe(ev) is None  # the same redraw again says nothing new
+    assert w.observe(Progress(14, 60, None, loss_nonfinite=True)) == "stop" and w.diverged_at == 13
+
+
+def test_builtin_trainer_nonfinite_lines_count_too():
+    """zlt/trainer/emit.py writes a nan loss as `"loss": null, "loss_nonfinite": true` (strict JSON)."""
+    import json
+
+    from zlt.run.divergence import NAN_PATIENCE
+    from zlt.run.events import event_to_dict
+    from zlt.run.parse_lightning import parse_lightning
+
+    stopped = []
+    it, out = make(parse_lightning, on_diverged=stopped.append)
+    for step in range(1, NAN_PATIENCE + 2):
+        line = json.dumps(event_to_dict(Progress(step, 30, float("nan") if step > 1 else 0.5, 1e-4)), allow_nan=False)
+        it.feed(line)
+    assert stopped == [2]

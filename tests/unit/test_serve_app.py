@@ -134,13 +134,15 @@ def test_validate_and_render_routes(client, data_root: Path):
     assert r.json()["backend"] == "lightning" and r.json()["argv"]
 
 
-def test_the_users_v0_registry_path_is_accepted_unless_outputs_are_fenced(zlt_home: Path, data_root: Path, tmp_path):
+def test_the_users_v0_registry_path_needs_the_operator_to_list_it(zlt_home: Path, data_root: Path, tmp_path):
     (data_root / "style").mkdir()
-    body = {"dataset": {"path": "style"}, "output": {"registry": {"type": "local", "path": "/artifacts/lora/"}}}
+    out = tmp_path / "artifacts"
+    out.mkdir()
+    body = {"dataset": {"path": "style"}, "output": {"registry": {"type": "local", "path": f"{out}/lora/"}}}
     with TestClient(create_app(zlt_home, [data_root], TOKEN, webhook_secret=None)) as c:
         r = c.post("/v1/specs/validate", headers=AUTH, json=body)
-        assert r.status_code == 200, r.text
-    fenced = create_app(zlt_home, [data_root], TOKEN, webhook_secret=None, output_roots=[tmp_path / "out"])
-    with TestClient(fenced) as c:
+        assert r.status_code == 422 and "output.registry.path" in r.text and "--output-root" in r.text
+    listed = create_app(zlt_home, [data_root], TOKEN, webhook_secret=None, output_roots=[out])
+    with TestClient(listed) as c:
         r = c.post("/v1/specs/validate", headers=AUTH, json=body)
-        assert r.status_code == 422 and "output.registry.path" in r.text
+        assert r.status_code == 200, r.text

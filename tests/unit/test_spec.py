@@ -156,3 +156,34 @@ def test_duplicate_yaml_keys_are_refused_with_their_line(tmp_path):
         load_spec(tmp_path / "s.yaml")
     text = str(ei.value.errors[0])
     assert "duplicate key 'dataset'" in text and "line 4" in text and "first at line 1" in text
+
+
+def test_timestep_shift_defaults_to_zimages_own_and_is_validated():
+    from zlt.errors import SpecError
+
+    spec = load_spec_data({}).spec
+    # Z-Image's scheduler shift: ai-toolkit z_image.py scheduler_config, musubi's Z-Image default_discrete_flow_shift
+    assert spec.training.timestep_shift == 3.0
+    assert load_spec_data({"training": {"timestep_shift": 1.5}}).spec.training.timestep_shift == 1.5
+    with pytest.raises(SpecError) as ei:
+        load_spec_data({"training": {"timestep_shift": 0}})
+    assert [e.path for e in ei.value.errors] == ["training.timestep_shift"]
+
+
+def test_gradient_checkpointing_unset_means_the_profile_decides():
+    loaded = load_spec_data({"preset": "character"})
+    assert loaded.spec.training.gradient_checkpointing is None
+    assert load_spec_data({}).spec.training.gradient_checkpointing is True  # the user's v0 value, via the style preset
+    mine = load_spec_data({"preset": "character", "training": {"gradient_checkpointing": False}})
+    assert mine.spec.training.gradient_checkpointing is False and mine.provenance["training.gradient_checkpointing"] == "spec"
+
+
+def test_sample_steps_and_guidance_follow_the_variant_unless_set():
+    from zlt.render.common import sample_steps_guidance
+
+    def sg(**base):
+        return sample_steps_guidance(load_spec_data({"model": {"base": base}}).spec)
+
+    assert sg(variant="turbo") == (9, 0.0) and sg(variant="base") == (30, 4.0) and sg(variant="deturbo") == (25, 2.0)
+    spec = load_spec_data({"training": {"sample": {"steps": 12, "guidance_scale": 1.5}}}).spec
+    assert sample_steps_guidance(spec) == (12, 1.5)

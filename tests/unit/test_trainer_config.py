@@ -73,8 +73,10 @@ def test_gpu_render_maps_precision_targets_and_adapter():
     assert cfg.training.precision == "bf16-mixed"  # the style preset says fp16; the 24gb card has bf16
     assert cfg.model.weight_dtype == "bf16"
     assert any("fp16 mapped to bf16" in w for w in r.warnings)
-    assert cfg.training.gradient_checkpointing is True
-    assert any("gradient_checkpointing" in w for w in r.warnings)
+    # a value the user set wins over the profile's lever (24gb: on), and is not a warning
+    assert cfg.training.gradient_checkpointing is False
+    assert not any("gradient_checkpointing" in w for w in r.warnings)
+    assert "training.gradient_checkpointing: off (set in the spec)" in r.notes
     assert cfg.model.training_adapter == TURBO_ADAPTER_V2
     assert cfg.runtime.accelerator == "cuda" and cfg.runtime.devices == 2 and cfg.runtime.strategy == "ddp"
     assert cfg.lora.target_modules == ["attention.to_out.0", "feed_forward.w1", "feed_forward.w2", "feed_forward.w3", ADALN_TARGET]
@@ -134,3 +136,24 @@ def test_config_and_renderer_import_no_torch():
     code = "import sys, zlt.render.lightning, zlt.trainer.config; print(any(m in sys.modules for m in ('torch', 'diffusers')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "False"
+
+
+def test_float8_and_compile_reach_the_trainer_config():
+    base = {"preset": "style", "dataset": {"path": "/d"}}
+    small = trainer_config_from_render(render_lightning(spec(base), get_profile("16gb"), RenderContext()))
+    big = trainer_config_from_render(render_lightning(spec(base), get_profile("48gb"), RenderContext()))
+    assert small.model.quantize == "float8" and big.model.quantize == "none"  # auto: float8 where bf16 won't fit
+    asked = spec({**base, "model": {"base": {"quantize": "float8"}}, "training": {"compile": "off"}})
+    cfg = trainer_config_from_render(render_lightning(asked, get_profile("48gb"), RenderContext()))
+    assert cfg.model.quantize == "float8" and cfg.training.compile == "off"
+    assert big.training.compile == "auto"  # the trainer turns auto on for CUDA
+    tiny = trainer_config_from_render(render_lightning(spec(TINY), get_profile("cpu"), RenderContext()))
+    assert tiny.model.quantize == "none"
+
+
+def test_timestep_shift_is_read_from_the_config(tmp_path: Path):
+    data = {"name": "x", "model": {"name": "zlt/tiny-zimage", "source": "builtin"}, "data": {"path": "/d"},
+            "training": {"max_steps": 1, "timestep_shift": 2.0}, "cache": {"dir": "/c"}, "output": {"dir": "/o"}}
+    assert TrainerConfig.model_validate(data).training.timestep_shift == 2.0
+    del data["training"]["timestep_shift"]
+    assert TrainerConfig.model_validate(data).training.timestep_shift == 3.0

@@ -105,6 +105,20 @@ def test_resume_with_another_lora_shape_is_refused(tmp_path: Path, data: Path):
 
 def test_divergence_fails_the_run(tmp_path: Path, data: Path):
     from zlt.errors import JobFailedError
+    from zlt.run.divergence import NAN_PATIENCE
 
+    buf = io.StringIO()
+    t = Trainer(tiny_config(tmp_path, data, training={"max_steps": 30, "learning_rate": 1e30, "max_grad_norm": None},
+                            output={"save_every": 1}), EventWriter(buf, interval_s=60.0))
+    t.setup()
     with pytest.raises(JobFailedError, match="diverged"):
-        run(tiny_config(tmp_path, data, training={"max_steps": 30, "learning_rate": 1e30, "max_grad_norm": None}))
+        t.run()
+    events = [json.loads(x) for x in buf.getvalue().splitlines()]  # strict JSON: json.loads would accept NaN
+    assert "NaN" not in buf.getvalue() and "Infinity" not in buf.getvalue()
+    bad = [e for e in events if e["type"] == "progress" and e["loss_nonfinite"]]
+    assert len(bad) == NAN_PATIENCE and all(e["loss"] is None for e in bad)  # every non-finite step, unthrottled
+    first_bad = bad[0]["step"]
+    saved = [e["step"] for e in events if e["type"] == "checkpoint"]
+    assert saved == list(range(1, first_bad))  # nothing saved from a non-finite step
+    log = (t.out / "loss_log.jsonl").read_text()
+    assert "NaN" not in log and json.loads(log.splitlines()[-1])["loss_nonfinite"] is True

@@ -28,7 +28,8 @@ def test_sampler_shapes():
     uniform, sigmoid, weighted, shift = draw("uniform"), draw("sigmoid"), draw("weighted"), draw("shift")
     assert abs(float(uniform.mean()) - 0.5) < 0.01 and abs(mid(uniform) - 0.5) < 0.02
     assert abs(float(sigmoid.mean()) - 0.5) < 0.01 and mid(sigmoid) > 0.6
-    assert abs(float(weighted.mean()) - 0.5) < 0.01 and mid(weighted) > 0.6
+    # ai-toolkit's `weighted` draws its timesteps uniformly and weights the loss instead (test_trainer_weighting)
+    assert abs(float(weighted.mean()) - 0.5) < 0.01 and abs(float((weighted >= 0.7).float().mean()) - 0.3) < 0.02
     assert float(shift.mean()) > 0.65  # shifted towards noise like the turbo scheduler
     assert float(draw("uniform", content_or_style="content").mean()) > 0.7
     assert float(draw("uniform", content_or_style="style").mean()) < 0.3

@@ -110,6 +110,23 @@ def test_local_diffusers_folder_loads_like_the_hub_layout(tmp_path: Path):
     assert torch.equal(got, ref.encode_prompt("a cat", do_classifier_free_guidance=False)[0][0])
 
 
+def test_a_folder_with_pickle_weights_is_never_loaded(tmp_path: Path, monkeypatch):
+    """Issue 13 item 17: transformer weights saved as pytorch_model .bin (pickle) are refused, not torch.load-ed."""
+    import torch.serialization
+
+    from zlt.trainer.tiny import build_tiny_pipeline
+
+    build_tiny_pipeline().transformer.save_pretrained(tmp_path / "zimage" / "transformer", safe_serialization=False)
+    assert list((tmp_path / "zimage" / "transformer").glob("*.bin"))
+    loaded: list[object] = []
+    real_load = torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **k: loaded.append(a) or real_load(*a, **k))
+    monkeypatch.setattr(torch.serialization, "load", torch.load)
+    with pytest.raises(EnvNotReadyError):
+        load_transformer(ModelConfig(name=str(tmp_path / "zimage"), source="local", weight_dtype="fp32"))
+    assert loaded == []
+
+
 def test_hub_model_is_never_downloaded_offline(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", "/nonexistent-zlt-hf-home")
@@ -119,8 +136,10 @@ def test_hub_model_is_never_downloaded_offline(monkeypatch):
     assert "HF_HUB_OFFLINE=1" in e.value.message and "hf download Tongyi-MAI/Z-Image-Turbo" in e.value.hint
     with pytest.raises(EnvNotReadyError, match="training adapter"):
         resolve_adapter("ostris/zimage_turbo_training_adapter/zimage_turbo_training_adapter_v2.safetensors")
-    with pytest.raises(BadInputError, match="not a file"):
+    with pytest.raises(BadInputError, match="only .safetensors"):  # a pickle is never loaded (issue 13 item 17)
         resolve_adapter("adapter.bin")
+    with pytest.raises(BadInputError, match="not a file"):
+        resolve_adapter("adapter.safetensors")
 
 
 def test_runtime_resolution(tmp_path: Path):

@@ -265,7 +265,7 @@ def collect_artifact(job_dir: Path, *, home: Path, attempts: int = 1, now: float
     pattern = spec.output.naming.pattern
     parse_pattern(pattern)
     created_at = now if now is not None else time.time()
-    curve, notes = load_curve(job.events, job.output_roots)
+    curve, notes = load_curve(job.events, job.output_roots, job.job_dir)
     notes = job.warnings + notes
     values = _name_values(job, created_at, curve)
     registry = open_registry(spec, home)

@@ -1,12 +1,18 @@
 """The loss and learning-rate curve of a job, its summary, and `loss.png`.
 
-Sources, best first: ai-toolkit's `loss_log.db` (SQLite, every step, full precision) and the job's
-`events.jsonl` progress events (what the log parser saw, any backend). After a resumed retry a step can appear
-twice; the later value wins because it belongs to the attempt that produced the weights.
+One series per job, from the best source there is: the trainer's own per-step log (the built-in trainer's
+`loss_log.jsonl`, ai-toolkit's `loss_log.db`: every step, full precision), else the runner's `progress.jsonl`
+(every progress line the parser saw, unthrottled; any backend), else the throttled `events.jsonl` of older jobs.
+The result summary, training_meta.json, loss.png and the CLI line all come from it. After a resumed retry a step
+can appear twice; the later value wins because it belongs to the attempt that produced the weights.
+
+`it_s` is the average training speed: steps over the time between the first and last logged step of each attempt
+(model loading, caching and the gaps between attempts excluded).
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import sqlite3
 import statistics
@@ -22,17 +28,19 @@ LR_KEYS = ("learning_rate", "lr")
 
 @dataclass
 class Curve:
-    source: str = "none"  # "loss_log.db", "events", or "none"
+    source: str = "none"  # "loss_log.jsonl", "loss_log.db", "progress.jsonl", "events", or "none"
     steps: list[int] = field(default_factory=list)
     loss: list[float | None] = field(default_factory=list)
     lr: list[float | None] = field(default_factory=list)
-    it_s: float | None = None  # median training speed
+    it_s: float | None = None  # average training speed (see average_rate)
+    nonfinite_steps: list[int] = field(default_factory=list)  # steps whose logged loss was nan/inf
 
     def __len__(self) -> int:
         return len(self.steps)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"source": self.source, "steps": self.steps, "loss": self.loss, "lr": self.lr}
+        return {"source": self.source, "steps": self.steps, "loss": self.loss, "lr": self.lr,
+                "nonfinite_steps": self.nonfinite_steps}
 
 
 def _finite(x: Any) -> float | None:
@@ -42,23 +50,64 @@ def _finite(x: Any) -> float | None:
     return x if x == x and abs(x) != float("inf") else None
 
 
-def curve_from_events(events: list[dict[str, Any]]) -> Curve:
+def average_rate(points: list[tuple[int, float, Any]]) -> float | None:
+    """Steps per second from (step, time, segment) points in log order: the sum of step and time differences
+    within each segment (an attempt); a step or clock that goes back starts a new segment."""
+    steps = seconds = 0.0
+    for (s0, t0, g0), (s1, t1, g1) in zip(points, points[1:], strict=False):
+        if g1 == g0 and s1 > s0 and t1 > t0:
+            steps += s1 - s0
+            seconds += t1 - t0
+    return round(steps / seconds, 4) if seconds > 0 else None
+
+
+def _from_rows(rows: list[dict[str, Any]], source: str) -> Curve:
+    """Per-step rows `{"step", "loss", "lr", "t", ...}` in log order; the later row of a step wins."""
     by_step: dict[int, tuple[float | None, float | None]] = {}
-    speeds = []
-    for ev in events:
-        if ev.get("type") != "progress" or not isinstance(ev.get("step"), int):
+    nonfinite: set[int] = set()
+    timed: list[tuple[int, float, Any]] = []
+    for row in rows:
+        step = row.get("step")
+        if not isinstance(step, int) or isinstance(step, bool):
             continue
-        loss, lr = _finite(ev.get("loss")), _finite(ev.get("lr"))
-        if loss is not None or lr is not None:
-            by_step[ev["step"]] = (loss, lr)
-        it_s = _finite(ev.get("it_s"))
-        if it_s is not None and it_s > 0:
-            speeds.append(it_s)
+        loss, lr = _finite(row.get("loss")), _finite(row.get("lr"))
+        if row.get("loss_nonfinite") or (isinstance(row.get("loss"), float) and loss is None):
+            nonfinite.add(step)
+        else:
+            nonfinite.discard(step)
+        if loss is not None or lr is not None or step in nonfinite:
+            by_step[step] = (loss, lr)
+        t = _finite(row.get("t"))
+        if t is not None:
+            timed.append((step, t, row.get("attempt")))
     steps = sorted(by_step)
     return Curve(
-        source="events" if steps else "none", steps=steps, loss=[by_step[s][0] for s in steps],
-        lr=[by_step[s][1] for s in steps], it_s=statistics.median(speeds) if speeds else None,
+        source=source if steps else "none", steps=steps, loss=[by_step[s][0] for s in steps],
+        lr=[by_step[s][1] for s in steps], it_s=average_rate(timed), nonfinite_steps=sorted(nonfinite),
     )
+
+
+def curve_from_jsonl(path: Path, source: str | None = None) -> Curve:
+    """The built-in trainer's `loss_log.jsonl` or the runner's `progress.jsonl`; a torn line is skipped."""
+    rows = []
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(row, dict):
+                rows.append(row)
+    return _from_rows(rows, source or path.name)
+
+
+def curve_from_events(events: list[dict[str, Any]]) -> Curve:
+    """Older jobs (no progress.jsonl): the throttled progress events; speed is the median of their rates."""
+    rows = [{**ev, "t": None} for ev in events if ev.get("type") == "progress"]
+    curve = _from_rows(rows, "events")
+    speeds = [v for v in (_finite(ev.get("it_s")) for ev in rows) if v is not None and v > 0]
+    curve.it_s = statistics.median(speeds) if speeds else None
+    return curve
 
 
 def curve_from_loss_log(db_path: Path) -> Curve:
@@ -73,6 +122,10 @@ def curve_from_loss_log(db_path: Path) -> Curve:
         con = sqlite3.connect(copy)
         try:
             rows = con.execute("SELECT step, key, value_real FROM metrics ORDER BY step").fetchall()
+            try:
+                walls = con.execute("SELECT step, wall_time FROM steps ORDER BY step").fetchall()
+            except sqlite3.Error:
+                walls = []
         finally:
             con.close()
     loss: dict[int, float] = {}
@@ -88,29 +141,50 @@ def curve_from_loss_log(db_path: Path) -> Curve:
     steps = sorted(set(loss) | set(lr))
     if not loss:
         return Curve()
-    return Curve(source="loss_log.db", steps=steps, loss=[loss.get(s) for s in steps], lr=[lr.get(s) for s in steps])
+    timed = [(s, float(t), None) for s, t in walls if isinstance(s, int) and _finite(t) is not None]
+    return Curve(source="loss_log.db", steps=steps, loss=[loss.get(s) for s in steps], lr=[lr.get(s) for s in steps],
+                 it_s=average_rate(timed))
 
 
-def load_curve(events: list[dict[str, Any]], output_roots: list[Path]) -> tuple[Curve, list[str]]:
-    """The best curve available, with warnings about sources that could not be read."""
+def _first(roots: list[Path], name: str) -> Path | None:
+    found = [p for root in roots if root.is_dir() for p in sorted(root.rglob(name))]
+    return found[0] if found else None
+
+
+def load_curve(events: list[dict[str, Any]], output_roots: list[Path],
+               job_dir: Path | None = None) -> tuple[Curve, list[str]]:
+    """The job's one series (see the module docstring), with notes about sources that could not be read."""
     notes: list[str] = []
-    from_events = curve_from_events(events)
-    dbs = [db for root in output_roots if root.is_dir() for db in sorted(root.rglob("loss_log.db"))]
-    db = dbs[0] if dbs else None
-    curve = from_events
+    candidates: list[tuple[Path, Any]] = []
+    trainer_jsonl = _first(output_roots, "loss_log.jsonl")
+    if trainer_jsonl is not None:
+        candidates.append((trainer_jsonl, lambda p: curve_from_jsonl(p, "loss_log.jsonl")))
+    db = _first(output_roots, "loss_log.db")
     if db is not None:
+        candidates.append((db, curve_from_loss_log))
+    runner = job_dir / "progress.jsonl" if job_dir is not None else None
+    if runner is not None and runner.is_file():
+        candidates.append((runner, lambda p: curve_from_jsonl(p, "progress.jsonl")))
+    loaded: list[Curve] = []
+    for path, read in candidates:
         try:
-            from_db = curve_from_loss_log(db)
-        except (OSError, sqlite3.Error) as e:
-            notes.append(f"{db}: unreadable loss log ({e}); using the progress events")
-            from_db = Curve()
-        if len(from_db):
-            if from_events.lr and not any(v is not None for v in from_db.lr):
-                lr_by_step = dict(zip(from_events.steps, from_events.lr, strict=True))
-                from_db.lr = [lr_by_step.get(s) for s in from_db.steps]
-            from_db.it_s = from_events.it_s
-            curve = from_db
-    return decimate(curve), notes
+            curve = read(path)
+        except (OSError, sqlite3.Error, UnicodeDecodeError) as e:
+            notes.append(f"{path}: unreadable loss log ({e}); using the next source")
+            continue
+        if len(curve):
+            loaded.append(curve)
+    loaded.append(curve_from_events(events))
+    best = next((c for c in loaded if len(c)), loaded[-1])
+    for other in loaded:  # a source without lr or timing borrows them from the next one that has them
+        if other is best:
+            continue
+        if not any(v is not None for v in best.lr) and any(v is not None for v in other.lr):
+            lr_by_step = dict(zip(other.steps, other.lr, strict=True))
+            best.lr = [lr_by_step.get(s) for s in best.steps]
+        if best.it_s is None and other.it_s is not None:
+            best.it_s = other.it_s
+    return decimate(best), notes
 
 
 def decimate(curve: Curve, limit: int = MAX_POINTS) -> Curve:
@@ -121,7 +195,7 @@ def decimate(curve: Curve, limit: int = MAX_POINTS) -> Curve:
     idx = sorted({round(i * (n - 1) / (limit - 1)) for i in range(limit)})
     return Curve(
         source=curve.source, steps=[curve.steps[i] for i in idx], loss=[curve.loss[i] for i in idx],
-        lr=[curve.lr[i] for i in idx], it_s=curve.it_s,
+        lr=[curve.lr[i] for i in idx], it_s=curve.it_s, nonfinite_steps=curve.nonfinite_steps,
     )
 
 

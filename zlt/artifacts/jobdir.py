@@ -63,6 +63,17 @@ def _read_json(path: Path, warnings: list[str]) -> Any:
         return None
 
 
+def _is_resume_state(path: Path) -> bool:
+    """The built-in trainer's optimizer/RNG state files share the LoRA files' names (in `state/`)."""
+    from zlt.run.checkpoints import HeaderError, is_resume_state, read_safetensors_header
+
+    try:
+        meta = read_safetensors_header(path).get("__metadata__") or {}
+    except (HeaderError, OSError):
+        return False
+    return isinstance(meta, dict) and is_resume_state(meta)
+
+
 def step_from_name(path: Path) -> int | None:
     m = _STEP_NAME.search(path.stem)
     return int(m.group(1)) if m else None
@@ -73,7 +84,8 @@ def scan_checkpoints(output_dir: Path) -> list[CheckpointEntry]:
     The one file without a step (ai-toolkit/musubi `<name>.safetensors`) is the final."""
     if not output_dir.is_dir():
         return []
-    found = [p for p in output_dir.rglob("*.safetensors") if "samples" not in p.relative_to(output_dir).parts]
+    found = [p for p in output_dir.rglob("*.safetensors")
+             if "samples" not in p.relative_to(output_dir).parts and not _is_resume_state(p)]
     entries = [CheckpointEntry(step=step_from_name(p), path=p, size=p.stat().st_size) for p in found]
     unstepped = sorted((e for e in entries if e.step is None), key=lambda e: e.path.stat().st_mtime)
     if unstepped:

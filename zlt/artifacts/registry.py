@@ -27,6 +27,8 @@ from zlt.artifacts.safetensors_io import (
 from zlt.errors import BadInputError, NotFoundError
 from zlt.fsutil import sha256_file
 
+GENERATIONS_PREFIX = "generations/"
+
 
 def _resolve(home: Path, ref: str) -> dict[str, Any]:
     """Reading commands also take a style name (its current version); `rm` does not (store.resolve)."""
@@ -96,6 +98,9 @@ def get_artifact(home: Path, artifact_id: str) -> dict[str, Any]:
         "warnings": row["meta"].get("warnings", []),
         "lineage": row.get("lineage") or {},
     })
+    from zlt.infer.listing import list_generations
+
+    out["generations"] = list_generations(folder)
     return out
 
 
@@ -118,7 +123,8 @@ class VerifyResult:
 def verify_folder(folder: Path, expected: dict[str, dict[str, Any]], artifact_id: str) -> VerifyResult:
     """Re-hash every file against `expected`; also check each .safetensors parses and matches its own header hash."""
     result = VerifyResult(artifact_id=artifact_id, path=str(folder))
-    actual = hash_tree(folder)
+    # generations/ is written after collection by `zlt generate` (zlt.infer); it is not part of what was trained.
+    actual = {k: v for k, v in hash_tree(folder).items() if not k.startswith(GENERATIONS_PREFIX)}
     for rel, info in expected.items():
         got = actual.get(rel)
         if got is None:

@@ -145,3 +145,25 @@ def resolve(home: Path, ref: str) -> dict[str, Any]:
         raise NotFoundError(f"no artifact '{ref}'", hint="see 'zlt artifacts list' for the ids")
     ids = ", ".join(r["id"] for r in rows[:5])
     raise BadInputError(f"'{ref}' matches {len(rows)} artifacts: {ids}", hint="give the full artifact id")
+
+
+def update_meta(home: Path, artifact_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+    """Merge `changes` into an artifact's index meta in one transaction (e.g. files added by an evaluation).
+    Returns the new meta. NotFoundError when the id is not indexed."""
+    with closing(_connect(home)) as db:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            row = db.execute("SELECT meta_json FROM artifacts WHERE id = ?", (artifact_id,)).fetchone()
+            if row is None:
+                raise NotFoundError(f"no artifact '{artifact_id}'", hint="see 'zlt artifacts list' for the ids")
+            try:
+                meta = json.loads(row["meta_json"] or "{}")
+            except json.JSONDecodeError:
+                meta = {}
+            meta.update(changes)
+            db.execute("UPDATE artifacts SET meta_json = ? WHERE id = ?", (json.dumps(meta, sort_keys=True), artifact_id))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+    return meta

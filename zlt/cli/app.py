@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 # pydantic scans every installed distribution's entry points for plugins on first use (~20 ms);
 # zlt uses none, and `zlt render` must start fast.
@@ -18,6 +19,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain click help: flags show no '<bool>' value, and option names are never cut to fit 80 columns.
+    rich_markup_mode=None,
+    context_settings={"max_content_width": 120, "terminal_width": None if sys.stdout.isatty() else 120},
 )
 
 
@@ -35,9 +39,10 @@ def _root(
 
 
 def _register() -> None:
-    from zlt.cli import artifacts, dataset, jobs, preflight, serve, spec_cmds, train
+    from zlt.cli import artifacts, dataset, generate, jobs, preflight, serve, spec_cmds, train
+    from zlt.cli import eval as eval_cmds
 
-    for module in (spec_cmds, dataset, preflight, train, jobs, artifacts, serve):
+    for module in (spec_cmds, dataset, preflight, train, jobs, artifacts, serve, eval_cmds, generate):
         module.register(app)
     from zlt.cli import retrain
 

@@ -106,9 +106,20 @@ def show_cmd(artifact_id: str = IdArg, json_out: bool = JsonOpt, home: Path | No
         )
     if c.get("it_s"):
         typer.echo(f"{'speed':>12}: {c['it_s']:.3g} it/s")
+    if meta.get("eval"):
+        from zlt.eval.table import summary_lines
+
+        for line in summary_lines(meta["eval"]):
+            typer.echo(line)
     typer.echo("files:")
     for f in a["files"]:
         typer.echo(f"  {f['path']:<48} {_size(f.get('size')):>10}  {f['sha256'][:12]}")
+    gens = a.get("generations") or []
+    if gens:
+        typer.echo("generations:")
+    for g in gens:
+        sheet = f"  {g['contact_sheet']}" if g.get("contact_sheet") else ""
+        typer.echo(f"  generations/{g['id']}  {g['kind']}  {g['images']} image(s){sheet}")
     for w in a["warnings"]:
         typer.echo(f"warning: {w}")
 
@@ -142,15 +153,18 @@ def export_cmd(
     artifact_id: str = IdArg,
     fmt: str = typer.Option(..., "--format", "-f", help="Key format: comfyui, diffusers, kohya (musubi)."),
     out: Path | None = typer.Option(None, "--out", "-o", help="File or folder to write (default: ./<id>.<format>.safetensors)."),
-    step: int | None = typer.Option(None, "--step", help="Export the kept checkpoint of this step instead of the final weights."),
+    step: str | None = typer.Option(None, "--step", help="Export the kept checkpoint of this step instead of the "
+                                    "final weights; 'best' is the step the last 'zlt eval' picked."),
     force: bool = typer.Option(False, "--force", help="Replace an existing output file."),
     json_out: bool = JsonOpt,
     home: Path | None = HomeOpt,
 ) -> None:
     """Write the LoRA in another key format (the registry copy stays as it is)."""
     from zlt.artifacts import export_artifact
+    from zlt.eval.record import export_step
 
-    path = export_artifact(home_path(home), artifact_id, fmt, out, step=step, overwrite=force)
+    h = home_path(home)
+    path = export_artifact(h, artifact_id, fmt, out, step=export_step(h, artifact_id, step), overwrite=force)
     if json_out:
         print_json({"ok": True, "path": str(path), "format": fmt})
     else:

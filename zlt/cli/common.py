@@ -30,6 +30,12 @@ AiToolkitOpt = typer.Option(None, "--ai-toolkit", help="ai-toolkit checkout (def
 MusubiOpt = typer.Option(None, "--musubi", help="musubi-tuner checkout (default: ZLT_MUSUBI or the user config).")
 
 
+def backend_sets(backend: str | None) -> list[str]:
+    """`--backend X` as a spec override, so the spec's own rules (the tiny model trains only on lightning)
+    judge the combination that will run: one rule for validate, render, preflight, train and submit."""
+    return [f"training.backend={backend}"] if backend else []
+
+
 def print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
     sys.stdout.flush()
@@ -61,9 +67,11 @@ def command(fn: F) -> F:
 
 
 def home_path(home: Path | None) -> Path:
+    """The state folder, checked: a file or an unwritable folder is exit 3 with the fix."""
     from zlt.paths import zlt_home
+    from zlt.preflight.home import ensure_home
 
-    return zlt_home(home)
+    return ensure_home(zlt_home(home))
 
 
 _console = None
@@ -72,10 +80,19 @@ _console = None
 def console(stderr: bool = False):
     """A rich Console, imported only when something is shown to a person."""
     global _console
+    if stderr:
+        return _make_console(stderr=True)
+    if _console is None:
+        _console = _make_console(stderr=False)
+    return _console
+
+
+def _make_console(stderr: bool):
+    """On a terminal, rich as usual. Elsewhere (CI logs, a pipe) never wrap: a path or JSON cut mid-name at
+    80 columns cannot be copied or parsed; the log viewer wraps lines itself."""
     from rich.console import Console
 
-    if stderr:
-        return Console(stderr=True)
-    if _console is None:
-        _console = Console()
-    return _console
+    con = Console(stderr=stderr)
+    if con.is_terminal:
+        return con
+    return Console(stderr=stderr, soft_wrap=True, width=max(con.width, 200))

@@ -218,7 +218,12 @@ def logs(
         print_json({"job_id": jid, "path": str(path), "text": text})
         return
     if not path.exists() and not follow:
-        _err(f"no trainer log yet for {jid} (state {st['state']}); it appears when the job starts")
+        if JobStatus(st["state"]) in TERMINAL:
+            why = f": {st['error_message']}" if st.get("error_message") else ""
+            _err(f"no trainer log for {jid}: the job {st['state']} before the trainer started{why}\n"
+                 f"see what happened: zlt logs {jid} --events")
+        else:
+            _err(f"no trainer log yet for {jid} (state {st['state']}); it appears when the trainer starts")
         return
     for chunk in follow_bytes(path, done):
         if json_out:

@@ -16,6 +16,7 @@ from zlt.cli.common import (
     ProfileOpt,
     SetOpt,
     VramOpt,
+    backend_sets,
     command,
     home_path,
     print_json,
@@ -44,7 +45,7 @@ def preflight(
     from zlt.preflight.report import render_checks, render_explain
     from zlt.spec import load_spec
 
-    loaded = load_spec(spec, set_ or [])
+    loaded = load_spec(spec, (set_ or []) + backend_sets(backend))
     report = run_preflight(loaded.spec, backend=backend, profile=profile, vram_gb=vram_gb, assume_gpu=assume_gpu,
                            ai_toolkit=ai_toolkit, musubi=musubi, home=home_path(home), check_data=not no_data)
     if json_out:
@@ -61,13 +62,14 @@ def preflight(
 def doctor(
     ai_toolkit: str = AiToolkitOpt,
     musubi: str = MusubiOpt,
+    home: Path = HomeOpt,
     json_out: bool = JsonOpt,
 ) -> None:
-    """Show the environment: GPUs and driver, trainer installs and their versions, packages, config, HF cache.
-    Exits 3 when no backend can train here."""
+    """Show the environment: state folder, GPUs and driver, trainer installs and their versions, packages, config,
+    HF cache. Exits 3 when no backend can train here or the state folder is unusable."""
     from zlt.preflight.doctor import environment_report
 
-    report = environment_report(ai_toolkit=ai_toolkit, musubi=musubi)
+    report = environment_report(ai_toolkit=ai_toolkit, musubi=musubi, home_dir=home)
     if json_out:
         print_json(report.to_dict())
     else:

@@ -56,8 +56,11 @@ def serve(
     port: int = typer.Option(8765, "--port", min=0, max=65535, help="Port (0: any free port, printed at start)."),
     data_roots: list[Path] = DataRootOpt,
     output_roots: list[Path] = typer.Option(
-        None, "--output-root", help="Fence a spec's output.registry.path to ZLT_HOME and these folders "
-        "(repeatable); without it the path is used as given, as by the CLI."),
+        None, "--output-root", help="Folder a spec's output.registry.path may name besides the server's registry "
+        "($ZLT_HOME/artifacts/lora) (repeatable)."),
+    model_roots: list[Path] = typer.Option(
+        None, "--model-root", help="Folder a spec's model paths may name besides $ZLT_HOME/models (repeatable); "
+        "hub ids are always accepted; .safetensors files only."),
     token_file: Path | None = typer.Option(
         None, "--token-file", help="Read the bearer token from this file (default: generated into "
         "$ZLT_HOME/serve/token, mode 0600)."),
@@ -78,12 +81,17 @@ def serve(
 
     home_dir = home_path(home)
     roots = _folders(data_roots, "--data-root")
-    outs = _folders(output_roots, "--output-root") if output_roots else None
-    token, token_path = load_or_create_token(home_dir, token_file)
-    secret, secret_path = load_or_create_webhook_secret(home_dir, webhook_secret_file)
+    outs = _folders(output_roots, "--output-root")
+    models = _folders(model_roots, "--model-root")
+
+    def warn(text: str) -> None:
+        sys.stderr.write(text + "\n")
+
+    token, token_path = load_or_create_token(home_dir, token_file, warn=warn)
+    secret, secret_path = load_or_create_webhook_secret(home_dir, webhook_secret_file, warn=warn)
     limits = Limits(max_upload_bytes=max_upload_mb * MiB, max_extract_bytes=max_extract_mb * MiB)
-    cfg = ServeConfig(home=home_dir, token=token, data_roots=roots, output_roots=outs, limits=limits,
-                      webhook_secret=secret)
+    cfg = ServeConfig(home=home_dir, token=token, data_roots=roots, output_roots=outs, model_roots=models,
+                      limits=limits, webhook_secret=secret)
     sock = _listen(host, port)
     bound_host, bound_port = sock.getsockname()[:2]
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host
@@ -111,7 +119,7 @@ def mcp(
     home: Path | None = HomeOpt,
 ) -> None:
     """Serve the MCP tools (validate_spec, render_config, submit_lora_job, get_job_status, list_jobs, cancel_job,
-    list_artifacts) over stdio, for an agent to launch."""
+    retry_job, get_job_events, list_artifacts, get_artifact) over stdio, for an agent to launch."""
     _need("mcp")
     from zlt.serve.intake import Fence
     from zlt.serve.mcp_server import run_stdio

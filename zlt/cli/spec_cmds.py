@@ -7,16 +7,16 @@ from pathlib import Path
 
 import typer
 
-from zlt.cli.common import BackendOpt, JsonOpt, ProfileOpt, SetOpt, VramOpt, command, print_json
+from zlt.cli.common import BackendOpt, JsonOpt, ProfileOpt, SetOpt, VramOpt, backend_sets, command, print_json
 from zlt.errors import BadInputError
 
 
 @command
 def schema(json_out: bool = JsonOpt) -> None:
-    """Print the job spec's JSON Schema."""
-    from zlt.spec.models import JobSpec
+    """Print the job spec's JSON Schema (defaults: what the 'style' preset applies; x-preset-defaults: each preset's)."""
+    from zlt.spec.agent_schema import agent_spec_schema
 
-    print_json(JobSpec.model_json_schema())
+    print_json(agent_spec_schema())
 
 
 @command
@@ -64,16 +64,20 @@ def validate(
                    f"{s.training.max_steps} steps, rank {s.model.lora.rank}, {s.dataset.resolution} px")
 
 
-def _explain(loaded, result, notes: list[str]) -> None:
+def _explain(rows: list[dict], result, notes: list[str]) -> None:
     from rich.table import Table
 
     from zlt.cli.common import console
 
-    table = Table(title=f"{loaded.source}: where each value comes from")
-    for col in ("field", "value", "source"):
+    table = Table(title=f"what {result.backend} does with each field (profile {result.profile})")
+    for col in ("field", "value", "source", result.backend):
         table.add_column(col)
-    for path, value, source in loaded.explain():
-        table.add_row(path, repr(value) if isinstance(value, str) else str(value), source)
+    for row in rows:
+        value = row["value"]
+        shown = repr(value) if isinstance(value, str) else str(value)
+        does = ("zlt: " if row["carried_by"] == "zlt" else "") + row["where"]
+        extra = [f"[yellow]warning: {w}[/yellow]" for w in row["warnings"]] + [f"[cyan]{n}[/cyan]" for n in row["notes"]]
+        table.add_row(row["field"], shown, row["source"], "\n".join([does, *extra]))
     con = console(stderr=True)
     con.print(table)
     con.print(f"profile: {result.profile}" + (f" ({'; '.join(notes)})" if notes else ""))
@@ -94,19 +98,26 @@ def render(
     from zlt.render import RenderContext, render_spec, select_profile, write_render
     from zlt.spec import load_spec
 
-    loaded = load_spec(spec, sets or [])
-    be = backend or loaded.spec.training.backend
+    loaded = load_spec(spec, (sets or []) + backend_sets(backend))
+    be = loaded.spec.training.backend
     prof, notes = select_profile(loaded.spec, be, profile, vram_gb)
     ctx = RenderContext(config_dir=out.resolve() if out else None, output_dir=(out.resolve() / "output") if out else Path("output"))
     result = render_spec(loaded.spec, be, prof, ctx)
     warnings = loaded.warnings + notes + result.warnings
+    rows = None
     if explain:
-        _explain(loaded, result, notes)
+        from zlt.render.parity import explain_rows
+
+        rows = explain_rows(loaded, result)
+        if not json_out:
+            _explain(rows, result, notes)
     if out is not None:
         written = write_render(result, out)
     if json_out:
         obj = result.to_dict()
         obj["warnings"] = warnings
+        if rows is not None:
+            obj["explain"] = rows
         if out is not None:
             obj["written"] = [str(p) for p in written]
         print_json(obj)

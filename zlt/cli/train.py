@@ -40,6 +40,14 @@ def _parse_gpus(text: str | None) -> list[int] | None:
         raise BadInputError(f"--gpus {text!r}: expected GPU indices like 0 or 0,1") from None
 
 
+def gpu_sets(sets: list[str], gpus: list[int] | None) -> list[str]:
+    """`--gpus 0,1` means one trainer process per listed GPU (DDP): job.resources.gpu becomes their number,
+    unless a --set names it."""
+    if not gpus or any(x.replace(" ", "").startswith("job.resources.gpu=") for x in sets):
+        return list(sets)
+    return [*sets, f"job.resources.gpu={len(gpus)}"]
+
+
 def _job_id_for(workdir: Path | None, resume: bool) -> str:
     from zlt.paths import new_job_id
 
@@ -78,7 +86,27 @@ class _StopOnSignal:
             signal.signal(sig, handler)  # type: ignore[arg-type]
 
 
-def _print_outcome(outcome, console) -> None:
+class _ShowOnce:
+    """What a person sees: each warning once (the runner and the trainer may both say it), and no error
+    event: the summary at the end (or the error message) says it, with its hint."""
+
+    def __init__(self, sink) -> None:
+        self.sink, self.seen = sink, set()
+
+    def __call__(self, d: dict) -> None:
+        if d.get("type") == "error":
+            return
+        if d.get("type") == "warning":
+            if d.get("message") in self.seen:
+                return
+            self.seen.add(d.get("message"))
+        self.sink(d)
+
+    def close(self) -> None:
+        self.sink.close()
+
+
+def _print_outcome(outcome, console, spec=None) -> None:
     from rich.markup import escape
 
     if outcome.status == "succeeded":
@@ -88,6 +116,13 @@ def _print_outcome(outcome, console) -> None:
         if outcome.artifact_path:
             console.print(f"artifact: {escape(outcome.artifact_path)}", highlight=False)
         console.print(f"job folder: {escape(outcome.job_dir or '')}", highlight=False)
+        if outcome.artifact_path and spec is not None:
+            from zlt.cli.use import usage_lines
+
+            base = spec.model.base.name if "/" in spec.model.base.name and not spec.is_tiny else "Tongyi-MAI/Z-Image-Turbo"
+            for line in usage_lines(outcome.artifact_path, outcome.artifact_id or "", trigger=spec.trigger,
+                                    key_format=spec.output.key_format, base_model=base, tiny=spec.is_tiny):
+                console.print(escape(line), highlight=False)
         return
     err = sys.stderr
     err.write(f"{outcome.status} ({outcome.cause}): {outcome.message}\n")
@@ -109,7 +144,8 @@ def train(
     ai_toolkit: str = AiToolkitOpt,
     musubi: str = MusubiOpt,
     resume: bool = typer.Option(False, "--resume", help="Continue the job in --workdir from its latest checkpoint/state."),
-    gpus: str = typer.Option(None, "--gpus", help="GPU indices for the trainer (CUDA_VISIBLE_DEVICES), e.g. 0,1."),
+    gpus: str = typer.Option(None, "--gpus", help="GPU indices for the trainer (CUDA_VISIBLE_DEVICES), e.g. 0,1; "
+                             "several GPUs train one job with DDP (sets job.resources.gpu)."),
     grace: float = typer.Option(120.0, "--grace", min=0, help="Seconds a stopping trainer gets after SIGINT before SIGTERM."),
     set_: list[str] = SetOpt,
     home: Path = HomeOpt,
@@ -131,20 +167,21 @@ def train(
 def _train(spec, backend, profile, vram_gb, workdir, skip_preflight, ai_toolkit, musubi, resume, gpus, grace,
            sets, home, json_out) -> None:
     from zlt.cli.common import console
+    from zlt.jobs.foreground import ForegroundRun, run_foreground
     from zlt.paths import job_dir as default_job_dir
-    from zlt.run import TrainRequest, run_training
     from zlt.spec import load_spec
 
     if resume and workdir is None:
         raise BadInputError("--resume needs --workdir: the folder of the job to continue",
                             hint="pass the job folder, e.g. --workdir ~/.local/share/zlt/jobs/<job id>")
-    loaded = load_spec(spec, sets)
+    gpu_list = _parse_gpus(gpus)
+    loaded = load_spec(spec, gpu_sets(sets, gpu_list))
     h = home_path(home)
     wd = Path(workdir).expanduser().resolve() if workdir else None
     job_id = _job_id_for(wd, resume)
-    req = TrainRequest(
+    run = ForegroundRun(
         loaded=loaded, home=h, job_id=job_id, job_dir=wd or default_job_dir(h, job_id), backend=backend,
-        profile=profile, vram_gb=vram_gb, skip_preflight=skip_preflight, resume=resume, gpus=_parse_gpus(gpus),
+        profile=profile, vram_gb=vram_gb, skip_preflight=skip_preflight, resume=resume, gpus=gpu_list,
         ai_toolkit=ai_toolkit, musubi=musubi, stop_grace_s=grace,
     )
 
@@ -159,16 +196,17 @@ def _train(spec, backend, profile, vram_gb, workdir, skip_preflight, ai_toolkit,
     else:
         from zlt.run.display import RichSink
 
-        say(f"job {job_id}: {req.job_dir}")
-        sink = RichSink(console())
+        say(f"job {job_id}: {run.job_dir}")
+        sink = _ShowOnce(RichSink(console()))
+    run.sinks = [sink]
     try:
         with _StopOnSignal(say) as sig:
-            outcome = run_training(req, sinks=[sink], stop=sig.stop, force=sig.force)
+            outcome = run_foreground(run, stop=sig.stop, force=sig.force)
     finally:
         if not json_out:
             sink.close()  # type: ignore[union-attr]
     if not json_out:
-        _print_outcome(outcome, console())
+        _print_outcome(outcome, console(), loaded.spec)
     if outcome.status != "succeeded":
         raise typer.Exit(1)
 

@@ -118,15 +118,16 @@ def submit_job(
                 spec_json=spec_json, job_dir=str(jdir), gpus_needed=spec.job.resources.gpu,
                 max_retries=spec.job.retry.max_retries, options=opts,
                 snapshot={"dataset": listing, "source": loaded.source, "warnings": loaded.warnings},
+                min_vram_gb=spec.job.resources.min_vram_gb,
             )
             try:
                 row = store.create(new)
-            except sqlite3.IntegrityError:
+            except sqlite3.IntegrityError:  # both dialects raise this class (zlt/jobs/dialect.py)
                 continue  # id taken by a concurrent submit in the same second: draw another
             break
         else:
             raise BadInputError("could not allocate a job id", hint="try again")
-        result = status_dict(row)
+        result = status_dict(row) if start_worker else _status(store, row)  # a worker is about to start
     if start_worker:
         from zlt.jobs.spawn import ensure_worker
 
@@ -134,11 +135,21 @@ def submit_job(
     return result
 
 
+def _status(store: JobStore, row: Any, workers: list[dict] | None = None, now: float | None = None) -> dict:
+    """The status object, with why a queued job waits when no live worker can take it."""
+    waiting = None
+    if row["state"] == JobStatus.QUEUED.value:
+        from zlt.jobs.placement import why_waiting
+
+        waiting = why_waiting(row, store.live_workers() if workers is None else workers, now)
+    return status_dict(row, now, waiting)
+
+
 def job_status(home: Path, job_id: str) -> dict:
     """The job's status object (exactly what `zlt status --json` prints). NotFoundError if unknown."""
     with open_store(home) as store:
         store.reap()
-        return status_dict(store.get(job_id))
+        return _status(store, store.get(job_id))
 
 
 def list_jobs(home: Path, *, state: str | None = None, limit: int = 50) -> list[dict]:
@@ -149,14 +160,16 @@ def list_jobs(home: Path, *, state: str | None = None, limit: int = 50) -> list[
     with open_store(home) as store:
         store.reap()
         now = time.time()
-        return [status_dict(r, now) for r in store.rows(wanted, limit)]
+        rows = store.rows(wanted, limit)
+        workers = store.live_workers() if any(r["state"] == JobStatus.QUEUED.value for r in rows) else []
+        return [_status(store, r, workers, now) for r in rows]
 
 
 def cancel_job(home: Path, job_id: str) -> dict:
     """Queued: cancelled at once. Preparing/running: the runner stops gracefully; the state follows."""
     with open_store(home) as store:
         store.reap()
-        return status_dict(store.request_cancel(job_id))
+        return _status(store, store.request_cancel(job_id))
 
 
 def retry_job(home: Path, job_id: str, *, start_worker: bool = True) -> dict:
@@ -173,8 +186,8 @@ def retry_job(home: Path, job_id: str, *, start_worker: bool = True) -> dict:
         step = row["last_checkpoint_step"]
         frm = f"resuming from step {step}" if step else "no checkpoint yet: starting over"
         row = store.transition(row["id"], JobStatus.QUEUED, expect=frozenset({state}), resume=1, auto_retries=0,
-                               message=f"retry requested ({frm})")
-        result = status_dict(row)
+                               infra_retries=0, not_before=None, refused_hosts="", message=f"retry requested ({frm})")
+        result = status_dict(row) if start_worker else _status(store, row)  # a worker is about to start
     if start_worker:
         from zlt.jobs.spawn import ensure_worker
 
@@ -215,7 +228,7 @@ def wait_job(
     with open_store(home) as store:
         while True:
             store.reap()
-            status = status_dict(store.get(job_id))
+            status = _status(store, store.get(job_id))
             # The ETA ticks down every poll; only report when something else moved.
             if on_change is not None and (last is None or _without_eta(status) != _without_eta(last)):
                 on_change(status)

@@ -51,9 +51,14 @@ def status_block(st: dict[str, Any], *, queue_position: int | None = None, histo
         lines.append(f"  {prog}")
     if queue_position is not None:
         lines.append(f"  position {queue_position} in the queue")
+    if st.get("waiting"):
+        lines.append(f"  {st['waiting']}")
     gpus = ",".join(map(str, st.get("gpus") or [])) or "-"
+    if st.get("host") and st.get("gpus") is not None and st["state"] in ("preparing", "running"):
+        gpus += f" on {st['host']}"
+    faults = f", infrastructure requeues {st['infra_retries']}" if st.get("infra_retries") else ""
     lines.append(
-        f"  attempts {st['attempts']} (max retries {st['max_retries']})  priority {st['priority']}  "
+        f"  attempts {st['attempts']} (max retries {st['max_retries']}{faults})  priority {st['priority']}  "
         f"backend {st['backend']}  profile {st['profile'] or 'auto'}  gpus {gpus}"
     )
     times = [f"created {st['created_at']}"]
@@ -85,6 +90,8 @@ def status_line(st: dict[str, Any], ts: str) -> str:
         extra += f"  {st['error_cause']}: {st.get('error_message') or ''}"
     if st["state"] == "succeeded" and st.get("artifact_path"):
         extra += f"  artifact {st['artifact_path']}"
+    if st.get("waiting"):
+        extra += f"  {st['waiting']}"
     return f"{ts}  {st['job_id']}  {state_text(st)}{extra}".rstrip()
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from typing import Any
 
 
 def find_orphans(job_dir: str) -> list[int]:
@@ -72,3 +73,51 @@ def _zombie(pid: int) -> bool:
         return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     except psutil.Error:
         return True
+
+
+def sweep_host(store: Any) -> dict[str, list[int]]:
+    """End this host's trainers whose job is queued again or runs elsewhere (or whose runner is gone).
+
+    The reaper on another host can only requeue a job by its lease; it cannot reach a trainer left
+    running here. Each worker therefore sweeps its own host. Jobs in a final state are left alone (a
+    trainer recorded by something else than a worker is not ours to judge).
+    """
+    import psutil
+
+    from zlt.errors import NotFoundError
+    from zlt.jobs.reaper import process_alive
+    from zlt.paths import jobs_dir
+
+    root = os.path.join(str(jobs_dir(store.home)), "")
+    found: dict[str, list[int]] = {}
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            cmd = proc.info.get("cmdline") or []
+            pid = proc.info["pid"]
+            part = next((c for c in cmd if root in c), None)
+            if part is None or os.getsid(pid) != pid:
+                continue
+        except (psutil.Error, OSError):
+            continue
+        job_id = part.split(root, 1)[1].split("/", 1)[0]
+        if job_id:
+            found.setdefault(job_id, []).append(pid)
+    ended: dict[str, list[int]] = {}
+    alive = store.pid_alive or process_alive
+    for job_id in found:
+        try:
+            row = store.get(job_id)
+        except NotFoundError:
+            continue
+        if row["id"] != job_id:
+            continue  # a prefix match of some other job
+        state = row["state"]
+        if state in ("preparing", "running") and row["host"] == store.host and (
+                row["runner_pid"] is None or alive(row["runner_pid"], row["runner_started"])):
+            continue
+        if state not in ("queued", "preparing", "running"):
+            continue
+        killed = kill_orphans(row["job_dir"])
+        if killed:
+            ended[job_id] = killed
+    return ended

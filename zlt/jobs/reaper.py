@@ -1,18 +1,20 @@
 """The reaper: nothing stays `running` forever.
 
 Run by every worker loop and by `zlt status`/`zlt jobs`. An active job whose runner is gone (worker
-SIGKILLed, OOM killer, machine rebooted) is cancelled if a cancel was pending, requeued to resume while
-`job.retry.max_retries` allows, and otherwise failed with cause "abandoned".
+SIGKILLed, OOM killer, machine rebooted, lease lost) is cancelled if a cancel was pending, else requeued
+to resume: an infrastructure fault, which does not use `job.retry.max_retries` (zlt/jobs/faults.py).
+On another host only the lease counts: a pid means nothing there.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from typing import TYPE_CHECKING
 
+from zlt.jobs.faults import requeue_after_fault
 from zlt.jobs.states import IllegalTransition, JobStatus
 
 if TYPE_CHECKING:
+    from zlt.jobs.db import Row
     from zlt.jobs.store import JobStore
 
 
@@ -31,7 +33,7 @@ def process_alive(pid: int, started: float | None) -> bool:
         return True  # someone else's process with that pid exists; do not guess it away
 
 
-def is_abandoned(store: JobStore, row: sqlite3.Row, now: float) -> str | None:
+def is_abandoned(store: JobStore, row: Row, now: float) -> str | None:
     """Why an active job has no live runner, or None. On this host a live runner process is proof of life
     (even with a stale lease, e.g. after a suspend); elsewhere only the lease counts."""
     pid = row["runner_pid"]
@@ -46,8 +48,8 @@ def is_abandoned(store: JobStore, row: sqlite3.Row, now: float) -> str | None:
     return None
 
 
-def end_abandoned(store: JobStore, row: sqlite3.Row, why: str) -> sqlite3.Row:
-    """A job lost its runner: cancelled if a cancel was pending, requeued while retries remain, else failed.
+def end_abandoned(store: JobStore, row: Row, why: str) -> Row:
+    """A job lost its runner: cancelled if a cancel was pending, else requeued (an infrastructure fault).
 
     On this host, trainer processes the dead runner left behind are ended first, so the job's GPUs are
     really free when the job lets go of them.
@@ -62,13 +64,7 @@ def end_abandoned(store: JobStore, row: sqlite3.Row, why: str) -> sqlite3.Row:
     if row["cancel_requested"]:
         return store.transition(row["id"], JobStatus.CANCELLED, token=token, message=f"abandoned while cancelling: {why}",
                                 error_cause="cancelled", error_message="cancelled (runner gone)")
-    if row["auto_retries"] < row["max_retries"]:
-        n = row["auto_retries"] + 1
-        return store.transition(row["id"], JobStatus.QUEUED, token=token, resume=1, auto_retries=n,
-                                error_cause="abandoned", error_message=f"abandoned: {why}",
-                                message=f"abandoned: {why}; requeued (retry {n}/{row['max_retries']})")
-    return store.transition(row["id"], JobStatus.FAILED, token=token, message=f"abandoned: {why}",
-                            error_cause="abandoned", error_message=f"abandoned: {why}")
+    return requeue_after_fault(store, row, token, why)
 
 
 def reap(store: JobStore) -> list[tuple[str, JobStatus]]:

@@ -19,12 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from zlt.errors import BadInputError, EnvNotReadyError, ZltError
+from zlt.jobs.db import Row
+from zlt.jobs.faults import INPUT_ERROR_CAUSES, NOT_RETRIED_CAUSES, requeue_after_fault, retryable
 from zlt.jobs.progress import StoreSink
 from zlt.jobs.states import JobStatus
 from zlt.jobs.store import JobStore, LeaseLost
 
 # Causes a retry cannot fix: the same input fails the same way. `zlt retry` still runs them again.
-NOT_RETRYABLE = frozenset({"bad_config", "preflight", "dataset", "import_error", "timeout", "cancelled"})
+NOT_RETRYABLE = INPUT_ERROR_CAUSES | NOT_RETRIED_CAUSES
 
 # Why the job was asked to stop, if it was: the user's cancel, the worker shutting down (requeue),
 # the worker gone (abandoned), or the lease taken away (someone else owns the job now).
@@ -154,6 +156,7 @@ def run_claimed_job(
         outcome = {"status": "failed", "cause": "unknown", "message": f"{type(e).__name__}: {e}"}
     finally:
         keeper.done.set()
+        keeper.join(timeout=5)  # its next store call must not race the caller closing the store
     sink.flush()
     if sink.lost or control.reason == LEASE_LOST:
         return JobStatus(store.get(job_id)["state"]).value
@@ -172,7 +175,7 @@ def _failure(cause: str, err: ZltError) -> dict[str, Any]:
     return {"status": "failed", "cause": cause, "message": msg}
 
 
-def _check_dataset_drift(store: JobStore, row: sqlite3.Row, job_dir: Path) -> None:
+def _check_dataset_drift(store: JobStore, row: Row, job_dir: Path) -> None:
     """The dataset folder should still be what was submitted; say so in the history if it changed."""
     from zlt.jobs.snapshot import dataset_listing
 
@@ -247,16 +250,16 @@ def finish_job(store: JobStore, job_id: str, token: str, outcome: dict[str, Any]
                                message="worker shut down; requeued to resume from the latest checkpoint", **common)
     elif reason == WORKER_LOST:
         common["stop_reason"] = WORKER_LOST
-        new = _fail_or_retry(store, row, token, "abandoned", "abandoned: the worker process died", common)
+        new = requeue_after_fault(store, row, token, "the worker process died", **common)
     else:
         new = _fail_or_retry(store, row, token, cause or "unknown", message or f"trainer {status}", common)
     return new["state"]
 
 
-def _fail_or_retry(store: JobStore, row: sqlite3.Row, token: str, cause: str, message: str,
-                   common: dict[str, Any]) -> sqlite3.Row:
+def _fail_or_retry(store: JobStore, row: Row, token: str, cause: str, message: str,
+                   common: dict[str, Any]) -> Row:
     job_id = row["id"]
-    if cause not in NOT_RETRYABLE and row["auto_retries"] < row["max_retries"]:
+    if retryable(cause) and row["auto_retries"] < row["max_retries"]:
         n = row["auto_retries"] + 1
         note = f"retry {n}/{row['max_retries']} after {cause}"
         step = row["last_checkpoint_step"]
@@ -272,7 +275,7 @@ def _fail_or_retry(store: JobStore, row: sqlite3.Row, token: str, cause: str, me
         _emit_warning(job_id, Path(row["job_dir"]), note)
         return store.transition(job_id, JobStatus.QUEUED, token=token, resume=1, auto_retries=n,
                                 error_cause=cause, error_message=message, message=f"{cause}: {note}", **common)
-    if cause in NOT_RETRYABLE:
+    if not retryable(cause):
         tail = " (not retried: the same input would fail the same way; 'zlt retry' runs it again)"
     elif row["max_retries"]:
         tail = f" (after {row['auto_retries']} retr{'y' if row['auto_retries'] == 1 else 'ies'})"

@@ -1,4 +1,6 @@
-"""The job store: every change of a job is one SQLite transaction, checked against the transition table.
+"""The job store: every change of a job is one transaction, checked against the transition table.
+
+The same code runs on SQLite and on PostgreSQL (zlt/jobs/db.py, zlt/jobs/dialect.py).
 
 Runs are guarded by a lease: a claim hands the runner a `lease_token`; heartbeats, progress writes and
 the final transition only apply while the token still matches, so a runner that lost its job (reaped
@@ -8,9 +10,9 @@ while the machine slept) can never overwrite what happened after. `clock` is inj
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import socket
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,17 +22,21 @@ from pathlib import Path
 from typing import Any
 
 from zlt.errors import NotFoundError, ZltError
-from zlt.jobs.db import connect
+from zlt.jobs.db import Database, Row, connect
+from zlt.jobs.placement import slots_for
 from zlt.jobs.states import ACTIVE, TERMINAL, IllegalTransition, JobStatus, can_transition
 
 DEFAULT_LEASE_TTL_S = 30.0
-HOST = socket.gethostname()
+CLAIM_SCAN = 1000  # queued jobs one claim looks at, in claim order
+# The host a lease names. ZLT_HOST_ID overrides the host name (two containers sharing one, or tests that
+# play several hosts on one machine); it must differ between machines that share a store.
+HOST = os.environ.get("ZLT_HOST_ID") or socket.gethostname()
 
 # Columns a transition may set besides state (never built from user input, but kept explicit anyway).
 _SETTABLE = frozenset({
     "phase", "progress_json", "last_checkpoint", "last_checkpoint_step", "artifact_id", "artifact_path",
     "error_cause", "error_message", "profile", "resume", "auto_retries", "cancel_requested", "stop_reason",
-    "gpus", "attempts",
+    "gpus", "attempts", "infra_retries", "not_before", "refused_hosts",
 })
 
 
@@ -55,6 +61,7 @@ class NewJob:
     max_retries: int
     options: dict[str, Any] = field(default_factory=dict)
     snapshot: dict[str, Any] = field(default_factory=dict)
+    min_vram_gb: float | None = None
 
 
 @dataclass
@@ -98,18 +105,18 @@ class JobStore:
             self.db.close()
 
     @contextmanager
-    def tx(self) -> Iterator[sqlite3.Connection]:
+    def tx(self) -> Iterator[Database]:
         """One write transaction; BEGIN IMMEDIATE takes the write lock up front so reads inside are current."""
         with self._lock:
             self.db.execute("BEGIN IMMEDIATE")
             try:
                 yield self.db
             except BaseException:
-                self.db.execute("ROLLBACK")
+                self.db.rollback_quietly()
                 raise
             self.db.execute("COMMIT")
 
-    def _history(self, db: sqlite3.Connection, job_id: str, from_state: str | None, to_state: str, message: str) -> None:
+    def _history(self, db: Database, job_id: str, from_state: str | None, to_state: str, message: str) -> None:
         db.execute(
             "INSERT INTO job_events (job_id, ts, from_state, to_state, message) VALUES (?, ?, ?, ?, ?)",
             (job_id, self.clock(), from_state, to_state, message),
@@ -117,15 +124,12 @@ class JobStore:
 
     # ---- reads -------------------------------------------------------------------------------------------
 
-    def get(self, job_id: str) -> sqlite3.Row:
+    def get(self, job_id: str) -> Row:
         """A job by id, or by a unique prefix of its id."""
         with self._lock:
             row = self.db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
             if row is None and job_id:
-                # Range scan on the primary key: ids starting with job_id.
-                rows = self.db.execute(
-                    "SELECT * FROM jobs WHERE id >= ? AND id < ? LIMIT 2", (job_id, job_id + "\U0010ffff")
-                ).fetchall()
+                rows = self._by_prefix(job_id)
                 row = rows[0] if len(rows) == 1 else None
                 if len(rows) > 1:
                     raise NotFoundError(f"job {job_id!r} is ambiguous", hint="give more characters of the job id")
@@ -133,7 +137,16 @@ class JobStore:
             raise NotFoundError(f"no job {job_id!r} in {self.home}", hint="list jobs with 'zlt jobs'")
         return row
 
-    def rows(self, state: JobStatus | None = None, limit: int = 50) -> list[sqlite3.Row]:
+    def _by_prefix(self, prefix: str) -> list[Row]:
+        if self.db.pg:  # LIKE, not a range: a server's collation need not sort like the bytes of the ids
+            pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            return self.db.execute("SELECT * FROM jobs WHERE id LIKE ? LIMIT 2", (pattern,)).fetchall()
+        # A range scan on the primary key: ids starting with the prefix.
+        return self.db.execute(
+            "SELECT * FROM jobs WHERE id >= ? AND id < ? LIMIT 2", (prefix, prefix + "\U0010ffff")
+        ).fetchall()
+
+    def rows(self, state: JobStatus | None = None, limit: int = 50) -> list[Row]:
         with self._lock:
             if state is None:
                 return self.db.execute(
@@ -150,7 +163,7 @@ class JobStore:
             ).fetchall()
         return [dict(r) for r in rows]
 
-    def queue_position(self, row: sqlite3.Row) -> int:
+    def queue_position(self, row: Row) -> int:
         """1-based place of a queued job in the claim order."""
         with self._lock:
             (ahead,) = self.db.execute(
@@ -162,15 +175,16 @@ class JobStore:
 
     # ---- writes ------------------------------------------------------------------------------------------
 
-    def create(self, new: NewJob) -> sqlite3.Row:
+    def create(self, new: NewJob) -> Row:
         now = self.clock()
         with self.tx() as db:
             db.execute(
                 "INSERT INTO jobs (id, name, state, priority, created_at, updated_at, backend, profile, spec_json, "
-                "options_json, job_dir, gpus_needed, max_retries, snapshot_json) "
-                "VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "options_json, job_dir, gpus_needed, max_retries, snapshot_json, min_vram_gb) "
+                "VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (new.job_id, new.name, new.priority, now, now, new.backend, new.profile, new.spec_json,
-                 json.dumps(new.options), new.job_dir, new.gpus_needed, new.max_retries, json.dumps(new.snapshot)),
+                 json.dumps(new.options), new.job_dir, new.gpus_needed, new.max_retries, json.dumps(new.snapshot),
+                 new.min_vram_gb),
             )
             self._history(db, new.job_id, None, JobStatus.QUEUED.value, f"submitted (priority {new.priority})")
         return self.get(new.job_id)
@@ -178,7 +192,7 @@ class JobStore:
     def transition(
         self, job_id: str, to_state: JobStatus, *, message: str = "", token: str | None = None,
         expect: frozenset[JobStatus] | None = None, **fields: Any,
-    ) -> sqlite3.Row:
+    ) -> Row:
         """Move a job to `to_state` in one transaction, or raise IllegalTransition / LeaseLost."""
         bad = set(fields) - _SETTABLE
         if bad:
@@ -209,38 +223,50 @@ class JobStore:
             self._history(db, job_id, current.value, to_state.value, message)
         return self.get(job_id)
 
-    def claim(self, worker_id: str, slots: list[int], *, cpu_slots: int = 1) -> Claim | None:
+    def claim(self, worker_id: str, slots: list[int], *, cpu_slots: int = 1,
+              vram_gb: dict[int, float] | None = None) -> Claim | None:
         """Take the next job this worker can run: highest priority, then oldest.
 
-        GPUs held by any preparing/running job (of any worker) are busy. The head job that fits this
-        worker but not its free GPUs right now makes the worker wait, so big jobs are not starved.
+        GPUs held by any preparing/running job on this host are busy (GPU ids are per host). A job that
+        asks for more GPUs, or bigger ones (`vram_gb`: memory per slot, from NVML), than this worker has
+        is left for another worker; one backing off after an infrastructure fault, or that this host
+        could not see the files of, is skipped. The head job that fits this worker but not its free GPUs
+        right now makes the worker wait, so big jobs are not starved. On PostgreSQL the job row is taken
+        with SKIP LOCKED (claims of other hosts pass by), and claims of one host are serialised.
         """
         with self.tx() as db:
-            now = self.clock()  # under the write lock: a start never predates the end that freed its GPU
+            db.lock_host(self.host)
+            now = self.clock()  # under the lock: a start never predates the end that freed its GPU
             busy: set[int] = set()
             cpu_running = 0
-            for r in db.execute("SELECT gpus, gpus_needed, worker_id FROM jobs WHERE state IN ('preparing', 'running')"):
+            for r in db.execute("SELECT gpus, gpus_needed, worker_id FROM jobs "
+                                "WHERE state IN ('preparing', 'running') AND host = ?", (self.host,)).fetchall():
                 busy.update(parse_gpus(r["gpus"]))
                 if r["gpus_needed"] == 0 and r["worker_id"] == worker_id:
                     cpu_running += 1
-            free = [s for s in slots if s not in busy]
             chosen = None
             for r in db.execute(
-                "SELECT id, gpus_needed, attempts, resume, last_checkpoint_step FROM jobs WHERE state = 'queued' "
-                "ORDER BY priority DESC, created_at, id"
-            ):
+                "SELECT id, gpus_needed, min_vram_gb, attempts, resume, last_checkpoint_step, not_before, "
+                "refused_hosts FROM jobs WHERE state = 'queued' ORDER BY priority DESC, created_at, id LIMIT ?",
+                (CLAIM_SCAN,),
+            ).fetchall():
+                if (r["not_before"] or 0) > now or self.host in (r["refused_hosts"] or "").split("\n"):
+                    continue
                 need = r["gpus_needed"]
                 if need == 0:
-                    if cpu_running < cpu_slots:
+                    if cpu_running < cpu_slots and self._lock_row(db, r["id"]):
                         chosen, gpus = r, []
                         break
                     continue
-                if need > len(slots):
+                able = slots_for(slots, vram_gb, r["min_vram_gb"])
+                if need > len(able):
                     continue  # can never run on this worker; another worker may take it
-                if need <= len(free):
+                free = [s for s in able if s not in busy]
+                if need > len(free):
+                    return None
+                if self._lock_row(db, r["id"]):
                     chosen, gpus = r, free[:need]
                     break
-                return None
             if chosen is None:
                 return None
             token = secrets.token_hex(8)
@@ -248,8 +274,8 @@ class JobStore:
             db.execute(
                 "UPDATE jobs SET state = 'preparing', updated_at = ?, started_at = ?, ended_at = NULL, gpus = ?, "
                 "worker_id = ?, host = ?, lease_token = ?, lease_expires = ?, attempts = ?, runner_pid = NULL, "
-                "runner_started = NULL, error_cause = NULL, error_message = NULL, stop_reason = NULL "
-                "WHERE id = ? AND state = 'queued'",
+                "runner_started = NULL, error_cause = NULL, error_message = NULL, stop_reason = NULL, "
+                "not_before = NULL WHERE id = ? AND state = 'queued'",
                 (now, now, ",".join(map(str, gpus)), worker_id, self.host, token, now + self.lease_ttl, attempt,
                  chosen["id"]),
             )
@@ -258,6 +284,54 @@ class JobStore:
             note = f", resuming from step {chosen['last_checkpoint_step']}" if resume and chosen["last_checkpoint_step"] else ""
             self._history(db, chosen["id"], "queued", "preparing", f"attempt {attempt} on {where} by {worker_id}{note}")
         return Claim(job_id=chosen["id"], token=token, gpus=gpus, attempt=attempt, resume=resume)
+
+    def claim_here(self, job_id: str, worker_id: str, gpus: list[int], new: NewJob | None = None) -> Claim:
+        """Claim one given job for a runner in this process (`zlt train`), in one transaction: no worker can take it.
+
+        With `new`, the job is created already claimed; else a queued, failed or cancelled job is claimed to
+        resume (IllegalTransition for any other state).
+        """
+        with self.tx() as db:
+            now = self.clock()
+            if new is not None:
+                db.execute(
+                    "INSERT INTO jobs (id, name, state, priority, created_at, updated_at, backend, profile, spec_json, "
+                    "options_json, job_dir, gpus_needed, max_retries, snapshot_json) "
+                    "VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (new.job_id, new.name, new.priority, now, now, new.backend, new.profile, new.spec_json,
+                     json.dumps(new.options), new.job_dir, new.gpus_needed, new.max_retries, json.dumps(new.snapshot)),
+                )
+                self._history(db, job_id, None, JobStatus.QUEUED.value, "started by zlt train")
+            row = db.execute("SELECT state, attempts FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                raise NotFoundError(f"no job {job_id!r} in {self.home}", hint="list jobs with 'zlt jobs'")
+            current = JobStatus(row["state"])
+            if current in (JobStatus.FAILED, JobStatus.CANCELLED):
+                self._history(db, job_id, current.value, JobStatus.QUEUED.value, "resumed by zlt train --resume")
+            elif current != JobStatus.QUEUED:
+                raise IllegalTransition(job_id, current, JobStatus.PREPARING,
+                                        hint="only a failed or cancelled job can be resumed")
+            token = secrets.token_hex(8)
+            attempt = row["attempts"] + 1
+            db.execute(
+                "UPDATE jobs SET state = 'preparing', updated_at = ?, started_at = ?, ended_at = NULL, gpus = ?, "
+                "worker_id = ?, host = ?, lease_token = ?, lease_expires = ?, attempts = ?, runner_pid = NULL, "
+                "runner_started = NULL, error_cause = NULL, error_message = NULL, stop_reason = NULL, "
+                "cancel_requested = 0, resume = ? WHERE id = ?",
+                (now, now, ",".join(map(str, gpus)), worker_id, self.host, token, now + self.lease_ttl, attempt,
+                 int(new is None), job_id),
+            )
+            self._history(db, job_id, JobStatus.QUEUED.value, JobStatus.PREPARING.value,
+                          f"attempt {attempt} in the foreground ({worker_id})")
+        return Claim(job_id=job_id, token=token, gpus=gpus, attempt=attempt, resume=new is None)
+
+    @staticmethod
+    def _lock_row(db: Database, job_id: str) -> bool:
+        """PostgreSQL: lock the queued row unless another claim holds it (then try the next job)."""
+        if not db.pg:
+            return True
+        return db.execute(f"SELECT id FROM jobs WHERE id = ? AND state = 'queued'{db.skip_locked}",
+                          (job_id,)).fetchone() is not None
 
     def note(self, job_id: str, message: str) -> None:
         """A line in the job's history that is not a change of state (resume checks, dataset drift)."""
@@ -307,7 +381,7 @@ class JobStore:
             cur = db.execute(f"UPDATE jobs SET {cols} WHERE id = ? AND lease_token = ?", (*sets.values(), job_id, token))
         return cur.rowcount == 1
 
-    def request_cancel(self, job_id: str) -> sqlite3.Row:
+    def request_cancel(self, job_id: str) -> Row:
         """Queued: cancelled now. Preparing/running: flag it; the runner stops gracefully."""
         row = self.get(job_id)
         state = JobStatus(row["state"])
@@ -339,14 +413,38 @@ class JobStore:
 
         return reap(self)
 
+    def refuse(self, job_id: str, token: str, why: str) -> Row:
+        """This host cannot run the claimed job (its dataset or model is not visible here): back to the queue
+        for another host, without counting an attempt or a retry. Returns the job."""
+        with self.tx() as db:
+            row = db.execute("SELECT state, lease_token, attempts, refused_hosts FROM jobs WHERE id = ?",
+                             (job_id,)).fetchone()
+            if row is None or row["lease_token"] != token:
+                raise LeaseLost(f"job {job_id}: lease lost")
+            hosts = [h for h in (row["refused_hosts"] or "").split("\n") if h]
+            if self.host not in hosts:
+                hosts.append(self.host)
+            db.execute(
+                "UPDATE jobs SET state = 'queued', updated_at = ?, started_at = NULL, lease_token = NULL, "
+                "lease_expires = NULL, worker_id = NULL, runner_pid = NULL, runner_started = NULL, gpus = NULL, "
+                "attempts = ?, refused_hosts = ?, error_cause = 'not_visible', error_message = ? WHERE id = ?",
+                (self.clock(), max(0, row["attempts"] - 1), "\n".join(hosts), why, job_id),
+            )
+            self._history(db, job_id, row["state"], JobStatus.QUEUED.value, f"refused by {self.host}: {why}")
+        return self.get(job_id)
+
     # ---- workers -----------------------------------------------------------------------------------------
 
-    def register_worker(self, worker_id: str, pid: int, gpus: list[int]) -> None:
+    def register_worker(self, worker_id: str, pid: int, gpus: list[int], gpu_info: list[dict] | None = None) -> None:
+        """A worker announces itself and its GPUs (`gpu_info`: index, name, vram_gb per GPU, from NVML)."""
         now = self.clock()
         with self.tx() as db:
             db.execute(
-                "INSERT OR REPLACE INTO workers (id, host, pid, gpus, started_at, heartbeat_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (worker_id, self.host, pid, ",".join(map(str, gpus)), now, now),
+                "INSERT INTO workers (id, host, pid, gpus, started_at, heartbeat_at, gpu_info) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET host = excluded.host, pid = excluded.pid, "
+                "gpus = excluded.gpus, started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at, "
+                "gpu_info = excluded.gpu_info, stopped_at = NULL",
+                (worker_id, self.host, pid, ",".join(map(str, gpus)), now, now, json.dumps(gpu_info or [])),
             )
 
     def worker_heartbeat(self, worker_id: str) -> None:
@@ -358,10 +456,19 @@ class JobStore:
             db.execute("UPDATE workers SET stopped_at = ? WHERE id = ?", (self.clock(), worker_id))
 
     def live_workers(self) -> list[dict[str, Any]]:
+        """Workers that heartbeat within the lease time (a worker on another host is judged by that alone)."""
         cutoff = self.clock() - self.lease_ttl
         with self._lock:
             rows = self.db.execute(
-                "SELECT * FROM workers WHERE stopped_at IS NULL AND heartbeat_at >= ? ORDER BY started_at", (cutoff,)
+                "SELECT * FROM workers WHERE stopped_at IS NULL AND heartbeat_at >= ? ORDER BY host, started_at",
+                (cutoff,),
             ).fetchall()
-        return [dict(r) for r in rows]
-
+        out = []
+        for r in rows:
+            d = dict(r)
+            try:
+                d["gpu_info"] = json.loads(d.get("gpu_info") or "[]")
+            except ValueError:
+                d["gpu_info"] = []
+            out.append(d)
+        return out

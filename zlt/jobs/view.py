@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from datetime import datetime, timezone
 from typing import Any
@@ -13,7 +12,8 @@ from zlt.jobs.store import parse_gpus
 STATUS_KEYS: tuple[str, ...] = (
     "job_id", "name", "state", "phase", "step", "total", "percent", "loss", "lr", "it_s", "eta_s", "attempts",
     "max_retries", "priority", "backend", "profile", "created_at", "started_at", "ended_at", "last_checkpoint",
-    "artifact_id", "artifact_path", "error_cause", "error_message", "job_dir", "gpus",
+    "artifact_id", "artifact_path", "error_cause", "error_message", "job_dir", "gpus", "host", "infra_retries",
+    "waiting",
 )
 
 
@@ -24,7 +24,8 @@ def iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
-def status_dict(row: sqlite3.Row, now: float | None = None) -> dict[str, Any]:
+def status_dict(row: Any, now: float | None = None, waiting: str | None = None) -> dict[str, Any]:
+    """The status object of a job row; `waiting` is why a queued job cannot be taken (zlt/jobs/placement.py)."""
     now = time.time() if now is None else now
     prog: dict[str, Any] = json.loads(row["progress_json"]) if row["progress_json"] else {}
     step, total = prog.get("step"), prog.get("total")
@@ -46,7 +47,8 @@ def status_dict(row: sqlite3.Row, now: float | None = None) -> dict[str, Any]:
         "job_id": row["id"],
         "name": row["name"],
         "state": state,
-        "phase": row["phase"],
+        # The phase says what an active job is doing; an ended or queued job is doing nothing.
+        "phase": row["phase"] if state in ("preparing", "running") else None,
         "step": step,
         "total": total,
         "percent": percent,
@@ -68,5 +70,9 @@ def status_dict(row: sqlite3.Row, now: float | None = None) -> dict[str, Any]:
         "error_cause": row["error_cause"],
         "error_message": row["error_message"],
         "job_dir": row["job_dir"],
-        "gpus": parse_gpus(row["gpus"]),
+        # A worker on a machine without GPUs hands out plain slot 0; a run on the cpu profile used no GPU.
+        "gpus": [] if row["profile"] == "cpu" else parse_gpus(row["gpus"]),
+        "host": row["host"],
+        "infra_retries": row["infra_retries"],
+        "waiting": waiting,
     }

@@ -1,9 +1,12 @@
 """The worker: claims queued jobs onto free GPU slots and runs each in its own process.
 
 One job per GPU at a time (a job's `resources.gpu` count respected), highest priority then oldest
-first. Every loop reaps jobs whose runner is gone. SIGINT/SIGTERM stop claiming, ask each job process
-to stop its trainer gracefully and requeue its job, then wait for them. Each job process watches its
-stdin: if this worker is killed, the pipe closes and the job ends as abandoned (or is requeued).
+first. The worker advertises its GPUs (name, memory from NVML) in the store, so `zlt workers` lists them
+and jobs wanting bigger GPUs are left to a worker that has them. Every loop reaps jobs whose runner is
+gone. A claimed job whose dataset or model this host cannot see is refused (back to the queue for
+another host). SIGINT/SIGTERM stop claiming, ask each job process to stop its trainer gracefully and
+requeue its job, then wait for them. Each job process watches its stdin: if this worker is killed, the
+pipe closes and the job process stops its trainer and requeues the job (an infrastructure fault).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from zlt.jobs.placement import unseen_paths
 from zlt.jobs.reaper import end_abandoned
 from zlt.jobs.states import ACTIVE, JobStatus
 from zlt.jobs.store import HOST, Claim, JobStore
@@ -75,6 +79,16 @@ def subprocess_launcher(home: Path, log_path: Path) -> Launcher:
     return launch
 
 
+def default_launcher(home: Path) -> Launcher:
+    """Training jobs in their own process; generation jobs (zlt.infer) in a thread, on a pipeline kept loaded;
+    evaluation jobs (zlt.eval) in a thread too."""
+    from zlt.eval.jobs import with_eval_jobs
+    from zlt.infer.jobs import with_generation_jobs
+
+    training = subprocess_launcher(home, home / "logs" / "jobs.log")
+    return with_generation_jobs(home, with_eval_jobs(home, training))
+
+
 @dataclass
 class WorkerOptions:
     gpus: list[int]
@@ -83,6 +97,8 @@ class WorkerOptions:
     heartbeat_s: float = 5.0
     idle_exit_s: float | None = None  # background workers leave after this long with nothing to do
     cpu_slots: int = 1  # concurrent jobs with resources.gpu == 0
+    gpu_info: list[dict[str, Any]] | None = None  # index, name, vram_gb per slot; None: ask NVML
+    sweep_s: float = 15.0  # how often to look for trainers this host's dead runners left behind
 
 
 @dataclass
@@ -104,7 +120,7 @@ class Worker:
         self.store = store
         self.opts = opts
         self.worker_id = f"{HOST}:{os.getpid()}:{secrets.token_hex(2)}"
-        self.launcher = launcher or subprocess_launcher(store.home, store.home / "logs" / "jobs.log")
+        self.launcher = launcher or default_launcher(store.home)
         self.stop_event = threading.Event()
         self.running: dict[str, tuple[Claim, RunningJob]] = {}  # by lease token: one job may be re-claimed
         # while its previous process is still exiting
@@ -123,16 +139,23 @@ class Worker:
             signal.signal(signal.SIGTERM, self.request_stop)
 
     def run(self) -> WorkerSummary:
-        self.store.register_worker(self.worker_id, os.getpid(), self.opts.gpus)
-        self.log(f"started on slots {self.opts.gpus}")
+        info = self.opts.gpu_info if self.opts.gpu_info is not None else gpu_inventory(self.opts.gpus)
+        self.vram = {int(g["index"]): float(g["vram_gb"]) for g in info if g.get("vram_gb")}
+        self.store.register_worker(self.worker_id, os.getpid(), self.opts.gpus, info)
+        shown = ", ".join(f"{g['index']}: {g['name']} {g['vram_gb']:g} GiB" for g in info) or "no NVIDIA GPU"
+        self.log(f"started on {self.store.host}, slots {self.opts.gpus} ({shown})")
         from zlt.artifacts.reindex import startup_reindex
 
         startup_reindex(self.store.home, self.log)
         last_beat = last_busy = time.monotonic()
+        last_sweep = float("-inf")
         try:
             while not self.stop_event.is_set():
                 for job_id, state in self.store.reap():
                     self.log(f"reaped {job_id}: {state.value}")
+                if time.monotonic() - last_sweep >= self.opts.sweep_s:
+                    self._sweep()
+                    last_sweep = time.monotonic()
                 self._collect()
                 claimed = self._fill_slots()
                 if self.running or claimed:
@@ -156,9 +179,16 @@ class Worker:
     def _fill_slots(self) -> int:
         n = 0
         while not self.stop_event.is_set():
-            claim = self.store.claim(self.worker_id, self.opts.gpus, cpu_slots=self.opts.cpu_slots)
+            claim = self.store.claim(self.worker_id, self.opts.gpus, cpu_slots=self.opts.cpu_slots,
+                                     vram_gb=self.vram)
             if claim is None:
                 break
+            unseen = unseen_paths(self.store.get(claim.job_id)["spec_json"])
+            if unseen:
+                why = f"{'; '.join(unseen)}: not visible on host {self.store.host}"
+                self.store.refuse(claim.job_id, claim.token, why)
+                self.log(f"refused {claim.job_id}: {why}")
+                continue
             self.log(f"claimed {claim.job_id} attempt {claim.attempt} on {claim.gpus or 'cpu'}")
             try:
                 job = self.launcher(claim)
@@ -188,6 +218,17 @@ class Worker:
                     self.log(f"could not end {job_id}: {e}")
             self.summary.jobs[job_id] = row["state"]
             self.log(f"{job_id} -> {row['state']}")
+
+    def _sweep(self) -> None:
+        """End trainers on this host whose job is no longer run here (their runner died with its worker):
+        the job may already run again elsewhere, and two trainers must never write one job folder."""
+        from zlt.jobs.orphans import sweep_host
+
+        try:
+            for job_id, pids in sweep_host(self.store).items():
+                self.log(f"ended leftover trainer process(es) of {job_id}: {', '.join(map(str, pids))}")
+        except Exception as e:  # a sweep is housekeeping: never let it stop the worker
+            self.log(f"orphan sweep failed: {e}")
 
     def _shutdown(self) -> None:
         if not self.running:
@@ -228,6 +269,35 @@ def nvidia_gpu_count() -> int | None:
             pynvml.nvmlShutdown()
     except Exception:
         return None
+
+
+def gpu_inventory(slots: list[int]) -> list[dict[str, Any]]:
+    """Name and memory (GiB) of each listed GPU from NVML; [] without an NVIDIA driver (plain slots)."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+    except Exception:
+        return []
+    try:
+        out = []
+        n = int(pynvml.nvmlDeviceGetCount())
+        for i in slots:
+            if i >= n:
+                continue
+            h = pynvml.nvmlDeviceGetHandleByIndex(i)
+            name = pynvml.nvmlDeviceGetName(h)
+            name = name.decode() if isinstance(name, bytes) else str(name)
+            vram = pynvml.nvmlDeviceGetMemoryInfo(h).total / 2**30
+            out.append({"index": i, "name": name, "vram_gb": round(vram, 1)})
+        return out
+    except Exception:
+        return []
+    finally:
+        try:
+            pynvml.nvmlShutdown()
+        except Exception:
+            pass
 
 
 def default_slots() -> list[int]:

@@ -47,7 +47,7 @@ def gpu_checks(spec: JobSpec, backend: str, gpus: list[GpuInfo], facts: dict[str
                           details=facts)]
         return [Check("gpu", "fail", f"no usable GPU: {reason}",
                       "install the NVIDIA driver and nvidia-ml-py, check CUDA_VISIBLE_DEVICES, or plan for another "
-                      "machine with --assume-gpu \"RTX 4090:24\"", details=facts)]
+                      "machine: zlt preflight SPEC --assume-gpu \"RTX 4090:24\"", details=facts)]
     out = []
     if spec.job.resources.gpu == 0 and not spec.is_tiny:
         out.append(Check("gpu", "fail", f"job.resources.gpu is 0, but {spec.model.base.name} trains only on a GPU",
@@ -137,14 +137,15 @@ def vram_check(spec: JobSpec, backend: str, profile: HardwareProfile, gpus: list
     if not chosen and not spec.is_tiny:
         # the gpu check already fails; this one only reports what the job would need
         return Check("vram", "warn", f"estimated peak {est.total_gb:.1f} GiB (profile {profile.name}); no GPU to "
-                     "hold it against", "plan with --assume-gpu \"NAME:GB\" or run on a GPU machine", details)
+                     "hold it against", "plan with: zlt preflight SPEC --assume-gpu \"NAME:GB\", or run on a GPU machine", details)
     if fits and not caps:
         others = sum(g.used_by_others_gb for g in chosen)
         extra = f"; other processes hold {others:.1f} GiB" if others else ""
         return Check("vram", "pass", f"estimated peak {est.total_gb:.1f} GiB of {budget:.1f} GiB free on {where} "
                      f"(profile {profile.name}){extra}", details=details)
     return Check("vram", "fail", _misfit_message(est.total_gb, budget, where, profile, caps),
-                 _misfit_fix(spec, chosen, facts, est.total_gb, levers_to_fit(report.levers), report), details)
+                 _misfit_fix(spec, chosen, facts, est.total_gb, levers_to_fit(report.levers), report, profile, budget),
+                 details)
 
 
 def _misfit_message(total: float, budget: float, where: str, profile: HardwareProfile, caps: list[str]) -> str:
@@ -155,7 +156,7 @@ def _misfit_message(total: float, budget: float, where: str, profile: HardwarePr
 
 
 def _misfit_fix(spec: JobSpec, chosen: list[GpuInfo], facts: dict[str, Any], total: float, to_fit: list[Any],
-                report: PreflightReport) -> str:
+                report: PreflightReport, profile: HardwareProfile, budget: float) -> str:
     busy = [p for g in chosen for p in g.processes if p.get("used_gb")]
     if chosen and all(g.total_gb >= total for g in chosen) and busy:
         procs = ", ".join(f"pid {p['pid']} ({p.get('name') or '?'}, {p['used_gb']:.1f} GiB)" for p in busy[:3])
@@ -165,8 +166,19 @@ def _misfit_fix(spec: JobSpec, chosen: list[GpuInfo], facts: dict[str, Any], tot
     fixes = []
     if to_fit:
         fixes.append("apply " + ", then ".join(lv.change for lv in to_fit) + f" (-> {to_fit[-1].cumulative_gb:.1f} GiB)")
+    if spec.dataset.resolution > profile.resolution_cap:
+        fixes.append(f"--set dataset.resolution={profile.resolution_cap} (profile {profile.name}'s cap)")
+    if spec.training.batch_size > profile.max_batch_size:
+        fixes.append(f"--set training.batch_size={profile.max_batch_size} (profile {profile.name}'s max)")
     if report.smallest_profile:
-        fixes.append(f"smallest profile that fits as written: --profile {report.smallest_profile}")
+        from zlt.profiles import get_profile
+
+        need = get_profile(report.smallest_profile).vram_gb
+        # A bigger profile is a fix only for a card that has its memory; else it is what the job needs.
+        if need <= budget:
+            fixes.append(f"smallest profile that fits as written: --profile {report.smallest_profile}")
+        else:
+            fixes.append(f"a GPU with {need:g} GiB runs it as written (profile {report.smallest_profile})")
     return "; or ".join(fixes) or "no lever or bundled profile makes it fit: lower dataset.resolution and model.lora.rank"
 
 
@@ -204,6 +216,12 @@ def run_preflight(spec: JobSpec, *, backend: str | None = None, profile: str = "
     from zlt.preflight.environment import dataset_checks, host_checks, model_checks, trainer_checks
 
     model_results = model_checks(spec, backend, home)
+    if backend == "musubi" and not spec.is_tiny:
+        from zlt.preflight.tokenizer import check_musubi_tokenizer
+
+        t = check_musubi_tokenizer()
+        model_results.append(Check("model", t.status, f"{t.what} {t.ref}: {t.message}",
+                                   t.fix if t.status != "pass" else "", details=t.to_dict()))
     checks.extend(model_results)
     download = sum(float(c.details.get("download_gb") or 0.0) for c in model_results)
     checks.extend(host_checks(spec, backend, chosen_profile, home, download, disk_usage, memory))

@@ -30,11 +30,15 @@ class DoctorReport:
         return [b for b, inst in self.installs.items() if inst.ok and (self.gpus or b == "lightning")]
 
     @property
+    def home_ok(self) -> bool:
+        return not any(r.name == "home" and r.status == "fail" for r in self.rows)
+
+    @property
     def exit_code(self) -> int:
-        return EXIT_OK if self.ready_backends else EXIT_ENV_NOT_READY
+        return EXIT_OK if self.ready_backends and self.home_ok else EXIT_ENV_NOT_READY
 
     def to_dict(self) -> dict[str, Any]:
-        return {"ok": bool(self.ready_backends), "exit_code": self.exit_code, "ready_backends": self.ready_backends,
+        return {"ok": self.exit_code == EXIT_OK, "exit_code": self.exit_code, "ready_backends": self.ready_backends,
                 "driver": self.driver, "cuda_driver": self.cuda_driver, "gpus": [g.to_dict() for g in self.gpus],
                 "trainers": {b: i.to_dict() for b, i in self.installs.items()},
                 "checks": [r.to_dict() for r in self.rows]}
@@ -53,7 +57,7 @@ def _package_versions() -> dict[str, str | None]:
 
 
 def environment_report(*, probe: GpuProbe | None = None, ai_toolkit: str | None = None, musubi: str | None = None,
-                       check_python: bool = True) -> DoctorReport:
+                       check_python: bool = True, home_dir: Any = None) -> DoctorReport:
     from zlt import __version__
     from zlt.paths import user_config_path
     from zlt.preflight.environment import config_check
@@ -62,6 +66,13 @@ def environment_report(*, probe: GpuProbe | None = None, ai_toolkit: str | None 
 
     rows = [Check("zlt", "pass", f"zlt {__version__}, Python {platform.python_version()} ({sys.executable}), "
                   f"{platform.system()} {platform.machine()}")]
+    from zlt.paths import zlt_home
+    from zlt.preflight.home import home_problem
+
+    home = zlt_home(home_dir)
+    bad_home = home_problem(home, create=False)
+    rows.append(Check("home", "fail", bad_home[0], bad_home[1]) if bad_home else
+                Check("home", "pass", f"{home}" + ("" if home.exists() else " (created at first use)")))
     broken = config_check()
     cfg = user_config_path()
     rows.append(broken or Check("config", "pass", f"{cfg}" + ("" if cfg.is_file() else " (not present: defaults)")))

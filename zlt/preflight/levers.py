@@ -115,7 +115,7 @@ def _moves(spec: JobSpec, profile: HardwareProfile, backend: str, budget: float)
     if not p.gradient_checkpointing:
         out.append(_set_move("gradient_checkpointing", "gradient checkpointing on",
                              {"training.gradient_checkpointing": True}))
-    quantizable = backend in ("ai-toolkit", "musubi") and (
+    quantizable = backend in ("ai-toolkit", "musubi", "lightning") and (
         p.transformer_bytes > q8 or (backend == "ai-toolkit" and p.text_encoder_resident and p.text_encoder_bytes > q8)
     )
     if quantizable:

@@ -153,18 +153,30 @@ def check_base_model(spec: JobSpec) -> ModelFileCheck:
         partial = "; ".join(problems[:2])
         if hub_offline():
             return ModelFileCheck("base model", ref, "fail", f"only partly in the HF cache ({partial}) and "
-                                  "HF_HUB_OFFLINE=1", f"huggingface-cli download {ref} (with the network on)",
+                                  "HF_HUB_OFFLINE=1", f"{hub_cli()} download {ref} (with the network on)",
                                   path=str(snap))
         return ModelFileCheck("base model", ref, "warn", f"partly in the HF cache ({partial}); the rest downloads "
-                              "at first run", f"huggingface-cli download {ref}", path=str(snap),
+                              "at first run", f"{hub_cli()} download {ref}", path=str(snap),
                               download_gb=BASE_DOWNLOAD_GB / 2)
     return _not_cached("base model", ref, cache, BASE_DOWNLOAD_GB)
+
+
+def hub_cli() -> str:
+    """The download command the installed huggingface_hub ships: `hf` from 0.34 on (1.x dropped `huggingface-cli`)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        parts = version("huggingface_hub").split(".")
+        major, minor = int(parts[0]), int("".join(c for c in parts[1] if c.isdigit()) or 0)
+    except (PackageNotFoundError, ValueError, IndexError):
+        return "hf"
+    return "hf" if (major, minor) >= (0, 34) else "huggingface-cli"
 
 
 def _not_cached(what: str, ref: str, cache: Path, size_gb: float, filename: str | None = None) -> ModelFileCheck:
     endpoint = os.environ.get("HF_ENDPOINT")
     via = f" via {endpoint}" if endpoint else ""
-    cmd = f"huggingface-cli download {ref}" + (f" {filename}" if filename else "")
+    cmd = f"{hub_cli()} download {ref}" + (f" {filename}" if filename else "")
     if hub_offline():
         return ModelFileCheck(what, ref, "fail", f"not in the HF cache ({cache}) and HF_HUB_OFFLINE=1",
                               f"{cmd} with the network on, or unset HF_HUB_OFFLINE")

@@ -15,6 +15,8 @@ with the spec and the profile); `estimate_plan()` adds up the parts with the coe
   twelve times larger without gradient checkpointing.
 - sampling: generating a preview image frees the training activations but decodes a full-size image.
 - block_swap: musubi keeps N of the 30 blocks in host memory and streams them in one at a time.
+- float8_upcast: the built-in trainer's float8 storage casts each layer to bf16 for its forward; autograd keeps
+  those copies until backward, so one block's worth is live with gradient checkpointing, all of them without.
 - loading: ai-toolkit moves the text encoder to the GPU in bf16 and quantises it there; with low_vram the
   transformer waits in host memory meanwhile. musubi and the built-in trainer encode captions first.
 """
@@ -80,8 +82,10 @@ class MemoryPlan:
     transformer_on_gpu_while_loading: bool  # ai-toolkit without low_vram
     vae_resident: bool
     gradient_checkpointing: bool
+    gradient_checkpointing_source: str  # 'spec', 'profile <name>' or the backend's own default
     activation_cpu_offload: bool  # musubi --gradient_checkpointing_cpu_offload
     swapped_blocks: int
+    upcast_fraction: float  # share of the transformer held as bf16 copies of float8 weights (built-in float8)
     resolution: int
     batch_size: int
     sample_resolution: int | None  # None: no sampling during training
@@ -93,6 +97,19 @@ class MemoryPlan:
         from dataclasses import asdict
 
         return asdict(self)
+
+
+def resolve_lightning_quantize(spec: JobSpec, profile: HardwareProfile) -> tuple[bool, str]:
+    """Float8 base storage for the built-in trainer: the spec's word, or for 'auto' only when the bf16 weights
+    would not fit the profile and float8 would help (quality first). Returns (float8, source)."""
+    q = spec.model.base.quantize
+    if q != "auto":
+        return q == "float8", "spec"
+    if profile.is_cpu or spec.is_tiny:
+        return False, f"profile {profile.name}"
+    bf16 = estimate_plan(plan(spec, profile, "lightning", quantize=False), profile.estimator).total_gb
+    return bf16 > profile.vram_gb, f"profile {profile.name} ({'bf16 needs' if bf16 > profile.vram_gb else 'bf16 fits in'} " \
+        f"{bf16:.1f} of {profile.vram_gb:g} GiB)"
 
 
 def lora_param_count(spec: JobSpec, backend: str | None = None) -> int:
@@ -122,8 +139,9 @@ def _optimizer_bytes(spec: JobSpec) -> float:
     return 1.0  # adafactor: factored second moments, tiny for LoRA matrices
 
 
-def plan(spec: JobSpec, profile: HardwareProfile, backend: str | None = None) -> MemoryPlan:
-    """Resolve what the trainer does with this spec under this profile (quantisation, caching, offload)."""
+def plan(spec: JobSpec, profile: HardwareProfile, backend: str | None = None, *, quantize: bool | None = None) -> MemoryPlan:
+    """Resolve what the trainer does with this spec under this profile (quantisation, caching, offload).
+    `quantize` overrides the built-in trainer's float8 decision (used to decide 'auto')."""
     backend = backend or spec.training.backend
     c = profile.estimator
     notes: list[str] = []
@@ -134,7 +152,10 @@ def plan(spec: JobSpec, profile: HardwareProfile, backend: str | None = None) ->
     if res < spec.dataset.resolution:
         notes.append(f"resolution capped at {res} by profile {profile.name}")
     sample_res = res if spec.training.sample.enable else None
-    gc = spec.training.gradient_checkpointing
+    from zlt.render.common import resolve_gradient_checkpointing
+
+    gc, gc_source = resolve_gradient_checkpointing(spec, profile, backend)  # the spec's value, else the profile's
+    upcast = 0.0
     te_resident, te_bytes, load_te_bytes = False, base, base
     tr_bytes, tr_on_gpu_loading, vae, act_offload, swap = base, False, True, False, 0
     if backend == "ai-toolkit":
@@ -149,16 +170,22 @@ def plan(spec: JobSpec, profile: HardwareProfile, backend: str | None = None) ->
         lev_m = profile.musubi
         tr_bytes = q8 if (lev_m.fp8_base if quant == "auto" else quant == "float8") else base
         load_te_bytes = q8 if (lev_m.fp8_llm if quant == "auto" else quant == "float8") else base
-        gc = gc or lev_m.gradient_checkpointing
         act_offload = gc and lev_m.gradient_checkpointing_cpu_offload
         swap = lev_m.blocks_to_swap
         vae = sample_res is not None  # musubi trains on cached latents; the VAE loads only to sample
         notes.append("musubi encodes captions in a separate step; the text encoder is not loaded while training")
     else:
-        if quant == "float8":
-            notes.append("the built-in trainer does not quantise; weights stay at model.base.precision")
         te_resident = not profile.lightning.cache_text_embeddings
-        gc = gc or profile.lightning.gradient_checkpointing
+        f8 = resolve_lightning_quantize(spec, profile)[0] if quantize is None else quantize
+        if f8:
+            tr_bytes = load_te_bytes = te_bytes = q8
+            upcast = 1.0 / _N_BLOCKS if gc else 1.0
+            notes.append("float8 storage: transformer and text encoder weights in float8, each layer cast to bf16 "
+                         "for its forward" + ("" if gc else "; without checkpointing autograd keeps every bf16 copy"))
+        notes.append(f"gradient checkpointing {'on' if gc else 'off'} ({gc_source})")
+        compile_on = spec.training.compile == "on" or (spec.training.compile == "auto" and not profile.is_cpu)
+        notes.append(f"torch.compile of the repeated blocks {'on' if compile_on else 'off'} "
+                     f"(training.compile {spec.training.compile})")
     if not te_resident and backend != "musubi":
         notes.append("captions are encoded once and the text encoder is unloaded before training")
     if not gc:
@@ -167,7 +194,8 @@ def plan(spec: JobSpec, profile: HardwareProfile, backend: str | None = None) ->
     return MemoryPlan(
         backend=backend, transformer_bytes=tr_bytes, text_encoder_bytes=te_bytes, text_encoder_resident=te_resident,
         load_text_encoder_bytes=load_te_bytes, transformer_on_gpu_while_loading=tr_on_gpu_loading, vae_resident=vae,
-        gradient_checkpointing=gc, activation_cpu_offload=act_offload, swapped_blocks=swap, resolution=res,
+        gradient_checkpointing=gc, gradient_checkpointing_source=gc_source, activation_cpu_offload=act_offload,
+        swapped_blocks=swap, upcast_fraction=upcast, resolution=res,
         batch_size=spec.training.batch_size, sample_resolution=sample_res, lora_params=n_lora,
         lora_bytes_per_param=_LORA_WG_BYTES.get(backend, 8.0) + _optimizer_bytes(spec), notes=notes,
     )
@@ -191,6 +219,8 @@ def estimate_plan(p: MemoryPlan, c: EstimatorCoefficients) -> VramEstimate:
     }
     if p.sample_resolution:
         parts["sampling"] = max(0.0, c.sample_gb * (p.sample_resolution / 1024) ** 2 - activations)
+    if p.upcast_fraction:
+        parts["float8_upcast"] = c.transformer_params_b * 1e9 * 2.0 * p.upcast_fraction / GIB
     if p.swapped_blocks:
         # one swapped block stays on the GPU as the landing slot for the next
         parts["block_swap"] = -transformer * max(p.swapped_blocks - 1, 0) / _N_BLOCKS

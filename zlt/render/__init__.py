@@ -13,6 +13,8 @@ from zlt.render.select import check_fit, ensure_fits, select_profile
 from zlt.spec.models import BACKENDS, JobSpec
 
 ARGV_FILE = "argv.json"
+# What the render resolved: the trained alpha, module set, checkpointing, ... (the artifact keeps the render folder)
+RENDER_FILE = "render.json"
 
 
 def render_spec(spec: JobSpec, backend: str | None, profile: HardwareProfile, ctx: RenderContext | None = None) -> RenderResult:
@@ -34,13 +36,17 @@ def render_spec(spec: JobSpec, backend: str | None, profile: HardwareProfile, ct
 
 
 def write_render(result: RenderResult, out_dir: Path) -> list[Path]:
-    """Write the rendered files and argv.json into out_dir (atomically, one by one)."""
+    """Write the rendered files, argv.json and render.json into out_dir (atomically, one by one)."""
     written = []
     for name, text in result.files.items():
         atomic_write_text(out_dir / name, text)
         written.append(out_dir / name)
     atomic_write_text(out_dir / ARGV_FILE, json.dumps(result.argv, indent=2) + "\n")
     written.append(out_dir / ARGV_FILE)
+    summary = {"backend": result.backend, "profile": result.profile, "trained": result.trained,
+               "notes": result.notes, "warnings": result.warnings}
+    atomic_write_text(out_dir / RENDER_FILE, json.dumps(summary, indent=2) + "\n")
+    written.append(out_dir / RENDER_FILE)
     return written
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ class RenderContext:
     cache_dir: Path | None = None  # latent/text caches (musubi cache_directory, built-in trainer cache)
     trainer_root: Path | None = None  # ai-toolkit / musubi checkout
     python: str = "python"  # interpreter of the trainer's environment
+    zlt_python: str = field(default_factory=lambda: sys.executable)  # runs zlt's own pre-steps (adapter conversion)
     log_path: Path | None = None  # ai-toolkit's -l FILE
     resume: bool = False  # a retry: continue from the latest checkpoint/state
     resume_from: Path | None = None  # musubi: the `-state` folder to pass to --resume
@@ -38,6 +40,10 @@ class RenderResult:
     cwd: str | None = None  # where argv must run (the trainer checkout), None: anywhere
     warnings: list[str] = field(default_factory=list)
     step_names: list[str] = field(default_factory=list)  # one per argv entry, e.g. cache_latents
+    notes: list[str] = field(default_factory=list)  # how a spec field was resolved, for --explain (not warnings)
+    # what this render makes the trainer do where it differs from or resolves the spec (alpha, modules, ...)
+    trained: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"backend": self.backend, "profile": self.profile, "files": self.files, "argv": self.argv}
+        return {"backend": self.backend, "profile": self.profile, "files": self.files, "argv": self.argv,
+                "notes": self.notes, "trained": self.trained}

@@ -6,7 +6,18 @@ from zlt.errors import FieldError, SpecError
 from zlt.paths import cache_dir, zlt_home
 from zlt.profiles import HardwareProfile
 from zlt.render.base import RenderContext, RenderResult
-from zlt.render.common import compute_precision, sample_prompts
+from zlt.render.common import (
+    PRODIGY_EPS,
+    compute_precision,
+    eight_bit_note,
+    optimizer_lr,
+    resolve_gradient_checkpointing,
+    sample_prompts,
+    sample_steps_guidance,
+    spec_warnings,
+    trained_summary,
+    variant_model,
+)
 from zlt.spec.models import JobSpec
 from zlt.trainer.config import (
     CacheConfig,
@@ -63,33 +74,44 @@ def _precision(spec: JobSpec, profile: HardwareProfile, runtime: RuntimeConfig, 
     return _FABRIC_PRECISION[compute], weights
 
 
+def _model_name(spec: JobSpec, warnings: list[str]) -> str:
+    name, extras = variant_model(spec)
+    if extras is not None:
+        warnings.append(f"model.base.variant: the built-in trainer loads every part from one repo; {name} has only "
+                        f"the transformer (its VAE and text encoder are {extras}'s): give model.base.name a local "
+                        "diffusers folder that holds all of them")
+    return name
+
+
 def render_lightning(spec: JobSpec, profile: HardwareProfile, ctx: RenderContext) -> RenderResult:
-    warnings: list[str] = []
+    warnings: list[str] = spec_warnings(spec, "lightning")
+    notes: list[str] = []
     tr, ds, base, lora = spec.training, spec.dataset, spec.model.base, spec.model.lora
     runtime = _runtime(spec, profile)
     precision, weight_dtype = _precision(spec, profile, runtime, warnings)
     if spec.is_tiny:
         warnings.append(TINY_LABEL)
-    if base.quantize == "float8":
-        warnings.append("model.base.quantize: the built-in trainer does not quantise; it needs the VRAM of bf16 weights")
+    from zlt.preflight.vram import resolve_lightning_quantize
+
+    float8, _ = resolve_lightning_quantize(spec, profile)
     if tr.optimizer.use_8bit and tr.optimizer.type == "adamw" and runtime.accelerator == "cpu":
         warnings.append("training.optimizer.use_8bit: AdamW 8-bit needs CUDA; the CPU run uses 32-bit AdamW")
-    if tr.optimizer.type == "prodigy" and tr.learning_rate < 0.1:
-        warnings.append(f"training.optimizer.type prodigy: learning_rate {tr.learning_rate:g} multiplies Prodigy's own "
-                        "step size; 1.0 is usual")
-    gc = tr.gradient_checkpointing or (profile.lightning.gradient_checkpointing and not profile.is_cpu)
-    if gc and not tr.gradient_checkpointing:
-        warnings.append(f"training.gradient_checkpointing: forced on by profile {profile.name}")
+    eight_bit_note(spec, warnings)
+    lr = optimizer_lr(spec, warnings)
+    gc, gc_why = resolve_gradient_checkpointing(spec, profile, "lightning")
+    notes.append(f"training.gradient_checkpointing: {'on' if gc else 'off'} ({gc_why})")
     resolution = min(ds.resolution, profile.resolution_cap)
     if resolution < ds.resolution:
         warnings.append(f"dataset.resolution: {ds.resolution} capped to {resolution} by profile {profile.name}")
     prompts = sample_prompts(spec) if tr.sample.enable else []
+    sample_steps, guidance = sample_steps_guidance(spec)
+    model_name = _model_name(spec, warnings) if not spec.is_tiny else base.name
 
     cfg = TrainerConfig(
         name=spec.name,
         job_id=ctx.job_id,
-        model=ModelConfig(name=base.name, source=base.source, weight_dtype=weight_dtype,
-                          training_adapter=spec.adapter_path()),
+        model=ModelConfig(name=model_name, source=base.source, weight_dtype=weight_dtype,
+                          training_adapter=spec.adapter_path(), quantize="float8" if float8 else "none"),
         lora=LoraConfig(rank=lora.rank, alpha=lora.alpha, dropout=lora.dropout, target_modules=_targets(spec)),
         data=DataConfig(
             path=str(ctx.dataset_dir or ds.path), caption_ext=ds.caption.caption_ext,
@@ -100,11 +122,14 @@ def render_lightning(spec: JobSpec, profile: HardwareProfile, ctx: RenderContext
         ),
         training=TrainingConfig(
             batch_size=tr.batch_size, gradient_accumulation=tr.gradient_accumulation, max_steps=tr.max_steps,
-            warmup_steps=tr.warmup_steps, learning_rate=tr.learning_rate, scheduler=tr.scheduler,
+            warmup_steps=tr.warmup_steps, learning_rate=lr, scheduler=tr.scheduler,
+            # eps 1e-6: ai-toolkit passes it itself for AdamW and Prodigy and cannot be told otherwise
             optimizer=OptimizerConfig(type=tr.optimizer.type, use_8bit=tr.optimizer.use_8bit,
-                                      weight_decay=tr.optimizer.weight_decay),
+                                      weight_decay=tr.optimizer.weight_decay, eps=PRODIGY_EPS),
             precision=precision, gradient_checkpointing=gc, timestep_type=tr.timestep_type,
-            content_or_style=tr.content_or_style, seed=tr.seed,
+            timestep_shift=tr.timestep_shift,
+            content_or_style=tr.content_or_style, seed=tr.seed, stop_on_nan=tr.stop_on_nan,
+            compile=tr.compile,
         ),
         runtime=runtime,
         # latents go to <cache>/latents/, caption embeddings to <cache>/text/ (zlt.trainer.cache.DiskCache)
@@ -113,8 +138,8 @@ def render_lightning(spec: JobSpec, profile: HardwareProfile, ctx: RenderContext
         output=OutputConfig(dir=str(ctx.output_dir), save_every=spec.output.save.every, keep=spec.output.save.keep,
                             save_dtype=spec.output.save.dtype, resume=ctx.resume,
                             init_lora=str(ctx.init_lora) if ctx.init_lora else None),
-        sample=SampleConfig(enable=tr.sample.enable, every=tr.sample.every, prompts=prompts, steps=tr.sample.steps,
-                            guidance_scale=tr.sample.guidance_scale, seed=tr.sample.seed, width=resolution,
+        sample=SampleConfig(enable=tr.sample.enable, every=tr.sample.every, prompts=prompts, steps=sample_steps,
+                            guidance_scale=guidance, seed=tr.sample.seed, width=resolution,
                             height=resolution),
     )
     return RenderResult(
@@ -124,6 +149,9 @@ def render_lightning(spec: JobSpec, profile: HardwareProfile, ctx: RenderContext
         argv=[[ctx.python, "-m", "zlt.trainer", ctx.config_path(CONFIG_NAME)]],
         warnings=warnings,
         step_names=["train"],
+        notes=notes,
+        trained=trained_summary(spec, alpha=lora.alpha, gradient_checkpointing=gc, timestep_type=tr.timestep_type,
+                                timestep_shift=tr.timestep_shift, learning_rate=lr),
     )
 
 

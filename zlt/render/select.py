@@ -50,9 +50,14 @@ def _alternatives(spec: JobSpec, profile: HardwareProfile, backend: str) -> list
     if not profile.is_cpu:
         levers = suggest_levers(spec, profile, backend, profile.vram_gb)
         alts = [lv.change for lv in ([lv for lv in levers if lv.fits] or levers_to_fit(levers))[:3]]
+    for over, fix in ((spec.dataset.resolution > profile.resolution_cap, f"--set dataset.resolution={profile.resolution_cap}"),
+                      (spec.training.batch_size > profile.max_batch_size, f"--set training.batch_size={profile.max_batch_size}")):
+        if over and fix not in alts:
+            alts.append(fix)
     bigger = next((p for p in gpu_profiles() if p.vram_gb > profile.vram_gb and check_fit(spec, p, backend).fits), None)
     if bigger is not None:
-        alts.append(f"--profile {bigger.name}")
+        # Only a fix on a card with that much memory: say so, not just the flag.
+        alts.append(f"a GPU with {bigger.vram_gb:g} GiB (--profile {bigger.name})")
     return alts
 
 

@@ -10,6 +10,9 @@ Names:
 
 A safetensors file starts with an 8-byte little-endian header length and a JSON header whose
 `__metadata__` holds ai-toolkit's `training_info` (`{"step", "epoch"}`) or musubi's `ss_steps`.
+
+The built-in trainer keeps its resume states (optimizer, scheduler, RNG) as `state/<name>_<step:09d>.safetensors`,
+the same names as its LoRA files: they are told apart by their header (`zlt.state_step`) and never listed.
 """
 
 from __future__ import annotations
@@ -30,6 +33,12 @@ _STEP_8 = re.compile(r"^(?P<name>.+)-step(?P<step>\d{8})$")
 _EPOCH_6 = re.compile(r"^(?P<name>.+)-(?P<epoch>\d{6})$")
 _STATE = re.compile(r"^(?P<name>.+?)(?:-step(?P<step>\d{8})|-(?P<epoch>\d{6}))?-state$")
 _SKIP_DIRS = {"samples", "sample", "logs", "cache", ".cache", "tensorboard"}
+STATE_MARKER = "zlt.state_step"  # header key of the built-in trainer's resume states (zlt/trainer/checkpoint.py)
+
+
+def is_resume_state(meta: dict[str, Any]) -> bool:
+    """A built-in trainer resume state (optimizer tensors), not a LoRA."""
+    return STATE_MARKER in meta
 
 
 class HeaderError(ValueError):
@@ -140,6 +149,8 @@ def inspect_checkpoint(path: Path, name: str, offset: int = 0) -> CheckpointFile
         n, header = _read_header(path)
         meta = header.get("__metadata__") or {}
         ck.metadata = meta if isinstance(meta, dict) else {}
+        if is_resume_state(ck.metadata):
+            return None
         meta_step, meta_epoch = metadata_step(ck.metadata)
         # A file cut short while saving has a header promising more bytes than it holds.
         if size < 8 + n + _payload_end(header):
@@ -153,12 +164,17 @@ def inspect_checkpoint(path: Path, name: str, offset: int = 0) -> CheckpointFile
     return ck
 
 
+def _is_state_dir(folder: Path) -> bool:
+    """The built-in trainer's `state/` folder: each tensor file has its `.json` description beside it."""
+    return folder.name == "state" and any(p.with_suffix(".json").is_file() for p in folder.glob("*.safetensors"))
+
+
 def _walk(root: Path, depth: int = 3):
     if depth < 0 or not root.is_dir():
         return
     for entry in sorted(root.iterdir()):
         if entry.is_dir():
-            if entry.name not in _SKIP_DIRS and not entry.name.endswith("-state"):
+            if entry.name not in _SKIP_DIRS and not entry.name.endswith("-state") and not _is_state_dir(entry):
                 yield from _walk(entry, depth - 1)
         elif entry.suffix == ".safetensors":
             yield entry

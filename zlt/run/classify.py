@@ -1,8 +1,11 @@
 """Why a trainer run ended: status and a cause from `FAILURE_CAUSES`, with a hint on what to do.
 
-Order matters: a stop zlt asked for wins (ai-toolkit exits 0 on SIGINT), then what the output says
-(CUDA OOM, host OOM kill, a missing package, a failed download, a rejected config), then the exit
-code. Anything else is `unknown`, reported with the last 40 log lines.
+Order matters: a stop zlt asked for wins (ai-toolkit exits 0 on SIGINT), then a diverged loss, then what the
+output says (CUDA OOM, host OOM kill, a model file that is not there, a bad input file, a missing package, a
+failed download, a rejected config), then the exit code. Anything else is `unknown`, reported with the last 40
+log lines.
+
+Input errors (`is_input_error`) fail the same way however often they run: a retry cannot help.
 """
 
 from __future__ import annotations
@@ -21,9 +24,8 @@ DOWNLOAD_MARKERS = (
     "RepositoryNotFoundError", "GatedRepoError", "LocalEntryNotFoundError", "EntryNotFoundError",
     "RevisionNotFoundError", "HfHubHTTPError", "401 Client Error", "403 Client Error",
     "couldn't connect to 'https://huggingface.co'", "We couldn't connect to",
-    "Cannot find the requested files in the local cache", "outgoing traffic has been disabled",
     "is not a local folder and is not a valid model identifier", "Max retries exceeded with url",
-    "does not appear to have a file named", "Repository Not Found", "hf-mirror.com",
+    "does not appear to have a file named", "Repository Not Found", "hf-mirror.com", "model_download: ",
 )
 CONFIG_MARKERS = (
     "unrecognized arguments", "the following arguments are required", "invalid choice:",
@@ -31,7 +33,25 @@ CONFIG_MARKERS = (
     "yaml.parser.ParserError", "Unknown job type", "Environment variable", "not found in config",
     "pydantic_core._pydantic_core.ValidationError", "toml.decoder", "tomllib.TOMLDecodeError",
 )
+# A model file that is not where it must be (local path, or the HF cache with downloads off): fetching it fixes it.
+MISSING_MARKERS = (
+    "LocalEntryNotFoundError", "Cannot find the requested files in the local cache", "outgoing traffic has been disabled",
+    "HF_HUB_OFFLINE=1 forbids downloading",
+)
+# A file or folder the user handed over that the trainer cannot use (zlt/trainer/models.py, safetensors, diffusers).
+BAD_INPUT_MARKERS = (
+    "no LoRA layers found", "does not match the transformer", "not a complete diffusers folder",
+    "the folder must be a diffusers Z-Image folder", "SafetensorError", "Error while deserializing header",
+    "HeaderTooLarge", "InvalidHeaderDeserialization", "MetadataIncompleteBuffer", "no file named diffusion_pytorch_model",
+    "model_index.json is missing",
+)
+_BAD_ADAPTER = re.compile(r"training_adapter .*: not a file")
+INPUT_ERROR_CAUSES = frozenset({"bad_input", "model_missing", "bad_config", "dataset"})
 _MISSING_WEIGHTS = re.compile(r"(FileNotFoundError|No such file or directory).*\.(safetensors|bin|pt|gguf)")
+# musubi-tuner (src/musubi_tuner/zimage/zimage_utils.py load_qwen3): `Loading tokenizer from Tongyi-MAI/Z-Image`, then
+# Qwen2Tokenizer.from_pretrained(..., subfolder="tokenizer") with no local-path option.
+_TOKENIZER_LOAD = re.compile(r"Loading tokenizer from (\S+)")
+_TOKENIZER_DONE = "Encoding prompts with"
 _ARGPARSE = re.compile(r"^[\w.\-]+(\.py)?: error: ")
 
 HINTS = {
@@ -44,7 +64,40 @@ HINTS = {
     "bad_config": "the trainer rejected the rendered config: inspect render/ in the job folder "
                   "(`zlt render`) and check the trainer checkout's version",
     "unknown": "read the last log lines below and train.log in the job folder",
+    "model_missing": "a model file is not where the trainer looks: download it first (with the network on), or point "
+                     "the spec at a local file",
+    "bad_input": "a model, adapter or weights file the spec names cannot be used: check the path and that it is a "
+                 "Z-Image diffusers folder / LoRA .safetensors (`zlt preflight` checks them)",
+    "diverged": "lower training.learning_rate (or train in bf16 instead of fp16); the checkpoints saved before the "
+                "loss went nan/inf are kept",
 }
+
+
+def is_input_error(cause: str | None) -> bool:
+    """True for failures that depend only on the input (spec, files, dataset): running it again fails again."""
+    return cause in INPUT_ERROR_CAUSES
+
+
+def is_interrupt(ev: object) -> bool:
+    """A traceback that only says the process was interrupted (KeyboardInterrupt in the trainer or in accelerate,
+    or accelerate's CalledProcessError for a child that died of SIGINT/SIGTERM)."""
+    message = str(getattr(ev, "message", "") or "")
+    tb = getattr(ev, "traceback", None) or []
+    last = (tb[-1] if tb else "").strip()
+    if message.startswith("KeyboardInterrupt") or last.startswith("KeyboardInterrupt"):
+        return True
+    return "CalledProcessError" in message and ("SIGINT" in message or "SIGTERM" in message)
+
+
+def _tokenizer_failure(lines: list[str]) -> str | None:
+    """The repo musubi was loading its tokenizer from, when that is the last thing it did."""
+    for line in reversed(lines):
+        if _TOKENIZER_DONE in line:
+            return None
+        m = _TOKENIZER_LOAD.search(line)
+        if m:
+            return m.group(1)
+    return None
 
 
 @dataclass
@@ -113,6 +166,7 @@ def classify(
     timeout_hours: float | None = None,
     expect_final: bool = False,
     have_final: bool = True,
+    hf_cli: str = "hf",
 ) -> Outcome:
     """Status and cause of one trainer process (or the last step of a multi-step job)."""
     raw = list(facts.tail)
@@ -123,6 +177,10 @@ def classify(
                        "raise job.timeout_hours or train fewer steps; checkpoints saved so far are kept")
     if stop_reason == "cancelled":
         return Outcome("cancelled", "cancelled", f"cancelled by the user ({describe_exit(returncode)})")
+    if stop_reason == "diverged" or facts.diverged_at is not None:
+        at = f" from step {facts.diverged_at}" if facts.diverged_at is not None else ""
+        return Outcome("failed", "diverged", f"training diverged: the loss was nan/inf{at} (training.stop_on_nan)",
+                       HINTS["diverged"], tail)
     if returncode == 0:
         if facts.job_stopped:
             return Outcome("cancelled", "cancelled", "the trainer was interrupted outside zlt (it printed 'Job stopped')")
@@ -140,11 +198,24 @@ def classify(
     if killed or marker:
         msg = marker or f"the trainer was {describe_exit(returncode)} without zlt asking (host out of memory?)"
         return Outcome("failed", "host_oom", msg, HINTS["host_oom"], tail)
+    repo = _tokenizer_failure(raw)
+    if repo is not None and not _first(texts, ("No module named",)):
+        last = _main_error(facts)
+        return Outcome("failed", "model_missing",
+                       f"the tokenizer {repo}/tokenizer could not be loaded (musubi fetches it from the Hugging Face "
+                       f"hub and has no option for a local copy)" + (f": {last}" if last else ""),
+                       f"download it into the HF cache with the network on: {hf_cli} download {repo} --include "
+                       f"'tokenizer/*'", tail)
+    line = _first(texts, MISSING_MARKERS) or next((t.strip() for t in reversed(texts) if _MISSING_WEIGHTS.search(t)), None)
+    if line:
+        return Outcome("failed", "model_missing", line, HINTS["model_missing"], tail)
+    line = _first(texts, BAD_INPUT_MARKERS) or next((t.strip() for t in reversed(texts) if _BAD_ADAPTER.search(t)), None)
+    if line:
+        return Outcome("failed", "bad_input", line, HINTS["bad_input"], tail)
     line = _first(texts, IMPORT_MARKERS)
     if line:
         return Outcome("failed", "import_error", line, HINTS["import_error"], tail)
-    line = _first(texts, DOWNLOAD_MARKERS) or next(
-        (t.strip() for t in reversed(texts) if _MISSING_WEIGHTS.search(t)), None)
+    line = _first(texts, DOWNLOAD_MARKERS)
     if line:
         return Outcome("failed", "model_download", line, HINTS["model_download"], tail)
     line = _first(texts, CONFIG_MARKERS) or next((t.strip() for t in reversed(texts) if _ARGPARSE.match(t)), None)

@@ -47,6 +47,8 @@ class RichSink:
         self._progress = None
         self._task = None
         self._phase: str | None = None
+        self._last: dict[str, Any] | None = None
+        self._first: dict[str, Any] | None = None
 
     def _start_bar(self, total: int) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -64,6 +66,20 @@ class RichSink:
         target = self._progress.console if self._progress is not None else self.console
         target.print(text, highlight=False)
 
+    def _final_rate(self) -> None:
+        """The last line stays on screen beside the total elapsed time: show the run's average rate, not the
+        last window's."""
+        first, last = self._first, self._last
+        if self._progress is None or not first or not last:
+            return
+        try:
+            # From the first step this process saw: a resumed run's clock starts at its resume step.
+            steps, secs = last["step"] - first["step"], last["elapsed_s"] - first["elapsed_s"]
+        except (KeyError, TypeError):
+            return
+        if steps > 0 and secs > 0:
+            self._progress.update(self._task, rate="avg " + _fmt_rate(steps / secs))
+
     def close(self) -> None:
         if self._progress is not None:
             self._progress.stop()
@@ -74,7 +90,9 @@ class RichSink:
 
         t = d.get("type")
         if t == "progress":
+            self._last = d
             if self._progress is None:
+                self._first = d
                 self._start_bar(d["total"])
             loss = d.get("loss")
             self._progress.update(  # type: ignore[union-attr]
@@ -108,4 +126,5 @@ class RichSink:
         elif t == "error":
             self._print(f"[red]error[/] {escape(d['message'])}")
         elif t == "finished":
+            self._final_rate()
             self.close()

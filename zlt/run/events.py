@@ -8,6 +8,7 @@ number and timestamp. On the wire an event is a flat JSON object with a `type` k
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -19,8 +20,8 @@ PHASES = (
 )
 FINISH_STATUSES = ("succeeded", "failed", "cancelled", "timeout")
 FAILURE_CAUSES = (
-    "cuda_oom", "host_oom", "model_download", "import_error", "bad_config", "cancelled", "timeout",
-    "abandoned", "preflight", "dataset", "unknown",
+    "cuda_oom", "host_oom", "model_download", "model_missing", "bad_input", "import_error", "bad_config",
+    "diverged", "cancelled", "timeout", "abandoned", "preflight", "dataset", "unknown",
 )
 
 
@@ -41,6 +42,7 @@ class Progress:
     it_s: float | None = None
     elapsed_s: float | None = None
     eta_s: float | None = None
+    loss_nonfinite: bool = False  # the trainer logged nan/inf: `loss` is null on the wire (strict JSON)
 
 
 @dataclass(slots=True)
@@ -68,6 +70,7 @@ class Resumed:
 class Warning_:
     type: ClassVar[str] = "warning"
     message: str
+    code: str | None = None  # machine-readable kind, e.g. "diverged"
 
 
 @dataclass(slots=True)
@@ -101,8 +104,19 @@ EVENT_TYPES: dict[str, type] = {
 }
 
 
+def finite_or_none(x: Any) -> Any:
+    """nan and +-inf as None: JSON has no such numbers and strict parsers reject Python's `NaN`."""
+    return None if isinstance(x, float) and not math.isfinite(x) else x
+
+
 def event_to_dict(ev: Event) -> dict[str, Any]:
+    """A flat dict that is valid strict JSON: a non-finite loss becomes null with `loss_nonfinite: true`."""
     d = asdict(ev)
+    if isinstance(ev, Progress) and isinstance(ev.loss, float) and not math.isfinite(ev.loss):
+        d["loss_nonfinite"] = True
+    for k, v in d.items():
+        if isinstance(v, float):
+            d[k] = finite_or_none(v)
     d["type"] = ev.type
     return d
 
@@ -142,7 +156,7 @@ class EventStream:
         self.seq += 1
         d = {"job_id": self.job_id, "seq": self.seq, "ts": round(self.clock(), 3), **event_to_dict(ev)}
         if self._fh is not None:
-            self._fh.write(json.dumps(d, ensure_ascii=False) + "\n")
+            self._fh.write(json.dumps(d, ensure_ascii=False, allow_nan=False) + "\n")
             self._fh.flush()
         for sink in self.sinks:
             sink(d)

@@ -5,6 +5,9 @@ Parsers are pure, one line at a time; what needs memory lives here:
 - tracebacks are collected per stream and become one `error` event with the last frames;
 - a checkpoint is announced one line late (musubi prints `saving checkpoint:` before writing);
 - a musubi resume restarts its counter at 0, so steps are shifted by `step_offset`;
+- every training progress (unthrottled) goes to `on_progress`: the run's one loss/speed series;
+- a nan/inf loss is made strict JSON (null + `loss_nonfinite`), warned about once per streak (`diverged`), and a
+  long streak calls `on_diverged` (see divergence.py);
 - `saving` tells the supervisor a save is in progress, so a stop request waits for it;
 - the last 40 lines are kept for failure reports.
 """
@@ -16,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from zlt.run.bars import split_glued
+from zlt.run.divergence import DivergenceWatch, normalize_loss
 from zlt.run.events import Checkpoint, Error, Event, Finished, Oom, Phase, Progress, Resumed, Warning_
 from zlt.run.parse_common import TRACEBACK_START
 
@@ -42,6 +46,7 @@ class RunFacts:
     warnings: int = 0
     job_stopped: bool = False  # ai-toolkit printed "Job stopped" (SIGINT)
     checkpoints: int = 0
+    diverged_at: int | None = None  # first step of the non-finite loss streak that stopped the run
     tail: deque = field(default_factory=lambda: deque(maxlen=TAIL_LINES))
 
 
@@ -54,6 +59,9 @@ class LogInterpreter:
         facts: RunFacts | None = None,
         step_offset: int = 0,
         progress_allowed: bool = True,
+        on_progress: Callable[[Progress], object] | None = None,
+        divergence: DivergenceWatch | None = None,
+        on_diverged: Callable[[int], object] | None = None,
     ) -> None:
         self._parse = parse
         self._emit = emit
@@ -66,18 +74,21 @@ class LogInterpreter:
         self._tracebacks: dict[str, list[str]] = {}
         self._resume_path: str | None = None
         self._warned: set[str] = set()
+        self.on_progress = on_progress
+        self.divergence = divergence if divergence is not None else DivergenceWatch()
+        self.on_diverged = on_diverged
 
     # -- input -------------------------------------------------------------------------------
     def feed_lines(self, lines: list[str], stream: str = "stdout") -> None:
-        """Lines that arrived together. A bar redraw followed at once by a redraw of the same bar is
-        superseded (the throttle would drop it anyway), so it is kept in the tail but not parsed."""
+        """Lines that arrived together. A bar redraw followed at once by a redraw of the same bar at the same
+        step is superseded (its loss is replaced by the next one's), so it is kept in the tail but not parsed."""
         last = len(lines) - 1
         for i, line in enumerate(lines):
             if i < last:
                 k = line.find("%|")
                 if k >= 3:
                     nxt = lines[i + 1]
-                    if nxt.find("%|") == k and nxt[:k - 3] == line[:k - 3]:
+                    if nxt.find("%|") == k and nxt[:k - 3] == line[:k - 3] and _bar_count(nxt, k) == _bar_count(line, k):
                         self.facts.tail.append(line)
                         continue
             self.feed(line, stream)
@@ -142,13 +153,19 @@ class LogInterpreter:
                 ev.total += self.step_offset
             self.saving = ev.step >= ev.total  # the final save follows the last step
             self._set_phase("training", "")
+            normalize_loss(ev)
             f = self.facts
             if ev.loss is not None:
                 if f.first_loss is None:
                     f.first_loss = ev.loss
                 f.last_loss = ev.loss
             f.last_step, f.total = ev.step, ev.total
+            if self.on_progress is not None:
+                self.on_progress(ev)
+            action = self.divergence.observe(ev)
             self._out(ev)
+            if action is not None:
+                self._diverging(ev, action)
         elif isinstance(ev, Phase):
             self.saving = ev.phase == "saving"
             if ev.message.startswith("resuming from "):
@@ -186,6 +203,20 @@ class LogInterpreter:
         else:
             self._out(ev)
 
+    def _diverging(self, ev: Progress, action: str) -> None:
+        watch = self.divergence
+        if watch.streak == 1:
+            good = f"; last finite loss at step {watch.last_finite_step}" if watch.last_finite_step is not None else ""
+            self._out(Warning_(message=f"loss is not finite (nan/inf) at step {ev.step}: training may be diverging{good}",
+                               code="diverged"))
+        if action == "stop":
+            self.facts.diverged_at = watch.diverged_at
+            self._out(Warning_(message=f"loss not finite for {watch.streak} logged steps in a row since step "
+                                       f"{watch.diverged_at}: stopping the trainer (training.stop_on_nan)",
+                               code="diverged"))
+            if self.on_diverged is not None:
+                self.on_diverged(watch.diverged_at)
+
     def _set_phase(self, phase: str, message: str) -> None:
         key = (phase, message)
         if self.phase is not None and (self.phase == key or (phase == self.phase[0] and not message)):
@@ -198,3 +229,9 @@ class LogInterpreter:
             self.facts.errors.append(ev)
             del self.facts.errors[:-10]
         self._emit(ev)
+
+
+def _bar_count(line: str, k: int) -> str:
+    """The `n` of a tqdm bar whose `%|` is at k: the text between the bar's closing `|` and the `/`."""
+    j = line.find("|", k + 2)
+    return line[j + 1:line.find("/", j)] if j >= 0 else ""

@@ -12,8 +12,8 @@ from zlt.errors import BadInputError, EnvNotReadyError, ZltError
 from zlt.fsutil import atomic_write_json
 from zlt.paths import cache_dir
 from zlt.run.checkpoints import CheckpointFile, latest_state, scan_checkpoints, write_checkpoints_json
-from zlt.run.classify import classify
-from zlt.run.events import Checkpoint, Event, Resumed
+from zlt.run.classify import classify, is_interrupt
+from zlt.run.events import Checkpoint, Error, Event, Resumed
 from zlt.run.interpret import LogInterpreter, RunFacts
 from zlt.run.pipeline import JobContext, RunOutcome, Sink, TrainRequest, error_cause, error_event
 from zlt.run.supervise import ProcessResult, StopControl, supervise
@@ -53,6 +53,7 @@ class JobRun:
         self.resume_from: Path | None = None
         self.resume_step = 0
         self.checkpoints: list[CheckpointFile] = []
+        self.summary: dict[str, Any] = {}
 
     # -- driver --------------------------------------------------------------------------------
     def run(self) -> RunOutcome:
@@ -169,10 +170,14 @@ class JobRun:
         self.attempt_output = self.ctx.output_dir / f"resume_from_{state.step:08d}"
 
     def _launch(self) -> RunOutcome:
+        from zlt.run.divergence import NAN_PATIENCE, DivergenceWatch
         from zlt.run.jobfiles import LOG_NAME, rotate
         from zlt.run.launch import child_env
+        from zlt.run.series import SERIES_FILE, SeriesWriter
 
         self.stage = "training"
+        series = SeriesWriter(self.ctx.job_dir / SERIES_FILE, attempt=self.req.attempt)
+        watch = DivergenceWatch(limit=NAN_PATIENCE if self.spec.training.stop_on_nan else None)
         ctx, render = self.ctx, self.render
         rotate(ctx.job_dir / LOG_NAME)
         env = child_env(self.req.gpus)
@@ -193,7 +198,8 @@ class JobRun:
                     ctx.emit(Resumed(step=self.resume_step, path=str(self.resume_from)))
                 interp = LogInterpreter(parser, self._emit_trainer_event, facts=self.facts,
                                         step_offset=self.resume_step if is_train else 0,
-                                        progress_allowed=is_train)
+                                        progress_allowed=is_train, on_progress=series.add, divergence=watch,
+                                        on_diverged=self._diverged)
                 try:
                     last = supervise(argv, on_lines=interp.feed_lines, cwd=render.cwd, env=env, log=log,
                                      control=self.control, grace_s=self.req.stop_grace_s,
@@ -206,6 +212,7 @@ class JobRun:
                 if last.returncode != 0 or last.stop_reason:
                     break
                 completed += 1
+        series.close()
         self.stage = "collecting"
         self._refresh_checkpoints()
         return self._judge(last, stopped_before, ran_all=completed == len(render.argv))
@@ -214,22 +221,57 @@ class JobRun:
     def _judge(self, last: ProcessResult | None, stopped_before: str | None, ran_all: bool) -> RunOutcome:
         finals = [c for c in self.checkpoints if c.final and c.valid]
         stop_reason = last.stop_reason if last else stopped_before
-        if stop_reason and last is not None and last.returncode == 0 and finals and (
+        if stop_reason not in (None, "diverged") and last is not None and last.returncode == 0 and finals and (
                 max(c.step or 0 for c in finals) >= self.spec.training.max_steps):
             stop_reason = None  # the stop came after the trainer had finished its work
+        from zlt.preflight.tokenizer import hf_cli
+
         verdict = classify(
             returncode=last.returncode if last else None, stop_reason=stop_reason,
             signals_sent=last.signals if last else [], facts=self.facts, oom_hint=self._oom_hint(),
             timeout_hours=self.spec.job.timeout_hours, expect_final=ran_all, have_final=bool(finals),
+            hf_cli=hf_cli(),
         )
+        self._summarize()
         outcome = self._outcome(verdict.status, verdict.cause, verdict.message, verdict.hint,
                                 exit_code=last.returncode if last else None, log_tail=verdict.log_tail)
+        if outcome.cause == "diverged":
+            self._keep_last_good(outcome)
         if outcome.status == "succeeded":
-            f = self.facts
-            loss = f"; loss {f.first_loss:.4g} -> {f.last_loss:.4g}" if f.first_loss is not None else ""
-            outcome.message = f"trained {f.last_step or self.spec.training.max_steps} steps{loss}"
+            sm = self.summary
+            loss = f"; loss {sm['first_loss']:.4g} -> {sm['final_loss']:.4g}" if sm.get("first_loss") is not None else ""
+            speed = f"; {sm['it_s']:.3g} it/s average" if sm.get("it_s") else ""
+            outcome.message = f"trained {self.facts.last_step or self.spec.training.max_steps} steps{loss}{speed}"
             self._collect(outcome)
         return outcome
+
+    def _summarize(self) -> None:
+        """The run's one series (the trainer's own per-step log, else every parsed progress line): the numbers the
+        result, the CLI line, training_meta.json and loss.png share."""
+        from zlt.artifacts.curve import load_curve, summarize
+        from zlt.run.events import read_events
+
+        roots = [r for r in dict.fromkeys([self.ctx.output_dir, self.attempt_output]) if r.is_dir()]
+        try:
+            curve, _notes = load_curve(read_events(self.ctx.job_dir / "events.jsonl"), roots, self.ctx.job_dir)
+        except (OSError, ValueError) as e:  # a summary must never hide the outcome it summarises
+            self.ctx.warn(f"loss summary unavailable: {e}")
+            return
+        self.summary = summarize(curve)
+
+    def _keep_last_good(self, outcome: RunOutcome) -> None:
+        """After a divergence only checkpoints saved before the first nan/inf loss are good; later files stay on disk
+        (nothing a user trained is deleted) but are not offered."""
+        at = self.facts.diverged_at
+        good = [c for c in self.checkpoints if c.valid and c.step is not None and (at is None or c.step < at)]
+        outcome.checkpoints = [c.to_dict() for c in good]
+        if good:
+            outcome.message = f"{outcome.message}; last good checkpoint: step {good[-1].step} ({good[-1].path})"
+        else:
+            outcome.message = f"{outcome.message}; no checkpoint was saved before it"
+
+    def _diverged(self, step: int) -> None:
+        self.control.requested = "diverged"
 
     def _collect(self, outcome: RunOutcome) -> None:
         self.ctx.phase_event("collecting")
@@ -245,15 +287,19 @@ class JobRun:
             outcome.hint = e.hint or None
             return
         outcome.artifact_id, outcome.artifact_path = rec.id, str(rec.path)
+        from zlt.eval.hook import evaluate_after_training
+
+        evaluate_after_training(self.spec, rec.id, self.req.home, self.ctx)
 
     def _outcome(self, status: str, cause: str | None, message: str | None, hint: str | None, *,
                  exit_code: int | None = None, log_tail: list[str] | None = None) -> RunOutcome:
-        f = self.facts
+        f, sm = self.facts, self.summary
         return RunOutcome(
             job_id=self.req.job_id, status=status, exit_code=exit_code, cause=cause, message=message,
             artifact_id=None, artifact_path=None, checkpoints=[c.to_dict() for c in self.checkpoints if c.valid],
-            last_step=f.last_step, hint=hint, first_loss=f.first_loss, last_loss=f.last_loss,
-            job_dir=str(self.ctx.job_dir), log_tail=log_tail or [],
+            last_step=f.last_step, hint=hint,
+            first_loss=sm.get("first_loss", f.first_loss), last_loss=sm.get("final_loss", f.last_loss),
+            job_dir=str(self.ctx.job_dir), log_tail=log_tail or [], it_s=sm.get("it_s"),
         )
 
     def _early_outcome(self, cause: str, message: str, hint: str | None, error: ZltError | None = None) -> RunOutcome:
@@ -278,12 +324,16 @@ class JobRun:
         else:
             version = loc.commit if loc is not None else None
         extra: dict[str, Any] = {"trainer": loc.to_dict() if loc else None,
-                                 "output_dir": str(self.attempt_output), "resume_step": self.resume_step}
+                                 "output_dir": str(self.attempt_output), "resume_step": self.resume_step,
+                                 "it_s": outcome.it_s, "loss_source": self.summary.get("source"),
+                                 "diverged_at": self.facts.diverged_at}
         self.ctx.write_result(outcome, backend=self.backend, profile=self.profile.name if self.profile else None,
                               backend_version=version, extra=extra)
 
     # -- checkpoints ---------------------------------------------------------------------------
     def _emit_trainer_event(self, ev: Event) -> None:
+        if isinstance(ev, Error) and is_interrupt(ev) and self.control.reason(time.monotonic()) is not None:
+            return  # the KeyboardInterrupt of a stop zlt asked for (trainer and accelerate each print one): not an error
         if isinstance(ev, Checkpoint) and ev.step is None:
             # A final file has no step in its name; its header knows (training_info / ss_steps).
             from zlt.run.checkpoints import inspect_checkpoint

@@ -58,6 +58,7 @@ class RunOutcome:
     last_loss: float | None = None
     job_dir: str | None = None
     log_tail: list[str] = field(default_factory=list)
+    it_s: float | None = None  # average training speed over the logged steps (model loading excluded)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -55,8 +55,11 @@ class StopControl:
     force: threading.Event | None = None
     deadline: float | None = None  # time.monotonic() value; past it the run times out
     cancel_file: Path | None = None  # another process (zlt cancel) may create it
+    requested: str | None = None  # the runner's own stop, e.g. "diverged" (training.stop_on_nan)
 
     def reason(self, now: float) -> str | None:
+        if self.requested is not None:
+            return self.requested
         if self.stop is not None and self.stop.is_set():
             return "cancelled"
         if self.cancel_file is not None and self.cancel_file.exists():

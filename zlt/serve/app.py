@@ -68,19 +68,23 @@ class ServeConfig:
     home: Path
     token: str
     data_roots: list[Path] = field(default_factory=list)
-    # None: a spec's output.registry.path is used as given, as by the CLI (the user's v0 body names
-    # /artifacts/lora/). A list fences it to <ZLT_HOME> and these folders.
-    output_roots: list[Path] | None = None
+    # A spec's output.registry.path must lie in the server's registry (<ZLT_HOME>/artifacts/lora) or one of
+    # these folders the operator listed (--output-root).
+    output_roots: list[Path] = field(default_factory=list)
+    # Local model files/folders a spec may name besides hub ids: <ZLT_HOME>/models and these (--model-root).
+    model_roots: list[Path] = field(default_factory=list)
     limits: Limits = field(default_factory=Limits)
     webhook_secret: str | None = None  # None: webhooks are not sent
     webhook_poll_s: float = 1.0
     stream: StreamSettings = field(default_factory=StreamSettings)
 
     def fence(self) -> Fence:
-        if self.output_roots is None:
-            return Fence(tuple(self.data_roots), None, self.limits)
-        roots = [self.home] + [p for p in self.output_roots if p != self.home]
-        return Fence(tuple(self.data_roots), tuple(roots), self.limits)
+        from zlt.paths import default_registry_dir
+
+        registry = default_registry_dir(self.home)
+        outputs = [registry] + [p for p in self.output_roots if p != registry]
+        models = [self.home / "models"] + [p for p in self.model_roots if p != self.home / "models"]
+        return Fence(tuple(self.data_roots), tuple(outputs), self.limits, model_roots=tuple(models))
 
 
 def create_app(home: Path, data_roots: list[Path], token: str, **options: Any) -> FastAPI:
@@ -136,6 +140,12 @@ def build_app(cfg: ServeConfig) -> FastAPI:
     _meta_routes(api, app, cfg)
     _job_routes(api, cfg)
     _artifact_routes(api, cfg)
+    from zlt.serve.generations import routes as generation_routes
+
+    generation_routes(api, cfg, _json_body, _errors)
+    from zlt.serve.evaluations import routes as evaluation_routes
+
+    evaluation_routes(api, cfg, _json_body, _errors)
     app.include_router(api)
     return app
 
@@ -148,26 +158,31 @@ async def _unauthorized(_request: Request, exc: Unauthorized) -> JSONResponse:
 
 
 async def _json_body(request: Request) -> Any:
-    raw = await request.body()
-    try:
-        return json.loads(raw or b"null")
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise BadInputError(f"request body is not valid JSON ({e})", hint="send the spec as a JSON object") from None
+    from zlt.serve.jsonbody import parse_json
+
+    return parse_json(await request.body())
 
 
 def _spec_text(value: Any) -> Any:
     """The multipart `spec` field: JSON text (YAML accepted too, as `zlt submit` reads either)."""
     if not isinstance(value, str):
         raise SpecError([FieldError("spec", "the 'spec' form field must be text (the spec as JSON)")], "<http>")
+    from zlt.serve.jsonbody import check_shape, parse_json
+
     try:
-        return json.loads(value)
+        json.loads(value)
     except json.JSONDecodeError:
         import yaml
 
         try:
-            return yaml.safe_load(value)
+            return check_shape(yaml.safe_load(value), "the 'spec' form field")
+        except RecursionError:
+            raise BadInputError("the 'spec' form field: nested too deeply", hint="send the spec as a JSON object") from None
         except yaml.YAMLError as e:
             raise SpecError([FieldError("spec", f"neither JSON nor YAML ({e})")], "<http>") from None
+    except (RecursionError, ValueError):
+        pass  # parse_json names the problem
+    return parse_json(value, "the 'spec' form field")
 
 
 def _meta_routes(api: APIRouter, app: FastAPI, cfg: ServeConfig) -> None:
@@ -179,10 +194,10 @@ def _meta_routes(api: APIRouter, app: FastAPI, cfg: ServeConfig) -> None:
 
     @api.get("/v1/schema", tags=["specs"])
     def schema() -> dict[str, Any]:
-        """The job spec's JSON Schema (what `zlt schema` prints)."""
-        from zlt.spec.models import JobSpec
+        """The job spec's JSON Schema with each preset's effective defaults and the enforced bounds."""
+        from zlt.spec.agent_schema import agent_spec_schema
 
-        return JobSpec.model_json_schema()
+        return agent_spec_schema(dataset_path=openapi.HTTP_DATASET_PATH)
 
     @api.post("/v1/specs/validate", tags=["specs"], responses=_errors(400, 422),
               openapi_extra=openapi.json_spec_body("The job spec to check."))
@@ -215,7 +230,9 @@ async def _submit(request: Request, cfg: ServeConfig, opts: SubmitOptions) -> JS
                 raise UploadRefused("the 'dataset' form field must be a file (a zip of the dataset folder)")
             if upload is not None:
                 # Check the spec before touching the zip: a bad spec costs the client nothing on disk.
-                uploads = cfg.home / "serve" / "uploads"
+                from zlt.paths import uploads_dir
+
+                uploads = uploads_dir(cfg.home)  # on the shared jobs root when there is one: every worker sees it
                 await run_in_threadpool(lambda: load_client_spec(data, cfg.fence(), dataset_dir=uploads / "pending"))
                 extracted = await run_in_threadpool(extract_zip, upload.file, uploads, cfg.limits,
                                                     upload.filename or "dataset")

@@ -46,10 +46,30 @@ def _read_secret(path: Path, what: str, flag: str) -> str:
     return text
 
 
-def load_or_create_secret(home: Path, name: str, given: Path | None = None, *, what: str, flag: str) -> tuple[str, Path]:
-    """The secret from `given`, else from `<home>/serve/<name>`, generating it (mode 0600) when absent."""
+def loose_mode_warning(path: Path, what: str) -> str | None:
+    """A warning when others may read a secret file the operator named (we do not chmod their file)."""
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        return None
+    if mode & 0o077:
+        return (f"warning: {path} (the {what}) has mode {mode:04o}: other users can read it; "
+                f"run: chmod 600 {path}")
+    return None
+
+
+def load_or_create_secret(home: Path, name: str, given: Path | None = None, *, what: str, flag: str,
+                          warn=None) -> tuple[str, Path]:
+    """The secret from `given`, else from `<home>/serve/<name>`, generating it (mode 0600) when absent.
+
+    `warn(text)` hears about a named file others can read."""
     if given is not None:
-        return _read_secret(Path(given).expanduser(), what, flag), Path(given).expanduser()
+        path = Path(given).expanduser()
+        secret = _read_secret(path, what, flag)
+        note = loose_mode_warning(path, what)
+        if note and warn is not None:
+            warn(note)
+        return secret, path
     path = serve_dir(home) / name
     if not path.exists():
         atomic_write_text(path, secrets.token_urlsafe(32) + "\n", mode=0o600)
@@ -58,15 +78,15 @@ def load_or_create_secret(home: Path, name: str, given: Path | None = None, *, w
     return _read_secret(path, what, flag), path
 
 
-def load_or_create_token(home: Path, token_file: Path | None = None) -> tuple[str, Path]:
+def load_or_create_token(home: Path, token_file: Path | None = None, warn=None) -> tuple[str, Path]:
     """(token, file it lives in): `--token-file`, else `<ZLT_HOME>/serve/token`, generated on first start."""
-    return load_or_create_secret(home, TOKEN_FILE, token_file, what="token", flag="--token-file")
+    return load_or_create_secret(home, TOKEN_FILE, token_file, what="token", flag="--token-file", warn=warn)
 
 
-def load_or_create_webhook_secret(home: Path, secret_file: Path | None = None) -> tuple[str, Path]:
+def load_or_create_webhook_secret(home: Path, secret_file: Path | None = None, warn=None) -> tuple[str, Path]:
     """(key, file) used to sign webhook bodies with HMAC-SHA256."""
     return load_or_create_secret(
-        home, WEBHOOK_SECRET_FILE, secret_file, what="webhook secret", flag="--webhook-secret-file"
+        home, WEBHOOK_SECRET_FILE, secret_file, what="webhook secret", flag="--webhook-secret-file", warn=warn
     )
 
 

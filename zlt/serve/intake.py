@@ -26,6 +26,8 @@ class Fence:
     output_roots: tuple[Path, ...] | None
     limits: Limits = field(default_factory=Limits)
     source: str = SOURCE_HTTP  # names the client in error messages ('3 problems in <http>')
+    # Model files a client may name besides hub ids (zlt/serve/model_fence.py); None: any (a local MCP session).
+    model_roots: tuple[Path, ...] | None = None
 
 
 def _field_error(err: BadInputError, path: str) -> FieldError:
@@ -72,6 +74,10 @@ def prepare_spec_data(data: Any, fence: Fence, *, dataset_dir: Path | None = Non
             reg["path"] = str(fence_output_path(reg["path"], list(fence.output_roots)))
         except BadInputError as e:
             errors.append(_field_error(e, "output.registry.path"))
+    if fence.model_roots is not None:
+        from zlt.serve.model_fence import fence_model_paths
+
+        errors.extend(fence_model_paths(data, list(fence.model_roots)))
     job = data.get("job")
     url = job.get("callback_url") if isinstance(job, dict) else None
     if isinstance(url, str):

@@ -1,7 +1,9 @@
 """`zlt mcp`: the same operations as the HTTP API, as MCP tools over stdio.
 
-Tools: validate_spec, render_config, submit_lora_job, get_job_status, list_jobs, cancel_job, list_artifacts,
-retrain_lora.
+Tools: validate_spec, render_config, submit_lora_job, get_job_status, list_jobs, cancel_job, retry_job,
+get_job_events, list_artifacts, get_artifact (everything the HTTP API offers but file downloads: get_artifact
+gives the files' paths and sha256), generate, style_transfer, get_generation (zlt/serve/mcp_generations.py),
+evaluate, get_eval_report (zlt/serve/evaluations.py), retrain_lora (zlt/serve/retrain_api.py).
 Each tool's input schema is its arguments model's JSON Schema, with the `spec` argument being the job spec's own
 schema (`JobSpec`, what `zlt schema` prints); its description is built from the spec models' descriptions.
 A tool that fails returns `isError: true` with the same error object the CLI prints with `--json`.
@@ -63,21 +65,42 @@ class NoArgs(_Args):
     pass
 
 
-def spec_schema() -> tuple[dict[str, Any], dict[str, Any]]:
-    """(JobSpec schema referencing `#/$defs/...`, its `$defs`)."""
-    from zlt.spec.models import JobSpec
+class EventsArgs(_Args):
+    job_id: str = Field(min_length=1, max_length=128, description="Job id (or a unique prefix) from submit_lora_job.")
+    after_seq: int = Field(0, ge=0, description="Only events with a larger seq (pass the last seq you saw).")
+    limit: int = Field(500, ge=1, le=5000, description="At most this many events, oldest first.")
 
-    schema = JobSpec.model_json_schema(ref_template="#/$defs/{model}")
+
+class ArtifactArgs(_Args):
+    artifact_id: str = Field(min_length=1, max_length=256,
+                             description="Artifact id, its job's id, or a unique prefix (see list_artifacts).")
+
+
+def spec_schema(dataset_path: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(JobSpec schema referencing `#/$defs/...`, its `$defs`): effective preset defaults, enforced bounds."""
+    from zlt.spec.agent_schema import agent_spec_schema
+
+    schema = agent_spec_schema(dataset_path=dataset_path)
     defs = schema.pop("$defs", {})
+    schema.pop("description", None)  # said once, on the `spec` argument
     return schema, defs
 
 
-def input_schema(args: type[_Args]) -> dict[str, Any]:
+def dataset_path_note(fence: Fence) -> str:
+    """What `dataset.path` may be for this MCP session (one description, used by the schema and the tools)."""
+    if fence.data_roots is not None:
+        roots = ", ".join(str(r) for r in fence.data_roots)
+        return (f"Image folder inside the server's data roots ({roots}): absolute, or relative to a data root.")
+    return ("Image folder on this machine: absolute, or relative to the folder `zlt mcp` was started in "
+            f"({Path.cwd()}).")
+
+
+def input_schema(args: type[_Args], dataset_path: str | None = None) -> dict[str, Any]:
     """The tool's JSON Schema: its arguments model, with `spec` replaced by the job spec's schema."""
     schema = args.model_json_schema(ref_template="#/$defs/{model}")
     schema.pop("title", None)
     if "spec" in schema.get("properties", {}):
-        spec, defs = spec_schema()
+        spec, defs = spec_schema(dataset_path)
         schema.setdefault("$defs", {}).update(defs)
         schema["$defs"]["JobSpec"] = spec
         schema["properties"]["spec"] = {"$ref": "#/$defs/JobSpec", "description": SPEC_DESCRIPTION}
@@ -102,18 +125,15 @@ class Tool:
     def description(self) -> str:
         if not self.with_spec:
             return self.summary
-        from zlt.spec.models import JobSpec
-
-        doc = (JobSpec.__doc__ or "").strip().splitlines()[0]
-        return (f"{self.summary} The `spec` argument is a zlt job spec. {doc} Sections — {spec_sections()} "
-                "Preset defaults ('style' or 'character') fill in whatever the spec leaves out.")
+        return (f"{self.summary} Spec sections — {spec_sections()} The preset ('style' or 'character') fills in "
+                "whatever the spec leaves out; each field's schema default is the 'style' value and "
+                "x-preset-defaults lists both.")
 
 
 def make_tools(home: Path, fence: Fence) -> list[Tool]:
     home = Path(home)
     base = Path.cwd()
-    where = ("a folder inside the server's data roots" if fence.data_roots is not None
-             else "a folder on this machine (relative paths are relative to where `zlt mcp` runs)")
+    where = dataset_path_note(fence)
     return [
         Tool("validate_spec", "Check a LoRA job spec without running anything; returns the resolved spec or every "
              "problem at once as 'field.path: message'.", ValidateArgs,
@@ -123,7 +143,7 @@ def make_tools(home: Path, fence: Fence) -> list[Tool]:
              lambda a: tools.render_config(a.spec, fence, backend=a.backend, profile=a.profile, vram_gb=a.vram_gb,
                                            base_dir=base), with_spec=True),
         Tool("submit_lora_job", "Submit a LoRA training job on Tongyi-MAI/Z-Image-Turbo; returns at once with the "
-             f"job_id and its status (poll get_job_status). dataset.path must be {where}.", SubmitArgs,
+             f"job_id and its status (poll get_job_status). dataset.path: {where}", SubmitArgs,
              lambda a: tools.submit(home, a.spec, fence, SubmitOptions(a.priority, a.backend, a.profile,
                                                                      a.skip_preflight), base_dir=base),
              with_spec=True),
@@ -135,8 +155,27 @@ def make_tools(home: Path, fence: Fence) -> list[Tool]:
              lambda a: tools.cancel(home, a.job_id)),
         Tool("list_artifacts", "Trained LoRA artifacts in the registry (id, job, name, path, final step and loss).",
              NoArgs, lambda a: {"artifacts": tools.artifacts(home)}),
-        _retrain_tool(home, fence),
-    ]
+        Tool("retry_job", "Queue a failed or cancelled job again; it resumes from its latest checkpoint.", JobArgs,
+             lambda a: tools.retry(home, a.job_id)),
+        Tool("get_job_events", "A job's typed events (phase, progress, checkpoint, sample, warning, error, finished) "
+             "after a seq: poll with after_seq = the last seq seen; `more` says whether to ask again.", EventsArgs,
+             lambda a: tools.events(home, a.job_id, a.after_seq, a.limit)),
+        Tool("get_artifact", "One trained LoRA: metadata, its files with size and sha256 (lora.safetensors, "
+             "checkpoints), the loss-curve summary, and the folder it is in.", ArtifactArgs,
+             lambda a: tools.artifact(home, a.artifact_id)),
+    ] + _generation_tools(home, fence) + _eval_tools(home) + [_retrain_tool(home, fence)]
+
+
+def _generation_tools(home: Path, fence: Fence) -> list[Tool]:
+    from zlt.serve.mcp_generations import generation_tools
+
+    return generation_tools(home, fence)
+
+
+def _eval_tools(home: Path) -> list[Tool]:
+    from zlt.serve.evaluations import eval_tools
+
+    return eval_tools(home)
 
 
 def _retrain_tool(home: Path, fence: Fence) -> Tool:
@@ -154,16 +193,22 @@ def _retrain_tool(home: Path, fence: Fence) -> Tool:
 
 
 def _error_result(err: ZltError) -> dict[str, Any]:
+    from zlt.serve.mcp_hints import translate_error
+
     out = {"ok": False, **err.to_dict()}
     if isinstance(err, SpecError):
         out["detail"] = [f"{e.path}: {e.message}" if e.path else e.message for e in err.errors]
-    return out
+    return translate_error(out)
 
 
 def call(tool: Tool, arguments: dict[str, Any] | None) -> tuple[dict[str, Any], bool]:
     """(structured result, is_error) of one tool call. Never raises for a caller's mistake."""
+    from zlt.serve.jsonbody import check_shape
+
     try:
-        args = tool.args.model_validate(arguments or {})
+        args = tool.args.model_validate(check_shape(arguments or {}, f"{tool.name} arguments"))
+    except ZltError as e:
+        return _error_result(e), True
     except ValidationError as e:
         errs = [FieldError(".".join(str(p) for p in x["loc"]), x["msg"]) for x in e.errors()]
         return _error_result(SpecError(errs, f"{tool.name} arguments")), True
@@ -182,7 +227,8 @@ def build_server(home: Path, fence: Fence):
     from zlt import __version__
 
     registry = {t.name: t for t in make_tools(home, fence)}
-    listing = [types.Tool(name=t.name, description=t.description(), input_schema=input_schema(t.args))
+    note = dataset_path_note(fence)
+    listing = [types.Tool(name=t.name, description=t.description(), input_schema=input_schema(t.args, note))
                for t in registry.values()]
 
     async def list_tools(_ctx: Any, _params: Any) -> types.ListToolsResult:
@@ -201,7 +247,8 @@ def build_server(home: Path, fence: Fence):
 
     return Server("zlt", version=__version__, instructions=(
         "Train LoRAs on Tongyi-MAI/Z-Image-Turbo: validate_spec, then submit_lora_job (returns a job_id at once), "
-        "then get_job_status until state is succeeded/failed/cancelled; list_artifacts shows the trained LoRAs."),
+        "then get_job_status (or get_job_events) until state is succeeded/failed/cancelled; retry_job resumes a "
+        "failed one; list_artifacts and get_artifact show the trained LoRAs."),
         on_list_tools=list_tools, on_call_tool=call_tool)
 
 

@@ -8,11 +8,15 @@ from typing import Any
 SPEC_REF = "#/components/schemas/JobSpec"
 
 
-def spec_schemas() -> dict[str, Any]:
-    """JobSpec and every model it uses, as OpenAPI component schemas."""
-    from zlt.spec.models import JobSpec
+HTTP_DATASET_PATH = ("Image folder inside one of the server's data roots: absolute, or relative to a data root. "
+                     "Leave it out and upload a zip (multipart field 'dataset') when the server has no data roots.")
 
-    schema = JobSpec.model_json_schema(ref_template="#/components/schemas/{model}")
+
+def spec_schemas() -> dict[str, Any]:
+    """JobSpec and every model it uses, as OpenAPI component schemas (the same as GET /v1/schema)."""
+    from zlt.spec.agent_schema import agent_spec_schema
+
+    schema = agent_spec_schema(dataset_path=HTTP_DATASET_PATH, ref_template="#/components/schemas/{model}")
     defs = schema.pop("$defs", {})
     return {**defs, "JobSpec": schema}
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +11,17 @@ from zlt.serve.intake import Fence, SubmitOptions, load_client_spec, resubscribe
 
 
 def validate_spec(data: Any, fence: Fence, *, base_dir: Path | None = None) -> dict[str, Any]:
-    """What `zlt validate --json` prints: the resolved spec (preset defaults filled in) and warnings."""
+    """What `zlt validate --json` prints: the resolved spec (preset defaults filled in) and warnings.
+
+    The dataset folder must exist, as submit will insist: ok here means submit will not refuse the spec."""
+    from zlt.errors import FieldError, SpecError
+
     loaded = load_client_spec(data, fence, base_dir=base_dir)
+    ds = Path(loaded.spec.dataset.path)
+    if not ds.is_dir():
+        why = "is not a folder" if ds.exists() else "does not exist"
+        raise SpecError([FieldError("dataset.path", f"{ds} {why}", "give the folder that holds the training images")],
+                        fence.source)
     return {"ok": True, "source": loaded.source, "warnings": loaded.warnings, "spec": loaded.resolved()}
 
 
@@ -27,9 +37,13 @@ def render_config(data: Any, fence: Fence, *, backend: str | None = None, profil
     ds = data.get("dataset") if isinstance(data, dict) else None
     if isinstance(data, dict) and (ds is None or (isinstance(ds, dict) and "path" not in ds)):
         data = {**data, "dataset": {**(ds or {}), "path": "dataset"}}
-        fence = Fence(None, fence.output_roots, fence.limits, fence.source)
+        fence = dataclasses.replace(fence, data_roots=None)
+    if backend and isinstance(data, dict):
+        # The backend that will run is judged by the spec's rules (the tiny model trains only on lightning).
+        tr = data.get("training")
+        data = {**data, "training": {**(tr if isinstance(tr, dict) else {}), "backend": backend}}
     loaded = load_client_spec(data, fence, base_dir=base_dir)
-    be = backend or loaded.spec.training.backend
+    be = loaded.spec.training.backend
     prof, notes = select_profile(loaded.spec, be, profile or "auto", vram_gb)
     result = render_spec(loaded.spec, be, prof)
     return {**result.to_dict(), "warnings": loaded.warnings + notes + result.warnings}
@@ -65,6 +79,16 @@ def retry(home: Path, job_id: str) -> dict[str, Any]:
     result = retry_job(home, job_id)
     resubscribe(home, result["job_id"])
     return result
+
+
+def events(home: Path, job_id: str, after_seq: int = 0, limit: int = 500) -> dict[str, Any]:
+    """The job's events after `after_seq` (at most `limit`), its state, and whether more are waiting."""
+    from zlt.jobs import job_events, job_status
+
+    status = job_status(home, job_id)
+    evs = job_events(home, status["job_id"], after_seq)
+    return {"job_id": status["job_id"], "state": status["state"], "events": evs[:limit], "more": len(evs) > limit,
+            "last_seq": evs[:limit][-1]["seq"] if evs else after_seq}
 
 
 def artifacts(home: Path) -> list[dict[str, Any]]:

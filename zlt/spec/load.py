@@ -209,6 +209,8 @@ def cross_checks(data: dict[str, Any]) -> list[FieldError]:
             f"set it to {bs * ga} or remove it (it is derived)",
         ))
     warm, steps = get("training.warmup_steps", int), get("training.max_steps", int)
+    # Cross-checks against max_steps only when max_steps itself is valid (its own error is reported already).
+    steps = steps if steps is not None and steps >= 1 else None
     if warm is not None and steps is not None and warm >= steps:
         errs.append(FieldError(
             "training.warmup_steps", f"{warm} must be less than max_steps {steps}", f"use at most {max(steps - 1, 0)}"
@@ -290,10 +292,7 @@ def load_spec_data(
     if tr.effective_batch_size is None:
         tr.effective_batch_size = tr.batch_size * tr.gradient_accumulation
         provenance["training.effective_batch_size"] = SOURCE_DERIVED
-    warnings = []
-    if spec.model.lora.dropout and tr.backend == "ai-toolkit":
-        warnings.append("model.lora.dropout: ai-toolkit's network block has no dropout; it is ignored there")
-    return LoadedSpec(spec=spec, provenance=provenance, source=source, warnings=warnings)
+    return LoadedSpec(spec=spec, provenance=provenance, source=source)
 
 
 def load_spec(path: str | Path, sets: list[str] | None = None) -> LoadedSpec:

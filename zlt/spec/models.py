@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 TINY_MODEL = "zlt/tiny-zimage"
@@ -49,6 +49,19 @@ class BaseModelSpec(Strict):
     )
     vae: str | None = Field(None, description="Local single-file VAE weights (musubi --vae).")
     text_encoder: str | None = Field(None, description="Local single-file Qwen3 text encoder weights (musubi).")
+
+    @field_validator("training_adapter", "dit", "vae", "text_encoder")
+    @classmethod
+    def _no_pickle(cls, value: str | None) -> str | None:
+        # zlt never loads a pickle (.bin/.ckpt/.pt can run code when loaded), whoever wrote the spec.
+        from zlt.artifacts.safetensors_io import PICKLE_SUFFIXES
+
+        if value and value.lower().endswith(PICKLE_SUFFIXES):
+            from pydantic_core import PydanticCustomError
+
+            raise PydanticCustomError("pickle", "{value} is a pickle file, which can run code when loaded; give a "
+                                      ".safetensors file", {"value": repr(value)})
+        return value
 
 
 class LoraSpec(Strict):
@@ -105,7 +118,11 @@ class DatasetSpec(Strict):
 
 
 class OptimizerSpec(Strict):
-    type: Literal["adamw", "prodigy", "adafactor"] = Field("adamw", description="Optimizer family.")
+    type: Literal["adamw", "prodigy", "adafactor"] = Field(
+        "adamw",
+        description="Optimizer family. prodigy adapts its own step size: training.learning_rate is its multiplier "
+        "and a value below 0.1 means 1.0, on every backend.",
+    )
     use_8bit: bool = Field(True, description="8-bit optimizer states (bitsandbytes) where supported.")
     weight_decay: float = Field(1e-4, ge=0.0, lt=1.0, description="Decoupled weight decay.")
 
@@ -113,10 +130,29 @@ class OptimizerSpec(Strict):
 class SampleSpec(Strict):
     enable: bool = Field(False, description="Generate samples while training (off by default, as the guide says).")
     every: int = Field(250, ge=1, description="Sample every N steps.")
-    prompts: list[str] = Field(default_factory=list, description="Prompts to sample; '[trigger]' is replaced.")
-    steps: int = Field(9, ge=1, le=200, description="Inference steps (turbo: 9).")
-    guidance_scale: float = Field(0.0, ge=0.0, description="Guidance scale (turbo: 0).")
+    prompts: list[str] = Field(
+        default_factory=lambda: ["[trigger] a lighthouse on a cliff at dusk", "[trigger] a portrait of a woman reading"],
+        description="Prompts to sample; '[trigger]' is replaced by the trigger token.",
+    )
+    steps: int | None = Field(
+        None, ge=1, le=200, description="Inference steps; null: by model.base.variant (turbo 9, deturbo 25, base 30)."
+    )
+    guidance_scale: float | None = Field(
+        None, ge=0.0,
+        description="Classifier-free guidance in diffusers' ZImagePipeline convention (0: off); null: by "
+        "model.base.variant (turbo 0, deturbo 2, base 4).",
+    )
     seed: int = Field(42, description="Sampling seed.")
+
+    @model_validator(mode="after")
+    def _prompts_when_enabled(self) -> SampleSpec:
+        # Every backend samples exactly the spec's prompts; none are made up.
+        if self.enable and not [p for p in self.prompts if p.strip()]:
+            from pydantic_core import PydanticCustomError
+
+            raise PydanticCustomError("no_prompts", "training.sample.prompts is empty while sampling is on; "
+                                      "give at least one prompt, or set enable: false")
+        return self
 
 
 class TrainingSpec(Strict):
@@ -133,17 +169,33 @@ class TrainingSpec(Strict):
     learning_rate: float = Field(1e-4, gt=0.0, lt=1.0, description="Peak learning rate, 0 < lr < 1.")
     scheduler: Literal["constant", "cosine", "linear"] = Field("constant", description="LR schedule after warmup.")
     optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec, description="Optimizer settings.")
+    compile: Literal["auto", "on", "off"] = Field(
+        "auto", description="Built-in trainer: torch.compile the repeated transformer blocks; auto: on for CUDA GPUs."
+    )
     mixed_precision: Literal["fp16", "bf16", "fp32", "no"] = Field(
         "bf16", description="Compute precision; fp16 maps to bf16 where the GPU supports it."
     )
-    gradient_checkpointing: bool = Field(True, description="Trade compute for activation memory.")
+    gradient_checkpointing: bool | None = Field(
+        None,
+        description="Trade compute for activation memory; null: the hardware profile decides. A value set here "
+        "always wins over the profile, on every backend.",
+    )
     timestep_type: Literal["sigmoid", "weighted", "uniform", "shift"] = Field(
         "weighted", description="How flow-matching timesteps are sampled."
+    )
+    timestep_shift: float = Field(
+        3.0, gt=0.0, le=100.0,
+        description="Flow-matching shift for timestep_type 'shift' (Z-Image's scheduler: 3.0); one value on every "
+        "backend (musubi --discrete_flow_shift).",
     )
     content_or_style: Literal["balanced", "style", "content"] = Field(
         "balanced", description="ai-toolkit's timestep bias towards style (late) or content (early) noise."
     )
     seed: int = Field(42, ge=0, description="Random seed.")
+    stop_on_nan: bool = Field(
+        True, description="Stop the trainer and fail the job (cause 'diverged') after 5 logged steps in a row with a "
+        "nan/inf loss; checkpoints saved before stay. Off: only warn.",
+    )
     sample: SampleSpec = Field(default_factory=SampleSpec, description="Sampling during training.")
 
 
@@ -193,6 +245,22 @@ class NamingSpec(Strict):
         description="Artifact folder name: {job_id} {style_name} {preset} {rank} {steps} {date} {version}.",
     )
 
+    @field_validator("pattern")
+    @classmethod
+    def _known_placeholders(cls, value: str) -> str:
+        # Checked with the spec, not after the training when the artifact is named.
+        from zlt.artifacts.naming import parse_pattern
+        from zlt.errors import BadInputError
+
+        try:
+            parse_pattern(value)
+        except BadInputError as e:
+            from pydantic_core import PydanticCustomError
+
+            text = e.message.removeprefix("output.naming.pattern: ") + (f" ({e.hint})" if e.hint else "")
+            raise PydanticCustomError("naming_pattern", "{text}", {"text": text}) from None
+        return value
+
 
 class OutputSection(Strict):
     format: Literal["safetensors"] = Field("safetensors", description="Weights file format (no pickle).")
@@ -202,6 +270,33 @@ class OutputSection(Strict):
     save: SaveSpec = Field(default_factory=SaveSpec, description="What to keep and how often.")
     registry: RegistrySpec = Field(default_factory=RegistrySpec, description="Where artifacts go.")
     naming: NamingSpec = Field(default_factory=NamingSpec, description="Artifact naming.")
+
+
+class EvalModelsSpec(Strict):
+    clip: str = Field(
+        "openai/clip-vit-large-patch14",
+        description="CLIP model for the metrics: a local transformers folder or a hub id (never downloaded offline).",
+    )
+
+
+class EvalSpec(Strict):
+    enable: bool = Field(False, description="Evaluate the artifact when training finishes (what `zlt eval` does).")
+    prompts: list[str] = Field(
+        default_factory=list, description="Held-out prompts ('[trigger]' marks the trigger); empty: 8 varied subjects."
+    )
+    seeds: int = Field(2, ge=1, le=16, description="Images per prompt, each with its own seed.")
+    checkpoints: str = Field(
+        "all", pattern=r"^(all|last|\d+(,\d+)*)$", description="Checkpoints to evaluate: all, last, or steps '250,500'."
+    )
+    scale: float = Field(1.0, ge=0.0, le=4.0, description="LoRA scale the checkpoints are drawn at.")
+    size: int | None = Field(None, ge=16, le=2048, description="Image side (multiple of 16); default: dataset.resolution.")
+    alignment_tolerance: float = Field(
+        0.10, ge=0.0, le=1.0, description="Best checkpoint: prompt alignment may fall at most this fraction below the base model's."
+    )
+    memorisation_max: float = Field(
+        0.95, gt=0.0, le=1.0, description="Best checkpoint: its nearest-training-image similarity must stay below this."
+    )
+    models: EvalModelsSpec = Field(default_factory=EvalModelsSpec, description="Models the metrics use.")
 
 
 class JobSpec(Strict):
@@ -216,6 +311,7 @@ class JobSpec(Strict):
     training: TrainingSpec = Field(default_factory=TrainingSpec, description="Optimisation settings.")
     job: JobSection = Field(default_factory=JobSection, description="How the job runs.")
     output: OutputSection = Field(default_factory=OutputSection, description="What the job leaves.")
+    eval: EvalSpec = Field(default_factory=EvalSpec, description="Evaluation of the checkpoints (zlt eval).")
 
     @property
     def is_tiny(self) -> bool:

@@ -11,7 +11,7 @@ from zlt.spec.load import load_spec_data
 from zlt.spec.models import JobSpec
 
 # Sections a newcomer rarely needs; left out of the starter (defaults apply, `zlt schema` lists them).
-_SKIP = {"training.sample", "job.callback_url", "model.base.dit", "model.base.vae", "model.base.text_encoder"}
+_SKIP = {"job.callback_url", "model.base.dit", "model.base.vae", "model.base.text_encoder"}
 
 
 def _emit(model: type[BaseModel], values: dict[str, Any], indent: int, prefix: str, out: list[str]) -> None:

@@ -55,6 +55,10 @@ class ModelConfig(Strict):
         "huggingface", description="Where the base model comes from."
     )
     weight_dtype: Literal["fp32", "bf16", "fp16"] = Field("bf16", description="Dtype of the frozen base weights.")
+    quantize: Literal["none", "float8"] = Field(
+        "none", description="float8: store the frozen transformer and text encoder weights in float8_e4m3fn and "
+        "compute in weight_dtype (diffusers layerwise casting).",
+    )
     training_adapter: str | None = Field(
         None, description="LoRA merged into the base before ours (turbo training adapter): local file or "
         "'owner/repo/file.safetensors'; null for none.",
@@ -113,16 +117,29 @@ class TrainingConfig(Strict):
     scheduler: Literal["constant", "cosine", "linear"] = Field("constant", description="Schedule after warmup.")
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig, description="Optimizer.")
     precision: Literal["bf16-mixed", "16-mixed", "32-true"] = Field("bf16-mixed", description="Fabric precision.")
-    gradient_checkpointing: bool = Field(False, description="Recompute block activations in backward.")
+    gradient_checkpointing: bool = Field(False, description="Recompute block activations in backward (resolved: "
+                                         "the spec's value, else the profile's).")
+    compile: Literal["auto", "on", "off"] = Field(
+        "auto", description="Regional torch.compile of the repeated transformer blocks; auto: on for CUDA."
+    )
+    attention_backend: Literal["auto", "sdpa", "flash", "flash3"] = Field(
+        "auto", description="Attention kernels; auto: FlashAttention 3/2 when installed (CUDA, batch 1), else SDPA."
+    )
     timestep_type: Literal["sigmoid", "weighted", "uniform", "shift"] = Field(
         "weighted", description="How sigma is sampled (see docs/trainer.md)."
     )
-    timestep_shift: float = Field(3.0, gt=0, description="Shift for timestep_type 'shift' (Z-Image-Turbo: 3.0).")
+    timestep_shift: float = Field(
+        3.0, gt=0, description="Shift for timestep_type 'shift' (default 3.0, Z-Image-Turbo's scheduler); the spec's "
+        "training.timestep_shift when rendered.",
+    )
     content_or_style: Literal["balanced", "style", "content"] = Field(
         "balanced", description="Cubic bias towards low noise (style) or high noise (content); balanced: off."
     )
     seed: int = Field(42, ge=0, description="Seed for LoRA init, noise, timesteps and data order.")
     max_grad_norm: float | None = Field(1.0, gt=0, description="Gradient clipping norm; null: no clipping.")
+    stop_on_nan: bool = Field(
+        True, description="Fail after zlt.run.divergence.NAN_PATIENCE steps in a row with a nan/inf loss (no save).",
+    )
     stop_after_step: int | None = Field(
         None, ge=1, description="Stop as on SIGINT once this step is done (checkpoint + resume state, exit 0).",
     )

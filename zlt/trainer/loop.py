@@ -18,12 +18,13 @@ from typing import Any
 from zlt import __version__
 from zlt.errors import BadInputError, JobFailedError
 from zlt.fsutil import atomic_write_text, sha256_json
+from zlt.run.divergence import NAN_PATIENCE
 from zlt.trainer import checkpoint as ck
 from zlt.trainer.cache import DiskCache, PipelineEncoder, prepare
 from zlt.trainer.config import TrainerConfig
 from zlt.trainer.data import Sample, epoch_batches, scan
 from zlt.trainer.emit import EventWriter
-from zlt.trainer.loss import flow_matching_loss, sample_sigmas
+from zlt.trainer.loss import flow_matching_loss, sample_sigmas, timestep_weights
 from zlt.trainer.models import (
     add_lora,
     load_encoders,
@@ -136,18 +137,23 @@ class Trainer:
         cfg, ev = self.cfg, self.events
         label = " (tiny random test model)" if cfg.model.is_tiny else ""
         ev.phase("loading_model", f"transformer of {cfg.model.name}{label}")
+        from zlt.trainer.accel import apply_speed
+        from zlt.trainer.adapter import MergedAdapter
+        from zlt.trainer.timestep import TimestepFp32
+
         tr = load_transformer(self.model_cfg)
+        self.adapter = MergedAdapter()
         if cfg.model.training_adapter:
             path = resolve_adapter(cfg.model.training_adapter)
-            n = merge_lora_file(tr, path)
-            ev.phase("loading_model", f"merged training adapter {path.name} into {n} layers")
+            n = merge_lora_file(tr, path, keep=self.adapter)
+            ev.phase("loading_model", f"merged training adapter {path.name} into {n} layers (off while sampling)")
         params = add_lora(tr, cfg.lora, cfg.training.seed)
-        if cfg.training.gradient_checkpointing:
-            tr.enable_gradient_checkpointing()
+        self.weight_dtype = torch_dtype(self.resolved.weight_dtype)
+        self.speed = apply_speed(tr, cfg, self.resolved.accelerator, self.weight_dtype, ev.warning)
+        ev.phase("loading_model", self.speed.describe())
         tr.train()
         self.transformer = tr
-        self.weight_dtype = torch_dtype(self.resolved.weight_dtype)
-        self.model = self.fabric.setup_module(tr)
+        self.model = self.fabric.setup_module(TimestepFp32(tr))  # t stays fp32 through the precision plugin
         opt = build_optimizer(params, cfg.training, self.resolved.accelerator, ev.warning)
         self.optimizer = self.fabric.setup_optimizers(opt)
         self.scheduler = build_scheduler(self.optimizer, cfg.training)
@@ -191,8 +197,12 @@ class Trainer:
         lat = [x.to(dev) for x in lat]
         noise = [n.to(dev) for n in noise]
         caps = [c.to(dev, dt) for c in caps]
+        from zlt.trainer.timestep import box
+
+        sig = sig.to(dev)
+        weights = timestep_weights(sig, self.cfg.training.timestep_type)
         with self.fabric.no_backward_sync(self.model, enabled=accumulate):
-            loss = flow_matching_loss(self.model, lat, caps, sig.to(dev), noise, dtype=dt)
+            loss = flow_matching_loss(self.model, lat, caps, sig, noise, dtype=dt, weights=weights, timestep=box)
             self.fabric.backward(loss / self.cfg.training.gradient_accumulation)
         return loss.detach()
 
@@ -358,23 +368,33 @@ class Trainer:
         if self.fabric.is_global_zero:
             self._loss_fh = open(self.out / "loss_log.jsonl", "a", encoding="utf-8")
         where = self.resolved.accelerator + (f" x{self.world}" if self.world > 1 else "")
-        ev.phase("training", f"steps {self.step + 1}..{total} on {where} ({self.resolved.precision})")
+        t = c.training
+        ev.phase("training", f"steps {self.step + 1}..{total} on {where} ({self.resolved.precision}); effective batch "
+                 f"{t.batch_size * t.gradient_accumulation * self.world} = batch {t.batch_size} x accumulation "
+                 f"{t.gradient_accumulation} x {self.world} device(s)")
         ev.start_training(self.step)
         t0 = time.monotonic()
         stopped = False
+        nonfinite_streak = 0
         while self.step < total:
             loss = self.train_step()
-            if not math.isfinite(loss):
-                raise JobFailedError(f"loss is {loss} at step {self.step}: training diverged",
-                                     hint="lower training.learning_rate, or train in bf16 instead of fp16")
+            finite = math.isfinite(loss)
             lr = self.last_lr
-            if self._loss_fh:
-                self._loss_fh.write(json.dumps({"step": self.step, "loss": loss, "lr": lr, "epoch": self.epoch,
-                                                "t": round(time.monotonic() - t0, 3)}) + "\n")
+            if self._loss_fh:  # strict JSON: a nan/inf loss is null plus a flag
+                row = {"step": self.step, "loss": loss if finite else None, "lr": lr, "epoch": self.epoch,
+                       "t": round(time.monotonic() - t0, 3)}
+                self._loss_fh.write(json.dumps(row if finite else {**row, "loss_nonfinite": True}) + "\n")
             stop_here = bool(self.stop) or self.step == c.training.stop_after_step
-            ev.progress(self.step, total, loss, lr, force=stop_here)
-            if self.step % c.output.save_every == 0 or (stop_here and self.step < total):
-                self.save()
+            # Every non-finite step (and the first finite one after) is reported: the runner counts the streak.
+            ev.progress(self.step, total, loss, lr, force=stop_here or not finite or nonfinite_streak > 0)
+            nonfinite_streak = 0 if finite else nonfinite_streak + 1
+            if c.training.stop_on_nan and nonfinite_streak >= NAN_PATIENCE:
+                if self._loss_fh:
+                    self._loss_fh.close()
+                raise JobFailedError(f"loss is {loss} at step {self.step} ({nonfinite_streak} steps in a row): "
+                                     "training diverged", hint="lower training.learning_rate, or train in bf16 instead of fp16")
+            if finite and (self.step % c.output.save_every == 0 or (stop_here and self.step < total)):
+                self.save()  # never a checkpoint from a step whose loss is nan/inf: the last good one must stay
             if self.sampler and (self.step % c.sample.every == 0 or self.step == total):
                 self.sampler.draw(self)
             if stop_here and self.step < total:

@@ -54,7 +54,9 @@ def _from_pretrained_kwargs(model: ModelConfig) -> dict[str, Any]:
             "model.base.name to DIR",
         )
     local = Path(model.name).expanduser().is_dir()
-    return {_dtype_kwarg(): torch_dtype(model.weight_dtype), "local_files_only": local or hub_offline()}
+    # use_safetensors: never fall back to pickle .bin weights (they can run code when loaded).
+    return {_dtype_kwarg(): torch_dtype(model.weight_dtype), "local_files_only": local or hub_offline(),
+            "use_safetensors": True}
 
 
 def _dtype_kwarg() -> str:
@@ -80,7 +82,7 @@ def _load_error(model: ModelConfig, part: str, err: Exception) -> EnvNotReadyErr
 
 
 def load_encoders(model: ModelConfig) -> Encoders:
-    """VAE, text encoder and tokenizer (eval mode, frozen)."""
+    """VAE, text encoder and tokenizer (eval mode, frozen; the text encoder stored in float8 when quantised)."""
     if model.is_tiny:
         from diffusers import ZImagePipeline
 
@@ -99,6 +101,10 @@ def load_encoders(model: ModelConfig) -> Encoders:
     for part in (pipe.vae, pipe.text_encoder):
         part.requires_grad_(False)
         part.eval()
+    if model.quantize == "float8":  # the caching pass then holds ~4 GB of Qwen3 weights instead of ~8
+        from zlt.trainer.accel import float8_storage
+
+        float8_storage(pipe.text_encoder, torch_dtype(model.weight_dtype))
     return Encoders(pipe=pipe)
 
 
@@ -144,6 +150,9 @@ def load_transformer(model: ModelConfig):
 def resolve_adapter(spec: str) -> Path:
     """A local .safetensors path, or 'owner/repo/file.safetensors' from the hub (cache only when offline)."""
     p = Path(spec).expanduser()
+    if p.suffix.lower() != ".safetensors":
+        raise BadInputError(f"model.base.training_adapter {spec!r}: only .safetensors files are loaded (pickle can run "
+                            "code)", hint="give a local .safetensors path or 'owner/repo/file.safetensors'")
     if p.is_file():
         return p
     parts = spec.split("/")
@@ -164,15 +173,19 @@ def resolve_adapter(spec: str) -> Path:
         ) from e
 
 
-def merge_lora_file(transformer, path: Path) -> int:
+def merge_lora_file(transformer, path: Path, keep=None) -> int:
     """Add a LoRA file's update (B @ A x scale) into the base weights; returns the number of merged layers.
 
     Any key layout diffusers reads for Z-Image works (diffusers, ai-toolkit `diffusion_model.`, kohya `lora_unet_`).
+    `keep` (a `zlt.trainer.adapter.MergedAdapter`) receives the factors so the merge can be switched off later.
     """
     import torch
     from diffusers import ZImagePipeline
 
-    state, metadata = ZImagePipeline.lora_state_dict(str(path), return_lora_metadata=True)
+    from zlt.artifacts.safetensors_io import ensure_safetensors_path
+
+    ensure_safetensors_path(path)
+    state, metadata = ZImagePipeline.lora_state_dict(str(path), return_lora_metadata=True, use_safetensors=True)
     scale = 1.0  # converted non-diffusers files have alpha folded in
     if metadata:
         meta = {k.removeprefix("transformer."): v for k, v in metadata.items()}
@@ -191,6 +204,8 @@ def merge_lora_file(transformer, path: Path) -> int:
         with torch.no_grad():
             delta = (b.float() @ a.float()) * scale
             layer.weight.copy_((layer.weight.float() + delta.to(layer.weight.device)).to(layer.weight.dtype))
+        if keep is not None:
+            keep.factors[name] = (a.float().cpu(), b.float().cpu(), scale)
         merged += 1
     if merged == 0:
         raise BadInputError(f"training adapter {path}: no LoRA layers found", hint="use a Z-Image LoRA .safetensors")

@@ -1,8 +1,14 @@
 """Samples at checkpoints (off by default): the pipeline with the training transformer, the VAE kept from the
-pre-pass and the prompts' cached embeddings, so the text encoder is never reloaded."""
+pre-pass and the prompts' cached embeddings, so the text encoder is never reloaded.
+
+The VAE waits in host memory and visits the GPU only while samples are drawn (load, sample, unload), and the
+turbo training adapter is switched off for them (`MergedAdapter.off`), as ai-toolkit does.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +18,7 @@ from zlt.trainer.config import TrainerConfig
 class Sampler:
     def __init__(self, vae, scheduler, cfg: TrainerConfig, texts: dict[str, Any], device) -> None:
         self.cfg = cfg
-        self.vae = vae.to(device)
+        self.vae = vae.to("cpu")
         self.scheduler = scheduler
         self.embeds = [texts[p] for p in cfg.sample.prompts]
         self.device = device
@@ -30,7 +36,9 @@ class Sampler:
         folder.mkdir(parents=True, exist_ok=True)
         paths = []
         # sampling must not move the training RNG streams, or a resumed run would differ from an uninterrupted one
-        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+        adapter = getattr(trainer, "adapter", None)
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []), \
+                visiting(self.vae, self.device), (adapter.off(tr) if adapter else _nothing()):
             tr.eval()
             try:
                 for i, emb in enumerate(self.embeds):
@@ -50,3 +58,22 @@ class Sampler:
                 tr.train()
         ev.phase("training", f"back to training after step {trainer.step}")
         return paths
+
+
+@contextmanager
+def visiting(module, device) -> Iterator[Any]:
+    """`module` on `device` inside the block, back in host memory after it (also on errors)."""
+    module.to(device)
+    try:
+        yield module
+    finally:
+        module.to("cpu")
+        if getattr(device, "type", str(device)) == "cuda":
+            import torch
+
+            torch.cuda.empty_cache()
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield None

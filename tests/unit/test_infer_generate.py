@@ -1,0 +1,181 @@
+"""zlt.infer on the tiny built-in Z-Image model (CPU): LoRA scale, transfer sizes, PNG parameters, the pipeline cache,
+and bad inputs refused with the field named and nothing written."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch", reason="needs the [train] extra (torch)")
+pytest.importorskip("diffusers", reason="needs the [train] extra (diffusers)")
+pytest.importorskip("peft", reason="needs the [train] extra (peft)")
+
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from tests.fixtures.infer_fixtures import png_with_header, tiny_artifact  # noqa: E402
+from zlt.errors import BadInputError, EnvNotReadyError, NotFoundError  # noqa: E402
+from zlt.infer import GenerateParams, PipelineCache, TransferParams, generate, read_png_params, transfer  # noqa: E402
+
+pytestmark = pytest.mark.train
+SIZE = dict(width=64, height=64, steps=2)
+
+
+@pytest.fixture(scope="module")
+def cache() -> PipelineCache:
+    return PipelineCache()  # one tiny pipeline for the whole module: building it costs seconds
+
+
+@pytest.fixture
+def art(tmp_path: Path, zlt_home: Path) -> str:
+    return tiny_artifact(tmp_path / "jobs", zlt_home)
+
+
+def _arr(im) -> np.ndarray:
+    return np.asarray(im, dtype=np.float64)
+
+
+def _gen(art: str, scale: float = 1.0, **kw) -> GenerateParams:
+    return GenerateParams(loras=[{"artifact": art, "scale": scale}], prompts=kw.pop("prompts", ["a red house"]),
+                          **{**SIZE, **kw})
+
+
+def test_scale_zero_is_the_base_model_and_scale_one_differs(art, cache, zlt_home):
+    from zlt.trainer.tiny import build_tiny_pipeline
+
+    r0 = generate(_gen(art, 0.0, seed=3), cache=cache, save=False)
+    r1 = generate(_gen(art, 1.0, seed=3), cache=cache, save=False)
+    assert r0.params[0]["prompt"] == "<zstyle> a red house"  # the artifact's trigger, added
+    base = build_tiny_pipeline()(prompt=r0.params[0]["prompt"], height=64, width=64, num_inference_steps=2,
+                                 guidance_scale=0.0, generator=torch.Generator().manual_seed(3)).images[0]
+    assert np.array_equal(_arr(r0.images[0]), _arr(base))
+    assert np.abs(_arr(r1.images[0]) - _arr(base)).mean() > 1.0
+
+
+def test_outputs_folder_png_metadata_round_trip_and_contact_sheet(art, cache, zlt_home):
+    r = generate(_gen(art, 0.8, prompts=["a", "b"], count=2, seed=10, trigger=False), cache=cache)
+    folder = r.folder
+    assert folder.parent.name == "generations" and folder.parent.parent.name == art
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == ["000_seed10.png", "001_seed11.png", "002_seed12.png", "003_seed13.png", "contact_sheet.png",
+                     "outputs.json"]
+    outputs = json.loads((folder / "outputs.json").read_text())
+    assert outputs["artifact_id"] == art and outputs["contact_sheet"] == "contact_sheet.png"
+    for entry, params in zip(outputs["images"], r.params, strict=True):
+        back = read_png_params(folder / entry["file"])
+        assert back == json.loads(json.dumps(params))
+        assert back["prompt"] in ("a", "b") and back["scale"] == 0.8 and back["steps"] == 2
+        assert back["base_model"] == "zlt/tiny-zimage" and len(back["lora_sha256"]) == 64
+        with Image.open(folder / entry["file"]) as im:  # plain text chunks too, for any PNG reader
+            assert im.text["seed"] == str(params["seed"]) and im.text["artifact_id"] == art
+    assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")]
+    from zlt.artifacts import get_artifact, verify_artifact
+
+    gens = get_artifact(zlt_home, art)["generations"]
+    assert [(g["id"], g["kind"], g["images"], g["contact_sheet"]) for g in gens] == [
+        (r.id, "generate", 4, "contact_sheet.png")]
+    assert verify_artifact(zlt_home, art).ok  # outputs added after collection are not "unexpected" files
+
+
+def test_transfer_keeps_size_and_aspect(art, cache, tmp_path):
+    src = tmp_path / "in.png"
+    Image.new("RGB", (128, 80), (200, 30, 30)).save(src)
+    odd = tmp_path / "odd.png"
+    Image.new("RGB", (100, 61), (30, 30, 200)).save(odd)
+    r = transfer(TransferParams(loras=[{"artifact": art}], images=[str(src), str(odd)], strength=0.5, steps=4,
+                                prompt="x"), cache=cache, save=False)
+    assert r.images[0].size == (128, 80)
+    w, h = r.images[1].size
+    assert (w % 16, h % 16) == (0, 0) and abs(w - 100) <= 8 and abs(h - 61) <= 8
+    assert abs(w / h - 100 / 61) < 0.15
+
+
+def test_transfer_scales_down_to_max_side(art, cache, tmp_path):
+    src = tmp_path / "big.png"
+    Image.new("RGB", (400, 200)).save(src)
+    r = transfer(TransferParams(loras=[{"artifact": art}], images=[str(src)], strength=0.0, max_side=128),
+                 cache=cache, save=False)
+    assert r.images[0].size == (128, 64)
+
+
+def test_strength_zero_returns_the_input(art, cache, tmp_path):
+    src = tmp_path / "in.png"
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (64, 96, 3), dtype=np.uint8)).save(src)
+    r = transfer(TransferParams(loras=[{"artifact": art}], images=[str(src)], strength=0.0), cache=cache)
+    with Image.open(src) as im:
+        assert np.abs(_arr(r.images[0]) - _arr(im.convert("RGB"))).max() <= 1.0
+    assert read_png_params(r.folder / "000_seed0.png")["strength"] == 0.0
+
+
+def test_the_cache_loads_the_base_once_and_swaps_loras(tmp_path, zlt_home):
+    loads = []
+
+    def loader(base, plan):
+        from zlt.trainer.tiny import build_tiny_pipeline
+
+        loads.append(base["name"])
+        return build_tiny_pipeline()
+
+    a = tiny_artifact(tmp_path / "a", zlt_home, job_id="20260801-120000-aaaaaa")
+    b = tiny_artifact(tmp_path / "b", zlt_home, job_id="20260801-120000-bbbbbb", seed_offset=1)
+    cache = PipelineCache(loader=loader)
+    ra = generate(_gen(a), cache=cache, save=False)
+    rb = generate(GenerateParams(loras=[{"artifact": b, "checkpoint": 250}], prompts=["a red house"], **SIZE),
+                  cache=cache, save=False)
+    ra2 = generate(_gen(a), cache=cache, save=False)
+    assert loads == ["zlt/tiny-zimage"]
+    assert (cache.stats.loads, cache.stats.lora_loads, cache.stats.lora_reuses) == (1, 2, 1)
+    assert rb.params[0]["checkpoint"] == 250 and rb.params[0]["lora_sha256"] != ra.params[0]["lora_sha256"]
+    assert np.array_equal(_arr(ra.images[0]), _arr(ra2.images[0]))  # swapping back gives the same image
+
+
+def test_stacked_loras_are_recorded(tmp_path, zlt_home, cache):
+    a = tiny_artifact(tmp_path / "a", zlt_home, job_id="20260801-120000-aaaaaa")
+    b = tiny_artifact(tmp_path / "b", zlt_home, job_id="20260801-120000-bbbbbb", seed_offset=1)
+    r = generate(GenerateParams(loras=[{"artifact": a, "scale": 0.8}, {"artifact": b, "scale": 0.5}],
+                                prompts=["x"], **SIZE), cache=cache, save=False)
+    assert [(x["artifact_id"], x["scale"]) for x in r.params[0]["loras"]] == [(a, 0.8), (b, 0.5)]
+
+
+def _nothing_written(art_dir: Path) -> bool:
+    gen = art_dir / "generations"
+    return not gen.exists() or not any(gen.iterdir())
+
+
+@pytest.mark.parametrize("payload, words", [
+    (b"this is not an image", "not an image"),
+    (png_with_header(0, 0), "transfer.images"),
+    (png_with_header(20000, 20000), "too many pixels"),
+])
+def test_bad_input_images_are_refused_before_anything_runs(art, tmp_path, zlt_home, payload, words):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(payload)
+    loads = []
+    cache = PipelineCache(loader=lambda *a: loads.append(1))
+    with pytest.raises(BadInputError) as e:
+        transfer(TransferParams(loras=[{"artifact": art}], images=[str(bad)]), cache=cache)
+    assert e.value.message.startswith("transfer.images: ") and words in e.value.message
+    assert loads == []
+    from zlt.infer import resolve_artifact
+
+    assert _nothing_written(resolve_artifact(art).path)
+
+
+def test_unknown_artifact_and_missing_checkpoint_name_the_field(art, zlt_home):
+    cache = PipelineCache(loader=lambda *a: pytest.fail("must not load a model"))
+    with pytest.raises(NotFoundError, match=r"^generate\.loras: no artifact 'nope'"):
+        generate(_gen("nope"), cache=cache)
+    with pytest.raises(NotFoundError) as e:
+        generate(GenerateParams(loras=[{"artifact": art, "checkpoint": 5}], prompts=["x"], **SIZE), cache=cache)
+    assert e.value.message.startswith("generate.checkpoint: ") and "250, 500, 750" in e.value.hint
+
+
+def test_control_without_a_controlnet_is_refused(art, tmp_path):
+    src = tmp_path / "in.png"
+    Image.new("RGB", (64, 64)).save(src)
+    with pytest.raises(EnvNotReadyError, match=r"^transfer\.controlnet: .*needs a Z-Image ControlNet"):
+        transfer(TransferParams(loras=[{"artifact": art}], images=[str(src)], control="canny"),
+                 cache=PipelineCache(loader=lambda *a: pytest.fail("must not load a model")))

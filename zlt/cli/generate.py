@@ -1,0 +1,151 @@
+"""`zlt generate` and `zlt transfer`: use a trained LoRA now, or as an async job with --submit (thin: zlt.infer works)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from zlt.cli.common import HomeOpt, JsonOpt, command, home_path, print_json
+
+ArtifactArg = typer.Argument(..., help="Artifact id (see 'zlt artifacts list'), its job id, or a unique id prefix.")
+ScaleOpt = typer.Option(0.8, "--scale", help="LoRA scale of ARTIFACT (0 = base model; 0.7-1.0 usual).")
+CheckpointOpt = typer.Option(None, "--checkpoint", help="Use ARTIFACT's kept checkpoint of this step, not the final weights.")
+LoraOpt = typer.Option(None, "--lora", help="Stack another LoRA: ID, ID:SCALE or ID@STEP:SCALE (repeatable).")
+SeedOpt = typer.Option(0, "--seed", help="Seed of the first image; image i uses seed + i.")
+StepsOpt = typer.Option(9, "--steps", help="Denoising steps (Z-Image-Turbo: 9).")
+GuidanceOpt = typer.Option(0.0, "--guidance", help="Guidance scale (Z-Image-Turbo: 0).")
+NoTriggerOpt = typer.Option(False, "--no-trigger", help="Do not put the artifact's trigger token in front of prompts.")
+NegativeOpt = typer.Option(None, "--negative-prompt", help="Negative prompt (used when --guidance > 0).")
+VramOpt = typer.Option(None, "--vram-gb", help="Plan for a GPU with this much memory; below 24 GB: model CPU offload.")
+SubmitOpt = typer.Option(False, "--submit", help="Queue it as an async job and print the job id at once.")
+PriorityOpt = typer.Option(0, "--priority", help="With --submit: queue priority -100..100.")
+NoWorkerOpt = typer.Option(False, "--no-worker", help="With --submit: only queue; do not start a background worker.")
+
+
+def _loras(artifact: str, scale: float, checkpoint: int | None, extra: list[str] | None) -> list[dict[str, Any]]:
+    from zlt.infer.params import parse_lora
+
+    return [{"artifact": artifact, "scale": scale, "checkpoint": checkpoint}] + [parse_lora(x, 0.8) for x in extra or []]
+
+
+def _progress(json_out: bool):
+    if json_out:
+        return None
+
+    def show(done: int, total: int) -> None:
+        sys.stderr.write(f"image {done}/{total}\n")
+        sys.stderr.flush()
+
+    return show
+
+
+def _finish(kind: str, request: dict[str, Any], home: Path | None, json_out: bool, submit: bool, priority: int,
+            no_worker: bool) -> None:
+    from zlt.infer.jobs import parse_request
+
+    params = parse_request(kind, request)
+    if submit:
+        from zlt.infer.jobs import submit_generation
+
+        st = submit_generation(home_path(home), kind, params, priority=priority, start_worker=not no_worker)
+        if json_out:
+            print_json(st)
+        else:
+            print(st["job_id"])
+            sys.stderr.write(f"queued {kind} ({st['name']}); follow it: zlt status {st['job_id']} --watch\n")
+        return
+    from zlt.infer import generate, transfer
+
+    fn = generate if kind == "generate" else transfer
+    result = fn(params, home_path(home), progress=_progress(json_out))
+    if json_out:
+        print_json({"ok": True, **result.to_dict()})
+        return
+    print(result.folder)
+    for entry in result.outputs["images"]:
+        sys.stderr.write(f"  {entry['file']}  seed {entry['seed']}  {entry['width']}x{entry['height']}\n")
+    if result.outputs.get("contact_sheet"):
+        sys.stderr.write(f"  {result.outputs['contact_sheet']}\n")
+    sys.stderr.write(f"{len(result.images)} image(s) in {result.outputs['seconds']:.1f} s on "
+                     f"{result.outputs['device']['device']}\n")
+
+
+@command
+def generate_cmd(
+    artifact: str = ArtifactArg,
+    prompt: list[str] = typer.Option(..., "--prompt", "-p", help="Prompt (repeatable); each makes --count images."),
+    count: int = typer.Option(1, "--count", "-n", help="Images per prompt."),
+    size: str = typer.Option("1024x1024", "--size", help="WIDTHxHEIGHT, multiples of 16."),
+    scale: float = ScaleOpt,
+    checkpoint: int = CheckpointOpt,
+    lora: list[str] = LoraOpt,
+    seed: int = SeedOpt,
+    steps: int = StepsOpt,
+    guidance: float = GuidanceOpt,
+    no_trigger: bool = NoTriggerOpt,
+    negative_prompt: str = NegativeOpt,
+    vram_gb: float = VramOpt,
+    submit: bool = SubmitOpt,
+    priority: int = PriorityOpt,
+    no_worker: bool = NoWorkerOpt,
+    home: Path = HomeOpt,
+    json_out: bool = JsonOpt,
+) -> None:
+    """Text to image with a trained LoRA; PNGs (parameters embedded), outputs.json and a contact sheet are stored
+    under the artifact's generations/ folder, whose path is printed."""
+    from zlt.infer.params import parse_size
+
+    width, height = parse_size(size)
+    request = {
+        "loras": _loras(artifact, scale, checkpoint, lora), "prompts": prompt, "count": count, "seed": seed,
+        "steps": steps, "guidance": guidance, "width": width, "height": height, "trigger": not no_trigger,
+        "negative_prompt": negative_prompt, "vram_gb": vram_gb,
+    }
+    _finish("generate", request, home, json_out, submit, priority, no_worker)
+
+
+@command
+def transfer_cmd(
+    artifact: str = ArtifactArg,
+    image: list[str] = typer.Option(..., "--image", "-i", help="Input image (repeatable): PNG, JPEG or WebP."),
+    prompt: str = typer.Option("", "--prompt", "-p", help="Prompt for every image (the trigger token is added)."),
+    strength: float = typer.Option(0.6, "--strength", help="0 returns the input, 1 ignores it."),
+    count: int = typer.Option(1, "--count", "-n", help="Outputs per input image."),
+    max_side: int = typer.Option(2048, "--max-side", help="Scale inputs down to this longer side (aspect kept)."),
+    control: str = typer.Option(None, "--control", help="canny or depth: use a Z-Image ControlNet (needs --controlnet)."),
+    controlnet: str = typer.Option(None, "--controlnet", help="Z-Image ControlNet: local folder/.safetensors, or a cached hub id."),
+    control_image: list[str] = typer.Option(None, "--control-image", help="Control map per --image (required for depth)."),
+    control_scale: float = typer.Option(0.75, "--control-scale", help="ControlNet conditioning scale."),
+    scale: float = ScaleOpt,
+    checkpoint: int = CheckpointOpt,
+    lora: list[str] = LoraOpt,
+    seed: int = SeedOpt,
+    steps: int = StepsOpt,
+    guidance: float = GuidanceOpt,
+    no_trigger: bool = NoTriggerOpt,
+    negative_prompt: str = NegativeOpt,
+    vram_gb: float = VramOpt,
+    submit: bool = SubmitOpt,
+    priority: int = PriorityOpt,
+    no_worker: bool = NoWorkerOpt,
+    home: Path = HomeOpt,
+    json_out: bool = JsonOpt,
+) -> None:
+    """Style transfer of your images with a trained LoRA (img2img, or a ControlNet with --control), keeping each
+    input's size (snapped to a multiple of 16) and aspect. Outputs go under the artifact's generations/ folder."""
+    request = {
+        "loras": _loras(artifact, scale, checkpoint, lora), "images": [str(Path(p).expanduser().resolve()) for p in image],
+        "prompt": prompt, "strength": strength, "count": count, "max_side": max_side, "control": control,
+        "controlnet": controlnet, "control_images": [str(Path(p).expanduser().resolve()) for p in control_image or []] or None,
+        "control_scale": control_scale, "seed": seed, "steps": steps, "guidance": guidance, "trigger": not no_trigger,
+        "negative_prompt": negative_prompt, "vram_gb": vram_gb,
+    }
+    _finish("transfer", request, home, json_out, submit, priority, no_worker)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("generate")(generate_cmd)
+    app.command("transfer")(transfer_cmd)

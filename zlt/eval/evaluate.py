@@ -1,0 +1,264 @@
+"""`evaluate_artifact`: every selected checkpoint of an artifact (and the base model, as step 0) draws the same
+grid of held-out prompts x seeds; CLIP scores it against the training images; the rule picks the best step;
+eval/ (report.json, contact_sheet.png, curves.png, the images) goes into the artifact.
+
+Order of work, cheapest refusal first: checkpoints and prompts (exit 2), training images (exit 2), metric model
+(exit 3), then the pipeline is loaded once and LoRA weights are swapped per checkpoint.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from zlt.errors import BadInputError
+from zlt.eval.best import Rule, pick_best
+from zlt.eval.clip import DEFAULT_CLIP, require_clip
+from zlt.eval.images import DrawSettings, ImageFn
+from zlt.eval.plan import (
+    ArtifactView,
+    list_images,
+    open_artifact,
+    select_targets,
+    training_captions,
+    training_image_dir,
+)
+from zlt.eval.prompts import EvalPrompt, build_prompts, training_overlap
+
+SCHEMA = "zlt.eval_report/1"
+USER_TARGETS = {"style_similarity": 0.85}  # the user's "CLIP similarity > 0.85"; FID/LPIPS targets: see docs
+
+
+@dataclass
+class EvalOptions:
+    prompts: list[str] | None = None
+    seeds: int = 2
+    checkpoints: str = "all"
+    clip: str = DEFAULT_CLIP
+    scale: float = 1.0
+    steps: int | None = None
+    guidance: float | None = None
+    size: int | None = None
+    train_images: Path | None = None
+    rule: Rule = field(default_factory=Rule)
+    device: str | None = None
+    keep_images: bool = True
+
+
+def draw_settings(view: ArtifactView, opts: EvalOptions) -> DrawSettings:
+    """The artifact's inference settings: its spec's sampling steps/guidance and training resolution."""
+    spec = view.spec
+    base = (view.meta.get("base_model") or {})
+    if spec is not None:
+        sample = spec.training.sample
+        s = DrawSettings(base_model=spec.model.base.name, precision=spec.model.base.precision, steps=sample.steps,
+                         guidance=sample.guidance_scale, size=spec.dataset.resolution)
+    else:
+        s = DrawSettings(base_model=base.get("name") or "Tongyi-MAI/Z-Image-Turbo",
+                         precision=base.get("precision") or "bf16",
+                         size=int((view.meta.get("dataset") or {}).get("resolution") or 1024))
+    s.scale = opts.scale
+    if opts.steps is not None:
+        s.steps = opts.steps
+    if opts.guidance is not None:
+        s.guidance = opts.guidance
+    if opts.size is not None:
+        s.size = opts.size
+    if s.size % 16:
+        raise BadInputError(f"--size {s.size}: must be a multiple of 16", hint=f"e.g. --size {s.size // 16 * 16 or 16}")
+    return s
+
+
+def _metrics(scorer: Any, images: list[Any], prompts: list[EvalPrompt], seeds: list[int], train_emb: Any) -> dict[str, Any]:
+    import numpy as np
+
+    from zlt.eval import metrics as m
+
+    emb = scorer.images(images)
+    texts = scorer.texts([p.plain for p in prompts])
+    per_image_text = np.repeat(texts, len(seeds), axis=0)  # images are prompt-major: p0s0, p0s1, p1s0, ...
+    groups = [emb[i * len(seeds):(i + 1) * len(seeds)] for i in range(len(prompts))]
+    out = {
+        "style_similarity": m.style_similarity(emb, train_emb),
+        "prompt_alignment": m.prompt_alignment(emb, per_image_text),
+        "memorisation": m.memorisation(emb, train_emb),
+        "diversity": m.diversity(groups),
+    }
+    out.update(m.distribution_metrics(emb, train_emb))
+    return out
+
+
+def evaluate_artifact(
+    home: Path, artifact_id: str, opts: EvalOptions | None = None, *,
+    image_fn: ImageFn | None = None, scorer: Any = None,
+    progress: Callable[[str], None] | None = None, rows_done: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Evaluate, write eval/ into the artifact, record the best step. Returns the report (report.json's content).
+
+    `progress(message)` narrates; `rows_done(done, total)` is called before each row and may raise to stop
+    (nothing is written into the artifact before the last row is scored)."""
+    opts = opts or EvalOptions()
+    say = progress or (lambda _msg: None)
+    if opts.seeds < 1 or opts.seeds > 16:
+        raise BadInputError(f"--seeds {opts.seeds}: must be 1..16", hint="2 seeds give diversity a pair per prompt")
+    view = open_artifact(home, artifact_id)
+    targets = select_targets(view, opts.checkpoints)
+    prompts = build_prompts(opts.prompts, view.trigger)
+    settings = draw_settings(view, opts)
+    base_seed = view.spec.training.sample.seed if view.spec is not None else 42
+    seeds = [base_seed + i for i in range(opts.seeds)]  # image k of the grid is drawn with base_seed + k
+    train_dir = training_image_dir(view, opts.train_images)
+    train_paths = list_images(train_dir)
+    warnings = [f"prompt is a training caption (not held out): {p!r}"
+                for p in training_overlap(prompts, training_captions(train_paths))]
+    if scorer is None:
+        require_clip(opts.clip)  # exit 3 before the (much larger) pipeline is loaded
+    t_start = time.perf_counter()
+
+    from PIL import Image
+
+    if scorer is None:
+        from zlt.eval.clip import ClipScorer
+
+        say(f"loading metric model {opts.clip}")
+        scorer = ClipScorer(opts.clip, device=opts.device or _default_device())
+    train_imgs = []
+    for p in train_paths:
+        try:
+            with Image.open(p) as im:
+                train_imgs.append(im.convert("RGB"))
+        except OSError as e:
+            warnings.append(f"training image {p} skipped: {e}")
+    if not train_imgs:
+        raise BadInputError(f"{train_dir}: no readable training image", hint="pass --train-images DIR")
+    train_emb = scorer.images(train_imgs)
+    del train_imgs
+
+    t_load = time.perf_counter()
+    if image_fn is None:
+        from zlt.eval.images import InferImages
+
+        say(f"loading pipeline {settings.base_model}")
+        image_fn = InferImages(home, view.id, settings)
+        image_fn.warm()
+    load_s = time.perf_counter() - t_load
+
+    n = len(prompts) * len(seeds)
+    rows: list[dict[str, Any]] = []
+    grid: list[list[Any]] = []
+    for i, t in enumerate(targets):
+        if rows_done is not None:
+            rows_done(i, len(targets))
+        say(f"{t.label}: drawing {n} image(s)")
+        t0 = time.perf_counter()
+        images = image_fn(t, [p.text for p in prompts], len(seeds), seeds[0])
+        gen_s = time.perf_counter() - t0
+        if len(images) != n:
+            raise RuntimeError(f"image source returned {len(images)} images for {n} requests")
+        t1 = time.perf_counter()
+        row = {"step": t.step, "label": t.label, "base": t.base, "final": t.final, "file": t.file,
+               "metrics": _metrics(scorer, images, prompts, seeds, train_emb)}
+        row["timing"] = {"generate_s": round(gen_s, 4), "metrics_s": round(time.perf_counter() - t1, 4)}
+        rows.append(row)
+        grid.append(images)
+    pick = pick_best(rows, opts.rule)
+    say(f"best: {pick.reason}")
+    report = _report(view, opts, settings, prompts, seeds, train_dir, len(train_emb), rows, pick, warnings,
+                     load_s=load_s, total_s=time.perf_counter() - t_start)
+    _write(home, view, report, rows, grid, prompts, seeds, opts)
+    return report
+
+
+def _default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _targets_met(row: dict[str, Any]) -> dict[str, Any]:
+    m = row["metrics"]
+    v = m.get("style_similarity")
+    return {"style_similarity>0.85": bool(v is not None and v > USER_TARGETS["style_similarity"]),
+            "fid<50": "not comparable: FID here is on CLIP features, the user's target assumes Inception features",
+            "lpips<0.2": "not comparable: diversity here is a CLIP cosine distance, not LPIPS (see docs/eval.md)"}
+
+
+def _report(view: ArtifactView, opts: EvalOptions, settings: DrawSettings, prompts: list[EvalPrompt],
+            seeds: list[int], train_dir: Path, n_train: int, rows: list[dict[str, Any]], pick: Any,
+            warnings: list[str], *, load_s: float, total_s: float) -> dict[str, Any]:
+    from datetime import datetime, timezone
+
+    best_row = next((r for r in rows if r["step"] == pick.step and not r["base"]), None)
+    trained = [r for r in rows if not r["base"]]
+    return {
+        "schema": SCHEMA,
+        "artifact_id": view.id,
+        "eval_dir": str(view.folder / "eval"),
+        "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "clip_model": opts.clip,
+        "settings": {**settings.to_dict(), "seed": seeds[0], "seeds_per_prompt": len(seeds),
+                     "image_seeds": "image k of a row (prompt-major) is drawn with seed + k",
+                     "prompts": [p.text for p in prompts],
+                     "prompts_plain": [p.plain for p in prompts]},
+        "train_images": {"folder": str(train_dir), "count": n_train},
+        "metric_notes": {
+            "diversity": "mean pairwise CLIP cosine distance across seeds (LPIPS needs ImageNet backbone weights "
+                         "zlt cannot ship; see docs/eval.md)",
+            "kid_clip": "KID on CLIP image features (not Inception), unbiased MMD^2 with a cubic kernel",
+            "fid_clip": "FID on CLIP image features, information only (biased on small sets)",
+        },
+        "checkpoints": rows,
+        "best": {**pick.to_dict(), "file": best_row["file"] if best_row else None},
+        "targets": {str(r["step"]): _targets_met(r) for r in trained},
+        "timing": {"pipeline_load_s": round(load_s, 4), "total_s": round(total_s, 4),
+                   "per_checkpoint_s": round(sum(r["timing"]["generate_s"] + r["timing"]["metrics_s"]
+                                                 for r in rows) / max(1, len(rows)), 4)},
+        "warnings": warnings,
+    }
+
+
+def _write(home: Path, view: ArtifactView, report: dict[str, Any], rows: list[dict[str, Any]],
+           grid: list[list[Any]], prompts: list[EvalPrompt], seeds: list[int], opts: EvalOptions) -> None:
+    from zlt.eval.pictures import contact_sheet, curves
+    from zlt.eval.record import publish_eval, staging_dir
+    from zlt.fsutil import atomic_write_json
+
+    staging = staging_dir(view.folder)
+    try:
+        cells = [(i, seeds[0] + i * len(seeds) + j) for i in range(len(prompts)) for j in range(len(seeds))]
+        columns = [f"p{i + 1} s{s}" for i, s in cells]
+        best = report["best"]["step"]
+        geo = contact_sheet(rows, grid, columns, staging / "contact_sheet.png", best)
+        report["contact_sheet"] = {"file": "eval/contact_sheet.png", "rows": geo.rows, "cols": geo.cols,
+                                   "thumb": geo.thumb, "size": list(geo.size)}
+        note = curves(rows, view.meta.get("curve"), staging / "curves.png", f"{view.id}: evaluation", best)
+        if note:
+            report["warnings"].append(note)
+        if opts.keep_images:
+            for row, images in zip(rows, grid, strict=True):
+                sub = staging / "images" / ("base" if row["base"] else f"step_{row['step']:06d}")
+                sub.mkdir(parents=True, exist_ok=True)
+                names = []
+                for (i, s), im in zip(cells, images, strict=True):
+                    name = f"p{i + 1:02d}_s{s}.png"
+                    im.save(sub / name, format="PNG")
+                    names.append(f"eval/images/{sub.name}/{name}")
+                row["images"] = names
+        atomic_write_json(staging / "report.json", report)
+        summary = {
+            "report": "eval/report.json", "evaluated_at": report["evaluated_at"], "clip_model": report["clip_model"],
+            "best_step": best, "best_file": report["best"]["file"], "passed": report["best"]["passed"],
+            "reason": report["best"]["reason"],
+            "table": [{"step": r["step"], "label": r["label"], **{k: r["metrics"].get(k) for k in (
+                "style_similarity", "prompt_alignment", "memorisation", "diversity", "kid_clip", "kid_clip_std",
+                "fid_clip")}} for r in rows],
+        }
+        publish_eval(home, view.id, view.folder, staging, summary)
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(staging, ignore_errors=True)
+        raise

@@ -1,0 +1,35 @@
+"""`eval.enable`: a training job evaluates its own artifact right after collecting it.
+
+One call from the runner (zlt/run/job.py). A failed evaluation never fails the training: the artifact is kept,
+a warning says why and how to run it again (`zlt eval ID`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from zlt.errors import ZltError
+
+
+def evaluate_after_training(spec: Any, artifact_id: str, home: Path, ctx: Any) -> dict[str, Any] | None:
+    """`ctx`: the job context (phase_event, warn). Returns the report, or None when off or failed."""
+    if not spec.eval.enable:
+        return None
+    from zlt.eval.evaluate import evaluate_artifact
+    from zlt.eval.options import from_spec
+
+    ctx.phase_event("evaluating", f"artifact {artifact_id}")
+    try:
+        report = evaluate_artifact(home, artifact_id, from_spec(spec),
+                                   progress=lambda msg: ctx.phase_event("evaluating", msg))
+    except ZltError as e:
+        ctx.warn(f"evaluation failed: {e.message}" + (f" (hint: {e.hint})" if e.hint else "")
+                 + f"; the artifact is kept; run 'zlt eval {artifact_id}' to try again")
+        return None
+    except Exception as e:  # noqa: BLE001 - the trained artifact must survive any evaluation bug
+        ctx.warn(f"evaluation failed: {type(e).__name__}: {e}; the artifact is kept; "
+                 f"run 'zlt eval {artifact_id}' to try again")
+        return None
+    ctx.phase_event("evaluating", f"best checkpoint: {report['best']['reason']}")
+    return report

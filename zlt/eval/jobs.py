@@ -1,0 +1,209 @@
+"""Evaluations as async jobs, in the same store and worker as training and generation.
+
+An evaluation job is a row whose snapshot says `{"kind": "evaluate", "artifact_id", "request"}` (no new column).
+Everything that can be refused is checked at submit (artifact, checkpoints, prompts, training images, metric
+model), so a client gets exit 2/3 or HTTP 4xx at once; the worker runs the job in a thread of its own process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from zlt.errors import BadInputError, EnvNotReadyError, ZltError
+
+KIND = "evaluate"
+BACKEND = "eval"  # the jobs table's backend column for evaluation jobs
+
+
+class EvalRequest(BaseModel):
+    """What an agent may set; everything left out comes from the artifact's `eval:` spec section."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompts: list[str] | None = Field(None, max_length=64, description="Held-out prompts ('[trigger]' marks the "
+                                      "trigger); default: the spec's eval.prompts, else 8 varied subjects.")
+    seeds: int | None = Field(None, ge=1, le=16, description="Images per prompt (default 2).")
+    checkpoints: str | None = Field(None, pattern=r"^(all|last|\d+(,\d+)*)$",
+                                    description="all, last, or steps like '250,500' (default all).")
+    clip: str | None = Field(None, max_length=1000, description="CLIP model: a local folder or a hub id already "
+                             "downloaded (default: the spec's eval.models.clip).")
+    scale: float | None = Field(None, ge=0.0, le=4.0, description="LoRA scale (default 1.0).")
+    steps: int | None = Field(None, ge=1, le=200, description="Denoising steps (default: the spec's sampling steps).")
+    size: int | None = Field(None, ge=16, le=2048, description="Square image side, a multiple of 16.")
+
+
+class Cancelled(Exception):
+    pass
+
+
+def eval_kind(snapshot_json: str | None) -> bool:
+    try:
+        return json.loads(snapshot_json or "{}").get("kind") == KIND
+    except (json.JSONDecodeError, AttributeError):
+        return False
+
+
+def check_request(home: Path, artifact_id: str, request: EvalRequest) -> Any:
+    """Every refusal an evaluation can meet before it draws anything. Returns the EvalOptions."""
+    from zlt.eval.clip import require_clip
+    from zlt.eval.evaluate import draw_settings
+    from zlt.eval.options import options_for
+    from zlt.eval.plan import open_artifact, select_targets, training_image_dir
+    from zlt.eval.prompts import build_prompts
+
+    opts = options_for(home, artifact_id, **request.model_dump())
+    view = open_artifact(home, artifact_id)
+    select_targets(view, opts.checkpoints)
+    build_prompts(opts.prompts, view.trigger, field="evaluate.prompts")
+    draw_settings(view, opts)
+    training_image_dir(view, opts.train_images)
+    require_clip(opts.clip)
+    return opts
+
+
+def submit_evaluation(home: Path, artifact_id: str, request: EvalRequest | None = None, *, priority: int = 0,
+                      start_worker: bool = True) -> dict[str, Any]:
+    """Check, then queue an evaluation of an artifact. Returns the job's status (with `kind`)."""
+    from zlt.artifacts import store as artifact_store
+    from zlt.jobs.api import open_store
+    from zlt.jobs.store import NewJob
+    from zlt.jobs.view import status_dict
+    from zlt.paths import job_dir, new_job_id
+    from zlt.spec.models import TINY_MODEL
+
+    home = Path(home)
+    request = request or EvalRequest()
+    if not -100 <= priority <= 100:
+        raise BadInputError(f"evaluate.priority: {priority} is out of range", hint="use -100..100 (higher runs first)")
+    art_id = artifact_store.resolve(home, artifact_id)["id"]
+    opts = check_request(home, art_id, request)
+    from zlt.eval.plan import open_artifact
+
+    view = open_artifact(home, art_id)
+    tiny = view.spec is not None and view.spec.model.base.name == TINY_MODEL
+    data = request.model_dump(mode="json")
+    with open_store(home) as store:
+        jid = new_job_id()
+        jdir = job_dir(home, jid)
+        jdir.mkdir(parents=True, exist_ok=False)
+        try:
+            row = store.create(NewJob(
+                job_id=jid, name=f"eval_{art_id}"[:120], priority=priority, backend=BACKEND, profile="auto",
+                spec_json=json.dumps(data), job_dir=str(jdir), gpus_needed=0 if tiny else 1, max_retries=0,
+                snapshot={"kind": KIND, "request": data, "artifact_id": art_id, "clip": opts.clip},
+            ))
+        except BaseException:
+            shutil.rmtree(jdir, ignore_errors=True)
+            raise
+        status = status_dict(row)
+    if start_worker:
+        from zlt.jobs.spawn import ensure_worker
+
+        ensure_worker(home)
+    return {**status, "kind": KIND}
+
+
+def run_evaluation_job(store: Any, job_id: str, token: str, *, stop: threading.Event | None = None,
+                       heartbeat_s: float = 5.0, poll_s: float = 1.0,
+                       evaluate: Callable[..., dict[str, Any]] | None = None) -> str:
+    """Run a claimed evaluation job to its end and record it. Returns the job's final state."""
+    from zlt.eval.evaluate import evaluate_artifact
+    from zlt.eval.options import options_for
+    from zlt.fsutil import atomic_write_json
+    from zlt.jobs.runjob import CANCEL, LeaseKeeper, StopControl
+    from zlt.jobs.states import JobStatus
+    from zlt.jobs.store import LeaseLost
+
+    control = StopControl()
+    row = store.get(job_id)
+    snap = json.loads(row["snapshot_json"] or "{}")
+    store.set_runner(job_id, token, os.getpid(), _create_time())
+    keeper = LeaseKeeper(store, job_id, token, control, heartbeat_s=heartbeat_s, poll_s=poll_s)
+    keeper.start()
+
+    def rows_done(done: int, total: int) -> None:
+        if control.event.is_set() or (stop is not None and stop.is_set()):
+            raise Cancelled
+        store.update_progress(job_id, token, phase="evaluating", progress={"step": done, "total": total})
+
+    try:
+        art_id = snap["artifact_id"]
+        request = EvalRequest.model_validate(snap.get("request") or {})
+        store.transition(job_id, JobStatus.RUNNING, token=token, message=f"evaluating {art_id}")
+        opts = options_for(store.home, art_id, **request.model_dump())
+        report = (evaluate or evaluate_artifact)(store.home, art_id, opts, rows_done=rows_done)
+        best = report["best"]
+        atomic_write_json(Path(row["job_dir"]) / "result.json", {
+            "job_id": job_id, "status": "succeeded", "kind": KIND, "artifact_id": art_id,
+            "report": report["eval_dir"] + "/report.json", "best": best})
+        final = store.transition(job_id, JobStatus.SUCCEEDED, token=token, artifact_id=art_id,
+                                 artifact_path=report["eval_dir"],
+                                 message=f"succeeded: best checkpoint step {best['step']}")
+    except Cancelled:
+        if control.reason == CANCEL:
+            final = store.transition(job_id, JobStatus.CANCELLED, token=token, error_cause="cancelled",
+                                     error_message="cancelled", message="cancelled by user")
+        else:
+            final = store.transition(job_id, JobStatus.QUEUED, token=token, message="worker shut down; requeued")
+    except LeaseLost:
+        return str(store.get(job_id)["state"])
+    except ZltError as e:
+        cause = "bad_config" if isinstance(e, BadInputError) else "preflight" if isinstance(e, EnvNotReadyError) else "unknown"
+        final = store.transition(job_id, JobStatus.FAILED, token=token, error_cause=cause,
+                                 error_message=e.message + (f" (hint: {e.hint})" if e.hint else ""),
+                                 message=f"failed: {cause}")
+    except Exception as e:  # the job must end recorded, whatever the pipeline raised
+        final = store.transition(job_id, JobStatus.FAILED, token=token, error_cause="unknown",
+                                 error_message=f"{type(e).__name__}: {e}", message="failed: unknown")
+    finally:
+        keeper.done.set()
+    return str(final["state"])
+
+
+def _create_time() -> float | None:
+    try:
+        import psutil
+
+        return psutil.Process().create_time()
+    except Exception:  # noqa: BLE001 - the reaper then trusts the pid alone
+        return None
+
+
+def with_eval_jobs(home: Path, fallback: Callable[[Any], Any],
+                   store_factory: Callable[[Path], Any] | None = None) -> Callable[[Any], Any]:
+    """A worker launcher: evaluation jobs run in a thread of the worker, anything else goes to `fallback`."""
+    from zlt.jobs.store import JobStore
+
+    open_store = store_factory or JobStore
+
+    def launch(claim: Any) -> Any:
+        store = open_store(Path(home))
+        try:
+            is_eval = eval_kind(store.get(claim.job_id)["snapshot_json"])
+        finally:
+            store.close()
+        if not is_eval:
+            return fallback(claim)
+        from zlt.infer.jobs import ThreadJob
+
+        def target(stop: threading.Event) -> None:
+            own = open_store(Path(home))
+            try:
+                run_evaluation_job(own, claim.job_id, claim.token, stop=stop)
+            finally:
+                own.close()
+
+        return ThreadJob(target)
+
+    for attr in ("cache",):  # keep what the wrapped launcher exposes (the generation cache's stats)
+        if hasattr(fallback, attr):
+            setattr(launch, attr, getattr(fallback, attr))
+    return launch

@@ -1,0 +1,221 @@
+"""Generations and transfers as async jobs, in the same store and worker as training.
+
+A generation job is a row like any other; what makes it one is its snapshot (`{"kind": "generate"|"transfer",
+"request": ...}`), so the store needs no new column. The worker runs such jobs in a thread of its own process,
+where one `PipelineCache` lives for as long as the worker: the second job on the same base model finds the
+pipeline loaded and only swaps LoRAs. Before a training job takes a GPU the cache is emptied, so the trainer
+gets the memory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from zlt.errors import BadInputError, EnvNotReadyError, ZltError
+from zlt.infer.params import GenerateParams, TransferParams, validate
+from zlt.infer.pipeline import PipelineCache
+from zlt.spec.models import TINY_MODEL
+
+KINDS = ("generate", "transfer")
+BACKEND = "infer"  # the jobs table's backend column for generation jobs
+
+
+class Cancelled(Exception):
+    pass
+
+
+def job_kind(snapshot_json: str | None) -> str | None:
+    try:
+        kind = json.loads(snapshot_json or "{}").get("kind")
+    except (json.JSONDecodeError, AttributeError):
+        return None
+    return kind if kind in KINDS else None
+
+
+def parse_request(kind: str, data: dict[str, Any]) -> GenerateParams | TransferParams:
+    if kind not in KINDS:
+        raise BadInputError(f"kind {kind!r}: not a generation kind", hint=f"use one of: {', '.join(KINDS)}")
+    return validate(GenerateParams if kind == "generate" else TransferParams, data, kind)
+
+
+def submit_generation(home: Path, kind: str, params: GenerateParams | TransferParams, *, priority: int = 0,
+                      start_worker: bool = True) -> dict[str, Any]:
+    """Check the request (artifacts, checkpoints, input images), freeze it into a new queued job, return its status.
+
+    Input images are checked and copied into the job folder, so the job does not depend on files that may change
+    or vanish (HTTP uploads live in a temporary folder). Nothing is queued when anything is wrong.
+    """
+    from zlt.infer.images import open_input
+    from zlt.infer.resolve import resolve_loras
+    from zlt.jobs.api import open_store
+    from zlt.jobs.store import NewJob
+    from zlt.jobs.view import status_dict
+    from zlt.paths import job_dir, new_job_id
+
+    home = Path(home)
+    if not -100 <= priority <= 100:
+        raise BadInputError(f"{kind}.priority: {priority} is out of range", hint="use -100..100 (higher runs first)")
+    loras = resolve_loras(params.loras, home, prefix=kind)
+    if isinstance(params, TransferParams):
+        for p in params.images + (params.control_images or []):
+            open_input(Path(p), p)
+    art = loras[0].artifact
+    tiny = art.base_name == TINY_MODEL
+    with open_store(home) as store:
+        jid = new_job_id()
+        jdir = job_dir(home, jid)
+        jdir.mkdir(parents=True, exist_ok=False)
+        try:
+            if isinstance(params, TransferParams):
+                params = _copy_inputs(params, jdir / "inputs")
+            request = params.model_dump(mode="json")
+            row = store.create(NewJob(
+                job_id=jid, name=f"{kind}_{art.id}"[:120], priority=priority, backend=BACKEND, profile="auto",
+                spec_json=json.dumps(request), job_dir=str(jdir), gpus_needed=0 if tiny else 1, max_retries=0,
+                snapshot={"kind": kind, "request": request, "artifact_id": art.id},
+            ))
+        except BaseException:
+            shutil.rmtree(jdir, ignore_errors=True)
+            raise
+        status = status_dict(row)
+    if start_worker:
+        from zlt.jobs.spawn import ensure_worker
+
+        ensure_worker(home)
+    return {**status, "kind": kind}
+
+
+def _copy_inputs(params: TransferParams, folder: Path) -> TransferParams:
+    folder.mkdir(parents=True)
+
+    def copy(paths: list[str], tag: str) -> list[str]:
+        out = []
+        for i, p in enumerate(paths):
+            dest = folder / f"{tag}{i:03d}_{Path(p).name}"
+            shutil.copyfile(p, dest)
+            out.append(str(dest))
+        return out
+
+    update: dict[str, Any] = {"images": copy(params.images, "")}
+    if params.control_images:
+        update["control_images"] = copy(params.control_images, "control_")
+    return params.model_copy(update=update)
+
+
+def run_generation_job(store: Any, job_id: str, token: str, *, cache: PipelineCache,
+                       stop: threading.Event | None = None, heartbeat_s: float = 5.0, poll_s: float = 1.0) -> str:
+    """Run a claimed generation job to its end and record it. Returns the job's final state."""
+    from zlt.infer.run import generate, transfer
+    from zlt.jobs.runjob import CANCEL, LeaseKeeper, StopControl
+    from zlt.jobs.states import JobStatus
+    from zlt.jobs.store import LeaseLost
+
+    control = StopControl()
+    row = store.get(job_id)
+    snap = json.loads(row["snapshot_json"] or "{}")
+    kind = snap.get("kind")
+    store.set_runner(job_id, token, os.getpid(), _create_time())
+    keeper = LeaseKeeper(store, job_id, token, control, heartbeat_s=heartbeat_s, poll_s=poll_s)
+    keeper.start()
+
+    def progress(done: int, total: int) -> None:
+        store.update_progress(job_id, token, phase="generating", progress={"step": done, "total": total})
+        if control.event.is_set() or (stop is not None and stop.is_set()):
+            raise Cancelled
+
+    try:
+        params = parse_request(kind, snap.get("request") or {})
+        store.transition(job_id, JobStatus.RUNNING, token=token, message=f"{kind}: loading the pipeline")
+        fn: Callable[..., Any] = generate if kind == "generate" else transfer
+        result = fn(params, store.home, cache=cache, generation_id=job_id, progress=progress)
+        (Path(row["job_dir"]) / "result.json").write_text(json.dumps(
+            {"job_id": job_id, "status": "succeeded", "kind": kind, "folder": str(result.folder),
+             "images": [e["file"] for e in result.outputs["images"]]}, indent=2), encoding="utf-8")
+        final = store.transition(job_id, JobStatus.SUCCEEDED, token=token, artifact_id=result.outputs["artifact_id"],
+                                 artifact_path=str(result.folder),
+                                 message=f"succeeded: {len(result.images)} image(s) in {result.folder}")
+    except Cancelled:
+        if control.reason == CANCEL:
+            final = store.transition(job_id, JobStatus.CANCELLED, token=token, error_cause="cancelled",
+                                     error_message="cancelled", message="cancelled by user")
+        else:
+            final = store.transition(job_id, JobStatus.QUEUED, token=token, message="worker shut down; requeued")
+    except LeaseLost:
+        return str(store.get(job_id)["state"])
+    except ZltError as e:
+        cause = "bad_config" if isinstance(e, BadInputError) else "environment" if isinstance(e, EnvNotReadyError) else "unknown"
+        msg = e.message + (f" (hint: {e.hint})" if e.hint else "")
+        final = store.transition(job_id, JobStatus.FAILED, token=token, error_cause=cause, error_message=msg,
+                                 message=f"failed: {cause}")
+    except Exception as e:  # the job must end recorded, whatever the pipeline raised
+        final = store.transition(job_id, JobStatus.FAILED, token=token, error_cause="unknown",
+                                 error_message=f"{type(e).__name__}: {e}", message="failed: unknown")
+    finally:
+        keeper.done.set()
+    return str(final["state"])
+
+
+def _create_time() -> float | None:
+    try:
+        import psutil
+
+        return psutil.Process().create_time()
+    except Exception:
+        return None
+
+
+class ThreadJob:
+    """A generation job running in a thread of the worker process (the worker's `RunningJob`)."""
+
+    def __init__(self, target: Callable[[threading.Event], Any]) -> None:
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=target, args=(self.stop,), name="zlt-generation", daemon=True)
+        self.thread.start()
+
+    @property
+    def pid(self) -> int | None:
+        return os.getpid()
+
+    def poll(self) -> int | None:
+        return None if self.thread.is_alive() else 0
+
+    def shutdown(self) -> None:
+        self.stop.set()
+
+
+def with_generation_jobs(home: Path, fallback: Callable[[Any], Any], cache: PipelineCache | None = None,
+                         store_factory: Callable[[Path], Any] | None = None) -> Callable[[Any], Any]:
+    """A worker launcher: generation jobs run in-process on the worker's cache, anything else goes to `fallback`."""
+    from zlt.jobs.store import JobStore
+
+    cache = cache if cache is not None else PipelineCache()
+    open_store = store_factory or JobStore
+
+    def launch(claim: Any) -> Any:
+        store = open_store(Path(home))
+        try:
+            kind = job_kind(store.get(claim.job_id)["snapshot_json"])
+        finally:
+            store.close()
+        if kind is None:
+            if claim.gpus:
+                cache.clear()  # the trainer needs the GPU memory a cached pipeline holds
+            return fallback(claim)
+
+        def target(stop: threading.Event) -> None:
+            own = open_store(Path(home))  # its own connection: the worker's is used by the worker's loop
+            try:
+                run_generation_job(own, claim.job_id, claim.token, cache=cache, stop=stop)
+            finally:
+                own.close()
+
+        return ThreadJob(target)
+
+    launch.cache = cache  # type: ignore[attr-defined]  # tests and `zlt worker` read its stats
+    return launch

@@ -1,0 +1,135 @@
+"""What a generation or a style transfer asks for: strict pydantic models, the same for the CLI, HTTP, MCP and jobs.
+
+Every problem is reported as `generate.<field>: message` / `transfer.<field>: message`, so the HTTP layer names the
+field (422) and the CLI exits 2. Defaults follow the Z-Image-Turbo guide: 9 steps, guidance 0, LoRA scale 0.8.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from zlt.errors import BadInputError, FieldError, SpecError
+
+MAX_SIDE = 4096  # generated images; inputs are capped separately (zlt.infer.images)
+MAX_IMAGES = 64  # images one request may make (prompts x count, or inputs x count)
+SIZE_RE = re.compile(r"^\s*(\d+)\s*[xX\*]\s*(\d+)\s*$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LoraUse(_Strict):
+    """One LoRA applied with its own scale (several may be stacked)."""
+
+    artifact: str = Field(min_length=1, max_length=256, description="Artifact id, its job id, or a unique id prefix.")
+    scale: float = Field(0.8, ge=-4.0, le=4.0, description="LoRA scale (0 = base model, 0.7-1.0 usual).")
+    checkpoint: int | None = Field(None, ge=0, description="Use the kept checkpoint of this step instead of the final weights.")
+
+
+class _Common(_Strict):
+    loras: list[LoraUse] = Field(min_length=1, max_length=8, description="LoRAs to apply; the first one's artifact stores the outputs.")
+    seed: int = Field(0, ge=0, lt=2**63, description="Seed of the first image; image i uses seed + i.")
+    steps: int = Field(9, ge=1, le=200, description="Denoising steps (Z-Image-Turbo: 9).")
+    guidance: float = Field(0.0, ge=0.0, le=30.0, description="Classifier-free guidance scale (Z-Image-Turbo: 0).")
+    trigger: bool = Field(True, description="Put the first artifact's trigger token in front of every prompt that lacks it.")
+    negative_prompt: str | None = Field(None, max_length=2000, description="Negative prompt (only used when guidance > 0).")
+    vram_gb: float | None = Field(None, gt=0, description="Plan for a GPU with this much memory; below 24 GB the "
+                                  "pipeline uses model CPU offload (default: detected).")
+
+
+class GenerateParams(_Common):
+    """Text to image with the LoRA(s) applied (`zlt generate`)."""
+
+    prompts: list[str] = Field(min_length=1, max_length=MAX_IMAGES, description="Prompts; each makes `count` images.")
+    count: int = Field(1, ge=1, le=MAX_IMAGES, description="Images per prompt.")
+    width: int = Field(1024, ge=16, le=MAX_SIDE, description="Width in pixels, a multiple of 16.")
+    height: int = Field(1024, ge=16, le=MAX_SIDE, description="Height in pixels, a multiple of 16.")
+
+    @field_validator("prompts")
+    @classmethod
+    def _prompts(cls, v: list[str]) -> list[str]:
+        for p in v:
+            if not p.strip():
+                raise ValueError("a prompt is empty")
+            if len(p) > 2000:
+                raise ValueError("a prompt is longer than 2000 characters")
+        return v
+
+    @field_validator("width", "height")
+    @classmethod
+    def _mult16(cls, v: int) -> int:
+        if v % 16:
+            raise ValueError(f"{v} is not a multiple of 16 (try {max(16, round(v / 16) * 16)})")
+        return v
+
+
+class TransferParams(_Common):
+    """Style transfer of the user's images (`zlt transfer`): img2img, or a ControlNet with `control`."""
+
+    images: list[str] = Field(min_length=1, max_length=MAX_IMAGES, description="Input image files (PNG, JPEG, WebP).")
+    prompt: str = Field("", max_length=2000, description="Prompt for every image (the trigger token is added).")
+    count: int = Field(1, ge=1, le=MAX_IMAGES, description="Outputs per input image.")
+    strength: float = Field(0.6, ge=0.0, le=1.0, description="How far from the input: 0 returns it, 1 ignores it.")
+    max_side: int = Field(2048, ge=64, le=MAX_SIDE, description="Inputs with a longer side are scaled down to it "
+                          "(aspect kept); sizes are snapped to a multiple of 16.")
+    control: Literal["canny", "depth"] | None = Field(None, description="Use ZImageControlNetPipeline with this "
+                                                      "control type (needs `controlnet`).")
+    controlnet: str | None = Field(None, max_length=1000, description="Z-Image ControlNet: a local folder or a hub id "
+                                   "already in the Hugging Face cache (never downloaded here).")
+    control_images: list[str] | None = Field(None, description="Control maps, one per input (required for depth; "
+                                             "for canny, edges are computed from the input when absent).")
+    control_scale: float = Field(0.75, ge=0.0, le=2.0, description="controlnet_conditioning_scale.")
+
+
+def _field_errors(err: ValidationError, prefix: str) -> list[FieldError]:
+    out = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"] if not isinstance(p, int)) or "request"
+        msg = e["msg"].removeprefix("Value error, ")
+        out.append(FieldError(f"{prefix}.{loc}", msg))
+    return out
+
+
+def validate(model: type[_Common], data: dict[str, Any], prefix: str) -> Any:
+    """Build the params or raise one error naming every bad field (`generate.steps: ...`)."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        errors = _field_errors(e, prefix)
+        if len(errors) == 1:
+            raise BadInputError(str(errors[0])) from None
+        raise SpecError(errors, source=f"{prefix} request") from None
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'1024x768' -> (1024, 768) as (width, height)."""
+    m = SIZE_RE.match(text or "")
+    if not m:
+        raise BadInputError(f"generate.size: {text!r} is not WIDTHxHEIGHT", hint="e.g. --size 1024x1024")
+    return int(m.group(1)), int(m.group(2))
+
+
+def parse_lora(text: str, default_scale: float) -> dict[str, Any]:
+    """'ID', 'ID:0.8' or 'ID@500:0.8' (checkpoint step 500) -> a LoraUse dict."""
+    ref, scale = text, default_scale
+    if ":" in text:
+        ref, _, tail = text.rpartition(":")
+        try:
+            scale = float(tail)
+        except ValueError:
+            raise BadInputError(f"generate.loras: {text!r}: scale {tail!r} is not a number",
+                                hint="write --lora ID:0.8") from None
+    checkpoint = None
+    if "@" in ref:
+        ref, _, step = ref.rpartition("@")
+        if not step.isdigit():
+            raise BadInputError(f"generate.loras: {text!r}: checkpoint {step!r} is not a step number",
+                                hint="write --lora ID@2500:0.8")
+        checkpoint = int(step)
+    if not ref.strip():
+        raise BadInputError(f"generate.loras: {text!r} names no artifact", hint="write --lora ID:0.8")
+    return {"artifact": ref.strip(), "scale": scale, "checkpoint": checkpoint}

@@ -1,0 +1,162 @@
+"""From what a user names (an artifact id, its job id, a prefix) to the LoRA file, its hash, trigger and base model.
+
+`resolve_artifact(ref)` is the one place that maps a reference to an artifact, so other ways of naming one (a style
+name, a version) can be added here without touching generate/transfer.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from zlt.errors import BadInputError, NotFoundError
+
+LORA_FILE = "lora.safetensors"
+GENERATIONS_DIR = "generations"
+
+
+@dataclass(frozen=True)
+class ArtifactRef:
+    """An indexed artifact folder and what inference needs from it."""
+
+    id: str
+    path: Path
+    base_model: dict[str, Any]  # training_meta.json's base_model: name, source, precision, variant, ...
+    trigger: str  # modelspec.trigger_phrase of lora.safetensors ('' when none)
+    recorded: dict[str, str] = field(default_factory=dict)  # relative path -> sha256 recorded at collection
+
+    @property
+    def base_name(self) -> str:
+        return str(self.base_model.get("name") or "")
+
+    @property
+    def generations_dir(self) -> Path:
+        return self.path / GENERATIONS_DIR
+
+
+@dataclass(frozen=True)
+class ResolvedLora:
+    """One LoRA file ready to load: which artifact, which weights, their sha256, and the scale to apply."""
+
+    artifact: ArtifactRef
+    file: Path
+    sha256: str
+    scale: float
+    checkpoint: int | None = None  # None: the final weights
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"artifact_id": self.artifact.id, "file": str(self.file), "sha256": self.sha256, "scale": self.scale,
+                "checkpoint": self.checkpoint, "base_model": self.artifact.base_name}
+
+
+def _home(home: Path | None) -> Path:
+    from zlt.paths import zlt_home
+
+    return Path(home) if home is not None else zlt_home()
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+        return obj if isinstance(obj, dict) else {}
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def _base_model(folder: Path) -> dict[str, Any]:
+    meta = _read_json(folder / "training_meta.json")
+    base = meta.get("base_model")
+    if isinstance(base, dict) and base.get("name"):
+        return base
+    spec = folder / "spec.yaml"
+    if spec.is_file():
+        import yaml
+
+        try:
+            data = yaml.safe_load(spec.read_text(encoding="utf-8")) or {}
+            base = ((data.get("model") or {}).get("base")) or {}
+            if base.get("name"):
+                return dict(base)
+        except (OSError, yaml.YAMLError, AttributeError):
+            pass
+    return {}
+
+
+def _trigger(folder: Path) -> str:
+    from zlt.artifacts.safetensors_io import read_header
+
+    try:
+        return read_header(folder / LORA_FILE).metadata.get("modelspec.trigger_phrase", "") or ""
+    except BadInputError:
+        return ""
+
+
+def resolve_artifact(ref: str, home: Path | None = None, *, field_name: str = "generate.loras") -> ArtifactRef:
+    """An artifact by id, job id or unique prefix. NotFoundError naming `field_name` when there is none."""
+    from zlt.artifacts import store
+
+    ref = (ref or "").strip()
+    try:
+        row = store.resolve(_home(home), ref)
+    except NotFoundError as e:
+        raise NotFoundError(f"{field_name}: {e.message}", hint=e.hint) from None
+    except BadInputError as e:
+        raise BadInputError(f"{field_name}: {e.message}", hint=e.hint) from None
+    folder = Path(row["path"])
+    if not folder.is_dir():
+        raise NotFoundError(f"{field_name}: artifact '{row['id']}' is indexed but its folder {folder} is gone",
+                            hint="restore the folder, or pick another artifact ('zlt artifacts list')")
+    base = _base_model(folder)
+    if not base:
+        raise BadInputError(f"{field_name}: artifact '{row['id']}' does not say which base model it was trained on",
+                            hint="its training_meta.json and spec.yaml lack model.base.name")
+    recorded = {k: v.get("sha256") for k, v in (row["meta"].get("files") or {}).items() if isinstance(v, dict)}
+    return ArtifactRef(id=row["id"], path=folder, base_model=base, trigger=_trigger(folder), recorded=recorded)
+
+
+def lora_file(art: ArtifactRef, checkpoint: int | None, *, field_name: str = "generate.checkpoint") -> Path:
+    """The final weights, or the kept checkpoint of step `checkpoint`."""
+    if checkpoint is None:
+        path = art.path / LORA_FILE
+        if not path.is_file():
+            raise NotFoundError(f"{field_name}: artifact '{art.id}' has no {LORA_FILE}",
+                                hint="it was collected with output.save.lora_weights: false; pick a checkpoint")
+        return path
+    path = art.path / "checkpoints" / f"step_{checkpoint:06d}.safetensors"
+    if not path.is_file():
+        kept = sorted(int(p.stem.removeprefix("step_")) for p in (art.path / "checkpoints").glob("step_*.safetensors")
+                      if p.stem.removeprefix("step_").isdigit())
+        raise NotFoundError(f"{field_name}: artifact '{art.id}' has no checkpoint at step {checkpoint}",
+                            hint=f"kept steps: {', '.join(map(str, kept)) or 'none (only the final weights)'}")
+    return path
+
+
+def resolve_loras(uses: list[Any], home: Path | None = None, *, prefix: str = "generate") -> list[ResolvedLora]:
+    """Every LoraUse -> ResolvedLora; all on one base model; each file checked against its recorded sha256."""
+    from zlt.fsutil import sha256_file
+
+    out: list[ResolvedLora] = []
+    for use in uses:
+        art = resolve_artifact(use.artifact, home, field_name=f"{prefix}.loras")
+        path = lora_file(art, use.checkpoint, field_name=f"{prefix}.checkpoint")
+        digest = sha256_file(path)
+        rel = path.relative_to(art.path).as_posix()
+        expected = art.recorded.get(rel)
+        if expected and expected != digest:
+            raise BadInputError(f"{prefix}.loras: {path} does not match the sha256 recorded when it was collected",
+                                hint=f"run 'zlt artifacts verify {art.id}'")
+        out.append(ResolvedLora(artifact=art, file=path, sha256=digest, scale=use.scale, checkpoint=use.checkpoint))
+    bases = {r.artifact.base_name for r in out}
+    if len(bases) > 1:
+        raise BadInputError(f"{prefix}.loras: the LoRAs were trained on different base models ({', '.join(sorted(bases))})",
+                            hint="stack only LoRAs of one base model")
+    return out
+
+
+def describe(art: ArtifactRef) -> dict[str, Any]:
+    d = asdict(art)
+    d["path"] = str(art.path)
+    d.pop("recorded", None)
+    return d

@@ -1,0 +1,250 @@
+"""`generate` and `transfer`: resolve the LoRAs, run the (cached) pipeline, and store the outputs under the artifact.
+
+Both return a `GenerationResult` holding the PIL images and, per image, the parameters that made it. With
+`save=True` (the default) they also write `<artifact>/generations/<id>/`: one PNG per image (parameters in text
+chunks), `outputs.json`, and `contact_sheet.png` when there are several images. The folder is built under a hidden
+staging name and renamed into place, so a failure leaves no half-written generation.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from zlt.errors import BadInputError, EnvNotReadyError
+from zlt.infer.images import contact_sheet, fit_size, open_input, png_bytes
+from zlt.infer.params import GenerateParams, TransferParams
+from zlt.infer.pipeline import PipelineCache, default_cache, plan_device
+from zlt.infer.resolve import ResolvedLora, resolve_loras
+
+OUTPUTS_FILE = "outputs.json"
+SHEET_FILE = "contact_sheet.png"
+Progress = Callable[[int, int], None]  # (images done, images total)
+
+
+@dataclass
+class GenerationResult:
+    id: str
+    kind: str  # generate | transfer
+    images: list[Any]  # PIL images, in order
+    params: list[dict[str, Any]]  # per image: what made it (also in the PNG's text chunks)
+    folder: Path | None = None  # None when not saved
+    outputs: dict[str, Any] = field(default_factory=dict)  # outputs.json
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "kind": self.kind, "folder": str(self.folder) if self.folder else None, **self.outputs}
+
+
+def new_generation_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
+
+
+def with_trigger(prompt: str, trigger: str, enabled: bool) -> str:
+    """The trigger token in front of the prompt, unless it is off, empty, or already in the prompt."""
+    if not enabled or not trigger or trigger in prompt:
+        return prompt
+    return f"{trigger} {prompt}".strip()
+
+
+def _generator(seed: int):
+    import torch
+
+    return torch.Generator(device="cpu").manual_seed(seed)  # CPU noise: the same image on any device
+
+
+def _common_params(loras: list[ResolvedLora], params: Any) -> dict[str, Any]:
+    first = loras[0]
+    return {
+        "artifact_id": first.artifact.id, "lora_sha256": first.sha256, "scale": first.scale,
+        "checkpoint": first.checkpoint, "base_model": first.artifact.base_name, "steps": params.steps,
+        "guidance": params.guidance, "negative_prompt": params.negative_prompt if params.guidance > 0 else None,
+        "loras": [{"artifact_id": x.artifact.id, "sha256": x.sha256, "scale": x.scale, "checkpoint": x.checkpoint}
+                  for x in loras],
+    }
+
+
+def _prepare(params: Any, home: Path | None, cache: PipelineCache | None, prefix: str):
+    loras = resolve_loras(params.loras, home, prefix=prefix)
+    cache = cache if cache is not None else default_cache()
+    plan = plan_device(loras[0].artifact.base_model, params.vram_gb)
+    entry = cache.entry(loras[0].artifact.base_model, plan)
+    return loras, cache, entry
+
+
+def generate(params: GenerateParams, home: Path | None = None, *, cache: PipelineCache | None = None,
+             save: bool = True, generation_id: str | None = None, progress: Progress | None = None) -> GenerationResult:
+    """Text to image with the LoRA(s); image i (prompt-major, then count) uses seed + i."""
+    loras, cache, entry = _prepare(params, home, cache, "generate")
+    art = loras[0].artifact
+    if save:
+        _check_writable(art.generations_dir, "generate")
+    common = _common_params(loras, params)
+    total = len(params.prompts) * params.count
+    images, records = [], []
+    t0 = time.perf_counter()
+    with entry.lock:
+        cache.activate(entry, loras)
+        for prompt in params.prompts:
+            full = with_trigger(prompt, art.trigger, params.trigger)
+            for _ in range(params.count):
+                seed = params.seed + len(images)
+                image = entry.pipe(
+                    prompt=full, negative_prompt=common["negative_prompt"], height=params.height, width=params.width,
+                    num_inference_steps=params.steps, guidance_scale=params.guidance, generator=_generator(seed),
+                ).images[0]
+                images.append(image)
+                records.append({**common, "mode": "generate", "prompt": full, "seed": seed, "width": image.width,
+                                "height": image.height})
+                if progress:
+                    progress(len(images), total)
+    result = GenerationResult(generation_id or new_generation_id(), "generate", images, records)
+    result.outputs = _outputs(result, params, loras, entry.plan.to_dict(), time.perf_counter() - t0)
+    if save:
+        _save(result, art.generations_dir)
+    return result
+
+
+def load_inputs(params: TransferParams) -> list[Any]:
+    """Every input image, checked (BadInputError naming `transfer.images`) before any model is loaded."""
+    return [open_input(Path(p), p) for p in params.images]
+
+
+def transfer(params: TransferParams, home: Path | None = None, *, cache: PipelineCache | None = None,
+             save: bool = True, generation_id: str | None = None, progress: Progress | None = None,
+             inputs: list[Any] | None = None) -> GenerationResult:
+    """Restyle each input image, keeping its size (snapped to 16, capped at max_side) and aspect.
+
+    img2img (`strength`), or with `control` a ControlNet conditioned on an edge/depth map of the input. A strength
+    so low that no denoising step runs returns the input itself (resized to the snapped size).
+    """
+    inputs = inputs if inputs is not None else load_inputs(params)
+    controls = _control_maps(params, inputs)
+    loras, cache, entry = _prepare(params, home, cache, "transfer")
+    art = loras[0].artifact
+    if save:
+        _check_writable(art.generations_dir, "transfer")
+    common = _common_params(loras, params)
+    prompt = with_trigger(params.prompt, art.trigger, params.trigger)
+    total = len(inputs) * params.count
+    denoise_steps = params.steps - int(max(params.steps - params.steps * params.strength, 0))
+    images, records = [], []
+    t0 = time.perf_counter()
+    with entry.lock:
+        cache.activate(entry, loras)
+        pipe = (cache.controlnet(entry, params.controlnet) if params.control
+                else cache.img2img(entry) if denoise_steps >= 1 else None)
+        for i, src in enumerate(inputs):
+            w, h = fit_size(src.width, src.height, params.max_side)
+            sized = src.resize((w, h), _lanczos()) if (w, h) != src.size else src
+            for _ in range(params.count):
+                seed = params.seed + len(images)
+                if params.control:
+                    ctrl = controls[i].resize((w, h), _lanczos())
+                    out = pipe(prompt=prompt, control_image=ctrl, controlnet_conditioning_scale=params.control_scale,
+                               height=h, width=w, num_inference_steps=params.steps, guidance_scale=params.guidance,
+                               negative_prompt=common["negative_prompt"], generator=_generator(seed)).images[0]
+                elif pipe is None:
+                    out = sized.copy()
+                else:
+                    out = pipe(prompt=prompt, image=sized, strength=params.strength, height=h, width=w,
+                               num_inference_steps=params.steps, guidance_scale=params.guidance,
+                               negative_prompt=common["negative_prompt"], generator=_generator(seed)).images[0]
+                images.append(out)
+                records.append({**common, "mode": f"transfer-{params.control}" if params.control else "transfer",
+                                "prompt": prompt, "seed": seed, "width": out.width, "height": out.height,
+                                "strength": params.strength, "input": os.path.basename(params.images[i]),
+                                "input_size": [src.width, src.height]})
+                if progress:
+                    progress(len(images), total)
+    result = GenerationResult(generation_id or new_generation_id(), "transfer", images, records)
+    result.outputs = _outputs(result, params, loras, entry.plan.to_dict(), time.perf_counter() - t0)
+    if save:
+        _save(result, art.generations_dir)
+    return result
+
+
+def _lanczos():
+    from PIL import Image
+
+    return Image.Resampling.LANCZOS
+
+
+def _control_maps(params: TransferParams, inputs: list[Any]) -> list[Any]:
+    if not params.control:
+        if params.controlnet or params.control_images:
+            raise BadInputError("transfer.control: controlnet/control_images given without control",
+                                hint="add --control canny or --control depth")
+        return []
+    if not params.controlnet:
+        raise EnvNotReadyError(
+            f"transfer.controlnet: --control {params.control} needs a Z-Image ControlNet and none was given",
+            hint="pass --controlnet PATH (a local folder or .safetensors file, or a hub id already downloaded); "
+            "zlt never downloads one while generating",
+        )
+    if params.control_images:
+        if len(params.control_images) != len(inputs):
+            raise BadInputError(f"transfer.control_images: {len(params.control_images)} given for {len(inputs)} "
+                                "input image(s)", hint="give one control map per --image")
+        return [open_input(Path(p), p, "transfer.control_images") for p in params.control_images]
+    if params.control == "depth":
+        raise BadInputError("transfer.control_images: --control depth needs depth maps (one per input)",
+                            hint="zlt bundles no depth estimator: pass --control-image DEPTH.png per --image")
+    from zlt.infer.images import edge_map
+
+    return [edge_map(im) for im in inputs]
+
+
+def _outputs(result: GenerationResult, params: Any, loras: list[ResolvedLora], plan: dict, seconds: float) -> dict:
+    files = [f"{i:03d}_seed{rec['seed']}.png" for i, rec in enumerate(result.params)]
+    return {
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "artifact_id": loras[0].artifact.id,
+        "request": params.model_dump(mode="json"),
+        "loras": [x.to_dict() for x in loras],
+        "device": plan,
+        "seconds": round(seconds, 3),
+        "images": [{"file": f, **rec} for f, rec in zip(files, result.params, strict=True)],
+        "contact_sheet": SHEET_FILE if len(files) > 1 else None,
+    }
+
+
+def _check_writable(parent: Path, prefix: str) -> None:
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise EnvNotReadyError(f"{prefix}: cannot write generations under {parent} ({e.strerror or e})",
+                               hint="check the artifact folder's permissions") from None
+    if not os.access(parent, os.W_OK):
+        raise EnvNotReadyError(f"{prefix}: {parent} is not writable", hint="check the artifact folder's permissions")
+
+
+def _save(result: GenerationResult, parent: Path) -> None:
+    """Write everything into a hidden staging folder, then one rename: all or nothing."""
+    from zlt.fsutil import atomic_write_json
+
+    final = parent / result.id
+    if final.exists():
+        raise BadInputError(f"generation {result.id} already exists under {parent}", hint="use another id")
+    staging = parent / f".staging-{result.id}-{secrets.token_hex(3)}"
+    staging.mkdir(parents=True)
+    try:
+        for entry, image, rec in zip(result.outputs["images"], result.images, result.params, strict=True):
+            (staging / entry["file"]).write_bytes(png_bytes(image, rec))
+        if result.outputs["contact_sheet"]:
+            captions = [f"seed {r['seed']} scale {r['scale']:g} {r['prompt']}" for r in result.params]
+            contact_sheet(result.images, captions).save(staging / SHEET_FILE, format="PNG")
+        result.outputs["id"] = result.id
+        result.outputs["kind"] = result.kind
+        atomic_write_json(staging / OUTPUTS_FILE, result.outputs)
+        os.replace(staging, final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    result.folder = final

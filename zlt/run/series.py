@@ -1,0 +1,49 @@
+"""The run's one loss/speed series: every training progress the parser saw, unthrottled, one line per step.
+
+`<job>/progress.jsonl` gets `{"step", "total", "loss", "lr", "it_s", "t", "attempt"}` (t: unix seconds when the
+line was parsed; `loss_nonfinite: true` with a null loss for nan/inf). Redraws of one step are folded into the
+last. Where the trainer writes its own per-step log (the built-in trainer's `loss_log.jsonl`, ai-toolkit's
+`loss_log.db`) that log is preferred (`zlt.artifacts.curve.load_curve`); this file is the fallback that every
+backend has. The result summary, training_meta.json, loss.png and the CLI line all read the same curve.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import IO
+
+from zlt.run.events import Progress, finite_or_none
+
+SERIES_FILE = "progress.jsonl"
+
+
+class SeriesWriter:
+    def __init__(self, path: Path, attempt: int = 1, clock=time.time) -> None:
+        self.path, self.attempt, self.clock = path, attempt, clock
+        self._fh: IO[str] | None = None
+        self._pending: dict | None = None
+
+    def add(self, ev: Progress) -> None:
+        row = {"step": ev.step, "total": ev.total, "loss": finite_or_none(ev.loss), "lr": finite_or_none(ev.lr),
+               "it_s": finite_or_none(ev.it_s), "t": round(self.clock(), 3), "attempt": self.attempt}
+        if ev.loss_nonfinite:
+            row["loss_nonfinite"] = True
+        if self._pending is not None and self._pending["step"] != ev.step:
+            self._write(self._pending)
+        self._pending = row
+
+    def _write(self, row: dict) -> None:
+        if self._fh is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = open(self.path, "a", encoding="utf-8")
+        self._fh.write(json.dumps(row, allow_nan=False) + "\n")
+
+    def close(self) -> None:
+        if self._pending is not None:
+            self._write(self._pending)
+            self._pending = None
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None

@@ -1,0 +1,78 @@
+"""The job spec's JSON Schema as an agent should read it: the defaults the presets really apply, and the bounds
+the validator really enforces.
+
+`JobSpec.model_json_schema()` alone shows the models' neutral defaults (warmup 0) while the 'style' preset
+applies 100, and the field bound `resolution >= 16` (kept for the tiny test model) while real models need
+256..2048. This schema is what `zlt schema`, `GET /v1/schema` and the MCP tools publish.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+DEFAULT_PRESET = "style"
+# Values that come from the spec's context, not from a preset.
+_CONTEXT_FIELDS = {"name", "dataset.path"}
+
+
+def preset_values() -> dict[str, dict[str, Any]]:
+    """preset name -> {leaf path: the value a spec that leaves it out gets}."""
+    from zlt.spec.load import flatten, load_spec_data
+    from zlt.spec.presets import PRESETS
+
+    out = {}
+    for name in PRESETS:
+        loaded = load_spec_data({"preset": name, "dataset": {"path": "dataset"}}, source=f"preset {name}")
+        out[name] = flatten(loaded.resolved())
+    return out
+
+
+def _walk(node: dict[str, Any], defs: dict[str, Any], path: str, effective: dict[str, dict[str, Any]]) -> None:
+    ref = node.get("$ref")
+    if ref:
+        _walk(defs[ref.rsplit("/", 1)[-1]], defs, path, effective)
+        return
+    props = node.get("properties")
+    if props is None:
+        _leaf(node, path, effective)
+        return
+    for name, sub in props.items():
+        _walk(sub, defs, f"{path}.{name}" if path else name, effective)
+
+
+def _leaf(node: dict[str, Any], path: str, effective: dict[str, dict[str, Any]]) -> None:
+    if path in _CONTEXT_FIELDS or path not in effective[DEFAULT_PRESET]:
+        return
+    values = {p: v.get(path) for p, v in effective.items()}
+    node["default"] = values[DEFAULT_PRESET]
+    if len({repr(v) for v in values.values()}) > 1:
+        shown = ", ".join(f"{p}: {v!r}" for p, v in values.items())
+        node["description"] = (node.get("description", "") + f" Default per preset ({shown}).").strip()
+        node["x-preset-defaults"] = values
+
+
+def _bounds(schema: dict[str, Any], defs: dict[str, Any]) -> None:
+    """The validator's bounds where the field bounds are looser (see cross_checks in zlt/spec/load.py)."""
+    res = defs["DatasetSpec"]["properties"]["resolution"]
+    res.update(minimum=256, maximum=2048, multipleOf=16)
+    res["description"] = ("Training resolution (longest edge), 256..2048 and a multiple of 16 (only the tiny test "
+                          "model zlt/tiny-zimage also takes 16..255).")
+    warm = defs["TrainingSpec"]["properties"]["warmup_steps"]
+    warm["description"] = "Linear learning-rate warmup steps; must be less than training.max_steps."
+
+
+def agent_spec_schema(*, dataset_path: str | None = None, ref_template: str = "#/$defs/{model}") -> dict[str, Any]:
+    """JobSpec's schema with effective per-preset defaults and the enforced bounds.
+
+    `dataset_path` replaces the description of `dataset.path` (what a relative path means depends on the
+    interface: the spec file's folder for the CLI, a data root over HTTP, the working folder of `zlt mcp`).
+    """
+    from zlt.spec.models import JobSpec
+
+    schema = JobSpec.model_json_schema(ref_template=ref_template)
+    defs = schema.get("$defs", {})
+    _bounds(schema, defs)
+    _walk(schema, defs, "", preset_values())
+    if dataset_path:
+        defs["DatasetSpec"]["properties"]["path"]["description"] = dataset_path
+    return schema
