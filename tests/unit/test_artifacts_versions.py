@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.artifact_jobs import make_job_dir
+from tests.jobs_dialects import dialect, pg_server  # noqa: F401
 from zlt.artifacts import collect_artifact, get_artifact, remove_artifact
 from zlt.artifacts.lineage import RETRAIN_FILE, image_changes, spec_diff
 from zlt.artifacts.promote import current_id, history, promote, rollback
@@ -23,6 +24,15 @@ def _job(root: Path, n: int, **kw) -> Path:
     return make_job_dir(root / str(n), job_id=f"20260801-12000{n}-abc12{n}", **kw)
 
 
+def _sql(home: Path, statement: str, params: tuple = ()) -> None:
+    """A change behind the library's back (a crash's leftovers), on whichever store the test runs."""
+    db = connect(home)
+    try:
+        db.execute(statement, params)
+    finally:
+        db.close()
+
+
 def _manifest(job: Path, images: dict[str, str]) -> None:
     (job / "prepared").mkdir(exist_ok=True)
     entries = [{"source": name, "source_sha256": sha, "file": f"img{i}.png", "sha256": "x"}
@@ -31,6 +41,7 @@ def _manifest(job: Path, images: dict[str, str]) -> None:
     (job / "prepared" / "manifest.json").write_text(json.dumps({"images": entries}))
 
 
+@pytest.mark.usefixtures("dialect")
 def test_versions_of_one_style_form_a_line(tmp_path, zlt_home):
     ids = [collect_artifact(_job(tmp_path, n), home=zlt_home).id for n in range(3)]
     # The user's pattern {job_id}_{style_name}_v0: the literal v0 is the version of the style
@@ -42,6 +53,7 @@ def test_versions_of_one_style_form_a_line(tmp_path, zlt_home):
     assert line["versions"][0]["final_step"] == 1000 and line["versions"][0]["final_loss"] is not None
 
 
+@pytest.mark.usefixtures("dialect")
 def test_concurrent_collections_get_distinct_versions(tmp_path, zlt_home):
     jobs = [_job(tmp_path, n) for n in range(4)]
     connect(zlt_home).close()  # migrate once, before the race
@@ -65,6 +77,7 @@ def test_concurrent_collections_get_distinct_versions(tmp_path, zlt_home):
         assert v["id"].endswith(f"_v{v['version']}")
 
 
+@pytest.mark.usefixtures("dialect")
 def test_unversioned_pattern_still_numbers_the_line(tmp_path, zlt_home):
     spec = {"output": {"naming": {"pattern": "{job_id}_{style_name}"}}}
     for n in range(2):
@@ -72,6 +85,7 @@ def test_unversioned_pattern_still_numbers_the_line(tmp_path, zlt_home):
     assert [v["version"] for v in style_line(zlt_home, "watercolor")["versions"]] == [0, 1]
 
 
+@pytest.mark.usefixtures("dialect")
 def test_promote_resolve_rollback_round_trip(tmp_path, zlt_home):
     ids = [collect_artifact(_job(tmp_path, n), home=zlt_home).id for n in range(3)]
     assert resolve_artifact_ref("watercolor", zlt_home).name == ids[2]  # never promoted: the newest
@@ -100,6 +114,7 @@ def test_rollback_of_a_never_promoted_style_steps_back_from_the_newest(tmp_path,
     assert rollback(zlt_home, "watercolor")["current"] == ids[0]
 
 
+@pytest.mark.usefixtures("dialect")
 def test_rm_refuses_the_current_version_unless_forced(tmp_path, zlt_home):
     ids = [collect_artifact(_job(tmp_path, n), home=zlt_home).id for n in range(2)]
     promote(zlt_home, ids[1])
@@ -112,10 +127,10 @@ def test_rm_refuses_the_current_version_unless_forced(tmp_path, zlt_home):
     assert [h["artifact_id"] for h in history(zlt_home, "watercolor")] == [ids[1]]  # history kept
 
 
+@pytest.mark.usefixtures("dialect")
 def test_reindex_after_a_crash_between_rename_and_index_row(tmp_path, zlt_home):
     rec = collect_artifact(_job(tmp_path, 0), home=zlt_home)
-    with sqlite3.connect(zlt_home / "zlt.db") as db:  # the index row never made it
-        db.execute("DELETE FROM artifacts WHERE id = ?", (rec.id,))
+    _sql(zlt_home, "DELETE FROM artifacts WHERE id = ?", (rec.id,))  # the index row never made it
     staging = rec.path.parent / ".staging-otherhost-1-abcd"
     staging.mkdir()
     report = reindex(zlt_home)
@@ -130,6 +145,7 @@ def test_reindex_after_a_crash_between_rename_and_index_row(tmp_path, zlt_home):
     assert staging.is_dir()  # reported, not removed
 
 
+@pytest.mark.usefixtures("dialect")
 def test_lineage_records_parent_spec_diff_and_dataset_changes(tmp_path, zlt_home):
     parent_job = _job(tmp_path, 0)
     _manifest(parent_job, {"aa": "a.png", "bb": "b.png"})
@@ -160,22 +176,20 @@ def test_spec_diff_and_image_changes_are_pure():
 
 def test_m010_numbers_the_artifacts_of_an_old_store(tmp_path):
     """A store from before versions: m010 adds the columns and numbers each style's artifacts by creation time."""
-    from zlt.jobs.db import MIGRATIONS, migrate
+    from zlt.jobs.db import MIGRATIONS, _InTransaction, migrate
+    from zlt.jobs.dialect import sqlite_database
 
-    path = tmp_path / "old.db"
-    db = sqlite3.connect(path, isolation_level=None)
+    db = sqlite_database(tmp_path / "old.db")
     db.execute("CREATE TABLE migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
     for name, fn in MIGRATIONS:
         if name < "m010":
-            from zlt.jobs.db import _InTransaction
-
             fn(_InTransaction(db))
-            db.execute("INSERT INTO migrations VALUES (?, 0)", (name,))
+            db.execute("INSERT INTO migrations (name, applied_at) VALUES (?, 0)", (name,))
     rows = [("b_v0", "wc", 2.0), ("a_v0", "wc", 1.0), ("c_v0", "oil", 1.5), ("d_v0", "wc", 2.0)]
     for id_, style, ts in rows:
         db.execute("INSERT INTO artifacts (id, name, path, created_at) VALUES (?, ?, '/x', ?)", (id_, style, ts))
     assert "m010_artifact_versions" in migrate(db)
-    got = dict(db.execute("SELECT id, version FROM artifacts").fetchall())
+    got = {r[0]: r[1] for r in db.execute("SELECT id, version FROM artifacts").fetchall()}
     assert got == {"a_v0": 0, "b_v0": 1, "d_v0": 2, "c_v0": 0}
     with pytest.raises(sqlite3.IntegrityError):  # one version of a style is one artifact
         db.execute("INSERT INTO artifacts (id, name, path, created_at, version) VALUES ('e', 'wc', '/x', 3, 1)")
@@ -188,8 +202,7 @@ def test_worker_start_up_indexes_an_old_unindexed_folder_and_reports_staging(tmp
     from zlt.artifacts.reindex import STARTUP_MIN_AGE_S, startup_reindex
 
     old, fresh = (collect_artifact(_job(tmp_path, n), home=zlt_home) for n in range(2))
-    with sqlite3.connect(zlt_home / "zlt.db") as db:
-        db.execute("DELETE FROM artifacts")
+    _sql(zlt_home, "DELETE FROM artifacts")
     past = time.time() - STARTUP_MIN_AGE_S - 10
     os.utime(old.path / "training_meta.json", (past, past))
     (old.path.parent / ".staging-h-1-x").mkdir()
@@ -201,14 +214,15 @@ def test_worker_start_up_indexes_an_old_unindexed_folder_and_reports_staging(tmp
     assert get_artifact(zlt_home, old.id)["id"] == old.id
 
 
+@pytest.mark.usefixtures("dialect")
 def test_reindex_gives_a_folder_the_version_in_its_name(tmp_path, zlt_home):
     recs = [collect_artifact(_job(tmp_path, n), home=zlt_home) for n in range(3)]
-    with sqlite3.connect(zlt_home / "zlt.db") as db:
-        db.execute("DELETE FROM artifacts WHERE id = ?", (recs[1].id,))
+    _sql(zlt_home, "DELETE FROM artifacts WHERE id = ?", (recs[1].id,))
     assert [i["version"] for i in reindex(zlt_home)["indexed"]] == [1]
     assert [v["version"] for v in style_line(zlt_home, "watercolor")["versions"]] == [0, 1, 2]
 
 
+@pytest.mark.usefixtures("dialect")
 def test_concurrent_collector_processes_get_distinct_versions(tmp_path, zlt_home):
     """Separate processes (as two workers finishing two retrains of one style at once), not threads."""
     import os

@@ -49,7 +49,20 @@ def id_taken(home: Path, artifact_id: str) -> bool:
 def insert(home: Path, row: dict[str, Any]) -> int:
     """One transaction: the index row, and the job's pointer to it when the job is in the store. Returns the
     version. A row without `version` (its folder name does not carry one) gets the style's next version here,
-    inside the transaction; a row whose version is taken raises FileExistsError like a taken id."""
+    inside the transaction; a row whose id or given version is taken raises FileExistsError."""
+    auto = row.get("version") is None
+    for _attempt in range(8):
+        try:
+            return _insert_once(home, row)
+        except sqlite3.IntegrityError:
+            # SQLite's BEGIN IMMEDIATE serialises writers; PostgreSQL's BEGIN does not, and the unique
+            # (name, version) index can reject an auto version another writer took meanwhile: take the next one.
+            if not auto or id_taken(home, row["id"]):
+                raise FileExistsError(row["id"]) from None
+    raise FileExistsError(row["id"])
+
+
+def _insert_once(home: Path, row: dict[str, Any]) -> int:
     values = {k: row.get(k) for k in COLUMNS if k not in ("meta_json", "lineage_json")}
     values["meta_json"] = json.dumps(row.get("meta") or {}, sort_keys=True)
     values["lineage_json"] = json.dumps(row.get("lineage") or {}, sort_keys=True)
@@ -68,9 +81,6 @@ def insert(home: Path, row: dict[str, Any]) -> int:
                     (values["id"], values["path"], values["job_id"]),
                 )
             db.execute("COMMIT")
-        except sqlite3.IntegrityError:
-            db.execute("ROLLBACK")
-            raise FileExistsError(values["id"]) from None
         except BaseException:
             db.execute("ROLLBACK")
             raise
