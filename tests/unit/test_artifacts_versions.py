@@ -262,3 +262,21 @@ def test_retrain_plans_from_a_style_name(tmp_path, zlt_home):
         plan_retrain(zlt_home, "watercolor", sets=["model.lora.rank=8", "model.lora.alpha=8"])
     with pytest.raises(BadInputError, match="names every version"):
         plan_retrain(zlt_home, "watercolor", sets=["output.naming.pattern={style_name}_r{rank}"])
+
+
+def test_the_line_shows_the_scores_an_evaluation_left(tmp_path, zlt_home):
+    from zlt.artifacts.compare import diff_artifacts
+
+    a, b = (collect_artifact(_job(tmp_path, n), home=zlt_home) for n in range(2))
+    meta_path = b.path / "training_meta.json"
+    meta = json.loads(meta_path.read_text())
+    # what zlt/eval/evaluate.py puts into training_meta.json: a table row per step, and the step it picked
+    meta["eval"] = {"best_step": 750, "passed": True, "table": [
+        {"step": 750, "label": "step 750", "style_similarity": 0.81, "prompt_alignment": 0.30, "kid_clip": None},
+        {"step": 1000, "label": "final", "style_similarity": 0.86, "prompt_alignment": 0.28, "kid_clip": 0.01}]}
+    meta_path.write_text(json.dumps(meta))
+    line = style_line(zlt_home, "watercolor")["versions"]
+    assert line[0]["eval"] is None
+    assert line[1]["eval"] == {"style_similarity": 0.86, "prompt_alignment": 0.28, "kid_clip": 0.01, "best_step": 750}
+    d = diff_artifacts(zlt_home, a.id, b.id)
+    assert d["metrics"]["eval.style_similarity"] == {"a": None, "b": 0.86, "delta": None}

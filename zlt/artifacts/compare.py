@@ -62,7 +62,8 @@ def diff_artifacts(home: Path, a: str, b: str) -> dict[str, Any]:
             continue
         na, nb = _number(va), _number(vb)
         metrics[key] = {"a": va, "b": vb, "delta": nb - na if na is not None and nb is not None else None}
-    ea, eb = (_eval_scores(f) or {} if f.is_dir() else {} for f in (fa, fb))
+    ea = _eval_scores(fa, ra["meta"].get("final_step")) or {} if fa.is_dir() else {}
+    eb = _eval_scores(fb, rb["meta"].get("final_step")) or {} if fb.is_dir() else {}
     for key in sorted(set(ea) | set(eb)):
         na, nb = _number(ea.get(key)), _number(eb.get(key))
         metrics[f"eval.{key}"] = {"a": ea.get(key), "b": eb.get(key),

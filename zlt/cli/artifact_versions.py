@@ -11,6 +11,9 @@ import typer
 
 from zlt.cli.common import HomeOpt, JsonOpt, command, home_path, print_json
 
+SHOWN_SCORES = ("style_similarity", "prompt_alignment", "best_step")  # `--json` has every metric
+SHORT = {"style_similarity": "style", "prompt_alignment": "prompt", "best_step": "best"}
+
 
 def _loss(x: Any) -> str:
     return f"{x:.4g}" if isinstance(x, (int, float)) else "-"
@@ -23,7 +26,9 @@ def print_style_line(line: dict[str, Any]) -> None:
     for v in rows:
         mark = "*" if v["current"] else " "
         parent = f"v{next((p['version'] for p in rows if p['id'] == v['parent_id']), '?')}" if v["parent_id"] else "-"
-        scores = " ".join(f"{k}={_loss(s)}" for k, s in (v["eval"] or {}).items()) or "-"
+        ev = v["eval"] or {}
+        shown = {k: ev[k] for k in SHOWN_SCORES if k in ev} or ev
+        scores = " ".join(f"{SHORT.get(k, k)}={_loss(s)}" for k, s in shown.items()) or "-"
         missing = "  (folder missing)" if not v["exists"] else ""
         typer.echo(f"  {mark} v{v['version']!s:<3} {v['id']:<{width}}  {v['final_step']!s:>6}  "
                    f"{_loss(v['final_loss']):>8}  {parent:<8}  {scores}{missing}")
