@@ -280,3 +280,14 @@ def test_the_line_shows_the_scores_an_evaluation_left(tmp_path, zlt_home):
     assert line[1]["eval"] == {"style_similarity": 0.86, "prompt_alignment": 0.28, "kid_clip": 0.01, "best_step": 750}
     d = diff_artifacts(zlt_home, a.id, b.id)
     assert d["metrics"]["eval.style_similarity"] == {"a": None, "b": 0.86, "delta": None}
+
+
+def test_generate_takes_a_style_name(tmp_path, zlt_home):
+    from zlt.infer.resolve import resolve_artifact
+
+    ids = [collect_artifact(_job(tmp_path, n), home=zlt_home).id for n in range(2)]
+    promote(zlt_home, ids[0])
+    assert resolve_artifact("watercolor", zlt_home).id == ids[0]  # the current version
+    assert resolve_artifact("watercolor@v1", zlt_home).id == ids[1]
+    with pytest.raises(NotFoundError, match=r"^generate\.loras: no artifact 'oil'"):
+        resolve_artifact("oil", zlt_home)

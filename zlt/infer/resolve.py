@@ -94,12 +94,13 @@ def _trigger(folder: Path) -> str:
 
 
 def resolve_artifact(ref: str, home: Path | None = None, *, field_name: str = "generate.loras") -> ArtifactRef:
-    """An artifact by id, job id or unique prefix. NotFoundError naming `field_name` when there is none."""
-    from zlt.artifacts import store
+    """An artifact by id, STYLE@vN, style name (its current version), job id or unique prefix. NotFoundError
+    naming `field_name` when there is none."""
+    from zlt.artifacts.versions import resolve_row
 
     ref = (ref or "").strip()
     try:
-        row = store.resolve(_home(home), ref)
+        row = resolve_row(_home(home), ref)
     except NotFoundError as e:
         raise NotFoundError(f"{field_name}: {e.message}", hint=e.hint) from None
     except BadInputError as e:
