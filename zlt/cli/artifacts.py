@@ -71,6 +71,18 @@ def list_cmd(
         )
 
 
+def _version_line(a: dict[str, Any]) -> str:
+    """'v1 of watercolor, retrained (resume) from <parent>; +2 -1 images'."""
+    lin = a.get("lineage") or {}
+    text = f"v{a.get('version')} of {a.get('name')}"
+    if a.get("parent_id"):
+        text += f", retrained ({lin.get('mode') or '?'}) from {a['parent_id']}"
+        changes = lin.get("dataset_changes")
+        if changes and (changes.get("added") or changes.get("removed")):
+            text += f"; images +{len(changes['added'])} -{len(changes['removed'])}"
+    return text
+
+
 @artifacts_app.command("show")
 @command
 def show_cmd(artifact_id: str = IdArg, json_out: bool = JsonOpt, home: Path | None = HomeOpt) -> None:
@@ -86,7 +98,8 @@ def show_cmd(artifact_id: str = IdArg, json_out: bool = JsonOpt, home: Path | No
     gpu = meta.get("gpu") or {}
     ds = meta.get("dataset") or {}
     lines = [
-        ("id", a["id"]), ("job", a["job_id"]), ("path", a["path"]), ("created", a["created_at"]),
+        ("id", a["id"]), ("version", _version_line(a)), ("job", a["job_id"]), ("path", a["path"]),
+        ("created", a["created_at"]),
         ("status", a.get("status") or "-"),
         ("backend", " ".join(str(x) for x in (backend.get("name"), backend.get("version")) if x) or "-"),
         ("gpu", " ".join(filter(None, [gpu.get("name"), f"peak {gpu['peak_vram_gb']} GB" if gpu.get("peak_vram_gb") else None])) or "-"),
