@@ -81,3 +81,20 @@ def test_mcp_retrain_lora_tool(artifact: str, zlt_home: Path):
     assert "job store" in result["retrain"]["why_warm"]  # a collected-by-hand parent has no trainer state to resume
     result, is_error = call(tool, {"artifact": "nosuch"})
     assert is_error and result["error"] == "not_found"
+
+
+def test_the_parents_callback_url_is_subscribed_for_the_retrain(tmp_path: Path, zlt_home: Path, monkeypatch):
+    from PIL import Image
+
+    import zlt.jobs.spawn
+    from zlt.serve.webhooks import Subscriptions
+
+    monkeypatch.setattr(zlt.jobs.spawn, "ensure_worker", lambda home: None)
+    job = make_job_dir(tmp_path / "jobs", spec={"job": {"callback_url": "https://agents.example.com/hooks/zlt"}})
+    (job / "dataset").mkdir()
+    Image.new("RGB", (64, 64)).save(job / "dataset" / "a.png")
+    collect_artifact(job, home=zlt_home)
+    with TestClient(create_app(zlt_home, [tmp_path], TOKEN, webhook_secret=None)) as c:
+        r = c.post("/v1/artifacts/watercolor/retrain", headers=AUTH, json={"steps": 300})
+    assert r.status_code == 202, r.text
+    assert Subscriptions(zlt_home).load(r.json()["job_id"])["url"] == "https://agents.example.com/hooks/zlt"

@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from zlt.errors import BadInputError, FieldError, SpecError
-from zlt.serve.intake import Fence, resubscribe
+from zlt.serve.intake import Fence
 
 FENCED_SETS = ("dataset.path", "output.registry.path", "job.callback_url")
 
@@ -59,5 +59,26 @@ def retrain(home: Path, ref: str, body: RetrainBody, fence: Fence) -> dict[str, 
     result = submit_retrain(home, ref, steps=body.steps, more_steps=body.more_steps, dataset=dataset, sets=body.set,
                             backend=body.backend, profile=body.profile, priority=body.priority,
                             skip_preflight=body.skip_preflight)
-    resubscribe(home, result["job_id"])
+    url = result.get("callback_url") or _callback_url(home, result["job_id"])
+    if url:  # the parent's job.callback_url came along with its spec: deliver this job's events there too
+        from zlt.serve.webhooks import Subscriptions, check_callback_url
+
+        try:
+            Subscriptions(home).subscribe(result["job_id"], check_callback_url(url))
+        except BadInputError as e:
+            result.setdefault("warnings", []).append(f"{e.message}; no webhooks for this job")
     return result
+
+
+def _callback_url(home: Path, job_id: str) -> str | None:
+    import json
+    from contextlib import closing
+
+    from zlt.jobs.db import connect
+
+    with closing(connect(Path(home))) as db:
+        row = db.execute("SELECT spec_json FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    try:
+        return ((json.loads(row[0]) if row else {}).get("job") or {}).get("callback_url")
+    except ValueError:
+        return None
