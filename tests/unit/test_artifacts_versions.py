@@ -258,6 +258,8 @@ def test_retrain_plans_from_a_style_name(tmp_path, zlt_home):
     assert plan_retrain(zlt_home, rec.id, steps=300, sets=["training.learning_rate=5e-5"]).summary()["max_steps"] == 300
     with pytest.raises(BadInputError, match="give one"):
         plan_retrain(zlt_home, "watercolor", steps=1, more_steps=1)
+    with pytest.raises(BadInputError, match="--more-steps"):
+        plan_retrain(zlt_home, "watercolor", sets=["training.max_steps=5000"])
     with pytest.raises(BadInputError, match="rank"):
         plan_retrain(zlt_home, "watercolor", sets=["model.lora.rank=8", "model.lora.alpha=8"])
     with pytest.raises(BadInputError, match="names every version"):

@@ -73,6 +73,9 @@ def plan_retrain(home: Path, ref: str, *, steps: int | None = None, more_steps: 
     for flag, n in (("--steps", steps), ("--more-steps", more_steps)):
         if n is not None and n < 1:
             raise BadInputError(f"{flag} {n}: must be at least 1")
+    if any(x.split("=", 1)[0].strip() == "training.max_steps" for x in sets or []):
+        raise BadInputError("--set training.max_steps: a retrain counts its steps with --steps or --more-steps",
+                            hint="--more-steps N continues the parent for N steps; --steps N trains N from its weights")
     parent = resolve_row(home, ref)
     folder = Path(parent["path"])
     if not (folder / "spec.yaml").is_file() or not (folder / "lora.safetensors").is_file():
@@ -95,7 +98,7 @@ def plan_retrain(home: Path, ref: str, *, steps: int | None = None, more_steps: 
         why_warm = "--steps starts a new run from the weights"
     elif changed:
         why_warm = "settings changed: " + ", ".join(changed[:6])
-    elif probe.spec.training.backend != parent["backend"]:
+    elif probe.spec.training.backend != parent["backend"]:  # e.g. the parent ran with `zlt train --backend`
         why_warm = f"backend changed ({parent['backend']} -> {probe.spec.training.backend})"
     else:
         listing = dataset_listing(Path(probe.spec.dataset.path)).get("listing_sha256")
