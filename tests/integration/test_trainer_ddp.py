@@ -1,5 +1,5 @@
 """Several devices with Fabric DDP: two CPU processes (gloo) train the same LoRA as one process that accumulates
-twice as many micro-batches, because the dataset is sharded across ranks (rank r takes batch r of each group) and
+twice as many micro-batches (float8 base storage included), because the dataset is sharded across ranks (rank r takes batch r of each group) and
 every rank draws the whole group's noise and sigmas from one shared stream."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def _train(tmp: Path, data: Path, name: str, accumulation: int, devices: int) -> tuple[list[dict], Path]:
     cfg = tiny_config_dict(
-        tmp / name, data,
+        tmp / name, data, model={"quantize": "float8"},
         training={"max_steps": 3, "batch_size": 1, "gradient_accumulation": accumulation, "timestep_type": "weighted",
                   "learning_rate": 1e-2},
         runtime={"accelerator": "cpu", "devices": devices, "strategy": "ddp" if devices > 1 else "auto"},

@@ -134,7 +134,8 @@ def test_assumed_gpu_plans_without_looking_at_this_machine(tmp_path: Path):
     assert r.profile == "24gb" and r.budget_gb == 24
     small = run(spec(tmp_path, **{"training.backend": "lightning", "job.resources.min_vram_gb": 8}),
                 StaticProbe(unavailable="no driver"), assume_gpu="RTX 3060:12")
-    assert by_name(small, "vram")[0].status == "fail" and small.smallest_profile == "24gb"
+    # the built-in trainer stores the base in float8 where bf16 does not fit (quantize auto): 16 GB suffices
+    assert by_name(small, "vram")[0].status == "fail" and small.smallest_profile == "16gb"
 
 
 def test_tiny_model_needs_no_gpu(tmp_path: Path):

@@ -314,3 +314,10 @@ def test_quantize_is_a_lever_for_the_built_in_trainer():
     spec = make_spec({"model.base.quantize": "none"})
     levers = suggest_levers(spec, load_profiles()["16gb"], "lightning")
     assert levers[0].name == "quantize" and levers[0].fits
+
+
+def test_notes_say_attention_and_ddp():
+    spec = make_spec({"job.resources.gpu": 2, "training.gradient_accumulation": 4})
+    notes = plan(spec, load_profiles()["48gb"], "lightning").notes
+    assert any(n.startswith("attention ") for n in notes)
+    assert "effective batch 8 = batch 1 x accumulation 4 x 2 GPUs" in " ".join(notes)

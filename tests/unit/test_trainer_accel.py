@@ -77,15 +77,19 @@ def test_regional_compile_wraps_each_repeated_block():
 
 
 def test_decisions():
-    assert decide_compile("auto", "cuda") and not decide_compile("auto", "cpu")
-    assert decide_compile("on", "cpu") and not decide_compile("off", "cuda")
+    assert decide_compile("auto", "cuda") == (True, None) and decide_compile("auto", "cpu") == (False, None)
+    assert decide_compile("on", "cpu") == (True, None) and decide_compile("off", "cuda") == (False, None)
+    assert decide_compile("auto", "cuda", float8=True) == (False, None)  # inductor cannot compile float8 casting
+    on, why = decide_compile("on", "cuda", float8=True)
+    assert not on and "cannot compile float8" in why
     none, flash2 = (lambda m: False), (lambda m: m == "flash_attn")
     both = lambda m: m in ("flash_attn", "flash_attn_interface")  # noqa: E731
-    assert decide_attention("auto", "cuda", 1, both) == ("flash3", None)
+    assert decide_attention("auto", "cuda", 1, both) == ("flash", None)  # FA3 through diffusers has no backward
     assert decide_attention("auto", "cuda", 1, flash2) == ("flash", None)
     assert decide_attention("auto", "cuda", 1, none) == ("sdpa", None)
     assert decide_attention("auto", "cuda", 2, both) == ("sdpa", None)  # captions differ in length: masks
     assert decide_attention("auto", "cpu", 1, both) == ("sdpa", None)
+    assert decide_attention("flash", "cuda", 2, both)[0] == "sdpa"
     backend, why = decide_attention("flash", "cuda", 1, none)
     assert backend == "sdpa" and "flash_attn is not installed" in why
 
@@ -157,5 +161,39 @@ def test_training_with_float8_base_on_cpu(tmp_path: Path):
     assert any("float8 storage, fp32 compute" in e.get("message", "") for e in events)
     assert any("effective batch 2 = batch 2 x accumulation 1 x 1 device(s)" in e.get("message", "") for e in events)
     assert F8 in {p.dtype for p in trainer.transformer.parameters()}
+    from zlt.trainer.timestep import TimestepFp32
+
+    assert isinstance(trainer.model.module, TimestepFp32)  # what Fabric wraps: t passes its precision plugin boxed
+    # the float8 text encoder's embeddings are cached under their own keys; the latents are shared
+    plain = Trainer(tiny_config(tmp_path / "plain", data, cache={"dir": str(tmp_path / "cache")},
+                                training={"max_steps": 1}), EventWriter(io.StringIO(), interval_s=0.0))
+    plain.setup()
+    stats = plain.data.stats
+    assert stats.latents_cached == 3 and stats.latents_encoded == 0 and stats.texts_encoded == 4
     losses = [e["loss"] for e in events if e["type"] == "progress"]
     assert len(losses) == 3 and all(loss > 0 for loss in losses)
+
+
+def test_samples_are_drawn_with_the_training_adapter_off(tmp_path: Path):
+    from zlt.trainer.loop import Trainer
+
+    data = make_images(tmp_path / "ds", n=2)
+    _adapter_file(tmp_path / "adapter.safetensors", load_transformer(TINY))
+    cfg = tiny_config(tmp_path, data, model={"training_adapter": str(tmp_path / "adapter.safetensors")},
+                      training={"max_steps": 2},
+                      sample={"enable": True, "every": 2, "prompts": ["a boat"], "steps": 1, "width": 32, "height": 32})
+    trainer = Trainer(cfg, EventWriter(io.StringIO(), interval_s=0.0))
+    trainer.setup()
+    assert len(trainer.adapter) == 2
+    seen = []
+    real_off = trainer.adapter.off
+
+    class Spy(MergedAdapter):
+        def off(self, transformer):
+            seen.append(transformer is trainer.transformer)
+            return real_off(transformer)
+
+    trainer.adapter = Spy(trainer.adapter.factors)
+    assert trainer.run() == "finished"
+    assert seen == [True]  # one sampling pass (step 2), with the adapter switched off
+    assert next(trainer.sampler.vae.parameters()).device.type == "cpu"  # the VAE is back in host memory

@@ -157,3 +157,9 @@ def test_timestep_shift_is_read_from_the_config(tmp_path: Path):
     assert TrainerConfig.model_validate(data).training.timestep_shift == 2.0
     del data["training"]["timestep_shift"]
     assert TrainerConfig.model_validate(data).training.timestep_shift == 3.0
+
+
+def test_auto_float8_is_said_at_render_time():
+    r = render_lightning(spec({"preset": "style", "dataset": {"path": "/d"}}), get_profile("16gb"), RenderContext())
+    assert any(w.startswith("model.base.quantize auto: the built-in trainer stores the base in float8 "
+                            "(profile 16gb: bf16 needs 16.5 of 16 GiB)") for w in r.warnings), r.warnings

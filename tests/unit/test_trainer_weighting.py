@@ -78,3 +78,26 @@ def test_timestep_stays_fp32_through_fabric_bf16_mixed():
     assert seen["t"].dtype == torch.bfloat16 and float(seen["t"]) == 0.875  # what the plugin does to a bare tensor
     model([torch.ones(1)], box(t), [None])
     assert seen["t"].dtype == torch.float32 and float(seen["t"]) == pytest.approx(0.87654, abs=1e-7)
+
+
+def test_the_trainer_weights_its_loss_by_the_table(tmp_path):
+    import io
+
+    from tests.unit.test_trainer_fixtures import make_images, tiny_config
+    from zlt.trainer.emit import EventWriter
+    from zlt.trainer.loop import Trainer
+
+    data = make_images(tmp_path / "ds", n=2)
+    losses, sigma = {}, None
+    for kind in ("uniform", "weighted"):  # both draw sigma ~ U(0,1) from the same stream
+        cfg = tiny_config(tmp_path / kind, data, training={"timestep_type": kind, "batch_size": 1, "max_steps": 1},
+                          cache={"dir": str(tmp_path / "cache")})
+        t = Trainer(cfg, EventWriter(io.StringIO(), interval_s=0.0))
+        t.setup()
+        probe = torch.Generator()
+        probe.set_state(t.gen.get_state())
+        sigma = sample_sigmas(1, "uniform", probe)
+        losses[kind] = float(t.micro_step(t._next_group(), accumulate=False))
+    w = float(timestep_weights(sigma, "weighted")[0])
+    assert abs(w - 1) > 0.02  # this seed's sigma has a weight that shows
+    assert losses["weighted"] == pytest.approx(losses["uniform"] * w, rel=1e-5)

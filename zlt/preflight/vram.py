@@ -108,8 +108,26 @@ def resolve_lightning_quantize(spec: JobSpec, profile: HardwareProfile) -> tuple
     if profile.is_cpu or spec.is_tiny:
         return False, f"profile {profile.name}"
     bf16 = estimate_plan(plan(spec, profile, "lightning", quantize=False), profile.estimator).total_gb
-    return bf16 > profile.vram_gb, f"profile {profile.name} ({'bf16 needs' if bf16 > profile.vram_gb else 'bf16 fits in'} " \
-        f"{bf16:.1f} of {profile.vram_gb:g} GiB)"
+    verdict = "needs" if bf16 > profile.vram_gb else "fits in"
+    return bf16 > profile.vram_gb, f"profile {profile.name}: bf16 {verdict} {bf16:.1f} of {profile.vram_gb:g} GiB"
+
+
+def _lightning_run_notes(spec: JobSpec, profile: HardwareProfile) -> list[str]:
+    """What else the built-in trainer will do on this machine: attention kernels, devices."""
+    from zlt.trainer.accel import decide_attention
+
+    t = spec.training
+    notes: list[str] = []
+    if not profile.is_cpu:
+        attention, _ = decide_attention("auto", "cuda", t.batch_size)
+        why = {"flash": "flash_attn is installed, batch 1", "sdpa": "torch SDPA"}[attention]
+        notes.append(f"attention {attention} ({why}; decided again where the trainer runs)")
+    gpus = spec.job.resources.gpu
+    if gpus > 1 and not profile.is_cpu:
+        eff = t.batch_size * t.gradient_accumulation * gpus
+        notes.append(f"DDP on {gpus} GPUs, one process each, every GPU needs this estimate; effective batch {eff} = "
+                     f"batch {t.batch_size} x accumulation {t.gradient_accumulation} x {gpus} GPUs")
+    return notes
 
 
 def lora_param_count(spec: JobSpec, backend: str | None = None) -> int:
@@ -183,9 +201,12 @@ def plan(spec: JobSpec, profile: HardwareProfile, backend: str | None = None, *,
             notes.append("float8 storage: transformer and text encoder weights in float8, each layer cast to bf16 "
                          "for its forward" + ("" if gc else "; without checkpointing autograd keeps every bf16 copy"))
         notes.append(f"gradient checkpointing {'on' if gc else 'off'} ({gc_source})")
-        compile_on = spec.training.compile == "on" or (spec.training.compile == "auto" and not profile.is_cpu)
+        compile_on = not f8 and (spec.training.compile == "on" or (spec.training.compile == "auto"
+                                                                   and not profile.is_cpu))
+        why = "; float8 storage cannot be compiled" if f8 and spec.training.compile != "off" else ""
         notes.append(f"torch.compile of the repeated blocks {'on' if compile_on else 'off'} "
-                     f"(training.compile {spec.training.compile})")
+                     f"(training.compile {spec.training.compile}{why})")
+        notes.extend(_lightning_run_notes(spec, profile))
     if not te_resident and backend != "musubi":
         notes.append("captions are encoded once and the text encoder is unloaded before training")
     if not gc:

@@ -67,7 +67,11 @@ def _levers(spec: JobSpec, profile: HardwareProfile) -> dict:
     q = lev.quantize if mode == "auto" else mode == "float8"
     q_te = lev.quantize_te if mode == "auto" else mode == "float8"
     return {"quantize": q, "qtype": lev.qtype, "quantize_te": q_te, "qtype_te": lev.qtype_te,
-            "low_vram": lev.low_vram, "cache_text_embeddings": lev.cache_text_embeddings}
+            "low_vram": lev.low_vram, "cache_text_embeddings": lev.cache_text_embeddings,
+            # training.compile on: ai-toolkit's own block-level torch.compile (BaseSDTrainProcess, model.compile +
+            # block_compile); auto keeps upstream's default (off), since its compile of quantised weights is
+            # experimental upstream
+            "compile": spec.training.compile == "on"}
 
 
 def _model(spec: JobSpec, warnings: list[str]) -> tuple[str, str | None]:

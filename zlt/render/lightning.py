@@ -93,7 +93,9 @@ def render_lightning(spec: JobSpec, profile: HardwareProfile, ctx: RenderContext
         warnings.append(TINY_LABEL)
     from zlt.preflight.vram import resolve_lightning_quantize
 
-    float8, _ = resolve_lightning_quantize(spec, profile)
+    float8, float8_source = resolve_lightning_quantize(spec, profile)
+    if float8 and base.quantize == "auto":
+        warnings.append(f"model.base.quantize auto: the built-in trainer stores the base in float8 ({float8_source})")
     if tr.optimizer.use_8bit and tr.optimizer.type == "adamw" and runtime.accelerator == "cpu":
         warnings.append("training.optimizer.use_8bit: AdamW 8-bit needs CUDA; the CPU run uses 32-bit AdamW")
     eight_bit_note(spec, warnings)

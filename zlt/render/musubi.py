@@ -270,6 +270,10 @@ def render_musubi(spec: JobSpec, profile: HardwareProfile, ctx: RenderContext) -
             train.append("--gradient_checkpointing_cpu_offload")
     if fp8:
         train += ["--fp8_base", "--fp8_scaled"]  # musubi's docs: use both; scaled keeps the quality of bf16
+    if tr.compile == "on":
+        # musubi's trainer_base compiles the refiners and layers block by block (zimage_train_network.py
+        # compile_transformer); auto keeps upstream's default (off): it needs Triton on the user's machine
+        train.append("--compile")
     if lev.blocks_to_swap:
         train += ["--blocks_to_swap", str(lev.blocks_to_swap)]
     train += adapter_args + sample_args

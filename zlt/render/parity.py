@@ -37,6 +37,7 @@ _COMMON: dict[str, Carried] = {
     "dataset.center_crop": Z("dataset prepare: crops to the bucket's aspect ratio"),
     "training.backend": Z("picks the renderer"),
     "training.effective_batch_size": Z("spec loader: checked against batch_size x gradient_accumulation"),
+    "training.stop_on_nan": Z("job runner: stops the trainer after 5 logged nan/inf losses in a row, cause diverged"),
     "job.type": Z("job runner: submit returns at once (async) or waits (sync)"),
     "job.timeout_hours": Z("job runner: stops the trainer after this long"),
     "job.priority": Z("job queue order"),
@@ -52,6 +53,15 @@ _COMMON: dict[str, Carried] = {
     "output.registry.type": Z("artifact registry"),
     "output.registry.path": Z("artifact registry"),
     "output.naming.pattern": Z("artifact registry: the artifact folder name"),
+    "eval.enable": Z("job runner: zlt eval on the artifact once it is collected"),
+    "eval.prompts": Z("zlt eval: held-out prompts (default set when empty)"),
+    "eval.seeds": Z("zlt eval: images per prompt"),
+    "eval.checkpoints": Z("zlt eval: which kept checkpoints are scored"),
+    "eval.scale": Z("zlt eval: LoRA scale of the drawn images"),
+    "eval.size": Z("zlt eval: image side"),
+    "eval.alignment_tolerance": Z("zlt eval: best-checkpoint rule"),
+    "eval.memorisation_max": Z("zlt eval: best-checkpoint rule"),
+    "eval.models.clip": Z("zlt eval: the CLIP model of the metrics (local path or hub id, never downloaded offline)"),
 }
 _PREPARED = "dataset prepare writes the final captions (.txt) the trainer reads"
 
@@ -103,6 +113,8 @@ AITOOLKIT_MAP: dict[str, Carried] = {
     "training.gradient_checkpointing": T("train.gradient_checkpointing (null: the profile's ai_toolkit lever)"),
     "training.timestep_type": T("train.timestep_type (uniform -> linear)"),
     "training.timestep_shift": T("fixed at 3.0 in z_image.py: any other value warned"),
+    "training.compile": T("on: model.compile + block_compile (block-level torch.compile); auto: upstream's default, "
+                          "off"),
     "training.content_or_style": T("train.content_or_style"),
     "training.seed": T("SEED environment variable (run.py seeds from it)"),
     "training.sample.enable": T("train.disable_sampling"),
@@ -165,6 +177,8 @@ MUSUBI_MAP: dict[str, Carried] = {
     "training.gradient_checkpointing": T("--gradient_checkpointing (null: the profile's musubi lever)"),
     "training.timestep_type": T("--timestep_sampling sigmoid/uniform/shift; weighted: warned, shift"),
     "training.timestep_shift": T("--discrete_flow_shift"),
+    "training.compile": T("on: --compile (its block-by-block torch.compile, needs Triton); auto: upstream's default, "
+                          "off"),
     "training.content_or_style": T("no timestep bias: anything but balanced warned"),
     "training.seed": T("--seed"),
     "training.sample.enable": T("--sample_prompts musubi_sample_prompts.json --sample_every_n_steps"),
@@ -223,8 +237,11 @@ LIGHTNING_MAP: dict[str, Carried] = {
     "training.gradient_checkpointing": T("training.gradient_checkpointing (null: the profile's lightning lever)"),
     "training.timestep_type": T("training.timestep_type"),
     "training.timestep_shift": T("training.timestep_shift"),
+    "training.compile": T("training.compile (auto: on for CUDA; float8 storage never compiles: inductor cannot)"),
     "training.content_or_style": T("training.content_or_style"),
     "training.seed": T("training.seed"),
+    "training.stop_on_nan": T("training.stop_on_nan (the trainer stops itself after 5 in a row; the runner "
+                              "watches too)"),
     "training.sample.enable": T("sample.enable"),
     "training.sample.every": T("sample.every"),
     "training.sample.prompts": T("sample.prompts"),

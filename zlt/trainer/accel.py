@@ -18,7 +18,9 @@ FLOAT8_STORAGE = "float8_e4m3fn"
 _LORA_SKIP = ("lora_",)  # peft's lora_A / lora_B / lora_dropout stay in fp32
 
 # spec/config name -> diffusers attention backend (diffusers.models.attention_dispatch.AttentionBackendName)
-ATTENTION_BACKENDS = {"sdpa": "native", "flash": "flash", "flash3": "_flash_3"}
+# FlashAttention 3 is left out: diffusers wraps it as a custom op with no autograd kernel (attention_dispatch.py
+# `_wrapped_flash_attn_3`), so it cannot train.
+ATTENTION_BACKENDS = {"sdpa": "native", "flash": "flash"}
 
 
 def _installed(module: str) -> bool:
@@ -34,7 +36,7 @@ class SpeedPlan:
 
     float8: bool
     compile: bool
-    attention: str  # sdpa | flash | flash3
+    attention: str  # sdpa | flash
     gradient_checkpointing: bool
     compute: str = "bf16"  # the dtype float8 weights are cast to for each layer's forward
 
@@ -44,31 +46,38 @@ class SpeedPlan:
                 f"gradient checkpointing {'on' if self.gradient_checkpointing else 'off'}")
 
 
-def decide_compile(setting: str, accelerator: str) -> bool:
-    """`training.compile`: auto = on for CUDA (CPU compile costs more than it saves on a tiny model)."""
+COMPILE_FLOAT8_CONFLICT = (
+    "torch.compile is off: it cannot compile float8 layerwise casting (inductor traces the per-layer weight casts "
+    "wrongly: a float8 weight reaches the matmul, or checkpoint recomputation sees float8 where fp32 was saved)"
+)
+
+
+def decide_compile(setting: str, accelerator: str, float8: bool = False) -> tuple[bool, str | None]:
+    """`training.compile` -> (compile, warning or None). auto = on for CUDA (CPU compile costs more than it saves
+    on a tiny model) unless the base is stored in float8, which inductor cannot compile (found with torch 2.13 and
+    diffusers 0.42 on the CPU: tests/unit/test_trainer_accel.py keeps the decision)."""
+    if float8:
+        return False, (COMPILE_FLOAT8_CONFLICT if setting == "on" else None)
     if setting == "auto":
-        return accelerator == "cuda"
-    return setting == "on"
+        return accelerator == "cuda", None
+    return setting == "on", None
 
 
 def decide_attention(setting: str, accelerator: str, batch_size: int, installed=_installed) -> tuple[str, str | None]:
-    """(backend, warning or None). auto: FlashAttention 3, then 2, when installed, on CUDA, at batch size 1, else
-    torch SDPA. At batch 1 Z-Image passes no attention mask (diffusers >= 0.38 drops it when every sequence has
+    """(backend, warning or None). auto: FlashAttention 2 when installed, on CUDA, at batch size 1, else torch
+    SDPA. At batch 1 Z-Image passes no attention mask (diffusers >= 0.38 drops it when every sequence has
     the same length), which the flash kernels need; SDPA picks its own flash/cuDNN kernel then too."""
     if setting == "auto":
         if accelerator != "cuda" or batch_size > 1:
             return "sdpa", None
-        if installed("flash_attn_interface"):
-            return "flash3", None
         if installed("flash_attn"):
             return "flash", None
         return "sdpa", None
     if setting != "sdpa":
         if accelerator != "cuda":
             return "sdpa", f"training.attention_backend {setting}: needs CUDA; using sdpa"
-        module = "flash_attn_interface" if setting == "flash3" else "flash_attn"
-        if not installed(module):
-            return "sdpa", f"training.attention_backend {setting}: {module} is not installed; using sdpa"
+        if not installed("flash_attn"):
+            return "sdpa", f"training.attention_backend {setting}: flash_attn is not installed; using sdpa"
         if batch_size > 1:
             return "sdpa", (f"training.attention_backend {setting}: batch size {batch_size} needs attention masks, "
                             "which the flash kernels do not take; using sdpa")
@@ -122,7 +131,9 @@ def apply_speed(transformer, cfg, accelerator: str, compute_dtype, warn) -> Spee
         warn(why)
     if attention != "sdpa":
         apply_attention(transformer, attention)
-    compiled = decide_compile(t.compile, accelerator)
+    compiled, why = decide_compile(t.compile, accelerator, f8)
+    if why:
+        warn(why)
     if compiled:
         compile_blocks(transformer)
     compute = {"torch.bfloat16": "bf16", "torch.float16": "fp16", "torch.float32": "fp32"}.get(str(compute_dtype), "bf16")

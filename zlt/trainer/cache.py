@@ -78,16 +78,18 @@ class Prepared:
 
 
 class DiskCache:
-    def __init__(self, root: Path, identity: str) -> None:
+    def __init__(self, root: Path, identity: str, text_identity: str | None = None) -> None:
         self.root = Path(root).expanduser()
         self.identity = identity
+        # a float8-stored text encoder gives slightly different embeddings: its own keys, the latents shared
+        self.text_identity = text_identity or identity
 
     def latent_key(self, item: ImageItem, flip: bool, jitter: int, seed: int) -> str:
         jitter_seed = seed if jitter >= 0 else None  # jittered pixels depend on the seed, plain ones do not
         return sha256_json(["latent", CACHE_VERSION, self.identity, item.sha256, item.bucket, flip, jitter, jitter_seed])
 
     def text_key(self, caption: str) -> str:
-        return sha256_json(["text", CACHE_VERSION, self.identity, MAX_SEQUENCE_LENGTH, caption])
+        return sha256_json(["text", CACHE_VERSION, self.text_identity, MAX_SEQUENCE_LENGTH, caption])
 
     def path(self, kind: str, key: str) -> Path:
         return self.root / kind / key[:2] / f"{key}.safetensors"

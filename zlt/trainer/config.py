@@ -122,8 +122,8 @@ class TrainingConfig(Strict):
     compile: Literal["auto", "on", "off"] = Field(
         "auto", description="Regional torch.compile of the repeated transformer blocks; auto: on for CUDA."
     )
-    attention_backend: Literal["auto", "sdpa", "flash", "flash3"] = Field(
-        "auto", description="Attention kernels; auto: FlashAttention 3/2 when installed (CUDA, batch 1), else SDPA."
+    attention_backend: Literal["auto", "sdpa", "flash"] = Field(
+        "auto", description="Attention kernels; auto: FlashAttention 2 when installed (CUDA, batch 1), else SDPA."
     )
     timestep_type: Literal["sigmoid", "weighted", "uniform", "shift"] = Field(
         "weighted", description="How sigma is sampled (see docs/trainer.md)."

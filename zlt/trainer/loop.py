@@ -99,7 +99,9 @@ class Trainer:
 
     def _prepare_data(self) -> None:
         cfg, ev = self.cfg, self.events
-        cache = DiskCache(Path(cfg.cache.dir), model_identity(self.model_cfg))
+        identity = model_identity(self.model_cfg)
+        text_identity = identity + ":float8" if cfg.model.quantize == "float8" else identity
+        cache = DiskCache(Path(cfg.cache.dir), identity, text_identity)
         self._encoders = None
 
         def factory():
@@ -153,7 +155,15 @@ class Trainer:
         ev.phase("loading_model", self.speed.describe())
         tr.train()
         self.transformer = tr
-        self.model = self.fabric.setup_module(TimestepFp32(tr))  # t stays fp32 through the precision plugin
+        wrapped = TimestepFp32(tr)  # t stays fp32 through the precision plugin
+        if self.world > 1:
+            # every rank loads the same frozen base: DDP need not broadcast its 6 B weights at start (nor can gloo
+            # broadcast float8); only the LoRA is synchronised
+            from torch.nn.parallel import DistributedDataParallel
+
+            frozen = [n for n, p in wrapped.named_parameters() if not p.requires_grad]
+            DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(wrapped, frozen)
+        self.model = self.fabric.setup_module(wrapped)
         opt = build_optimizer(params, cfg.training, self.resolved.accelerator, ev.warning)
         self.optimizer = self.fabric.setup_optimizers(opt)
         self.scheduler = build_scheduler(self.optimizer, cfg.training)
@@ -200,7 +210,8 @@ class Trainer:
         from zlt.trainer.timestep import box
 
         sig = sig.to(dev)
-        weights = timestep_weights(sig, self.cfg.training.timestep_type)
+        kind = self.cfg.training.timestep_type
+        weights = timestep_weights(sig, kind) if kind == "weighted" else None
         with self.fabric.no_backward_sync(self.model, enabled=accumulate):
             loss = flow_matching_loss(self.model, lat, caps, sig, noise, dtype=dt, weights=weights, timestep=box)
             self.fabric.backward(loss / self.cfg.training.gradient_accumulation)
@@ -228,7 +239,9 @@ class Trainer:
         c = self.cfg
         return {
             "lora": sha256_json(c.lora.model_dump()),
-            "model": sha256_json([c.model.name, c.model.training_adapter]),
+            # float8 storage trains a slightly different base; the old key stays for bf16 so older states match
+            "model": sha256_json([c.model.name, c.model.training_adapter]
+                                 + (["float8"] if c.model.quantize == "float8" else [])),
             "data": sha256_json([[i.sha256, i.caption, i.bucket] for i in self.items] + [c.data.model_dump(exclude={"path"})]),
             "batch": sha256_json([c.training.batch_size, c.training.gradient_accumulation, self.world, c.training.seed]),
         }

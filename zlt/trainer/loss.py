@@ -11,6 +11,19 @@ SIGMA_EPS = 1e-4  # keeps sigma off 0 and 1, where the target degenerates
 N_TRAIN_TIMESTEPS = 1000  # ai-toolkit trains on linspace(1000, 1, 1000); its weight table has one value per step
 
 
+_TABLES: dict = {}  # device -> the weight table on it (built once, looked up every micro-step)
+
+
+def _table(device):
+    import torch
+
+    if device not in _TABLES:
+        from zlt.trainer.weighting_table import AITOOLKIT_WEIGHTED
+
+        _TABLES[device] = torch.tensor(AITOOLKIT_WEIGHTED, dtype=torch.float32, device=device)
+    return _TABLES[device]
+
+
 def timestep_weights(sigmas, kind: str):
     """Per-sample loss weights (B,), float32: ai-toolkit's table for 'weighted' (looked up at the table index of
     each sigma, index 0 = sigma 1), ones for every other kind."""
@@ -18,9 +31,7 @@ def timestep_weights(sigmas, kind: str):
 
     if kind != "weighted":
         return torch.ones_like(sigmas, dtype=torch.float32)
-    from zlt.trainer.weighting_table import AITOOLKIT_WEIGHTED
-
-    table = torch.tensor(AITOOLKIT_WEIGHTED, dtype=torch.float32, device=sigmas.device)
+    table = _table(sigmas.device)
     idx = torch.round((1 - sigmas.double()) * N_TRAIN_TIMESTEPS).long().clamp(0, N_TRAIN_TIMESTEPS - 1)
     return table[idx]
 
