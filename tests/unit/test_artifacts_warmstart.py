@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -88,3 +89,30 @@ def test_apply_warm_start_seeds_once_and_names_what_is_missing(tmp_path: Path):
     with pytest.raises(BadInputError, match="missing"):
         apply_warm_start(warm, "musubi", warm / "output")
     assert apply_warm_start(tmp_path / "plain", "musubi", tmp_path / "plain" / "output").init_lora is None
+
+
+def test_each_backend_is_rendered_its_own_warm_start_mechanism(tmp_path: Path):
+    import yaml
+
+    from zlt.profiles import get_profile
+    from zlt.render import RenderContext, render_spec
+    from zlt.spec import load_spec_data
+
+    init = tmp_path / "warm start" / "init.safetensors"
+    spec = load_spec_data({"name": "wc", "dataset": {"path": str(tmp_path)}}).spec
+    ctx = RenderContext(init_lora=init, models_dir=tmp_path)
+    aitk = render_spec(spec, "ai-toolkit", get_profile("24gb"), ctx)
+    net = yaml.safe_load(next(iter(aitk.files.values())))["config"]["process"][0]["network"]
+    assert net["pretrained_lora_path"] == str(init), (
+        "ai-toolkit jobs/process/BaseSDTrainProcess.py get_latest_save_path loads network.pretrained_lora_path "
+        "(toolkit/config_modules.py NetworkConfig) when the training folder has no save")
+    plain = render_spec(spec, "ai-toolkit", get_profile("24gb"), RenderContext(models_dir=tmp_path))
+    assert "pretrained_lora_path" not in next(iter(plain.files.values()))
+    musubi = render_spec(spec, "musubi", get_profile("24gb"), ctx).argv[-1]
+    assert musubi[musubi.index("--network_weights") + 1] == str(init), (
+        "musubi src/musubi_tuner/training/parser_common.py --network_weights; trainer_base.py loads it")
+    resumed = render_spec(spec, "musubi", get_profile("24gb"),
+                          RenderContext(init_lora=init, models_dir=tmp_path, resume_from=tmp_path / "s")).argv[-1]
+    assert "--resume" in resumed and "--network_weights" not in resumed  # a retry's own state wins
+    builtin = json.loads(render_spec(spec, "lightning", get_profile("24gb"), ctx).files["trainer.json"])
+    assert builtin["output"]["init_lora"] == str(init)
