@@ -357,7 +357,10 @@ def _artifact_routes(api: APIRouter, cfg: ServeConfig) -> None:
         path = tools.artifact_path(cfg.home, artifact_id, name)
         return FileResponse(path, filename=path.name)
 
-    @api.post("/v1/artifacts/{ref}/retrain", tags=["artifacts"], status_code=202, responses=_errors(400, 404, 422))
+    from zlt.serve.retrain_api import body_openapi
+
+    @api.post("/v1/artifacts/{ref}/retrain", tags=["artifacts"], status_code=202,
+              responses=_errors(400, 404, 413, 422, 503), openapi_extra=body_openapi())
     async def retrain_artifact(request: Request, ref: str = PathParam(
             ..., pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,255}$",
             description="Artifact id, STYLE@vN, a style name (its current version), or a job id.")) -> JSONResponse:

@@ -31,6 +31,13 @@ class RetrainBody(BaseModel):
     skip_preflight: bool = Field(False, description="Skip the GPU/trainer checks before the run.")
 
 
+def body_openapi() -> dict[str, Any]:
+    """The request body in the OpenAPI document (the route reads raw JSON so that errors have zlt's shape)."""
+    schema = RetrainBody.model_json_schema()
+    schema.pop("title", None)
+    return {"requestBody": {"required": False, "content": {"application/json": {"schema": schema}}}}
+
+
 def parse_body(data: Any, source: str = "<http>") -> RetrainBody:
     if data is None:
         data = {}
