@@ -293,3 +293,23 @@ def test_generate_takes_a_style_name(tmp_path, zlt_home):
     assert resolve_artifact("watercolor@v1", zlt_home).id == ids[1]
     with pytest.raises(NotFoundError, match=r"^generate\.loras: no artifact 'oil'"):
         resolve_artifact("oil", zlt_home)
+
+
+def test_retrain_resumes_a_parent_that_is_not_in_the_job_store(tmp_path, zlt_home):
+    """`zlt train` jobs have no store row: the lineage remembers their folder and dataset listing."""
+    from PIL import Image
+
+    from zlt.artifacts.retrain import plan_retrain
+
+    job = _job(tmp_path, 0)
+    (job / "dataset").mkdir()
+    Image.new("RGB", (32, 32)).save(job / "dataset" / "a.png")
+    for name in ("watercolor.safetensors", "optimizer.pt"):  # ai-toolkit's training folder <output>/<name>/
+        (job / "output" / "watercolor").mkdir(exist_ok=True)
+        (job / "output" / "watercolor" / name).write_bytes(b"x")
+    collect_artifact(job, home=zlt_home)
+    plan = plan_retrain(zlt_home, "watercolor", more_steps=500)
+    assert (plan.mode, plan.spec.spec.training.max_steps) == ("resume", 1500)
+    assert sorted(plan.copy.values()) == ["watercolor/optimizer.pt", "watercolor/watercolor.safetensors"]
+    Image.new("RGB", (32, 32), (9, 9, 9)).save(job / "dataset" / "b.png")
+    assert "dataset folder changed" in plan_retrain(zlt_home, "watercolor", more_steps=500).why_warm

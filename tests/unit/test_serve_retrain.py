@@ -78,7 +78,7 @@ def test_mcp_retrain_lora_tool(artifact: str, zlt_home: Path):
     result, is_error = call(tool, {"artifact": "watercolor@v0", "more_steps": 500})
     assert not is_error, result
     assert result["retrain"]["parent_id"] == artifact and result["retrain"]["mode"] == "warm"
-    assert "job store" in result["retrain"]["why_warm"]  # a collected-by-hand parent has no trainer state to resume
+    assert "trainer state" in result["retrain"]["why_warm"]  # the fixture parent left no ai-toolkit state
     result, is_error = call(tool, {"artifact": "nosuch"})
     assert is_error and result["error"] == "not_found"
 

@@ -102,11 +102,14 @@ def plan_retrain(home: Path, ref: str, *, steps: int | None = None, more_steps: 
         why_warm = f"backend changed ({parent['backend']} -> {probe.spec.training.backend})"
     else:
         listing = dataset_listing(Path(probe.spec.dataset.path)).get("listing_sha256")
-        old = _listing_sha(home, parent["job_id"])
+        lin = parent.get("lineage") or {}
+        old = _listing_sha(home, parent["job_id"]) or lin.get("listing_sha256")
         job_dir = job_dir_of(home, parent["job_id"])
+        if job_dir is None and lin.get("job_dir") and Path(lin["job_dir"]).is_dir():
+            job_dir = Path(lin["job_dir"])  # a `zlt train` job: not in the store, its folder still there
         src = resume_sources(job_dir, parent["backend"], parent["name"], base_step) if job_dir else None
         if job_dir is None or old is None:
-            why_warm = "the parent's job is no longer in the job store (its trainer state with it)"
+            why_warm = "the parent's job folder is gone (its trainer state with it)"
         elif listing != old:
             why_warm = "the dataset folder changed since the parent was trained"
         elif src is None:
