@@ -44,6 +44,9 @@ def _register() -> None:
 
     for module in (spec_cmds, dataset, preflight, train, jobs, artifacts, serve, eval_cmds, generate):
         module.register(app)
+    from zlt.cli import retrain
+
+    retrain.register(app)
 
 
 _register()

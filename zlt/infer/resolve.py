@@ -104,13 +104,13 @@ def _newest(home: Path) -> dict[str, Any]:
 
 
 def resolve_artifact(ref: str, home: Path | None = None, *, field_name: str = "generate.loras") -> ArtifactRef:
-    """An artifact by id, job id or unique prefix, or `latest` (the newest one). NotFoundError naming `field_name`
-    when there is none."""
-    from zlt.artifacts import store
+    """An artifact by id, STYLE@vN, style name (its current version), job id or unique prefix, or `latest` (the
+    newest one). NotFoundError naming `field_name` when there is none."""
+    from zlt.artifacts.versions import resolve_row
 
     ref = (ref or "").strip()
     try:
-        row = _newest(_home(home)) if ref == LATEST else store.resolve(_home(home), ref)
+        row = _newest(_home(home)) if ref == LATEST else resolve_row(_home(home), ref)
     except NotFoundError as e:
         raise NotFoundError(f"{field_name}: {e.message}", hint=e.hint) from None
     except BadInputError as e:

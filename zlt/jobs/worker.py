@@ -148,6 +148,9 @@ class Worker:
         self.store.register_worker(self.worker_id, os.getpid(), self.opts.gpus, info)
         shown = ", ".join(f"{g['index']}: {g['name']} {g['vram_gb']:g} GiB" for g in info) or "no NVIDIA GPU"
         self.log(f"started on {self.store.host}, slots {self.opts.gpus} ({shown})")
+        from zlt.artifacts.reindex import startup_reindex
+
+        startup_reindex(self.store.home, self.log)
         last_beat = last_busy = time.monotonic()
         last_sweep = float("-inf")
         try:
