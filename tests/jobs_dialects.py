@@ -8,6 +8,7 @@ Without PostgreSQL installed the postgresql half skips, saying so; in CI (CI=tru
 
 from __future__ import annotations
 
+import atexit
 import os
 from collections.abc import Iterator
 
@@ -22,25 +23,28 @@ def _missing(reason: str) -> None:
     pytest.skip(reason)
 
 
+_server: PgServer | None = None
+
+
 @pytest.fixture(scope="session")
-def pg_server() -> Iterator[str]:
-    """The base URL of a PostgreSQL server for this test session."""
+def pg_server() -> str:
+    """The base URL of a PostgreSQL server for this test session: one server however many modules import
+    this fixture (it stops when the test process exits)."""
+    global _server
     url = os.environ.get("ZLT_TEST_PG_URL")
     if url:
-        yield url
-        return
+        return url
     try:
         import psycopg  # noqa: F401
     except ImportError:
         _missing("psycopg is not installed (pip install 'zlt[postgres]')")
-    bindir = pg_bindir()
-    if bindir is None:
-        _missing(MISSING)
-    server = PgServer(bindir).start()
-    try:
-        yield server.url
-    finally:
-        server.stop()
+    if _server is None:
+        bindir = pg_bindir()
+        if bindir is None:
+            _missing(MISSING)
+        _server = PgServer(bindir).start()
+        atexit.register(_server.stop)
+    return _server.url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -80,3 +80,37 @@ def test_submit_queues_a_generation_job(art, zlt_home):
     assert st["state"] == "queued" and st["kind"] == "generate" and st["backend"] == "infer"
     r = run_zlt("status", st["job_id"], "--json")
     assert json.loads(r.stdout)["state"] == "queued"
+
+
+def test_zlt_submit_generate_queues_the_same_job(art, zlt_home, tmp_path):
+    r = run_zlt("submit", "--generate", art, "-p", "x", "--size", "64x64", "--steps", "2", "--no-worker", "--json")
+    assert r.returncode == 0, r.stderr
+    st = json.loads(r.stdout)
+    assert st["state"] == "queued" and st["kind"] == "generate" and st["backend"] == "infer"
+    img = tmp_path / "in.png"
+    from PIL import Image
+
+    Image.new("RGB", (64, 48), (200, 30, 30)).save(img)
+    r = run_zlt("submit", "--transfer", art, "--image", str(img), "--strength", "0.5", "--no-worker", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["kind"] == "transfer"
+
+
+def test_zlt_submit_generate_refuses_unknown_artifacts_and_a_spec(art, zlt_home, tmp_path):
+    r = run_zlt("submit", "--generate", "no-such-artifact", "-p", "x", "--no-worker", "--json")
+    assert r.returncode == 2 and "Traceback" not in r.stderr + r.stdout
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("name: x\n")
+    r = run_zlt("submit", "--generate", art, str(spec), "-p", "x", "--no-worker")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+
+
+def test_submit_inference_argv_is_generate_with_submit():
+    from zlt.cli.jobs import submit_inference_argv
+
+    assert submit_inference_argv(["submit", "--json", "--generate", "A", "-p", "x"]) == \
+        ["generate", "A", "--json", "-p", "x", "--submit"]
+    assert submit_inference_argv(["submit", "--transfer=A", "--image", "i.png"]) == \
+        ["transfer", "A", "--image", "i.png", "--submit"]
+    assert submit_inference_argv(["submit", "spec.yaml"]) == ["submit", "spec.yaml"]
+    assert submit_inference_argv(["status", "--generate", "A"]) == ["status", "--generate", "A"]

@@ -169,9 +169,9 @@ def test_sigkill_of_the_worker_ends_the_job_and_leaves_no_trainer(tmp_path: Path
     wait_for(lambda: not trainer_pids(st["job_dir"]), timeout=30)
     # A new worker resumes it from its last checkpoint.
     w2 = workers("--once", "--gpus", "0", env={"FAKE_TRAINER_STEP_S": "0.001"})
-    w2.communicate(timeout=180)
+    out = w2.communicate(timeout=180)
     st = status(jid)
-    assert st["state"] == "succeeded" and st["attempts"] == 2
+    assert st["state"] == "succeeded" and st["attempts"] == 2, (out, st["history"])
     assert any("trainer resumed from step" in h["message"] for h in st["history"])
 
 
@@ -183,9 +183,11 @@ def test_killing_worker_and_job_process_lets_the_reaper_clean_up(tmp_path: Path,
     assert orphans
     os.killpg(w.pid, signal.SIGKILL)  # worker and job process die; the trainer (own session) survives
     w.wait(10)
-    st = wait_for(lambda: (s := status(jid))["state"] == "failed" and s, timeout=60)
-    assert st["error_cause"] == "abandoned" and "runner process" in st["error_message"]
-    assert not trainer_pids(st["job_dir"]), "the reaper ended the orphaned trainer before freeing its GPU"
+    # An infrastructure fault: requeued to resume though max_retries is 0 (the status also starts a worker).
+    st = wait_for(lambda: (s := status(jid))["infra_retries"] >= 1 and s, timeout=60)
+    assert st["error_cause"] == "abandoned" or st["state"] != "queued"
+    assert any("runner process" in h["message"] and "no retry used" in h["message"] for h in st["history"])
+    assert orphans[0] not in trainer_pids(st["job_dir"]), "the reaper ended the orphaned trainer before freeing its GPU"
 
 
 def test_cancel_a_running_job_stops_its_trainer(tmp_path: Path, workers):

@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.serve]
 
 TOOLS = {"validate_spec", "render_config", "submit_lora_job", "get_job_status", "list_jobs", "cancel_job",
          "list_artifacts", "retry_job", "get_job_events", "get_artifact", "generate", "style_transfer", "get_generation",
-         "evaluate", "get_eval_report"}
+         "evaluate", "get_eval_report", "retrain_lora"}
 
 
 def make_images(folder: Path) -> Path:

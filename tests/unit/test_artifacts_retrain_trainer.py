@@ -44,7 +44,7 @@ def _continue(tmp_path: Path, data: Path, scheduler: str) -> tuple[Path, Path]:
     assert src is not None, "the parent's final resume state is found in its job folder"
     child_job = tmp_path / "child"
     write_retrain_file(child_job, {"parent_id": "p", "mode": "resume", "copy": src["copy"], "base_step": 20})
-    warm = apply_warm_start(child_job, "lightning", child_job / "output", first_attempt=True)
+    warm = apply_warm_start(child_job, "lightning", child_job / "output")
     assert warm.resume and warm.init_lora is None
     child, events, outcome = run(tiny_config(child_job, data, training={**tr, "max_steps": 40}, cache=cache,
                                              output={"dir": str(child_job / "output"), "save_every": 100, "keep": 1,
@@ -54,6 +54,7 @@ def _continue(tmp_path: Path, data: Path, scheduler: str) -> tuple[Path, Path]:
     return full.out, child.out
 
 
+@pytest.mark.slow
 def test_20_plus_20_steps_equals_40_steps(tmp_path: Path, data: Path):
     full, child = _continue(tmp_path, data, "constant")
     a, b = lora(full / "tinytest.safetensors"), lora(child / "tinytest.safetensors")
@@ -64,6 +65,7 @@ def test_20_plus_20_steps_equals_40_steps(tmp_path: Path, data: Path):
     assert [r["loss"] for r in lb if r["step"] > 20] == pytest.approx([r["loss"] for r in la if r["step"] > 20], rel=1e-4)
 
 
+@pytest.mark.slow
 def test_more_steps_continue_the_cosine_schedule_of_the_total(tmp_path: Path, data: Path):
     full, child = _continue(tmp_path, data, "cosine")
     la = {r["step"]: r["lr"] for r in _loss_log(full)}
@@ -82,10 +84,10 @@ def test_warm_start_begins_at_the_parents_weights(tmp_path: Path, data: Path):
                            backend="lightning", rank=4, alpha=2)
     cfg = tiny_config(tmp_path / "c", data, lora={"rank": 4, "alpha": 2}, training={"max_steps": 1}, cache=cache,
                       output={"init_lora": str(init), "save_every": 100, "keep": 1})
+    import io
+
     from zlt.trainer.emit import EventWriter
     from zlt.trainer.loop import Trainer
-
-    import io
 
     t = Trainer(cfg, EventWriter(io.StringIO(), interval_s=0.0))
     t.setup()

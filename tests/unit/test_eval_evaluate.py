@@ -89,6 +89,9 @@ def test_rows_metrics_and_pick_follow_the_constructed_embeddings(artifact: str, 
     assert report["best"]["step"] == 500 and report["best"]["passed"]
     assert report["best"]["file"] == "checkpoints/step_000500.safetensors"
     assert verify_artifact(zlt_home, artifact).ok
+    from zlt.artifacts import list_artifacts
+
+    assert list_artifacts(zlt_home)[0]["best_step"] == 500
 
 
 def test_default_tolerance_picks_an_earlier_step(artifact: str, zlt_home: Path):
@@ -136,3 +139,66 @@ def test_training_hook_is_off_by_default_and_a_failed_evaluation_only_warns(arti
     spec = JobSpec(eval={"enable": True, "models": {"clip": "openai/clip-vit-large-patch14"}})
     assert evaluate_after_training(spec, artifact, zlt_home, ctx) is None  # offline, not cached: exit-3 error
     assert ctx.phases and "evaluation failed" in ctx.warnings[0] and f"zlt eval {artifact}" in ctx.warnings[0]
+
+
+def test_every_metric_is_reported_for_every_row_including_the_base(artifact: str, zlt_home: Path):
+    report = evaluate_artifact(zlt_home, artifact, EvalOptions(prompts=PROMPTS), image_fn=StyleRamp(),
+                               scorer=FakeScorer())
+    keys = {"style_similarity", "prompt_alignment", "memorisation", "diversity", "kid_clip", "kid_clip_std",
+            "fid_clip", "kid_note"}
+    assert report["checkpoints"][0]["base"]
+    for row in report["checkpoints"]:
+        assert set(row["metrics"]) == keys, row["step"]
+
+
+def test_a_prompt_equal_to_a_training_caption_is_reported(artifact: str, zlt_home: Path):
+    first = evaluate_artifact(zlt_home, artifact, EvalOptions(prompts=PROMPTS, checkpoints="last"),
+                              image_fn=StyleRamp(), scorer=FakeScorer())
+    assert first["warnings"] == []
+    folder = Path(first["train_images"]["folder"])
+    (folder / "a.txt").write_text("<zstyle> a fox", encoding="utf-8")
+    report = evaluate_artifact(zlt_home, artifact, EvalOptions(prompts=PROMPTS, checkpoints="last"),
+                               image_fn=StyleRamp(), scorer=FakeScorer())
+    assert report["warnings"] == ["prompt is a training caption (not held out): 'a fox'"]
+
+
+def test_a_grid_larger_than_64_images_per_checkpoint_is_refused_before_drawing(artifact: str, zlt_home: Path):
+    from zlt.errors import BadInputError
+
+    src = StyleRamp()
+    with pytest.raises(BadInputError, match="at most 64"):
+        evaluate_artifact(zlt_home, artifact, EvalOptions(seeds=9), image_fn=src, scorer=FakeScorer())
+    assert src.calls == []
+
+
+def test_a_stop_between_rows_leaves_the_artifact_untouched(artifact: str, zlt_home: Path):
+    class Stop(Exception):
+        pass
+
+    def rows_done(done: int, total: int) -> None:
+        if done == 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        evaluate_artifact(zlt_home, artifact, EvalOptions(prompts=PROMPTS), image_fn=StyleRamp(),
+                          scorer=FakeScorer(), rows_done=rows_done)
+    from zlt.artifacts import get_artifact
+
+    folder = Path(get_artifact(zlt_home, artifact)["path"])
+    assert not (folder / "eval").exists() and verify_artifact(zlt_home, artifact).ok
+    assert not [p for p in folder.parent.iterdir() if p.name.startswith(".staging-")]
+
+
+def test_the_spec_eval_section_gives_the_defaults_and_arguments_win(artifact: str, zlt_home: Path):
+    from zlt.eval.options import from_spec, options_for
+    from zlt.spec.models import JobSpec
+
+    opts = from_spec(JobSpec(eval={"prompts": ["a cat"], "seeds": 3, "checkpoints": "last", "scale": 0.8,
+                                   "alignment_tolerance": 0.2, "memorisation_max": 0.9,
+                                   "models": {"clip": "/models/clip"}}))
+    assert (opts.prompts, opts.seeds, opts.checkpoints, opts.scale, opts.clip) == (["a cat"], 3, "last", 0.8,
+                                                                                   "/models/clip")
+    assert (opts.rule.alignment_tolerance, opts.rule.memorisation_max) == (0.2, 0.9)
+    assert from_spec(JobSpec()).prompts is None  # empty list: the default subjects
+    over = options_for(zlt_home, artifact, seeds=5, clip=None)
+    assert over.seeds == 5 and over.clip == "openai/clip-vit-large-patch14"

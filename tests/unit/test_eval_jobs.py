@@ -44,15 +44,28 @@ def test_the_worker_runs_a_queued_evaluation_and_records_the_best_step(art, clip
     def no_training(claim):
         raise AssertionError(f"{claim.job_id} is not an evaluation job")
 
+    from zlt.infer.pipeline import PipelineCache
+
+    loads: list[str] = []
+
+    def loader(base, plan):
+        from zlt.trainer.tiny import build_tiny_pipeline
+
+        loads.append(base["name"])
+        return build_tiny_pipeline()
+
+    launcher = with_eval_jobs(zlt_home, no_training)
+    launcher.cache = PipelineCache(loader=loader)  # the worker's shared cache
     store = JobStore(zlt_home)
     try:
-        Worker(store, WorkerOptions(gpus=[0], once=True, poll_s=0.05),
-               launcher=with_eval_jobs(zlt_home, no_training)).run()
+        Worker(store, WorkerOptions(gpus=[0], once=True, poll_s=0.05), launcher=launcher).run()
     finally:
         store.close()
+    assert loads == ["zlt/tiny-zimage"] and launcher.cache.size == 1  # the evaluation used the shared cache
     done = job_status(zlt_home, st["job_id"])
     assert done["state"] == "succeeded", done
     assert done["artifact_id"] == art and done["artifact_path"].endswith("/eval")
+    assert (done["step"], done["total"]) == (2, 2)
     report = json.loads((Path(done["artifact_path"]) / "report.json").read_text())
     assert [r["step"] for r in report["checkpoints"]] == [0, 1000] and report["best"]["step"] == 1000
 
@@ -96,3 +109,14 @@ def test_mcp_lists_evaluate_and_get_eval_report(art, clip, zlt_home, monkeypatch
     assert is_error and out["error"] == "not_found"
     out, is_error = call(tools["evaluate"], {"artifact_id": art, "clip": clip, "checkpoints": "last"})
     assert not is_error and out["kind"] == "evaluate" and out["state"] == "queued"
+
+
+def test_a_relative_clip_folder_is_queued_as_an_absolute_path(art, clip, zlt_home, monkeypatch):
+    from zlt.jobs.api import open_store
+
+    monkeypatch.chdir(Path(clip).parent)
+    st = submit_evaluation(zlt_home, art, EvalRequest(clip=Path(clip).name), start_worker=False)
+    assert st["evaluates"] == art
+    with open_store(zlt_home) as store:
+        snap = json.loads(store.get(st["job_id"])["snapshot_json"])
+    assert snap["request"]["clip"] == str(Path(clip).resolve())

@@ -54,6 +54,14 @@ def test_scale_zero_is_the_base_model_and_scale_one_differs(art, cache, zlt_home
     assert np.abs(_arr(r1.images[0]) - _arr(base)).mean() > 1.0
 
 
+@pytest.mark.parametrize("key_format", ["comfyui", "kohya"])
+def test_every_registry_key_format_gives_the_same_image(art, cache, tmp_path, zlt_home, key_format):
+    other = tiny_artifact(tmp_path / key_format, zlt_home, job_id="20260801-120000-cccccc", key_format=key_format)
+    ref = generate(_gen(art, 1.0), cache=cache, save=False).images[0]
+    got = generate(_gen(other, 1.0), cache=cache, save=False).images[0]
+    assert np.abs(_arr(ref) - _arr(got)).max() <= 2.0  # the same LoRA in another key layout (float rounding only)
+
+
 def test_outputs_folder_png_metadata_round_trip_and_contact_sheet(art, cache, zlt_home):
     r = generate(_gen(art, 0.8, prompts=["a", "b"], count=2, seed=10, trigger=False), cache=cache)
     folder = r.folder
@@ -173,9 +181,57 @@ def test_unknown_artifact_and_missing_checkpoint_name_the_field(art, zlt_home):
     assert e.value.message.startswith("generate.checkpoint: ") and "250, 500, 750" in e.value.hint
 
 
+def test_the_same_lora_twice_is_refused(art):
+    with pytest.raises(BadInputError, match=r"^generate\.loras: the same LoRA file is listed twice"):
+        generate(GenerateParams(loras=[{"artifact": art}, {"artifact": art[:10], "scale": 0.3}], prompts=["x"], **SIZE),
+                 cache=PipelineCache(loader=lambda *a: pytest.fail("must not load a model")))
+
+
 def test_control_without_a_controlnet_is_refused(art, tmp_path):
     src = tmp_path / "in.png"
     Image.new("RGB", (64, 64)).save(src)
     with pytest.raises(EnvNotReadyError, match=r"^transfer\.controlnet: .*needs a Z-Image ControlNet"):
         transfer(TransferParams(loras=[{"artifact": art}], images=[str(src)], control="canny"),
                  cache=PipelineCache(loader=lambda *a: pytest.fail("must not load a model")))
+
+
+def test_latest_is_the_newest_artifact(tmp_path, zlt_home):
+    from zlt.infer import resolve_artifact
+
+    with pytest.raises(NotFoundError, match=r"^generate\.loras: no artifact yet"):
+        resolve_artifact("latest")
+    tiny_artifact(tmp_path / "a", zlt_home, job_id="20260801-120000-aaaaaa")
+    b = tiny_artifact(tmp_path / "b", zlt_home, job_id="20260801-120000-bbbbbb", seed_offset=1)
+    ref = resolve_artifact("latest")
+    assert ref.id == b and ref.trigger == "<zstyle>" and ref.base_name == "zlt/tiny-zimage"
+
+
+@pytest.mark.parametrize("vram, float8, offload, profile", [
+    (12, True, True, "12gb"), (16, True, True, "16gb"), (24, True, False, "24gb"), (32, False, False, "32gb"),
+    (80, False, False, "80gb"),
+])
+def test_gpu_plan_follows_the_training_profiles(vram, float8, offload, profile):
+    from zlt.infer.pipeline import gpu_plan
+
+    plan = gpu_plan(vram, index=1)
+    assert (plan.float8, plan.offload, plan.profile, plan.dtype) == (float8, offload, profile, "bf16")
+    assert plan.device == "cuda:1"
+
+
+def test_float8_storage_keeps_the_image_close_and_loras_working(art, cache):
+    from zlt.infer import resolve_loras
+    from zlt.infer.params import LoraUse
+    from zlt.infer.pipeline import DevicePlan
+
+    base = {"name": "zlt/tiny-zimage"}
+    lora = resolve_loras([LoraUse(artifact=art, scale=1.0)])
+    out = []
+    for plan in (DevicePlan("cpu", "fp32", False), DevicePlan("cpu", "fp32", False, float8=True)):
+        entry = cache.entry(base, plan)
+        cache.activate(entry, lora)
+        out.append(_arr(entry.pipe(prompt="x", height=64, width=64, num_inference_steps=2, guidance_scale=0.0,
+                                   generator=torch.Generator().manual_seed(0)).images[0]))
+        weight = entry.pipe.transformer.layers[0].attention.to_q.base_layer.weight
+    assert weight.dtype == torch.float8_e4m3fn
+    diff = np.abs(out[0] - out[1]).mean()
+    assert 0 < diff < 8, diff  # float8 rounding shows, but it is the same image

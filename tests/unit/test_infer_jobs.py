@@ -58,6 +58,15 @@ def test_worker_reuses_the_loaded_pipeline_across_two_jobs(tmp_path, zlt_home):
         "loras": [{"artifact": b, "scale": 0.9}], "images": [str(src)], "strength": 0.5, "steps": 2}),
         start_worker=False)
     assert j1["state"] == "queued" and j1["kind"] == "generate" and j1["backend"] == "infer"
+    j3 = submit_generation(zlt_home, "generate", parse_request("generate", {
+        "loras": [{"artifact": "latest"}], "prompts": ["x"]}), start_worker=False)
+    from zlt.jobs.api import open_store
+
+    with open_store(zlt_home) as store:  # the reference is frozen at submit: 'latest' is b now, and stays b
+        assert json.loads(store.get(j3["job_id"])["snapshot_json"])["request"]["loras"][0]["artifact"] == b
+    from zlt.jobs import cancel_job
+
+    cancel_job(zlt_home, j3["job_id"])
     src.unlink()  # the job copied its input at submit
     cache, loads = _counting_cache()
     _run_worker(zlt_home, cache)
@@ -67,6 +76,13 @@ def test_worker_reuses_the_loaded_pipeline_across_two_jobs(tmp_path, zlt_home):
     out1 = Path(s1["artifact_path"])
     assert s1["artifact_id"] == a and out1 == zlt_home / "artifacts" / "lora" / a / "generations" / j1["job_id"]
     assert (out1 / "contact_sheet.png").is_file() and (s1["step"], s1["total"]) == (2, 2)
+    from zlt.jobs import job_events
+
+    evs = job_events(zlt_home, j1["job_id"])
+    assert [e["type"] for e in evs] == ["phase", "progress", "progress", "sample", "sample", "finished"]
+    assert evs[-1]["status"] == "succeeded" and evs[-1]["artifact"] == str(out1)
+    log = (Path(s1["job_dir"]) / "train.log").read_text()
+    assert "image 2/2" in log and f"succeeded -> {out1}" in log
     outputs = json.loads((Path(s2["artifact_path"]) / "outputs.json").read_text())
     assert outputs["kind"] == "transfer" and outputs["images"][0]["width"] == 80
 
@@ -106,3 +122,20 @@ def test_cancel_before_the_run_cancels(tmp_path, zlt_home):
     cache, loads = _counting_cache()
     _run_worker(zlt_home, cache)
     assert loads == []
+
+
+def test_a_job_whose_artifact_vanished_fails_with_the_field_named(tmp_path, zlt_home):
+    import shutil
+
+    from zlt.jobs import job_events
+
+    a = tiny_artifact(tmp_path / "a", zlt_home)
+    j = submit_generation(zlt_home, "generate", parse_request("generate", {
+        "loras": [{"artifact": a}], "prompts": ["x"], "width": 64, "height": 64, "steps": 2}), start_worker=False)
+    shutil.rmtree(zlt_home / "artifacts" / "lora" / a)
+    cache, loads = _counting_cache()
+    _run_worker(zlt_home, cache)
+    st = job_status(zlt_home, j["job_id"])
+    assert (st["state"], st["error_cause"]) == ("failed", "bad_config") and loads == []
+    assert st["error_message"].startswith("generate.loras: ") and "folder" in st["error_message"]
+    assert job_events(zlt_home, j["job_id"])[-1]["type"] == "finished"

@@ -168,3 +168,16 @@ def test_events_and_log_path(tmp_path: Path, ds: Path):
     assert [e["type"] for e in job_events(home, st["job_id"])] == ["phase", "progress"]
     assert [e["seq"] for e in job_events(home, st["job_id"], after_seq=1)] == [2]
     assert job_log_path(home, st["job_id"]) == Path(st["job_dir"]) / "train.log"
+
+
+def test_a_shared_store_starts_no_worker_on_the_submitting_machine(tmp_path: Path, ds: Path):
+    import os
+
+    if not os.environ["ZLT_STORE"].startswith("postgresql"):  # set by the dialect fixture
+        pytest.skip("on the embedded store, submit starts a background worker (tests/integration)")
+    from zlt.jobs.spawn import worker_running
+
+    home = tmp_path / "home"
+    st = submit_job(home, spec(ds), start_worker=True)
+    assert not worker_running(home) and not (home / "run" / "worker.pid").exists()
+    assert st["waiting"].startswith("waiting: no live worker")

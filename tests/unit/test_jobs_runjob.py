@@ -168,11 +168,14 @@ def test_no_retries_left_means_failed_with_the_cause(home: Path, tmp_path: Path)
     assert (row["error_cause"], row["error_message"]) == ("host_oom", "boom")
 
 
-def test_deterministic_failures_are_not_retried(home: Path, tmp_path: Path):
+@pytest.mark.parametrize("cause", ["bad_config", "dataset", "bad_model", "bad_adapter", "import_error"])
+def test_deterministic_failures_are_not_retried(home: Path, tmp_path: Path, cause: str):
+    """Input errors (a bad config, dataset, model path or adapter file) fail at once, budget or not."""
     jid = submit(home, tmp_path, job__retry__max_retries=3)
     store = JobStore(home)
-    assert run_once(store, FakeTrainer(fail_at=1, cause="bad_config")) == "failed"
+    assert run_once(store, FakeTrainer(fail_at=1, cause=cause)) == "failed"
     assert "not retried" in store.history(jid)[-1]["message"]
+    assert store.get(jid)["auto_retries"] == 0
 
 
 def test_cuda_oom_steps_down_one_profile_when_the_spec_allows(home: Path, tmp_path: Path):
@@ -260,3 +263,24 @@ def test_a_lost_lease_leaves_the_job_to_its_new_owner(home: Path, tmp_path: Path
     assert state == "queued"
     row = store.get(jid)
     assert row["progress_json"] is None and row["artifact_id"] is None
+
+
+def test_a_runner_that_cannot_renew_its_lease_stops_before_another_host_may_take_the_job():
+    """Fencing by lease time: the store unreachable for longer than the lease TTL stops the trainer."""
+    from zlt.jobs.dialect import StoreOperationalError
+    from zlt.jobs.runjob import LEASE_LOST, LeaseKeeper
+
+    class Unreachable:
+        lease_ttl = 0.3
+
+        def heartbeat(self, job_id, token):
+            raise StoreOperationalError("connection refused")
+
+        def cancel_requested(self, job_id):
+            raise StoreOperationalError("connection refused")
+
+    control = StopControl()
+    keeper = LeaseKeeper(Unreachable(), "j", "t", control, heartbeat_s=0.05, poll_s=0.02)
+    keeper.start()
+    assert control.event.wait(5) and control.reason == LEASE_LOST
+    keeper.join(5)

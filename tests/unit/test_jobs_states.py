@@ -93,3 +93,37 @@ def test_parse_state_names_the_choices():
     with pytest.raises(BadInputError) as exc:
         parse_state("done")
     assert "queued" in exc.value.hint
+
+
+def test_concurrent_transitions_of_one_job_never_both_apply(tmp_path):
+    """Two processes ending the same job at once (a runner finishing, a reaper or cancel): one wins, the other
+    is refused. On PostgreSQL the transition reads the row FOR UPDATE; on SQLite BEGIN IMMEDIATE serialises."""
+    import threading
+
+    from zlt.jobs.states import IllegalTransition
+
+    a, b = JobStore(tmp_path), JobStore(tmp_path)
+    for i in range(15):
+        a.create(new_job(f"j{i}"))
+        force_state(a, f"j{i}", JobStatus.RUNNING)
+        outcomes: list[str] = []
+        go = threading.Barrier(2)
+
+        def end(store, to, i=i, go=go, outcomes=outcomes):
+            go.wait()
+            try:
+                store.transition(f"j{i}", to, expect=frozenset({JobStatus.RUNNING}))
+                outcomes.append(to.value)
+            except IllegalTransition:
+                outcomes.append("refused")
+
+        ts = [threading.Thread(target=end, args=(a, JobStatus.SUCCEEDED)),
+              threading.Thread(target=end, args=(b, JobStatus.QUEUED))]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(10)
+        assert sorted(outcomes).count("refused") == 1, outcomes
+        assert len([h for h in a.history(f"j{i}") if h["from_state"] == "running"]) == 1
+    a.close()
+    b.close()

@@ -247,3 +247,35 @@ def test_a_failing_migration_leaves_nothing_behind(tmp_path: Path, monkeypatch: 
     assert raw.execute("SELECT 1 FROM migrations WHERE name = 'm999_broken'").fetchone() is None
     monkeypatch.setattr(dbmod, "MIGRATIONS", [m for m in dbmod.MIGRATIONS if m[0] != "m999_broken"])
     assert migrate(raw) == []  # the real ones all went through
+
+
+def test_rows_read_like_sqlite_rows_and_queue_position_counts(store: JobStore, clock: FakeClock):
+    for jid in ("a", "b", "c"):
+        store.create(new_job(jid))
+        clock.t += 1
+    row = store.get("c")
+    assert row["id"] == row[0] == "c" and dict(row)["id"] == "c" and "state" in row.keys()
+    (count,) = store.db.execute("SELECT COUNT(*) FROM jobs").fetchone()
+    assert count == 3
+    assert [store.queue_position(store.get(j)) for j in ("a", "b", "c")] == [1, 2, 3]
+    c = store.claim("w", [0])
+    store.transition(c.job_id, JobStatus.QUEUED, not_before=clock.t + 5)
+    assert store.backing_off() == 1
+
+
+def test_the_artifact_index_runs_on_the_same_store(store: JobStore, tmp_path: Path):
+    """zlt/artifacts/store.py writes through connect(): the same SQL on both dialects, the same
+    IntegrityError class for a duplicate id, the job row updated in the same transaction."""
+    from zlt.artifacts import store as index
+
+    store.create(new_job("j"))
+    row = {"id": "a1", "job_id": "j", "name": "s", "path": "/x/a1", "created_at": 1.0, "backend": "lightning",
+           "meta": {"k": 1}}
+    index.insert(tmp_path, row)
+    assert index.id_taken(tmp_path, "a1") and not index.id_taken(tmp_path, "a2")
+    with pytest.raises(FileExistsError):
+        index.insert(tmp_path, row)
+    assert store.get("j")["artifact_id"] == "a1"
+    assert [r["meta"] for r in index.fetch_all(tmp_path)] == [{"k": 1}]
+    index.delete(tmp_path, "a1")
+    assert index.fetch_all(tmp_path) == [] and store.get("j")["artifact_id"] is None

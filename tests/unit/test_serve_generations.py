@@ -117,3 +117,14 @@ def test_json_transfer_paths_are_fenced_to_the_data_roots(client, art, zlt_home,
 def test_generation_routes_on_a_training_job_are_404(client, zlt_home):
     r = client.get("/v1/generations/nope", headers=AUTH)
     assert r.status_code == 404
+
+
+def test_a_controlnet_path_is_fenced_but_a_hub_id_passes(client, art, zlt_home, data_root):
+    (data_root / "in.png").write_bytes(_png())
+    body = {"loras": [{"artifact": art}], "images": ["in.png"], "control": "canny"}
+    r = client.post("/v1/transfers", headers=AUTH, json={**body, "controlnet": "/etc"})
+    assert r.status_code == 422 and r.json()["errors"][0]["path"] == "transfer.controlnet"
+    r = client.post("/v1/transfers", headers=AUTH, json={**body, "controlnet": "../outside"})
+    assert r.status_code == 422
+    r = client.post("/v1/transfers", headers=AUTH, json={**body, "controlnet": "some-org/z-image-controlnet"})
+    assert r.status_code == 202, r.text  # read from the server's cache only, when the job runs

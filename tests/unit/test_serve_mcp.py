@@ -14,7 +14,7 @@ from zlt.serve.mcp_server import SubmitArgs, build_server, call, input_schema, m
 
 TOOL_NAMES = ["validate_spec", "render_config", "submit_lora_job", "get_job_status", "list_jobs", "cancel_job",
               "list_artifacts", "retry_job", "get_job_events", "get_artifact", "generate", "style_transfer",
-              "get_generation", "evaluate", "get_eval_report"]
+              "get_generation", "evaluate", "get_eval_report", "retrain_lora"]
 
 
 def test_the_spec_argument_is_the_job_spec_schema():

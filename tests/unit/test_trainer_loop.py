@@ -59,7 +59,8 @@ def test_all_the_options_together(tmp_path: Path, data: Path):
     keys = lora(out / "tinytest.safetensors")
     assert any("adaLN_modulation.0.lora_A" in k for k in keys) and any("feed_forward.w1.lora_B" in k for k in keys)
     log = [json.loads(x) for x in (out / "loss_log.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in log] == list(range(1, 7)) and log[0]["lr"] == pytest.approx(cfg.training.learning_rate / 3)
+    assert [r["step"] for r in log] == list(range(1, 7)) and log[0]["lr"] == pytest.approx(0.0)
+    assert log[1]["lr"] == pytest.approx(cfg.training.learning_rate / 2)  # warmup i/W, as transformers' schedules
 
 
 def test_samples_do_not_change_training(tmp_path: Path, data: Path):

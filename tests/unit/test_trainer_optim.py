@@ -12,7 +12,8 @@ from zlt.trainer.optim import lr_factor
 
 def test_warmup_then_constant():
     f = [lr_factor(i, 4, 20, "constant") for i in range(20)]
-    assert f[:4] == pytest.approx([0.2, 0.4, 0.6, 0.8])
+    # transformers.optimization._get_constant_schedule_with_warmup_lr_lambda: step / max(1, num_warmup_steps)
+    assert f[:4] == pytest.approx([0.0, 0.25, 0.5, 0.75])
     assert all(x == 1.0 for x in f[4:])
 
 

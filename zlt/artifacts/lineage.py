@@ -65,6 +65,15 @@ def image_changes(old: dict[str, str] | None, new: dict[str, str] | None) -> dic
     return {"added": added, "removed": removed, "kept": len(set(old) & set(new))}
 
 
+def _listing_sha(source: Any) -> str | None:
+    from zlt.jobs.snapshot import dataset_listing
+
+    try:
+        return dataset_listing(Path(source)).get("listing_sha256") if isinstance(source, str) else None
+    except ZltError:
+        return None
+
+
 def read_retrain(job_dir: Path) -> dict[str, Any] | None:
     try:
         doc = json.loads((Path(job_dir) / RETRAIN_FILE).read_text(encoding="utf-8"))
@@ -103,7 +112,10 @@ def job_lineage(job: JobFiles, home: Path) -> dict[str, Any]:
     from zlt.artifacts import store
 
     images = manifest_images(job.dataset.get("manifest"))
-    lineage: dict[str, Any] = {"dataset_sha256": job.dataset.get("dataset_sha256"), "images": images}
+    # Where the trainer state lives and what the dataset folder looked like: what `zlt retrain` needs to resume
+    # a parent that is not in the job store (`zlt train`).
+    lineage: dict[str, Any] = {"dataset_sha256": job.dataset.get("dataset_sha256"), "images": images,
+                               "job_dir": str(job.job_dir), "listing_sha256": _listing_sha(job.dataset.get("source"))}
     retrain = read_retrain(job.job_dir)
     if not retrain or not retrain.get("parent_id"):
         return {"parent_id": None, "lineage": lineage}

@@ -33,6 +33,15 @@ def current_id(home: Path, style: str) -> str | None:
 
 
 def _record(home: Path, style: str, artifact_id: str, action: str, now: float | None) -> dict[str, Any]:
+    for _attempt in range(7):
+        try:
+            return _record_once(home, style, artifact_id, action, now)
+        except sqlite3.IntegrityError:
+            continue  # PostgreSQL: another promotion of this style took that seq meanwhile
+    return _record_once(home, style, artifact_id, action, now)
+
+
+def _record_once(home: Path, style: str, artifact_id: str, action: str, now: float | None) -> dict[str, Any]:
     with closing(store._connect(Path(home))) as db:
         db.execute("BEGIN IMMEDIATE")
         try:

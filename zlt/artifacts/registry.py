@@ -30,6 +30,13 @@ from zlt.fsutil import sha256_file
 GENERATIONS_PREFIX = "generations/"
 
 
+def _resolve(home: Path, ref: str) -> dict[str, Any]:
+    """Reading commands also take a style name (its current version); `rm` does not (store.resolve)."""
+    from zlt.artifacts.versions import resolve_row
+
+    return resolve_row(home, ref)
+
+
 def _iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="seconds") if ts is not None else None
 
@@ -41,6 +48,7 @@ def _summary(row: dict[str, Any]) -> dict[str, Any]:
         "version": row.get("version"), "parent_id": row.get("parent_id"),
         "created_at": _iso(row["created_at"]), "backend": row["backend"], "key_format": meta.get("key_format"),
         "final_step": meta.get("final_step"), "final_loss": meta.get("final_loss"),
+        "best_step": meta.get("best_step"),  # set by `zlt eval`; None until the artifact is evaluated
         "exists": Path(row["path"]).is_dir(),
     }
 
@@ -70,7 +78,7 @@ def _read_meta(folder: Path) -> dict[str, Any]:
 
 def get_artifact(home: Path, artifact_id: str) -> dict[str, Any]:
     """Metadata, files and curve summary of one artifact. NotFoundError when unknown."""
-    row = store.resolve(Path(home), artifact_id)
+    row = _resolve(Path(home), artifact_id)
     folder = _folder(row)
     meta = _read_meta(folder)
     header: dict[str, str] = {}
@@ -150,7 +158,7 @@ def verify_artifact(home: Path, artifact_id: str) -> VerifyResult:
         expected = dict(meta.get("files") or {})
         expected[META_FILE] = {"sha256": sha256_file(candidate / META_FILE)}
         return verify_folder(candidate.resolve(), expected, candidate.resolve().name)
-    row = store.resolve(Path(home), artifact_id)
+    row = _resolve(Path(home), artifact_id)
     return verify_folder(_folder(row), row["meta"].get("files", {}), row["id"])
 
 
@@ -159,7 +167,7 @@ def export_artifact(
 ) -> Path:
     """Write the final LoRA (or checkpoint `step`) in another key format. Default: ./<id>.<format>.safetensors."""
     target_fmt = normalize_format(fmt)
-    row = store.resolve(Path(home), artifact_id)
+    row = _resolve(Path(home), artifact_id)
     folder = _folder(row)
     rel = LORA_FILE if step is None else f"checkpoints/step_{step:06d}.safetensors"
     src = folder / rel
@@ -216,7 +224,7 @@ def remove_artifact(home: Path, artifact_id: str, *, force: bool = False) -> Non
 
 def artifact_file(home: Path, artifact_id: str, name: str) -> Path:
     """A file inside the artifact folder (for downloads). Anything resolving outside it is NotFoundError."""
-    row = store.resolve(Path(home), artifact_id)
+    row = _resolve(Path(home), artifact_id)
     folder = _folder(row).resolve()
     rel = Path(name)
     if rel.is_absolute() or ".." in rel.parts or not name.strip():

@@ -58,6 +58,29 @@ def _row_from_folder(home: Path, folder: Path, meta: dict[str, Any]) -> dict[str
     return row
 
 
+def _version_in_name(folder: Path, meta: dict[str, Any]) -> int | None:
+    """The version the folder's name was rendered with, found by rendering its spec's pattern again."""
+    import time
+
+    from zlt.artifacts.naming import NameValues, render_name, uses_version
+    from zlt.errors import ZltError
+    from zlt.spec import load_spec
+
+    try:
+        spec = load_spec(folder / "spec.yaml").spec
+        pattern = spec.output.naming.pattern
+        if not uses_version(pattern):
+            return None
+        created = to_timestamp(meta.get("created_at")) or 0.0
+        steps = (meta.get("training") or {}).get("final_step") or spec.training.max_steps
+        values = NameValues(job_id=str(meta.get("job_id") or ""), style_name=spec.name, preset=spec.preset,
+                            rank=spec.model.lora.rank, steps=int(steps),
+                            date=time.strftime("%Y%m%d", time.gmtime(created)))
+        return next((v for v in range(1000) if render_name(pattern, values, v) == folder.name), None)
+    except (ZltError, OSError, ValueError, TypeError):
+        return None
+
+
 def _lineage(home: Path, job_id: str | None) -> dict[str, Any]:
     """The lineage collection would have recorded, when the job's folder is still there."""
     from zlt.artifacts.lineage import job_dir_of, job_lineage
@@ -73,8 +96,10 @@ def _lineage(home: Path, job_id: str | None) -> dict[str, Any]:
         return {}
 
 
-def reindex(home: Path, registries: list[Path] | None = None) -> dict[str, Any]:
-    """Index every complete, unindexed artifact folder; report staging folders and rows whose folder is gone."""
+def reindex(home: Path, registries: list[Path] | None = None, *, min_age_s: float = 0.0) -> dict[str, Any]:
+    """Index every complete, unindexed artifact folder; report staging folders and rows whose folder is gone.
+    `min_age_s` leaves alone folders finished more recently (a collector may be about to write their row)."""
+    import time
     home = Path(home)
     indexed = {row["id"]: row for row in store.fetch_all(home)}
     paths = {Path(r["path"]).resolve() for r in indexed.values()}
@@ -98,13 +123,37 @@ def reindex(home: Path, registries: list[Path] | None = None) -> dict[str, Any]:
             if not isinstance(meta, dict) or not (entry / LORA_FILE).is_file():
                 report["skipped"].append({"path": str(entry), "why": f"no readable {META_FILE} and {LORA_FILE}"})
                 continue
+            if min_age_s and time.time() - (entry / META_FILE).stat().st_mtime < min_age_s:
+                continue
             if entry.name in indexed:
                 report["skipped"].append({"path": str(entry), "why": f"id '{entry.name}' is indexed at another path"})
                 continue
+            row = _row_from_folder(home, entry.resolve(), meta)
             try:
-                version = store.insert(home, _row_from_folder(home, entry.resolve(), meta))
+                version = store.insert(home, {**row, "version": _version_in_name(entry, meta)})
             except FileExistsError:
-                continue  # indexed meanwhile by a collector
+                try:  # that version is taken (or the id was indexed meanwhile): the style's next one
+                    version = store.insert(home, row)
+                except FileExistsError:
+                    continue
             report["indexed"].append({"id": entry.name, "path": str(entry.resolve()), "version": version})
     report["missing"] = [r["id"] for r in indexed.values() if not Path(r["path"]).is_dir()]
     return report
+
+
+def startup_reindex(home: Path, log) -> None:
+    """What a worker does when it starts: close the crash window of an earlier collection, report leftovers.
+    Never stops the worker: a problem here is logged."""
+    try:
+        rep = reindex(Path(home), min_age_s=STARTUP_MIN_AGE_S)
+    except Exception as e:  # noqa: BLE001 - the index is repairable later with `zlt artifacts reindex`
+        log(f"artifact index check failed: {e!r}; run 'zlt artifacts reindex'")
+        return
+    for i in rep["indexed"]:
+        log(f"indexed artifact {i['id']} (its folder was published but never indexed)")
+    for p in rep["incomplete"]:
+        log(f"incomplete artifact staging folder {p} (an unfinished collection)")
+
+
+# A collector writes the index row milliseconds after the rename; a folder this old has no collector left.
+STARTUP_MIN_AGE_S = 120.0

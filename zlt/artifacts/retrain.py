@@ -18,6 +18,7 @@ from typing import Any
 
 from zlt.artifacts import store
 from zlt.artifacts.lineage import job_dir_of, spec_diff
+from zlt.artifacts.naming import parse_pattern, uses_version
 from zlt.artifacts.versions import resolve_row
 from zlt.artifacts.warmstart import init_file, resume_sources, write_init_lora, write_retrain_file
 from zlt.errors import BadInputError, NotFoundError
@@ -35,12 +36,13 @@ class RetrainPlan:
     why_warm: str | None = None
     copy: dict[str, str] = field(default_factory=dict)
     parent_spec: dict[str, Any] = field(default_factory=dict)
+    adjusted: list[str] = field(default_factory=list)  # settings changed to fit the new step count
 
     def summary(self) -> dict[str, Any]:
         tr = self.spec.spec.training
         return {"parent_id": self.parent["id"], "style": self.parent["name"], "mode": self.mode,
                 "base_step": self.base_step, "max_steps": tr.max_steps, "backend": tr.backend,
-                "why_warm": self.why_warm}
+                "why_warm": self.why_warm, "adjusted": self.adjusted}
 
 
 def _listing_sha(home: Path, job_id: str | None) -> str | None:
@@ -71,6 +73,9 @@ def plan_retrain(home: Path, ref: str, *, steps: int | None = None, more_steps: 
     for flag, n in (("--steps", steps), ("--more-steps", more_steps)):
         if n is not None and n < 1:
             raise BadInputError(f"{flag} {n}: must be at least 1")
+    if any(x.split("=", 1)[0].strip() == "training.max_steps" for x in sets or []):
+        raise BadInputError("--set training.max_steps: a retrain counts its steps with --steps or --more-steps",
+                            hint="--more-steps N continues the parent for N steps; --steps N trains N from its weights")
     parent = resolve_row(home, ref)
     folder = Path(parent["path"])
     if not (folder / "spec.yaml").is_file() or not (folder / "lora.safetensors").is_file():
@@ -93,14 +98,19 @@ def plan_retrain(home: Path, ref: str, *, steps: int | None = None, more_steps: 
         why_warm = "--steps starts a new run from the weights"
     elif changed:
         why_warm = "settings changed: " + ", ".join(changed[:6])
-    elif probe.spec.training.backend != parent["backend"]:
+    elif probe.spec.training.backend != parent["backend"]:  # e.g. the parent ran with `zlt train --backend`
         why_warm = f"backend changed ({parent['backend']} -> {probe.spec.training.backend})"
     else:
         listing = dataset_listing(Path(probe.spec.dataset.path)).get("listing_sha256")
-        old = _listing_sha(home, parent["job_id"])
+        lin = parent.get("lineage") or {}
+        old = _listing_sha(home, parent["job_id"]) or lin.get("listing_sha256")
         job_dir = job_dir_of(home, parent["job_id"])
+        if job_dir is None and lin.get("job_dir") and Path(lin["job_dir"]).is_dir():
+            job_dir = Path(lin["job_dir"])  # a `zlt train` job: not in the store, its folder still there
         src = resume_sources(job_dir, parent["backend"], parent["name"], base_step) if job_dir else None
-        if old is None or listing != old:
+        if job_dir is None or old is None:
+            why_warm = "the parent's job folder is gone (its trainer state with it)"
+        elif listing != old:
             why_warm = "the dataset folder changed since the parent was trained"
         elif src is None:
             why_warm = "the parent's trainer state is no longer in its job folder"
@@ -109,13 +119,26 @@ def plan_retrain(home: Path, ref: str, *, steps: int | None = None, more_steps: 
     mode = "warm" if why_warm else "resume"
     n = steps if steps is not None else more_steps if more_steps is not None else parent_loaded.spec.training.max_steps
     total = base_step + n if mode == "resume" else n
-    loaded = load_spec(folder / "spec.yaml", sets=[*extra, f"training.max_steps={total}"])
+    final_sets = [*extra, f"training.max_steps={total}"]
+    given = {x.split("=", 1)[0].strip() for x in extra}
+    adjusted: list[str] = []
+    # A short retrain still keeps a checkpoint and still trains after its warmup (unless the caller said otherwise).
+    if total < probe.spec.output.save.every and "output.save.every" not in given:
+        adjusted.append(f"output.save.every={total}")
+    if total <= probe.spec.training.warmup_steps and "training.warmup_steps" not in given:
+        adjusted.append(f"training.warmup_steps={total // 10}")
+    loaded = load_spec(folder / "spec.yaml", sets=final_sets + adjusted)
+    pattern = loaded.spec.output.naming.pattern
+    if not uses_version(pattern) and not any(f == "job_id" for _, f, _ in parse_pattern(pattern)):
+        raise BadInputError(f"output.naming.pattern: {pattern!r} names every version of '{parent['name']}' alike, so "
+                            "the retrained artifact could not be collected",
+                            hint="--set 'output.naming.pattern={style_name}_v{version}'")
     lora, plora = loaded.spec.model.lora, parent_loaded.spec.model.lora
     if mode == "warm" and lora.rank != plora.rank:
         raise BadInputError(f"model.lora.rank: {lora.rank} differs from the parent's {plora.rank}",
                             hint="a LoRA can only start from weights of the same rank")
     return RetrainPlan(parent=parent, spec=loaded, mode=mode, base_step=base_step, why_warm=why_warm, copy=copy,
-                       parent_spec=parent_spec)
+                       parent_spec=parent_spec, adjusted=adjusted)
 
 
 def submit_retrain(home: Path, ref: str, *, steps: int | None = None, more_steps: int | None = None,

@@ -7,6 +7,7 @@ keeps the sha256 of every file (training_meta.json included), which `verify` che
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from contextlib import closing
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 
 from zlt.errors import BadInputError, NotFoundError
 
+AT_VERSION = re.compile(r"^(?P<style>.+)@v?(?P<version>\d+)$")  # STYLE@vN: version N of a style
 COLUMNS = ("id", "job_id", "name", "path", "created_at", "backend", "spec_sha256", "dataset_sha256", "meta_json",
            "version", "parent_id", "lineage_json")
 
@@ -47,7 +49,20 @@ def id_taken(home: Path, artifact_id: str) -> bool:
 def insert(home: Path, row: dict[str, Any]) -> int:
     """One transaction: the index row, and the job's pointer to it when the job is in the store. Returns the
     version. A row without `version` (its folder name does not carry one) gets the style's next version here,
-    inside the transaction; a row whose version is taken raises FileExistsError like a taken id."""
+    inside the transaction; a row whose id or given version is taken raises FileExistsError."""
+    auto = row.get("version") is None
+    for _attempt in range(8):
+        try:
+            return _insert_once(home, row)
+        except sqlite3.IntegrityError:
+            # SQLite's BEGIN IMMEDIATE serialises writers; PostgreSQL's BEGIN does not, and the unique
+            # (name, version) index can reject an auto version another writer took meanwhile: take the next one.
+            if not auto or id_taken(home, row["id"]):
+                raise FileExistsError(row["id"]) from None
+    raise FileExistsError(row["id"])
+
+
+def _insert_once(home: Path, row: dict[str, Any]) -> int:
     values = {k: row.get(k) for k in COLUMNS if k not in ("meta_json", "lineage_json")}
     values["meta_json"] = json.dumps(row.get("meta") or {}, sort_keys=True)
     values["lineage_json"] = json.dumps(row.get("lineage") or {}, sort_keys=True)
@@ -66,9 +81,6 @@ def insert(home: Path, row: dict[str, Any]) -> int:
                     (values["id"], values["path"], values["job_id"]),
                 )
             db.execute("COMMIT")
-        except sqlite3.IntegrityError:
-            db.execute("ROLLBACK")
-            raise FileExistsError(values["id"]) from None
         except BaseException:
             db.execute("ROLLBACK")
             raise
@@ -115,13 +127,22 @@ def resolve_exact(home: Path, artifact_id: str) -> dict[str, Any]:
 
 
 def resolve(home: Path, ref: str) -> dict[str, Any]:
-    """An artifact by exact id, else by job id, else by unique id prefix. NotFoundError / BadInputError (ambiguous)."""
+    """An artifact by exact id, else STYLE@vN, else by job id, else by unique id prefix. NotFoundError /
+    BadInputError (ambiguous)."""
     ref = (ref or "").strip()
     if not ref:
         raise BadInputError("artifact id is empty", hint="see 'zlt artifacts list'")
     with closing(_connect(home)) as db:
         row = db.execute("SELECT * FROM artifacts WHERE id = ?", (ref,)).fetchone()
         if row is not None:
+            return _row(row)
+        at = AT_VERSION.match(ref)
+        if at:
+            row = db.execute("SELECT * FROM artifacts WHERE name = ? AND version = ?",
+                             (at["style"], int(at["version"]))).fetchone()
+            if row is None:
+                raise NotFoundError(f"style '{at['style']}' has no version {at['version']}",
+                                    hint=f"see 'zlt artifacts list --style {at['style']}'")
             return _row(row)
         rows = db.execute("SELECT * FROM artifacts WHERE job_id = ? ORDER BY created_at", (ref,)).fetchall()
         if not rows:

@@ -7,7 +7,6 @@ a style name (its current version: the promoted one, else the newest); a job id 
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -16,21 +15,28 @@ from zlt.artifacts.collect import LORA_FILE, META_FILE
 from zlt.artifacts.promote import current_id
 from zlt.errors import BadInputError, NotFoundError
 
-_AT_VERSION = re.compile(r"^(?P<style>.+)@v?(?P<version>\d+)$")
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def _eval_scores(path: Path) -> dict[str, Any] | None:
-    """Scores an evaluation left in the artifact (training_meta.json `eval`, or eval.json), when there are any."""
-    for name, key in ((META_FILE, "eval"), ("eval.json", None)):
-        try:
-            doc = json.loads((path / name).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        doc = doc.get(key) if key and isinstance(doc, dict) else doc
-        if isinstance(doc, dict) and doc:
-            scores = doc.get("scores", doc)
-            return {k: v for k, v in scores.items() if isinstance(v, (int, float)) and not isinstance(v, bool)} or None
-    return None
+def _eval_scores(path: Path, final_step: int | None = None) -> dict[str, Any] | None:
+    """Scores `zlt eval` left in the artifact (training_meta.json `eval`): the metrics of the final weights' row of
+    its table (else the best step's), plus `best_step`. None when the artifact was not evaluated."""
+    try:
+        doc = json.loads((path / META_FILE).read_text(encoding="utf-8")).get("eval")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(doc, dict) or not doc:
+        return None
+    table = [r for r in doc.get("table") or [] if isinstance(r, dict)]
+    want = final_step if final_step is not None else doc.get("best_step")
+    row = next((r for r in table if r.get("step") == want), None) or next(
+        (r for r in table if r.get("step") == doc.get("best_step")), None)
+    scores = {k: v for k, v in (row or doc.get("scores") or {}).items() if k != "step" and _number(v)}
+    if _number(doc.get("best_step")):
+        scores["best_step"] = doc["best_step"]
+    return scores or None
 
 
 def style_line(home: Path, style: str) -> dict[str, Any]:
@@ -49,7 +55,8 @@ def style_line(home: Path, style: str) -> dict[str, Any]:
             "version": r["version"], "id": r["id"], "path": r["path"], "exists": path.is_dir(),
             "job_id": r["job_id"], "parent_id": r.get("parent_id"), "backend": r["backend"],
             "final_step": r["meta"].get("final_step"), "final_loss": r["meta"].get("final_loss"),
-            "eval": _eval_scores(path) if path.is_dir() else None, "mode": lin.get("mode"),
+            "eval": _eval_scores(path, r["meta"].get("final_step")) if path.is_dir() else None,
+            "mode": lin.get("mode"),
             "current": r["id"] == resolves_to,
         })
     return {"style": style, "current": resolves_to, "promoted": promoted is not None, "versions": versions}
@@ -70,13 +77,8 @@ def resolve_row(home: Path, ref: str) -> dict[str, Any]:
         return store.resolve_exact(home, ref)
     except NotFoundError:
         pass
-    m = _AT_VERSION.match(ref)
-    if m:
-        for r in store.fetch_style(home, m["style"]):
-            if r["version"] == int(m["version"]):
-                return r
-        raise NotFoundError(f"style '{m['style']}' has no version {m['version']}",
-                            hint=f"see 'zlt artifacts list --style {m['style']}'")
+    if store.AT_VERSION.match(ref):
+        return store.resolve(home, ref)
     rows = store.fetch_style(home, ref)
     if rows:
         cur = current_id(home, ref) or rows[-1]["id"]

@@ -89,28 +89,40 @@ def resume_sources(parent_job_dir: Path, backend: str, name: str, final_step: in
             return None
         return {"copy": {str(final): f"{name}/{final.name}", str(optim): f"{name}/optimizer.pt"}}
     if backend == "musubi":
-        from zlt.run.checkpoints import latest_state
+        from zlt.run.checkpoints import RESUME_DIR, latest_state
 
-        st = latest_state(out, name)
-        if st is None or st.step != final_step:
-            return None
-        return {"copy": {str(st.path): f"{name}-step{st.step:08d}-state"}}
+        # musubi's `--save_state` also saves `<name>-state` when training ends (utils/train_utils.py
+        # save_state_on_train_end); a resumed parent wrote it under output/resume_from_<step>/.
+        folders = [out] + [p for p in out.iterdir() if p.is_dir() and RESUME_DIR.match(p.name)]
+        last = [f / f"{name}-state" for f in folders if (f / f"{name}-state").is_dir()]
+        if last:
+            src = max(last, key=lambda p: p.stat().st_mtime)
+        else:
+            st = latest_state(out, name)
+            if st is None or st.step != final_step:
+                return None
+            src = st.path
+        # named by the global step, so the runner resumes at the parent's step (musubi restarts its counter at 0)
+        return {"copy": {str(src): f"{name}-step{final_step:08d}-state"}}
     return None
 
 
-def apply_warm_start(job_dir: Path, backend: str, output_dir: Path, *, first_attempt: bool) -> WarmStart:
-    """Called by the runner before rendering. Seeds the output folder on the first attempt of a resume-mode retrain
-    and says how to render: resume, or start from `init_lora`."""
+def apply_warm_start(job_dir: Path, backend: str, output_dir: Path) -> WarmStart:
+    """Called by the runner before rendering: seeds the output folder of a resume-mode retrain with the parent's
+    state (what is already there stays: a retried attempt keeps the newer state it trained) and says how to
+    render: resume, or start from `init_lora`."""
     doc = read_retrain(Path(job_dir))
     if not doc:
         return WarmStart()
     if doc.get("mode") == "resume":
-        if first_attempt:
-            for src, rel in (doc.get("copy") or {}).items():
-                if not Path(src).exists():
-                    raise BadInputError(f"retrain: the parent's trainer state {src} is gone",
-                                        hint="retrain with --steps N to start from the artifact's weights instead")
-                _copy(Path(src), Path(output_dir) / rel)
+        for src, rel in (doc.get("copy") or {}).items():
+            dest = Path(output_dir) / rel
+            if dest.exists():
+                continue
+            if not Path(src).exists():
+                raise BadInputError(f"retrain: the parent's trainer state {src} is gone",
+                                    hint="retrain with --steps N to start from the artifact's weights instead")
+            _copy(Path(src), dest)
         return WarmStart(resume=True)
     init = init_file(job_dir, backend)
     if not init.is_file():

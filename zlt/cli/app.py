@@ -44,13 +44,18 @@ def _register() -> None:
 
     for module in (spec_cmds, dataset, preflight, train, jobs, artifacts, serve, eval_cmds, generate):
         module.register(app)
+    from zlt.cli import retrain
+
+    retrain.register(app)
 
 
 _register()
 
 
 def main() -> None:
-    app()
+    from zlt.cli.jobs import submit_inference_argv
+
+    app(args=submit_inference_argv(sys.argv[1:]), prog_name="zlt")
 
 
 if __name__ == "__main__":

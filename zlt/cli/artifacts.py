@@ -35,10 +35,24 @@ def _size(n: Any) -> str:
 
 @artifacts_app.command("list")
 @command
-def list_cmd(json_out: bool = JsonOpt, home: Path | None = HomeOpt) -> None:
-    """List every artifact in the registry index, oldest first."""
+def list_cmd(
+    style: str | None = typer.Option(None, "--style", help="Only this style: its versions with step, loss, eval scores."),
+    json_out: bool = JsonOpt,
+    home: Path | None = HomeOpt,
+) -> None:
+    """List every artifact in the registry index, oldest first (--style: one style's version line)."""
     from zlt.artifacts import list_artifacts
 
+    if style is not None:
+        from zlt.artifacts.versions import style_line
+        from zlt.cli.artifact_versions import print_style_line
+
+        line = style_line(home_path(home), style)
+        if json_out:
+            print_json({"ok": True, **line})
+        else:
+            print_style_line(line)
+        return
     rows = list_artifacts(home_path(home))
     if json_out:
         print_json({"ok": True, "artifacts": rows})
@@ -57,6 +71,18 @@ def list_cmd(json_out: bool = JsonOpt, home: Path | None = HomeOpt) -> None:
         )
 
 
+def _version_line(a: dict[str, Any]) -> str:
+    """'v1 of watercolor, retrained (resume) from <parent>; +2 -1 images'."""
+    lin = a.get("lineage") or {}
+    text = f"v{a.get('version')} of {a.get('name')}"
+    if a.get("parent_id"):
+        text += f", retrained ({lin.get('mode') or '?'}) from {a['parent_id']}"
+        changes = lin.get("dataset_changes")
+        if changes and (changes.get("added") or changes.get("removed")):
+            text += f"; images +{len(changes['added'])} -{len(changes['removed'])}"
+    return text
+
+
 @artifacts_app.command("show")
 @command
 def show_cmd(artifact_id: str = IdArg, json_out: bool = JsonOpt, home: Path | None = HomeOpt) -> None:
@@ -72,7 +98,8 @@ def show_cmd(artifact_id: str = IdArg, json_out: bool = JsonOpt, home: Path | No
     gpu = meta.get("gpu") or {}
     ds = meta.get("dataset") or {}
     lines = [
-        ("id", a["id"]), ("job", a["job_id"]), ("path", a["path"]), ("created", a["created_at"]),
+        ("id", a["id"]), ("version", _version_line(a)), ("job", a["job_id"]), ("path", a["path"]),
+        ("created", a["created_at"]),
         ("status", a.get("status") or "-"),
         ("backend", " ".join(str(x) for x in (backend.get("name"), backend.get("version")) if x) or "-"),
         ("gpu", " ".join(filter(None, [gpu.get("name"), f"peak {gpu['peak_vram_gb']} GB" if gpu.get("peak_vram_gb") else None])) or "-"),
@@ -162,6 +189,7 @@ def export_cmd(
 def rm_cmd(
     artifact_id: str = IdArg,
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask."),
+    force: bool = typer.Option(False, "--force", help="Also delete the current (promoted) version of its style."),
     json_out: bool = JsonOpt,
     home: Path | None = HomeOpt,
 ) -> None:
@@ -171,6 +199,11 @@ def rm_cmd(
 
     h = home_path(home)
     row = resolve(h, artifact_id)
+    if not force:  # refuse before asking
+        from zlt.artifacts.promote import current_id
+
+        if current_id(h, row["name"]) == row["id"]:
+            remove_artifact(h, row["id"])  # raises the error that says what to do
     if not yes:
         if json_out:
             raise BadInputError(f"deleting '{row['id']}' needs confirmation", hint="pass --yes")
@@ -185,7 +218,7 @@ def rm_cmd(
         if not ok:
             typer.echo("Nothing deleted.")
             return
-    remove_artifact(h, row["id"])
+    remove_artifact(h, row["id"], force=force)
     if json_out:
         print_json({"ok": True, "removed": row["id"], "path": row["path"]})
     else:
@@ -212,4 +245,7 @@ def collect_cmd(
 
 
 def register(app: typer.Typer) -> None:
+    from zlt.cli import artifact_versions
+
+    artifact_versions.register(artifacts_app)
     app.add_typer(artifacts_app, name="artifacts")

@@ -13,7 +13,7 @@ from zlt.cli.common import HomeOpt, JsonOpt, command, home_path, print_json
 def eval_cmd(
     artifact_id: str = typer.Argument(..., help="Artifact id (the folder name), its job id, or a unique id prefix."),
     prompts: Path | None = typer.Option(None, "--prompts", help="Held-out prompts: a text file, one a line "
-                                        "('[trigger]' marks where the trigger goes), or a JSON/YAML list. "
+                                        "('\\[trigger]' marks where the trigger goes), or a JSON/YAML list. "
                                         "Default: 8 varied subjects."),
     seeds: int | None = typer.Option(None, "--seeds", help="Images per prompt (different seeds), 1..16 "
                                      "(default: the spec's eval.seeds, 2)."),
@@ -28,6 +28,8 @@ def eval_cmd(
                                     "resolution)."),
     train_images: Path | None = typer.Option(None, "--train-images", help="Folder of training images (default: "
                                              "the artifact's prepared dataset)."),
+    submit: bool = typer.Option(False, "--submit", help="Queue it as a job for the worker and return the job id "
+                                "at once (follow with 'zlt status ID')."),
     json_out: bool = JsonOpt,
     home: Path | None = HomeOpt,
 ) -> None:
@@ -38,6 +40,10 @@ def eval_cmd(
     from zlt.eval.prompts import read_prompts_file
 
     h = home_path(home)
+    if submit:
+        _submit(h, artifact_id, json_out, train_images, prompts=read_prompts_file(prompts) if prompts else None,
+                seeds=seeds, checkpoints=checkpoints, clip=clip, scale=scale, steps=steps, guidance=guidance, size=size)
+        return
     opts = options_for(h, artifact_id, prompts=read_prompts_file(prompts) if prompts else None, seeds=seeds,
                        checkpoints=checkpoints, clip=clip, scale=scale, steps=steps, guidance=guidance, size=size,
                        train_images=train_images)
@@ -56,6 +62,20 @@ def eval_cmd(
     typer.echo(f"wrote: {report['eval_dir']} (report.json, contact_sheet.png, curves.png)")
     for w in report["warnings"]:
         typer.echo(f"warning: {w}", err=True)
+
+
+def _submit(home: Path, artifact_id: str, json_out: bool, train_images: Path | None, **fields: object) -> None:
+    from zlt.errors import BadInputError
+    from zlt.eval.jobs import EvalRequest, submit_evaluation
+
+    if train_images is not None:
+        raise BadInputError("--train-images cannot be queued: a job reads the training images the artifact names",
+                            hint="run without --submit to evaluate against another folder")
+    st = submit_evaluation(home, artifact_id, EvalRequest(**{k: v for k, v in fields.items() if v is not None}))
+    if json_out:
+        print_json({"ok": True, **st})
+    else:
+        typer.echo(f"{st['job_id']}  queued: evaluation of {st['evaluates']} (follow with 'zlt status {st['job_id']}')")
 
 
 def register(app: typer.Typer) -> None:

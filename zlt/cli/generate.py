@@ -10,7 +10,8 @@ import typer
 
 from zlt.cli.common import HomeOpt, JsonOpt, command, home_path, print_json
 
-ArtifactArg = typer.Argument(..., help="Artifact id (see 'zlt artifacts list'), its job id, or a unique id prefix.")
+ArtifactArg = typer.Argument(..., help="Artifact id (see 'zlt artifacts list'), its job id, a unique id prefix, or "
+                             "'latest' (the newest artifact).")
 ScaleOpt = typer.Option(0.8, "--scale", help="LoRA scale of ARTIFACT (0 = base model; 0.7-1.0 usual).")
 CheckpointOpt = typer.Option(None, "--checkpoint", help="Use ARTIFACT's kept checkpoint of this step, not the final weights.")
 LoraOpt = typer.Option(None, "--lora", help="Stack another LoRA: ID, ID:SCALE or ID@STEP:SCALE (repeatable).")
@@ -68,9 +69,9 @@ def _finish(kind: str, request: dict[str, Any], home: Path | None, json_out: boo
     for entry in result.outputs["images"]:
         sys.stderr.write(f"  {entry['file']}  seed {entry['seed']}  {entry['width']}x{entry['height']}\n")
     if result.outputs.get("contact_sheet"):
-        sys.stderr.write(f"  {result.outputs['contact_sheet']}\n")
+        sys.stderr.write(f"contact sheet: {result.folder / result.outputs['contact_sheet']}\n")
     sys.stderr.write(f"{len(result.images)} image(s) in {result.outputs['seconds']:.1f} s on "
-                     f"{result.outputs['device']['device']}\n")
+                     f"{result.outputs['device']['device']} (pipeline load {result.outputs['load_seconds']:.1f} s)\n")
 
 
 @command

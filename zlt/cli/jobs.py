@@ -1,4 +1,4 @@
-"""`zlt submit | status | jobs | logs | cancel | retry | worker`: training as an asynchronous job.
+"""`zlt submit | status | jobs | logs | cancel | retry | worker | workers`: training as an asynchronous job.
 
 Exit codes: 0 ok, 1 job failed (`status --wait/--watch` ending failed or cancelled, `worker --once`
 when a job it ran failed), 2 bad input, 3 environment not ready.
@@ -39,6 +39,29 @@ def _now() -> str:
     return time.strftime("%H:%M:%S")
 
 
+INFERENCE_FLAGS = {"--generate": "generate", "--transfer": "transfer"}
+
+
+def submit_inference_argv(argv: list[str]) -> list[str]:
+    """`zlt submit --generate|--transfer ARTIFACT REST` is `zlt generate|transfer ARTIFACT REST --submit`: one set of
+    options and checks for both spellings. Rewritten before click parses, because REST holds the other command's
+    options; any other argv is returned unchanged."""
+    if not argv or argv[0] != "submit":
+        return argv
+    rest = argv[1:]
+    for i, arg in enumerate(rest):
+        flag, _, value = arg.partition("=")
+        if flag in INFERENCE_FLAGS:
+            if value:
+                artifact, tail = value, rest[:i] + rest[i + 1:]
+            elif i + 1 < len(rest):
+                artifact, tail = rest[i + 1], rest[:i] + rest[i + 2:]
+            else:
+                return argv  # click reports the missing value
+            return [INFERENCE_FLAGS[flag], artifact, *tail, "--submit"]
+    return argv
+
+
 def submit(
     spec: Path = typer.Argument(..., help="The job spec (.yaml or .json)."),
     priority: int = typer.Option(None, "--priority", help="Queue priority -100..100, higher first (default: job.priority)."),
@@ -53,7 +76,9 @@ def submit(
     home: Path = HomeOpt,
     json_out: bool = JsonOpt,
 ) -> None:
-    """Validate a spec, queue it as a job and print the job id at once."""
+    """Validate a spec, queue it as a job and print the job id at once. `zlt submit --generate ARTIFACT ...` and
+    `zlt submit --transfer ARTIFACT ...` queue a generation or style transfer instead (zlt generate/transfer's
+    options, as with their --submit)."""
     from zlt.jobs.api import submit_job
     from zlt.spec import load_spec
 
@@ -119,9 +144,15 @@ def status(
 
 
 def _warn_if_no_worker(home: Path, st: dict) -> None:
-    if st["state"] != "queued":
+    # The status's `waiting` line says it from the store, for workers on every host; this local lock
+    # check only adds something when the status has no such line.
+    if st["state"] != "queued" or st.get("waiting"):
         return
+    from zlt.jobs.db import store_url
     from zlt.jobs.spawn import worker_running
+
+    if store_url(home):
+        return  # a shared store: the workers live on the GPU hosts, not behind this machine's lock
 
     if not worker_running(home):
         _err("note: no worker is running; start one with 'zlt worker' (zlt submit starts one by itself)")
@@ -323,6 +354,20 @@ def worker(
         raise typer.Exit(1)
 
 
+def workers(home: Path = HomeOpt, json_out: bool = JsonOpt) -> None:
+    """List live workers on every host sharing this store: GPUs (name, memory) and the jobs they run."""
+    from zlt.jobs.api import list_workers
+    from zlt.jobs.display import workers_table
+
+    found = list_workers(home_path(home))
+    if json_out:
+        print_json(found)
+    elif found:
+        print(workers_table(found))
+    else:
+        _err("no live worker (start one with 'zlt worker'; 'zlt serve' keeps one running)")
+
+
 def job_run(
     job_id: str = typer.Argument(...),
     token: str = typer.Option(..., "--token"),
@@ -360,4 +405,5 @@ def register(app: typer.Typer) -> None:
     app.command("cancel")(command(cancel))
     app.command("retry")(command(retry))
     app.command("worker")(command(worker))
+    app.command("workers")(command(workers))
     app.command("_job-run", hidden=True)(command(job_run))

@@ -68,6 +68,8 @@ def serve(
         None, "--webhook-secret-file", help="Key that signs webhook bodies (default: $ZLT_HOME/serve/webhook_secret)."),
     max_upload_mb: int = typer.Option(512, "--max-upload-mb", min=1, help="Largest dataset zip accepted, MiB."),
     max_extract_mb: int = typer.Option(2048, "--max-extract-mb", min=1, help="Largest unzipped dataset, MiB."),
+    no_worker: bool = typer.Option(
+        False, "--no-worker", help="Do not keep a local worker running (GPU hosts run 'zlt worker' themselves)."),
     home: Path | None = HomeOpt,
     json_out: bool = JsonOpt,
 ) -> None:
@@ -108,7 +110,17 @@ def serve(
                          f"{', '.join(map(str, roots)) or 'none, zip uploads only'})\n")
         sys.stderr.flush()
     config = uvicorn.Config(build_app(cfg), log_level="warning", timeout_graceful_shutdown=5, lifespan="on")
-    uvicorn.Server(config).run(sockets=[sock])
+    local = None
+    if not no_worker:
+        from zlt.jobs.spawn import LocalWorker
+
+        # Someone always runs the queue: a job the reaper requeues is picked up without a new submit.
+        local = LocalWorker(home_dir).start()
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        if local is not None:
+            local.stop()
 
 
 @command

@@ -78,15 +78,22 @@ class ClipScorer:
         require_clip(name)
         import torch
         from transformers import AutoImageProcessor, AutoTokenizer, CLIPModel
+        from transformers.utils import logging as tf_logging
 
         local = Path(name).expanduser().is_dir() or _offline()
         src = str(Path(name).expanduser()) if Path(name).expanduser().is_dir() else name
+        level = tf_logging.get_verbosity()
+        tf_logging.set_verbosity_error()  # the "no torchvision, PIL image processor" notice is not the user's problem
+        tf_logging.disable_progress_bar()
         try:
             self.model = CLIPModel.from_pretrained(src, local_files_only=local).eval().to(device)
             self.tokenizer = AutoTokenizer.from_pretrained(src, local_files_only=local)
             self.processor = AutoImageProcessor.from_pretrained(src, local_files_only=local)
         except (OSError, ValueError) as e:
             raise EnvNotReadyError(f"metric model: cannot load CLIP model {name}: {e}", hint=_fix_hint(name)) from e
+        finally:
+            tf_logging.set_verbosity(level)
+            tf_logging.enable_progress_bar()
         self.name, self.device, self.batch_size, self.torch = name, device, batch_size, torch
         cfg = self.model.config.text_config
         self.max_length = int(getattr(cfg, "max_position_embeddings", 77))

@@ -29,6 +29,7 @@ from zlt.eval.plan import (
 from zlt.eval.prompts import EvalPrompt, build_prompts, training_overlap
 
 SCHEMA = "zlt.eval_report/1"
+MAX_GRID = 64  # images per checkpoint (zlt generate draws at most 64 per request)
 USER_TARGETS = {"style_similarity": 0.85}  # the user's "CLIP similarity > 0.85"; FID/LPIPS targets: see docs
 
 
@@ -44,8 +45,17 @@ class EvalOptions:
     size: int | None = None
     train_images: Path | None = None
     rule: Rule = field(default_factory=Rule)
-    device: str | None = None
+    device: str | None = None  # the CLIP model's device (default: cuda when there is one, else cpu)
+    gpu: int | None = None  # CUDA index the images are drawn on (a worker's slot); None: zlt generate's default
     keep_images: bool = True
+
+
+def check_grid(n_prompts: int, seeds: int) -> None:
+    if seeds < 1 or seeds > 16:
+        raise BadInputError(f"--seeds {seeds}: must be 1..16", hint="2 seeds give diversity a pair per prompt")
+    if n_prompts * seeds > MAX_GRID:
+        raise BadInputError(f"--seeds {seeds} x {n_prompts} prompts = {n_prompts * seeds} images per checkpoint; "
+                            f"at most {MAX_GRID}", hint="use fewer prompts or seeds")
 
 
 def draw_settings(view: ArtifactView, opts: EvalOptions) -> DrawSettings:
@@ -53,9 +63,11 @@ def draw_settings(view: ArtifactView, opts: EvalOptions) -> DrawSettings:
     spec = view.spec
     base = (view.meta.get("base_model") or {})
     if spec is not None:
-        sample = spec.training.sample
-        s = DrawSettings(base_model=spec.model.base.name, precision=spec.model.base.precision, steps=sample.steps,
-                         guidance=sample.guidance_scale, size=spec.dataset.resolution)
+        from zlt.render.common import sample_steps_guidance
+
+        steps, guidance = sample_steps_guidance(spec)  # the spec's, else the variant's (turbo 9/0, base 30/4)
+        s = DrawSettings(base_model=spec.model.base.name, precision=spec.model.base.precision, steps=steps,
+                         guidance=guidance, size=spec.dataset.resolution)
     else:
         s = DrawSettings(base_model=base.get("name") or "Tongyi-MAI/Z-Image-Turbo",
                          precision=base.get("precision") or "bf16",
@@ -93,7 +105,7 @@ def _metrics(scorer: Any, images: list[Any], prompts: list[EvalPrompt], seeds: l
 
 def evaluate_artifact(
     home: Path, artifact_id: str, opts: EvalOptions | None = None, *,
-    image_fn: ImageFn | None = None, scorer: Any = None,
+    image_fn: ImageFn | None = None, scorer: Any = None, pipeline_cache: Any = None,
     progress: Callable[[str], None] | None = None, rows_done: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Evaluate, write eval/ into the artifact, record the best step. Returns the report (report.json's content).
@@ -102,18 +114,18 @@ def evaluate_artifact(
     (nothing is written into the artifact before the last row is scored)."""
     opts = opts or EvalOptions()
     say = progress or (lambda _msg: None)
-    if opts.seeds < 1 or opts.seeds > 16:
-        raise BadInputError(f"--seeds {opts.seeds}: must be 1..16", hint="2 seeds give diversity a pair per prompt")
+    check_grid(1, opts.seeds)
     view = open_artifact(home, artifact_id)
     targets = select_targets(view, opts.checkpoints)
     prompts = build_prompts(opts.prompts, view.trigger)
     settings = draw_settings(view, opts)
+    check_grid(len(prompts), opts.seeds)
     base_seed = view.spec.training.sample.seed if view.spec is not None else 42
     seeds = [base_seed + i for i in range(opts.seeds)]  # image k of the grid is drawn with base_seed + k
     train_dir = training_image_dir(view, opts.train_images)
     train_paths = list_images(train_dir)
     warnings = [f"prompt is a training caption (not held out): {p!r}"
-                for p in training_overlap(prompts, training_captions(train_paths))]
+                for p in training_overlap(prompts, training_captions(train_paths), view.trigger)]
     if scorer is None:
         require_clip(opts.clip)  # exit 3 before the (much larger) pipeline is loaded
     t_start = time.perf_counter()
@@ -124,7 +136,7 @@ def evaluate_artifact(
         from zlt.eval.clip import ClipScorer
 
         say(f"loading metric model {opts.clip}")
-        scorer = ClipScorer(opts.clip, device=opts.device or _default_device())
+        scorer = ClipScorer(opts.clip, device=opts.device or _default_device(opts.gpu))
     train_imgs = []
     for p in train_paths:
         try:
@@ -142,40 +154,75 @@ def evaluate_artifact(
         from zlt.eval.images import InferImages
 
         say(f"loading pipeline {settings.base_model}")
-        image_fn = InferImages(home, view.id, settings)
+        image_fn = InferImages(home, view.id, settings, cache=pipeline_cache, gpu=opts.gpu)
         image_fn.warm()
     load_s = time.perf_counter() - t_load
 
     n = len(prompts) * len(seeds)
+    cells = [(i, seeds[0] + i * len(seeds) + j) for i in range(len(prompts)) for j in range(len(seeds))]
     rows: list[dict[str, Any]] = []
-    grid: list[list[Any]] = []
-    for i, t in enumerate(targets):
-        if rows_done is not None:
-            rows_done(i, len(targets))
-        say(f"{t.label}: drawing {n} image(s)")
-        t0 = time.perf_counter()
-        images = image_fn(t, [p.text for p in prompts], len(seeds), seeds[0])
-        gen_s = time.perf_counter() - t0
-        if len(images) != n:
-            raise RuntimeError(f"image source returned {len(images)} images for {n} requests")
-        t1 = time.perf_counter()
-        row = {"step": t.step, "label": t.label, "base": t.base, "final": t.final, "file": t.file,
-               "metrics": _metrics(scorer, images, prompts, seeds, train_emb)}
-        row["timing"] = {"generate_s": round(gen_s, 4), "metrics_s": round(time.perf_counter() - t1, 4)}
-        rows.append(row)
-        grid.append(images)
-    pick = pick_best(rows, opts.rule)
-    say(f"best: {pick.reason}")
-    report = _report(view, opts, settings, prompts, seeds, train_dir, len(train_emb), rows, pick, warnings,
-                     load_s=load_s, total_s=time.perf_counter() - t_start)
-    _write(home, view, report, rows, grid, prompts, seeds, opts)
+    thumbs: list[list[Any]] = []  # full images go to disk as they come: memory holds one row at a time
+    from zlt.eval.record import staging_dir
+
+    staging = staging_dir(view.folder)
+    try:
+        for i, t in enumerate(targets):
+            if rows_done is not None:
+                rows_done(i, len(targets))
+            say(f"{t.label}: drawing {n} image(s)")
+            t0 = time.perf_counter()
+            images = image_fn(t, [p.text for p in prompts], len(seeds), seeds[0])
+            gen_s = time.perf_counter() - t0
+            if len(images) != n:
+                raise RuntimeError(f"image source returned {len(images)} images for {n} requests")
+            t1 = time.perf_counter()
+            row = {"step": t.step, "label": t.label, "base": t.base, "final": t.final, "file": t.file,
+                   "metrics": _metrics(scorer, images, prompts, seeds, train_emb)}
+            row["timing"] = {"generate_s": round(gen_s, 4), "metrics_s": round(time.perf_counter() - t1, 4)}
+            if opts.keep_images:
+                row["images"] = _save_row(staging, row, images, cells)
+            rows.append(row)
+            thumbs.append([_thumb(im, settings.size) for im in images])
+        pick = pick_best(rows, opts.rule)
+        report = _report(view, opts, settings, prompts, seeds, train_dir, len(train_emb), rows, pick, warnings,
+                         load_s=load_s, total_s=time.perf_counter() - t_start)
+        _write(home, view, report, rows, thumbs, [f"p{i + 1} s{s}" for i, s in cells], staging)
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     return report
 
 
-def _default_device() -> str:
+def _save_row(staging: Path, row: dict[str, Any], images: list[Any], cells: list[tuple[int, int]]) -> list[str]:
+    sub = staging / "images" / ("base" if row["base"] else f"step_{row['step']:06d}")
+    sub.mkdir(parents=True, exist_ok=True)
+    names = []
+    for (i, s), im in zip(cells, images, strict=True):
+        name = f"p{i + 1:02d}_s{s}.png"
+        im.save(sub / name, format="PNG")
+        names.append(f"eval/images/{sub.name}/{name}")
+    return names
+
+
+def _thumb(im: Any, size: int) -> Any:
+    from PIL import Image
+
+    from zlt.eval.pictures import thumb_size
+
+    side = thumb_size(size)
+    out = im.convert("RGB").resize((side, side), Image.Resampling.LANCZOS)
+    out.info = dict(im.info)  # keeps what a caller attached (the tests' embeddings)
+    return out
+
+
+def _default_device(gpu: int | None = None) -> str:
     import torch
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    if not torch.cuda.is_available():
+        return "cpu"
+    return f"cuda:{gpu}" if gpu is not None else "cuda"
 
 
 def _targets_met(row: dict[str, Any]) -> dict[str, Any]:
@@ -221,44 +268,26 @@ def _report(view: ArtifactView, opts: EvalOptions, settings: DrawSettings, promp
 
 
 def _write(home: Path, view: ArtifactView, report: dict[str, Any], rows: list[dict[str, Any]],
-           grid: list[list[Any]], prompts: list[EvalPrompt], seeds: list[int], opts: EvalOptions) -> None:
+           thumbs: list[list[Any]], columns: list[str], staging: Path) -> None:
+    """Contact sheet, curves and report into `staging` (which already holds the images), then publish it."""
     from zlt.eval.pictures import contact_sheet, curves
-    from zlt.eval.record import publish_eval, staging_dir
+    from zlt.eval.record import publish_eval
     from zlt.fsutil import atomic_write_json
 
-    staging = staging_dir(view.folder)
-    try:
-        cells = [(i, seeds[0] + i * len(seeds) + j) for i in range(len(prompts)) for j in range(len(seeds))]
-        columns = [f"p{i + 1} s{s}" for i, s in cells]
-        best = report["best"]["step"]
-        geo = contact_sheet(rows, grid, columns, staging / "contact_sheet.png", best)
-        report["contact_sheet"] = {"file": "eval/contact_sheet.png", "rows": geo.rows, "cols": geo.cols,
-                                   "thumb": geo.thumb, "size": list(geo.size)}
-        note = curves(rows, view.meta.get("curve"), staging / "curves.png", f"{view.id}: evaluation", best)
-        if note:
-            report["warnings"].append(note)
-        if opts.keep_images:
-            for row, images in zip(rows, grid, strict=True):
-                sub = staging / "images" / ("base" if row["base"] else f"step_{row['step']:06d}")
-                sub.mkdir(parents=True, exist_ok=True)
-                names = []
-                for (i, s), im in zip(cells, images, strict=True):
-                    name = f"p{i + 1:02d}_s{s}.png"
-                    im.save(sub / name, format="PNG")
-                    names.append(f"eval/images/{sub.name}/{name}")
-                row["images"] = names
-        atomic_write_json(staging / "report.json", report)
-        summary = {
-            "report": "eval/report.json", "evaluated_at": report["evaluated_at"], "clip_model": report["clip_model"],
-            "best_step": best, "best_file": report["best"]["file"], "passed": report["best"]["passed"],
-            "reason": report["best"]["reason"],
-            "table": [{"step": r["step"], "label": r["label"], **{k: r["metrics"].get(k) for k in (
-                "style_similarity", "prompt_alignment", "memorisation", "diversity", "kid_clip", "kid_clip_std",
-                "fid_clip")}} for r in rows],
-        }
-        publish_eval(home, view.id, view.folder, staging, summary)
-    except BaseException:
-        import shutil
-
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    best = report["best"]["step"]
+    geo = contact_sheet(rows, thumbs, columns, staging / "contact_sheet.png", best)
+    report["contact_sheet"] = {"file": "eval/contact_sheet.png", "rows": geo.rows, "cols": geo.cols,
+                               "thumb": geo.thumb, "size": list(geo.size)}
+    note = curves(rows, view.meta.get("curve"), staging / "curves.png", f"{view.id}: evaluation", best)
+    if note:
+        report["warnings"].append(note)
+    atomic_write_json(staging / "report.json", report)
+    summary = {
+        "report": "eval/report.json", "evaluated_at": report["evaluated_at"], "clip_model": report["clip_model"],
+        "best_step": best, "best_file": report["best"]["file"], "passed": report["best"]["passed"],
+        "reason": report["best"]["reason"],
+        "table": [{"step": r["step"], "label": r["label"], **{k: r["metrics"].get(k) for k in (
+            "style_similarity", "prompt_alignment", "memorisation", "diversity", "kid_clip", "kid_clip_std",
+            "fid_clip")}} for r in rows],
+    }
+    publish_eval(home, view.id, view.folder, staging, summary)

@@ -20,8 +20,12 @@ def evaluate_after_training(spec: Any, artifact_id: str, home: Path, ctx: Any) -
     from zlt.eval.options import from_spec
 
     ctx.phase_event("evaluating", f"artifact {artifact_id}")
+    opts = from_spec(spec)
+    from zlt.eval.images import cuda_ordinal
+
+    opts.gpu = cuda_ordinal(getattr(getattr(ctx, "req", None), "gpus", None))  # the job's GPU, just released
     try:
-        report = evaluate_artifact(home, artifact_id, from_spec(spec),
+        report = evaluate_artifact(home, artifact_id, opts,
                                    progress=lambda msg: ctx.phase_event("evaluating", msg))
     except ZltError as e:
         ctx.warn(f"evaluation failed: {e.message}" + (f" (hint: {e.hint})" if e.hint else "")

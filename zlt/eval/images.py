@@ -34,13 +34,28 @@ class DrawSettings:
         return dict(vars(self))
 
 
+def cuda_ordinal(gpus: list[int] | None) -> int | None:
+    """The torch device index of the first GPU a job was given. Job slots name physical (nvidia-smi) indexes;
+    when this process runs under CUDA_VISIBLE_DEVICES=2,3, physical GPU 3 is torch's cuda:1."""
+    import os
+
+    if not gpus:
+        return None
+    visible = [v.strip() for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
+    if visible and all(v.isdigit() for v in visible):
+        return visible.index(str(gpus[0])) if str(gpus[0]) in visible else 0
+    return gpus[0]
+
+
 class InferImages:
     """Draws through `zlt.infer.generate` (nothing saved under generations/: the images go to eval/)."""
 
-    def __init__(self, home: Path, artifact_id: str, settings: DrawSettings, cache: Any = None) -> None:
+    def __init__(self, home: Path, artifact_id: str, settings: DrawSettings, cache: Any = None,
+                 gpu: int | None = None) -> None:
         from zlt.infer import PipelineCache
 
-        self.home, self.artifact_id, self.settings = Path(home), artifact_id, settings
+        self.home, self.artifact_id, self.settings, self.gpu = Path(home), artifact_id, settings, gpu
+        # a worker passes its own cache: an evaluation after a generation on that base model loads nothing
         self.cache = cache if cache is not None else PipelineCache(max_pipelines=1, max_adapters=2)
 
     def warm(self) -> None:
@@ -49,7 +64,7 @@ class InferImages:
         from zlt.infer.pipeline import plan_device
 
         art = resolve_artifact(self.artifact_id, self.home)
-        self.cache.entry(art.base_model, plan_device(art.base_model, None))
+        self.cache.entry(art.base_model, plan_device(art.base_model, None, self.gpu))
 
     def __call__(self, target: Target, prompts: list[str], count: int, seed: int) -> list[Any]:
         from zlt.infer import GenerateParams, generate
@@ -61,4 +76,4 @@ class InferImages:
             prompts=prompts, count=count, seed=seed, steps=s.steps, guidance=s.guidance, width=s.size,
             height=s.size, trigger=False,  # the evaluation prompts already carry the trigger where it belongs
         )
-        return generate(params, self.home, cache=self.cache, save=False).images
+        return generate(params, self.home, cache=self.cache, save=False, gpu=self.gpu).images

@@ -37,6 +37,7 @@ class EvalRequest(BaseModel):
                              "downloaded (default: the spec's eval.models.clip).")
     scale: float | None = Field(None, ge=0.0, le=4.0, description="LoRA scale (default 1.0).")
     steps: int | None = Field(None, ge=1, le=200, description="Denoising steps (default: the spec's sampling steps).")
+    guidance: float | None = Field(None, ge=0.0, le=30.0, description="Guidance scale (default: the spec's).")
     size: int | None = Field(None, ge=16, le=2048, description="Square image side, a multiple of 16.")
 
 
@@ -54,7 +55,7 @@ def eval_kind(snapshot_json: str | None) -> bool:
 def check_request(home: Path, artifact_id: str, request: EvalRequest) -> Any:
     """Every refusal an evaluation can meet before it draws anything. Returns the EvalOptions."""
     from zlt.eval.clip import require_clip
-    from zlt.eval.evaluate import draw_settings
+    from zlt.eval.evaluate import check_grid, draw_settings
     from zlt.eval.options import options_for
     from zlt.eval.plan import open_artifact, select_targets, training_image_dir
     from zlt.eval.prompts import build_prompts
@@ -62,7 +63,7 @@ def check_request(home: Path, artifact_id: str, request: EvalRequest) -> Any:
     opts = options_for(home, artifact_id, **request.model_dump())
     view = open_artifact(home, artifact_id)
     select_targets(view, opts.checkpoints)
-    build_prompts(opts.prompts, view.trigger, field="evaluate.prompts")
+    check_grid(len(build_prompts(opts.prompts, view.trigger, field="evaluate.prompts")), opts.seeds)
     draw_settings(view, opts)
     training_image_dir(view, opts.train_images)
     require_clip(opts.clip)
@@ -84,6 +85,8 @@ def submit_evaluation(home: Path, artifact_id: str, request: EvalRequest | None 
     if not -100 <= priority <= 100:
         raise BadInputError(f"evaluate.priority: {priority} is out of range", hint="use -100..100 (higher runs first)")
     art_id = artifact_store.resolve(home, artifact_id)["id"]
+    if request.clip and Path(request.clip).expanduser().is_dir():  # the worker runs elsewhere: no relative paths
+        request = request.model_copy(update={"clip": str(Path(request.clip).expanduser().resolve())})
     opts = check_request(home, art_id, request)
     from zlt.eval.plan import open_artifact
 
@@ -108,12 +111,12 @@ def submit_evaluation(home: Path, artifact_id: str, request: EvalRequest | None 
         from zlt.jobs.spawn import ensure_worker
 
         ensure_worker(home)
-    return {**status, "kind": KIND}
+    return {**status, "kind": KIND, "evaluates": art_id}
 
 
 def run_evaluation_job(store: Any, job_id: str, token: str, *, stop: threading.Event | None = None,
-                       heartbeat_s: float = 5.0, poll_s: float = 1.0,
-                       evaluate: Callable[..., dict[str, Any]] | None = None) -> str:
+                       heartbeat_s: float = 5.0, poll_s: float = 1.0, gpus: list[int] | None = None,
+                       cache: Any = None, evaluate: Callable[..., dict[str, Any]] | None = None) -> str:
     """Run a claimed evaluation job to its end and record it. Returns the job's final state."""
     from zlt.eval.evaluate import evaluate_artifact
     from zlt.eval.options import options_for
@@ -139,8 +142,13 @@ def run_evaluation_job(store: Any, job_id: str, token: str, *, stop: threading.E
         request = EvalRequest.model_validate(snap.get("request") or {})
         store.transition(job_id, JobStatus.RUNNING, token=token, message=f"evaluating {art_id}")
         opts = options_for(store.home, art_id, **request.model_dump())
-        report = (evaluate or evaluate_artifact)(store.home, art_id, opts, rows_done=rows_done)
+        from zlt.eval.images import cuda_ordinal
+
+        opts.gpu = cuda_ordinal(gpus)
+        report = (evaluate or evaluate_artifact)(store.home, art_id, opts, rows_done=rows_done, pipeline_cache=cache)
         best = report["best"]
+        n = len(report["checkpoints"])
+        store.update_progress(job_id, token, phase="evaluating", progress={"step": n, "total": n})
         atomic_write_json(Path(row["job_dir"]) / "result.json", {
             "job_id": job_id, "status": "succeeded", "kind": KIND, "artifact_id": art_id,
             "report": report["eval_dir"] + "/report.json", "best": best})
@@ -179,7 +187,9 @@ def _create_time() -> float | None:
 
 def with_eval_jobs(home: Path, fallback: Callable[[Any], Any],
                    store_factory: Callable[[Path], Any] | None = None) -> Callable[[Any], Any]:
-    """A worker launcher: evaluation jobs run in a thread of the worker, anything else goes to `fallback`."""
+    """A worker launcher: evaluation jobs run in a thread of the worker, on the GPU their claim names, anything
+    else goes to `fallback`. Set `.cache` on the returned launcher to share a PipelineCache (the worker's
+    generation cache) so an evaluation reuses a pipeline a generation loaded."""
     from zlt.jobs.store import JobStore
 
     open_store = store_factory or JobStore
@@ -197,13 +207,11 @@ def with_eval_jobs(home: Path, fallback: Callable[[Any], Any],
         def target(stop: threading.Event) -> None:
             own = open_store(Path(home))
             try:
-                run_evaluation_job(own, claim.job_id, claim.token, stop=stop)
+                run_evaluation_job(own, claim.job_id, claim.token, stop=stop, gpus=claim.gpus,
+                                   cache=getattr(launch, "cache", None))
             finally:
                 own.close()
 
         return ThreadJob(target)
 
-    for attr in ("cache",):  # keep what the wrapped launcher exposes (the generation cache's stats)
-        if hasattr(fallback, attr):
-            setattr(launch, attr, getattr(fallback, attr))
     return launch

@@ -87,7 +87,7 @@ def build_prompts(prompts: list[str] | None, trigger: str | None, *, field: str 
     return out
 
 
-def training_overlap(prompts: list[EvalPrompt], captions: list[str]) -> list[str]:
-    """Evaluation prompts that are (without the trigger) one of the training captions."""
-    norm = {_clean(c).lower() for c in captions}
+def training_overlap(prompts: list[EvalPrompt], captions: list[str], trigger: str | None = None) -> list[str]:
+    """Evaluation prompts that are (both without the trigger) one of the training captions."""
+    norm = {with_trigger(c.replace(trigger, "") if trigger else c, None).plain.lower() for c in captions}
     return [p.plain for p in prompts if p.plain.lower() in norm]

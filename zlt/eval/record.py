@@ -35,7 +35,18 @@ def _hash_dir(root: Path, prefix: str) -> dict[str, dict[str, Any]]:
 
 
 def publish_eval(home: Path, artifact_id: str, folder: Path, staging: Path, summary: dict[str, Any]) -> dict[str, Any]:
-    """Swap `staging` in as <folder>/eval, record its files and `summary` in training_meta.json and the index."""
+    """Swap `staging` in as <folder>/eval, record its files and `summary` in training_meta.json and the index.
+    Two evaluations of one artifact finishing at once publish one after the other (a lock under ZLT_HOME)."""
+    import fcntl
+
+    locks = Path(home) / "locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    with open(locks / f"eval-{artifact_id}.lock", "a+b") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _publish(home, artifact_id, folder, staging, summary)
+
+
+def _publish(home: Path, artifact_id: str, folder: Path, staging: Path, summary: dict[str, Any]) -> dict[str, Any]:
     from zlt.artifacts import store
     from zlt.artifacts.collect import META_FILE
 

@@ -93,29 +93,35 @@ def read_png_params(path: Path) -> dict[str, Any]:
     return text
 
 
-def contact_sheet(images: list, captions: list[str], *, cell: int = 256, columns: int | None = None):
-    """A grid of the images (longer side `cell`) with a caption under each."""
+def contact_sheet(images: list, captions: list[str], *, cell: int = 256, columns: int | None = None, title: str = ""):
+    """A grid of the images (longer side `cell`) with a caption under each and an optional title line on top."""
+    import textwrap
+
     from PIL import Image, ImageDraw, ImageFont
 
     n = len(images)
     cols = columns or min(n, max(1, math.ceil(math.sqrt(n))))
     rows = math.ceil(n / cols)
     cell = min(cell, max(max(im.size) for im in images)) if images else cell
-    cell = max(cell, 96)  # room for a caption under tiny test images
+    cell = max(cell, 128)  # room for a caption under tiny test images
     font = ImageFont.load_default()
     line_h = 12
     cap_h = 3 * line_h + 6
-    sheet = Image.new("RGB", (cols * cell, rows * (cell + cap_h)), "white")
-    draw = ImageDraw.Draw(sheet)
     chars = max(8, cell // 6)
+    title_lines = textwrap.wrap(title, max(16, cols * cell // 6)) if title else []
+    top = len(title_lines) * line_h + (6 if title_lines else 0)
+    sheet = Image.new("RGB", (cols * cell, top + rows * (cell + cap_h)), "white")
+    draw = ImageDraw.Draw(sheet)
+    for k, line in enumerate(title_lines):
+        draw.text((3, 3 + k * line_h), line, fill="black", font=font)
     for i, (im, cap) in enumerate(zip(images, captions, strict=True)):
         r, c = divmod(i, cols)
-        thumb = im.copy()
+        k_up = cell // max(im.size)
+        thumb = im.resize((im.width * k_up, im.height * k_up), Image.Resampling.NEAREST) if k_up > 1 else im.copy()
         thumb.thumbnail((cell, cell))
-        x0, y0 = c * cell, r * (cell + cap_h)
+        x0, y0 = c * cell, top + r * (cell + cap_h)
         sheet.paste(thumb, (x0 + (cell - thumb.width) // 2, y0 + (cell - thumb.height) // 2))
-        lines = [cap[j:j + chars] for j in range(0, len(cap), chars)][:3]
-        for k, line in enumerate(lines):
+        for k, line in enumerate(textwrap.wrap(cap, chars)[:3]):
             draw.text((x0 + 3, y0 + cell + 3 + k * line_h), line, fill="black", font=font)
     return sheet
 

@@ -13,13 +13,14 @@ import json
 import os
 import shutil
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from zlt.errors import BadInputError, EnvNotReadyError, ZltError
 from zlt.infer.params import GenerateParams, TransferParams, validate
-from zlt.infer.pipeline import PipelineCache
+from zlt.infer.pipeline import PipelineCache, cuda_ordinal
 from zlt.spec.models import TINY_MODEL
 
 KINDS = ("generate", "transfer")
@@ -67,6 +68,9 @@ def submit_generation(home: Path, kind: str, params: GenerateParams | TransferPa
             open_input(Path(p), p)
     art = loras[0].artifact
     tiny = art.base_name == TINY_MODEL
+    # Freeze what the references mean now: `latest` or a prefix must not name another artifact when the job runs.
+    params = params.model_copy(update={"loras": [
+        use.model_copy(update={"artifact": r.artifact.id}) for use, r in zip(params.loras, loras, strict=True)]})
     with open_store(home) as store:
         jid = new_job_id()
         jdir = job_dir(home, jid)
@@ -109,12 +113,14 @@ def _copy_inputs(params: TransferParams, folder: Path) -> TransferParams:
 
 
 def run_generation_job(store: Any, job_id: str, token: str, *, cache: PipelineCache,
-                       stop: threading.Event | None = None, heartbeat_s: float = 5.0, poll_s: float = 1.0) -> str:
+                       stop: threading.Event | None = None, heartbeat_s: float = 5.0, poll_s: float = 1.0,
+                       gpus: list[int] | None = None) -> str:
     """Run a claimed generation job to its end and record it. Returns the job's final state."""
     from zlt.infer.run import generate, transfer
     from zlt.jobs.runjob import CANCEL, LeaseKeeper, StopControl
     from zlt.jobs.states import JobStatus
     from zlt.jobs.store import LeaseLost
+    from zlt.run.events import EventStream, Finished, Phase, Progress, Sample
 
     control = StopControl()
     row = store.get(job_id)
@@ -123,20 +129,32 @@ def run_generation_job(store: Any, job_id: str, token: str, *, cache: PipelineCa
     store.set_runner(job_id, token, os.getpid(), _create_time())
     keeper = LeaseKeeper(store, job_id, token, control, heartbeat_s=heartbeat_s, poll_s=poll_s)
     keeper.start()
+    events = EventStream(job_id, Path(row["job_dir"]) / "events.jsonl")  # what GET /v1/jobs/{id}/events streams
+    events.add_sink(_log_sink(Path(row["job_dir"]) / "train.log"))  # what `zlt logs` shows
+    t0 = time.monotonic()
 
     def progress(done: int, total: int) -> None:
-        store.update_progress(job_id, token, phase="generating", progress={"step": done, "total": total})
+        elapsed = time.monotonic() - t0
+        ev = events.emit(Progress(step=done, total=total, elapsed_s=round(elapsed, 2),
+                                  it_s=round(done / elapsed, 3) if elapsed > 0 else None))
+        store.update_progress(job_id, token, phase="generating",
+                              progress={k: ev.get(k) for k in ("step", "total", "it_s", "elapsed_s")})
         if control.event.is_set() or (stop is not None and stop.is_set()):
             raise Cancelled
 
     try:
         params = parse_request(kind, snap.get("request") or {})
         store.transition(job_id, JobStatus.RUNNING, token=token, message=f"{kind}: loading the pipeline")
+        events.emit(Phase(phase="generating", message=f"{kind} with {params.loras[0].artifact}"))
         fn: Callable[..., Any] = generate if kind == "generate" else transfer
-        result = fn(params, store.home, cache=cache, generation_id=job_id, progress=progress)
+        result = fn(params, store.home, cache=cache, generation_id=job_id, progress=progress,
+                    gpu=cuda_ordinal(gpus))
         (Path(row["job_dir"]) / "result.json").write_text(json.dumps(
             {"job_id": job_id, "status": "succeeded", "kind": kind, "folder": str(result.folder),
              "images": [e["file"] for e in result.outputs["images"]]}, indent=2), encoding="utf-8")
+        for entry in result.outputs["images"]:
+            events.emit(Sample(path=str(result.folder / entry["file"]), step=None))
+        events.emit(Finished(status="succeeded", exit_code=0, artifact=str(result.folder)))
         final = store.transition(job_id, JobStatus.SUCCEEDED, token=token, artifact_id=result.outputs["artifact_id"],
                                  artifact_path=str(result.folder),
                                  message=f"succeeded: {len(result.images)} image(s) in {result.folder}")
@@ -158,7 +176,33 @@ def run_generation_job(store: Any, job_id: str, token: str, *, cache: PipelineCa
                                  error_message=f"{type(e).__name__}: {e}", message="failed: unknown")
     finally:
         keeper.done.set()
+        end = store.get(job_id)
+        if end["state"] in ("failed", "cancelled") and end["lease_token"] is None:
+            events.emit(Finished(status=end["state"], cause=end["error_cause"], message=end["error_message"]))
+        events.close()
     return str(final["state"])
+
+
+def _log_sink(path: Path) -> Callable[[dict[str, Any]], None]:
+    """One readable line per event in the job's log (`zlt logs JOB`); the events themselves are in events.jsonl."""
+
+    def write(ev: dict[str, Any]) -> None:
+        kind = ev.get("type")
+        if kind == "phase":
+            text = f"{ev.get('phase')}: {ev.get('message', '')}"
+        elif kind == "progress":
+            text = f"image {ev.get('step')}/{ev.get('total')} ({ev.get('elapsed_s')} s)"
+        elif kind == "sample":
+            text = f"wrote {ev.get('path')}"
+        elif kind == "finished":
+            text = f"{ev.get('status')}" + (f": {ev['message']}" if ev.get("message") else "") + \
+                   (f" -> {ev['artifact']}" if ev.get("artifact") else "")
+        else:
+            text = json.dumps(ev)
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(time.strftime("%Y-%m-%d %H:%M:%S ", time.gmtime(ev.get("ts", time.time()))) + text + "\n")
+
+    return write
 
 
 def _create_time() -> float | None:
@@ -211,7 +255,7 @@ def with_generation_jobs(home: Path, fallback: Callable[[Any], Any], cache: Pipe
         def target(stop: threading.Event) -> None:
             own = open_store(Path(home))  # its own connection: the worker's is used by the worker's loop
             try:
-                run_generation_job(own, claim.job_id, claim.token, cache=cache, stop=stop)
+                run_generation_job(own, claim.job_id, claim.token, cache=cache, stop=stop, gpus=claim.gpus)
             finally:
                 own.close()
 

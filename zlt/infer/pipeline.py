@@ -8,10 +8,12 @@ ControlNet pipelines are built from the same components (no second copy of any w
 
 from __future__ import annotations
 
+import os
 import threading
 import warnings
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,29 +25,76 @@ OFFLOAD_BELOW_GB = 24.0
 
 @dataclass(frozen=True)
 class DevicePlan:
-    device: str  # cpu | cuda
-    dtype: str  # fp32 | bf16 | fp16
+    device: str  # cpu | cuda:N
+    dtype: str  # fp32 | bf16 | fp16: the compute dtype
     offload: bool  # enable_model_cpu_offload (GPUs below 24 GB)
+    float8: bool = False  # transformer weights stored in float8, cast per layer to `dtype` for compute
+    profile: str | None = None  # the hardware profile the plan follows
 
     def to_dict(self) -> dict[str, Any]:
-        return {"device": self.device, "dtype": self.dtype, "offload": self.offload}
+        return {"device": self.device, "dtype": self.dtype, "offload": self.offload, "float8": self.float8,
+                "profile": self.profile}
 
 
-def plan_device(base_model: dict[str, Any], vram_gb: float | None = None) -> DevicePlan:
-    """Where and in which dtype the pipeline runs: the tiny model on the CPU in fp32; a real model on CUDA in bf16
-    (fp16 without bf16), offloaded below 24 GB; on a machine without CUDA, the CPU in fp32 (slow but real)."""
+def gpu_plan(vram_gb: float, bf16: bool = True, index: int = 0) -> DevicePlan:
+    """Pure: the plan for a CUDA GPU of `vram_gb`, from the same hardware profiles training uses: the transformer is
+    float8 where the profile quantises it for training (12-24 GB), and below 24 GB the pipeline is offloaded."""
+    from zlt.profiles import largest_profile_within
+
+    profile = largest_profile_within(vram_gb)
+    float8 = profile.ai_toolkit.quantize if profile is not None else True
+    return DevicePlan(f"cuda:{index}", "bf16" if bf16 else "fp16", vram_gb < OFFLOAD_BELOW_GB, float8,
+                      profile.name if profile is not None else None)
+
+
+def cuda_ordinal(gpus: list[int] | None) -> int | None:
+    """torch's index of the first GPU a job was given: job slots are physical (nvidia-smi) indexes, and under
+    CUDA_VISIBLE_DEVICES=2,3 physical GPU 3 is torch's cuda:1."""
+    if not gpus:
+        return None
+    visible = [v.strip() for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
+    if visible and all(v.isdigit() for v in visible):
+        return visible.index(str(gpus[0])) if str(gpus[0]) in visible else 0
+    return gpus[0]
+
+
+def plan_device(base_model: dict[str, Any], vram_gb: float | None = None, gpu: int | None = None) -> DevicePlan:
+    """Where and how the pipeline runs: the tiny model on the CPU in fp32; a real model on CUDA per `gpu_plan`;
+    on a machine without CUDA, the CPU in fp32 (slow but real). `gpu`: the CUDA device index (a worker's slot)."""
     from zlt.spec.models import TINY_MODEL
 
     if base_model.get("name") == TINY_MODEL:
-        return DevicePlan("cpu", "fp32", False)
+        return DevicePlan("cpu", "fp32", False, profile="cpu")
     import torch
 
     if not torch.cuda.is_available():
-        return DevicePlan("cpu", "fp32", False)
-    dtype = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return DevicePlan("cpu", "fp32", False, profile="cpu")
+    index = gpu or 0
     if vram_gb is None:
-        vram_gb = torch.cuda.get_device_properties(0).total_memory / 2**30
-    return DevicePlan("cuda", dtype, vram_gb < OFFLOAD_BELOW_GB)
+        vram_gb = torch.cuda.get_device_properties(index).total_memory / 2**30
+    return gpu_plan(vram_gb, torch.cuda.is_bf16_supported(), index)
+
+
+def _torch_dtype(name: str):
+    import torch
+
+    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
+
+
+def apply_float8(pipe, plan: DevicePlan) -> None:
+    """Store the transformer's weights in float8 (diffusers layerwise casting; norms and embeddings stay as they are)."""
+    import torch
+
+    pipe.transformer.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=_torch_dtype(plan.dtype))
+
+
+def upcast_lora(pipe, plan: DevicePlan) -> None:
+    """peft creates LoRA layers in the base layer's dtype; in float8 they could not compute: keep them in `dtype`."""
+    import torch
+
+    for name, p in pipe.transformer.named_parameters():
+        if "lora_" in name and p.dtype == torch.float8_e4m3fn:
+            p.data = p.data.to(_torch_dtype(plan.dtype))
 
 
 def load_base_pipeline(base_model: dict[str, Any], plan: DevicePlan):
@@ -69,7 +118,7 @@ def load_base_pipeline(base_model: dict[str, Any], plan: DevicePlan):
     except (OSError, ValueError) as e:
         raise _load_error(model, "pipeline", e) from e
     if plan.offload:
-        pipe.enable_model_cpu_offload()
+        pipe.enable_model_cpu_offload(gpu_id=int(plan.device.partition(":")[2] or 0))
     else:
         pipe.to(plan.device)
     pipe.set_progress_bar_config(disable=True)
@@ -101,8 +150,12 @@ class CacheStats:
 
 
 class PipelineCache:
-    """At most `max_pipelines` base pipelines (least recently used dropped), each with up to `max_adapters` LoRAs
-    loaded. `loader(base_model, plan)` builds a pipeline (tests count its calls)."""
+    """Base pipelines kept loaded, at most `max_pipelines` per device (least recently used dropped first), each with
+    up to `max_adapters` LoRAs loaded. `loader(base_model, plan)` builds a pipeline (tests count its calls).
+
+    Thread-safe: `use()` hands out a pipeline under its own lock, and a pipeline in use is never dropped mid-run
+    (the eviction waits for it).
+    """
 
     def __init__(self, max_pipelines: int = 1, max_adapters: int = 4,
                  loader: Callable[[dict[str, Any], DevicePlan], Any] | None = None) -> None:
@@ -118,27 +171,45 @@ class PipelineCache:
         return len(self._entries)
 
     def entry(self, base_model: dict[str, Any], plan: DevicePlan) -> _Entry:
-        key = (str(base_model.get("name")), plan.device, plan.dtype, plan.offload)
+        """The loaded pipeline for `base_model` under `plan`, loading it (and dropping the least recently used one
+        on the same device when the device is full). Callers that run it hold `entry.lock` (see `use`)."""
+        key = (str(base_model.get("name")), plan.device, plan.dtype, plan.offload, plan.float8)
         with self._lock:
             if key in self._entries:
                 self._entries.move_to_end(key)
                 return self._entries[key]
-            while len(self._entries) >= self.max_pipelines:
-                _, old = self._entries.popitem(last=False)
-                self.stats.evictions += 1
-                _release(old)
-            entry = _Entry(pipe=self.loader(base_model, plan), plan=plan)
+            same_device = [k for k in self._entries if k[1] == plan.device]
+            while len(same_device) >= self.max_pipelines:
+                self._drop(same_device.pop(0))
+            pipe = self.loader(base_model, plan)
+            if plan.float8:
+                apply_float8(pipe, plan)
+            entry = _Entry(pipe=pipe, plan=plan)
             self.stats.loads += 1
             self._entries[key] = entry
             return entry
 
+    @contextmanager
+    def use(self, base_model: dict[str, Any], plan: DevicePlan) -> Iterator[_Entry]:
+        """The entry, locked for the caller's run; retried if it was dropped between lookup and lock."""
+        while True:
+            entry = self.entry(base_model, plan)
+            with entry.lock:
+                if entry.pipe is not None:
+                    yield entry
+                    return
+
+    def _drop(self, key: tuple) -> None:
+        old = self._entries.pop(key)
+        self.stats.evictions += 1
+        with old.lock:  # a run in progress on it finishes first
+            _release(old)
+
     def clear(self) -> None:
         """Drop every loaded pipeline (before a training job takes the GPU)."""
         with self._lock:
-            while self._entries:
-                _, old = self._entries.popitem(last=False)
-                self.stats.evictions += 1
-                _release(old)
+            for key in list(self._entries):
+                self._drop(key)
 
     def activate(self, entry: _Entry, loras: list[Any]) -> list[str]:
         """Make exactly `loras` active at their scales (loading those not loaded yet); returns adapter names."""
@@ -159,14 +230,13 @@ class PipelineCache:
                     raise BadInputError(f"generate.loras: {lora.file} does not fit the base model "
                                         f"{lora.artifact.base_name}: {e}",
                                         hint="use a LoRA trained on this base model") from None
+                if entry.plan.float8:
+                    upcast_lora(pipe, entry.plan)
                 entry.adapters[name] = lora.file
                 self.stats.lora_loads += 1
             names.append(name)
-        if entry.adapters:
-            # Inactive adapters get weight 0 rather than being unloaded: switching back costs nothing.
-            all_names = list(entry.adapters)
-            weights = [next((x.scale for x, n in zip(loras, names, strict=True) if n == a), 0.0) for a in all_names]
-            pipe.set_adapters(all_names, adapter_weights=weights)
+        # Only these adapters run; the others stay loaded but inactive, so switching back costs no reload.
+        pipe.set_adapters(names, adapter_weights=[x.scale for x in loras])
         return names
 
     def _evict_adapters(self, entry: _Entry, keep: set[str]) -> None:
@@ -197,18 +267,22 @@ class PipelineCache:
 
 def load_controlnet(ref: str, plan: DevicePlan):
     """A Z-Image ControlNet from a local folder or .safetensors file, or a hub id already cached; never downloads."""
-    import torch
     from diffusers import ZImageControlNetModel
 
-    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[plan.dtype]
+    dtype = _torch_dtype(plan.dtype)
     path = Path(ref).expanduser()
+    if path.is_file() and path.suffix.lower() != ".safetensors":
+        raise BadInputError(f"transfer.controlnet: {path} is not a .safetensors file",
+                            hint="zlt loads weights only from .safetensors (pickle files can run code when loaded)")
     try:
+        # safetensors only: a pickle checkpoint can run code when loaded
         if path.is_file():
             model = ZImageControlNetModel.from_single_file(str(path), torch_dtype=dtype)
         elif path.is_dir():
-            model = ZImageControlNetModel.from_pretrained(str(path), torch_dtype=dtype)
+            model = ZImageControlNetModel.from_pretrained(str(path), torch_dtype=dtype, use_safetensors=True)
         else:
-            model = ZImageControlNetModel.from_pretrained(ref, torch_dtype=dtype, local_files_only=True)
+            model = ZImageControlNetModel.from_pretrained(ref, torch_dtype=dtype, local_files_only=True,
+                                                          use_safetensors=True)
     except (OSError, ValueError) as e:
         raise EnvNotReadyError(
             f"transfer.controlnet: cannot load the Z-Image ControlNet {ref!r} ({e})",

@@ -15,6 +15,7 @@ from zlt.errors import BadInputError, NotFoundError
 
 LORA_FILE = "lora.safetensors"
 GENERATIONS_DIR = "generations"
+LATEST = "latest"  # the newest artifact (what `make demo` generates from)
 
 
 @dataclass(frozen=True)
@@ -93,13 +94,23 @@ def _trigger(folder: Path) -> str:
         return ""
 
 
-def resolve_artifact(ref: str, home: Path | None = None, *, field_name: str = "generate.loras") -> ArtifactRef:
-    """An artifact by id, job id or unique prefix. NotFoundError naming `field_name` when there is none."""
+def _newest(home: Path) -> dict[str, Any]:
     from zlt.artifacts import store
+
+    rows = store.fetch_all(home)
+    if not rows:
+        raise NotFoundError("no artifact yet, so none is the latest", hint="train one first ('zlt train SPEC')")
+    return rows[-1]
+
+
+def resolve_artifact(ref: str, home: Path | None = None, *, field_name: str = "generate.loras") -> ArtifactRef:
+    """An artifact by id, STYLE@vN, style name (its current version), job id or unique prefix, or `latest` (the
+    newest one). NotFoundError naming `field_name` when there is none."""
+    from zlt.artifacts.versions import resolve_row
 
     ref = (ref or "").strip()
     try:
-        row = store.resolve(_home(home), ref)
+        row = _newest(_home(home)) if ref == LATEST else resolve_row(_home(home), ref)
     except NotFoundError as e:
         raise NotFoundError(f"{field_name}: {e.message}", hint=e.hint) from None
     except BadInputError as e:
@@ -148,6 +159,10 @@ def resolve_loras(uses: list[Any], home: Path | None = None, *, prefix: str = "g
             raise BadInputError(f"{prefix}.loras: {path} does not match the sha256 recorded when it was collected",
                                 hint=f"run 'zlt artifacts verify {art.id}'")
         out.append(ResolvedLora(artifact=art, file=path, sha256=digest, scale=use.scale, checkpoint=use.checkpoint))
+    digests = [r.sha256 for r in out]
+    if len(set(digests)) != len(digests):
+        raise BadInputError(f"{prefix}.loras: the same LoRA file is listed twice",
+                            hint="list each LoRA once, with the scale you want")
     bases = {r.artifact.base_name for r in out}
     if len(bases) > 1:
         raise BadInputError(f"{prefix}.loras: the LoRAs were trained on different base models ({', '.join(sorted(bases))})",

@@ -70,18 +70,18 @@ def _common_params(loras: list[ResolvedLora], params: Any) -> dict[str, Any]:
     }
 
 
-def _prepare(params: Any, home: Path | None, cache: PipelineCache | None, prefix: str):
+def _prepare(params: Any, home: Path | None, cache: PipelineCache | None, prefix: str, gpu: int | None):
     loras = resolve_loras(params.loras, home, prefix=prefix)
     cache = cache if cache is not None else default_cache()
-    plan = plan_device(loras[0].artifact.base_model, params.vram_gb)
-    entry = cache.entry(loras[0].artifact.base_model, plan)
-    return loras, cache, entry
+    plan = plan_device(loras[0].artifact.base_model, params.vram_gb, gpu)
+    return loras, cache, plan
 
 
 def generate(params: GenerateParams, home: Path | None = None, *, cache: PipelineCache | None = None,
-             save: bool = True, generation_id: str | None = None, progress: Progress | None = None) -> GenerationResult:
+             save: bool = True, generation_id: str | None = None, progress: Progress | None = None,
+             gpu: int | None = None) -> GenerationResult:
     """Text to image with the LoRA(s); image i (prompt-major, then count) uses seed + i."""
-    loras, cache, entry = _prepare(params, home, cache, "generate")
+    loras, cache, plan = _prepare(params, home, cache, "generate", gpu)
     art = loras[0].artifact
     if save:
         _check_writable(art.generations_dir, "generate")
@@ -89,7 +89,8 @@ def generate(params: GenerateParams, home: Path | None = None, *, cache: Pipelin
     total = len(params.prompts) * params.count
     images, records = [], []
     t0 = time.perf_counter()
-    with entry.lock:
+    with cache.use(art.base_model, plan) as entry:
+        t1 = time.perf_counter()
         cache.activate(entry, loras)
         for prompt in params.prompts:
             full = with_trigger(prompt, art.trigger, params.trigger)
@@ -105,7 +106,7 @@ def generate(params: GenerateParams, home: Path | None = None, *, cache: Pipelin
                 if progress:
                     progress(len(images), total)
     result = GenerationResult(generation_id or new_generation_id(), "generate", images, records)
-    result.outputs = _outputs(result, params, loras, entry.plan.to_dict(), time.perf_counter() - t0)
+    result.outputs = _outputs(result, params, loras, plan.to_dict(), time.perf_counter() - t1, t1 - t0)
     if save:
         _save(result, art.generations_dir)
     return result
@@ -118,7 +119,7 @@ def load_inputs(params: TransferParams) -> list[Any]:
 
 def transfer(params: TransferParams, home: Path | None = None, *, cache: PipelineCache | None = None,
              save: bool = True, generation_id: str | None = None, progress: Progress | None = None,
-             inputs: list[Any] | None = None) -> GenerationResult:
+             inputs: list[Any] | None = None, gpu: int | None = None) -> GenerationResult:
     """Restyle each input image, keeping its size (snapped to 16, capped at max_side) and aspect.
 
     img2img (`strength`), or with `control` a ControlNet conditioned on an edge/depth map of the input. A strength
@@ -126,7 +127,7 @@ def transfer(params: TransferParams, home: Path | None = None, *, cache: Pipelin
     """
     inputs = inputs if inputs is not None else load_inputs(params)
     controls = _control_maps(params, inputs)
-    loras, cache, entry = _prepare(params, home, cache, "transfer")
+    loras, cache, plan = _prepare(params, home, cache, "transfer", gpu)
     art = loras[0].artifact
     if save:
         _check_writable(art.generations_dir, "transfer")
@@ -136,7 +137,8 @@ def transfer(params: TransferParams, home: Path | None = None, *, cache: Pipelin
     denoise_steps = params.steps - int(max(params.steps - params.steps * params.strength, 0))
     images, records = [], []
     t0 = time.perf_counter()
-    with entry.lock:
+    with cache.use(art.base_model, plan) as entry:
+        t1 = time.perf_counter()
         cache.activate(entry, loras)
         pipe = (cache.controlnet(entry, params.controlnet) if params.control
                 else cache.img2img(entry) if denoise_steps >= 1 else None)
@@ -164,7 +166,7 @@ def transfer(params: TransferParams, home: Path | None = None, *, cache: Pipelin
                 if progress:
                     progress(len(images), total)
     result = GenerationResult(generation_id or new_generation_id(), "transfer", images, records)
-    result.outputs = _outputs(result, params, loras, entry.plan.to_dict(), time.perf_counter() - t0)
+    result.outputs = _outputs(result, params, loras, plan.to_dict(), time.perf_counter() - t1, t1 - t0)
     if save:
         _save(result, art.generations_dir)
     return result
@@ -201,7 +203,8 @@ def _control_maps(params: TransferParams, inputs: list[Any]) -> list[Any]:
     return [edge_map(im) for im in inputs]
 
 
-def _outputs(result: GenerationResult, params: Any, loras: list[ResolvedLora], plan: dict, seconds: float) -> dict:
+def _outputs(result: GenerationResult, params: Any, loras: list[ResolvedLora], plan: dict, seconds: float,
+             load_seconds: float) -> dict:
     files = [f"{i:03d}_seed{rec['seed']}.png" for i, rec in enumerate(result.params)]
     return {
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -209,10 +212,21 @@ def _outputs(result: GenerationResult, params: Any, loras: list[ResolvedLora], p
         "request": params.model_dump(mode="json"),
         "loras": [x.to_dict() for x in loras],
         "device": plan,
-        "seconds": round(seconds, 3),
+        "seconds": round(seconds, 3),  # generating (LoRA swap included)
+        "load_seconds": round(load_seconds, 3),  # waiting for / loading the base pipeline (0 when cached)
         "images": [{"file": f, **rec} for f, rec in zip(files, result.params, strict=True)],
         "contact_sheet": SHEET_FILE if len(files) > 1 else None,
     }
+
+
+def _sheet_title(result: GenerationResult) -> str:
+    from zlt.spec.models import TINY_MODEL
+
+    first = result.params[0]
+    title = f"{first['artifact_id']} on {first['base_model']}"
+    if first["base_model"] == TINY_MODEL:
+        title += ": SMOKE TEST (tiny random model; not a style)"
+    return title
 
 
 def _check_writable(parent: Path, prefix: str) -> None:
@@ -239,7 +253,7 @@ def _save(result: GenerationResult, parent: Path) -> None:
             (staging / entry["file"]).write_bytes(png_bytes(image, rec))
         if result.outputs["contact_sheet"]:
             captions = [f"seed {r['seed']} scale {r['scale']:g} {r['prompt']}" for r in result.params]
-            contact_sheet(result.images, captions).save(staging / SHEET_FILE, format="PNG")
+            contact_sheet(result.images, captions, title=_sheet_title(result)).save(staging / SHEET_FILE, format="PNG")
         result.outputs["id"] = result.id
         result.outputs["kind"] = result.kind
         atomic_write_json(staging / OUTPUTS_FILE, result.outputs)

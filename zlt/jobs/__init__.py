@@ -1,4 +1,4 @@
-"""Async jobs: the SQLite job store, the worker, and submit/status/cancel/retry.
+"""Async jobs: the job store (SQLite, or PostgreSQL shared by many hosts), the worker, and submit/status/cancel/retry.
 
 Importing this package stays light (no torch, no pydantic models until a spec is submitted).
 """
@@ -10,6 +10,7 @@ from zlt.jobs.api import (
     job_log_path,
     job_status,
     list_jobs,
+    list_workers,
     retry_job,
     submit_job,
     wait_job,
@@ -19,5 +20,5 @@ from zlt.jobs.view import STATUS_KEYS
 
 __all__ = [
     "STATUS_KEYS", "JobStatus", "cancel_job", "job_events", "job_history", "job_log_path", "job_status", "list_jobs",
-    "retry_job", "submit_job", "wait_job",
+    "list_workers", "retry_job", "submit_job", "wait_job",
 ]

@@ -127,12 +127,24 @@ def submit_job(
             break
         else:
             raise BadInputError("could not allocate a job id", hint="try again")
+        # On a shared (PostgreSQL) store the GPU hosts run the workers: none is started on the submitting machine.
+        start_worker = start_worker and not store.db.pg
         result = status_dict(row) if start_worker else _status(store, row)  # a worker is about to start
     if start_worker:
         from zlt.jobs.spawn import ensure_worker
 
         ensure_worker(home)
     return result
+
+
+def _reap(store: JobStore) -> None:
+    """Run the reaper; on the embedded store, make sure a worker will pick up what it requeued (on a shared
+    PostgreSQL store the GPU hosts' workers do, not whichever machine asked for a status)."""
+    requeued = [j for j, state in store.reap() if state == JobStatus.QUEUED]
+    if requeued and not store.db.pg:
+        from zlt.jobs.spawn import ensure_worker
+
+        ensure_worker(store.home)
 
 
 def _status(store: JobStore, row: Any, workers: list[dict] | None = None, now: float | None = None) -> dict:
@@ -148,7 +160,7 @@ def _status(store: JobStore, row: Any, workers: list[dict] | None = None, now: f
 def job_status(home: Path, job_id: str) -> dict:
     """The job's status object (exactly what `zlt status --json` prints). NotFoundError if unknown."""
     with open_store(home) as store:
-        store.reap()
+        _reap(store)
         return _status(store, store.get(job_id))
 
 
@@ -158,7 +170,7 @@ def list_jobs(home: Path, *, state: str | None = None, limit: int = 50) -> list[
     if limit < 1:
         raise BadInputError(f"--limit {limit}: must be at least 1")
     with open_store(home) as store:
-        store.reap()
+        _reap(store)
         now = time.time()
         rows = store.rows(wanted, limit)
         workers = store.live_workers() if any(r["state"] == JobStatus.QUEUED.value for r in rows) else []
@@ -168,14 +180,14 @@ def list_jobs(home: Path, *, state: str | None = None, limit: int = 50) -> list[
 def cancel_job(home: Path, job_id: str) -> dict:
     """Queued: cancelled at once. Preparing/running: the runner stops gracefully; the state follows."""
     with open_store(home) as store:
-        store.reap()
+        _reap(store)
         return _status(store, store.request_cancel(job_id))
 
 
 def retry_job(home: Path, job_id: str, *, start_worker: bool = True) -> dict:
     """Queue a failed or cancelled job again; it resumes from its latest checkpoint."""
     with open_store(home) as store:
-        store.reap()
+        _reap(store)
         row = store.get(job_id)
         state = JobStatus(row["state"])
         if state not in (JobStatus.FAILED, JobStatus.CANCELLED):
@@ -187,12 +199,37 @@ def retry_job(home: Path, job_id: str, *, start_worker: bool = True) -> dict:
         frm = f"resuming from step {step}" if step else "no checkpoint yet: starting over"
         row = store.transition(row["id"], JobStatus.QUEUED, expect=frozenset({state}), resume=1, auto_retries=0,
                                infra_retries=0, not_before=None, refused_hosts="", message=f"retry requested ({frm})")
+        # On a shared (PostgreSQL) store the GPU hosts run the workers: none is started on the submitting machine.
+        start_worker = start_worker and not store.db.pg
         result = status_dict(row) if start_worker else _status(store, row)  # a worker is about to start
     if start_worker:
         from zlt.jobs.spawn import ensure_worker
 
         ensure_worker(home)
     return result
+
+
+def list_workers(home: Path) -> list[dict]:
+    """Live workers (heartbeat within the lease time), on every host: GPUs and the jobs they run now."""
+    with open_store(home) as store:
+        workers = store.live_workers()
+        active = store.db.execute(
+            "SELECT id, name, state, gpus, worker_id FROM jobs WHERE state IN ('preparing', 'running')"
+        ).fetchall()
+    out = []
+    for w in workers:
+        slots = [int(x) for x in str(w["gpus"]).split(",") if x.strip()]
+        info = {int(g["index"]): g for g in w["gpu_info"]}
+        out.append({
+            "worker_id": w["id"], "host": w["host"], "pid": w["pid"],
+            "gpus": [{"index": s, "name": info.get(s, {}).get("name"), "vram_gb": info.get(s, {}).get("vram_gb")}
+                     for s in slots],
+            "started_at": iso(w["started_at"]), "heartbeat_at": iso(w["heartbeat_at"]),
+            "jobs": [{"job_id": j["id"], "name": j["name"], "state": j["state"],
+                      "gpus": [int(x) for x in (j["gpus"] or "").split(",") if x]}
+                     for j in active if j["worker_id"] == w["id"]],
+        })
+    return out
 
 
 def job_events(home: Path, job_id: str, after_seq: int = 0) -> list[dict]:
@@ -227,7 +264,7 @@ def wait_job(
     last: dict | None = None
     with open_store(home) as store:
         while True:
-            store.reap()
+            _reap(store)
             status = _status(store, store.get(job_id))
             # The ETA ticks down every poll; only report when something else moved.
             if on_change is not None and (last is None or _without_eta(status) != _without_eta(last)):

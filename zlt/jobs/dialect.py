@@ -22,12 +22,16 @@ MIGRATION_LOCK_KEY = 7_243_001  # pg_advisory_xact_lock key that serialises migr
 
 
 class Row(dict):
-    """A result row: `row["col"]`, `row[0]`, `dict(row)`, `row.keys()` on both engines."""
+    """A result row like sqlite3.Row on both engines: `row["col"]`, `row[0]`, `(a, b) = row` (values, in
+    column order), `row.keys()`, and `dict(row)`."""
 
     def __getitem__(self, key: Any) -> Any:
         if isinstance(key, int):
             return list(self.values())[key]
         return super().__getitem__(key)
+
+    def __iter__(self):  # values, as sqlite3.Row; dict(row) still goes through keys()
+        return iter(list(self.values()))
 
 
 def _sqlite_row(cursor: sqlite3.Cursor, values: tuple) -> Row:
@@ -92,8 +96,15 @@ class Database:
             return self.conn.execute(text, tuple(params) or None)
         except psycopg.IntegrityError as e:
             raise StoreIntegrityError(str(e)) from e
-        except psycopg.OperationalError as e:
+        except (psycopg.OperationalError, psycopg.InterfaceError) as e:  # server gone, connection broken
             raise StoreOperationalError(str(e)) from e
+
+    def executemany(self, sql: str, rows: list[tuple]) -> None:
+        if not self.pg:
+            self.conn.executemany(sql, rows)
+            return
+        with self.conn.cursor() as cur:
+            cur.executemany(to_pg(sql), rows)
 
     def ddl(self, sql: str) -> str:
         """A migration statement in this dialect's column types."""
@@ -128,6 +139,11 @@ class Database:
         GPU as free. Claims of different hosts run in parallel (SKIP LOCKED keeps them off each other's rows)."""
         if self.pg:
             self.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (f"zlt-claim:{host}",))
+
+    @property
+    def for_update(self) -> str:
+        """Lock the rows a transaction reads before it changes them (SQLite: BEGIN IMMEDIATE already does)."""
+        return " FOR UPDATE" if self.pg else ""
 
     @property
     def skip_locked(self) -> str:

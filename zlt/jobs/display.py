@@ -104,3 +104,20 @@ def event_line(ev: dict[str, Any]) -> str:
     ts = ev.get("ts")
     when = iso(ts) if isinstance(ts, (int, float)) else ""
     return f"{ev.get('seq', '')}\t{when}\t{ev.get('type', '')}\t{fields}".rstrip()
+
+
+def workers_table(workers: list[dict[str, Any]]) -> str:
+    """`zlt workers`: one line per GPU slot of each live worker, with the job on it."""
+    rows = [("WORKER", "HOST", "GPU", "NAME", "VRAM", "JOB", "STATE")]
+    for w in workers:
+        on_gpu = {g: j for j in w["jobs"] for g in j["gpus"]}
+        cpu_jobs = [j for j in w["jobs"] if not j["gpus"]]
+        for g in w["gpus"] or [{"index": None, "name": None, "vram_gb": None}]:
+            job = on_gpu.get(g["index"])
+            rows.append((w["worker_id"], w["host"], "-" if g["index"] is None else str(g["index"]), g["name"] or "-",
+                         f"{g['vram_gb']:g} GiB" if g["vram_gb"] else "-", job["job_id"] if job else "-",
+                         job["state"] if job else "idle"))
+        for j in cpu_jobs:
+            rows.append((w["worker_id"], w["host"], "cpu", "-", "-", j["job_id"], j["state"]))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(n) for c, n in zip(r, widths, strict=True)).rstrip() for r in rows)

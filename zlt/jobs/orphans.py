@@ -37,11 +37,12 @@ def find_orphans(job_dir: str) -> list[int]:
     return found
 
 
-def kill_orphans(job_dir: str, *, grace_s: float = 5.0) -> list[int]:
-    """SIGTERM the process groups of the job's leftover processes, SIGKILL what remains after `grace_s`."""
+def kill_orphans(job_dir: str, *, grace_s: float = 5.0, pids: list[int] | None = None) -> list[int]:
+    """SIGTERM the process groups of the job's leftover processes (or of `pids`), SIGKILL what remains
+    after `grace_s`."""
     import psutil
 
-    pids = find_orphans(job_dir)
+    pids = find_orphans(job_dir) if pids is None else pids
     if not pids:
         return []
     for pid in pids:
@@ -80,8 +81,12 @@ def sweep_host(store: Any) -> dict[str, list[int]]:
 
     The reaper on another host can only requeue a job by its lease; it cannot reach a trainer left
     running here. Each worker therefore sweeps its own host. Jobs in a final state are left alone (a
-    trainer recorded by something else than a worker is not ours to judge).
+    trainer recorded by something else than a worker is not ours to judge). A trainer counts as this
+    host's when the host id in its environment (inherited from its worker) is ours: containers, or tests
+    that play several hosts on one machine, see processes that belong to other host ids.
     """
+    import socket
+
     import psutil
 
     from zlt.errors import NotFoundError
@@ -97,6 +102,8 @@ def sweep_host(store: Any) -> dict[str, list[int]]:
             part = next((c for c in cmd if root in c), None)
             if part is None or os.getsid(pid) != pid:
                 continue
+            if (proc.environ().get("ZLT_HOST_ID") or socket.gethostname()) != store.host:
+                continue
         except (psutil.Error, OSError):
             continue
         job_id = part.split(root, 1)[1].split("/", 1)[0]
@@ -104,7 +111,7 @@ def sweep_host(store: Any) -> dict[str, list[int]]:
             found.setdefault(job_id, []).append(pid)
     ended: dict[str, list[int]] = {}
     alive = store.pid_alive or process_alive
-    for job_id in found:
+    for job_id, pids in found.items():
         try:
             row = store.get(job_id)
         except NotFoundError:
@@ -117,7 +124,7 @@ def sweep_host(store: Any) -> dict[str, list[int]]:
             continue
         if state not in ("queued", "preparing", "running"):
             continue
-        killed = kill_orphans(row["job_dir"])
+        killed = kill_orphans(row["job_dir"], pids=pids)
         if killed:
             ended[job_id] = killed
     return ended

@@ -59,20 +59,26 @@ class LeaseKeeper(threading.Thread):
         self.done = threading.Event()
 
     def run(self) -> None:
-        last_beat = time.monotonic()
+        last_beat = last_renewed = time.monotonic()
         while not self.done.wait(self.poll_s):
             try:
                 if time.monotonic() - last_beat >= self.heartbeat_s:
-                    beat = self.store.heartbeat(self.job_id, self.token)
                     last_beat = time.monotonic()
+                    beat = self.store.heartbeat(self.job_id, self.token)
                     if not beat.alive:
                         self.control.stop(LEASE_LOST)
                         return
+                    last_renewed = last_beat
                     cancel = beat.cancel_requested
                 else:
                     cancel = self.store.cancel_requested(self.job_id)
             except sqlite3.OperationalError:
-                continue  # store busy for longer than busy_timeout: try again next tick
+                # Store busy or unreachable: try again next tick. Once the lease may have expired, another
+                # host may run the job: stop our trainer rather than ever run two (fencing by lease time).
+                if time.monotonic() - last_renewed > self.store.lease_ttl:
+                    self.control.stop(LEASE_LOST)
+                    return
+                continue
             if cancel:
                 self.control.stop(CANCEL)
 

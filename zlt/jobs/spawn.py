@@ -103,3 +103,49 @@ def ensure_worker(home: Path) -> int | None:
         # A long-lived caller (zlt serve) reaps the worker when it exits; a CLI process exits first anyway.
         threading.Thread(target=proc.wait, name="reap-worker", daemon=True).start()
         return proc.pid
+
+
+class LocalWorker:
+    """Keeps a worker running beside a long-lived process (`zlt serve`): started at once, started again
+    when it dies, stopped gracefully (its jobs requeued) on `stop()`. Where another worker already runs
+    for this ZLT_HOME, none is started; the check repeats every `check_s`."""
+
+    def __init__(self, home: Path, *, check_s: float = 5.0, extra_args: tuple[str, ...] = ()) -> None:
+        self.home = Path(home)
+        self.check_s = check_s
+        self.extra_args = extra_args
+        self.proc: subprocess.Popen | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="local-worker", daemon=True)
+
+    def start(self) -> LocalWorker:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            if (self.proc is None or self.proc.poll() is not None) and not worker_running(self.home):
+                self._spawn()
+            self._stop.wait(self.check_s)
+
+    def _spawn(self) -> None:
+        log = worker_log_path(self.home)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "zlt", "worker", "--home", str(self.home), *self.extra_args],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                close_fds=True, cwd=str(self.home),
+            )
+
+    def stop(self, timeout: float = 60.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout=self.check_s + 1)
+        proc = self.proc
+        if proc is not None and proc.poll() is None:
+            proc.terminate()  # SIGTERM: stop claiming, stop trainers gracefully, requeue their jobs
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

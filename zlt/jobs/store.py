@@ -24,9 +24,11 @@ from typing import Any
 from zlt.errors import NotFoundError, ZltError
 from zlt.jobs.db import Database, Row, connect
 from zlt.jobs.placement import slots_for
+from zlt.jobs.presence import WorkerPresence
 from zlt.jobs.states import ACTIVE, TERMINAL, IllegalTransition, JobStatus, can_transition
 
 DEFAULT_LEASE_TTL_S = 30.0
+REFUSAL_TTL_S = 300.0  # a host that refused a job (files not visible) tries it again after this long
 CLAIM_SCAN = 1000  # queued jobs one claim looks at, in claim order
 # The host a lease names. ZLT_HOST_ID overrides the host name (two containers sharing one, or tests that
 # play several hosts on one machine); it must differ between machines that share a store.
@@ -87,7 +89,7 @@ def parse_gpus(text: str | None) -> list[int]:
     return [int(x) for x in text.split(",") if x.strip()] if text else []
 
 
-class JobStore:
+class JobStore(WorkerPresence):
     def __init__(
         self, home: Path, *, clock: Callable[[], float] = time.time, lease_ttl: float = DEFAULT_LEASE_TTL_S,
         host: str = HOST, pid_alive: Callable[[int, float | None], bool] | None = None,
@@ -163,6 +165,14 @@ class JobStore:
             ).fetchall()
         return [dict(r) for r in rows]
 
+    def backing_off(self, grace_s: float = 60.0) -> int:
+        """Queued jobs waiting out a backoff after an infrastructure fault, or out of it for less than
+        `grace_s` and not claimed yet (a claim clears `not_before`)."""
+        with self._lock:
+            (n,) = self.db.execute("SELECT COUNT(*) FROM jobs WHERE state = 'queued' AND not_before > ?",
+                                   (self.clock() - grace_s,)).fetchone()
+        return int(n)
+
     def queue_position(self, row: Row) -> int:
         """1-based place of a queued job in the claim order."""
         with self._lock:
@@ -199,7 +209,7 @@ class JobStore:
             raise ValueError(f"transition cannot set {sorted(bad)}")
         with self.tx() as db:
             now = self.clock()  # read under the write lock, so times order like the transitions themselves
-            row = db.execute("SELECT state, lease_token FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            row = db.execute(f"SELECT state, lease_token FROM jobs WHERE id = ?{db.for_update}", (job_id,)).fetchone()
             if row is None:
                 raise NotFoundError(f"no job {job_id!r} in {self.home}", hint="list jobs with 'zlt jobs'")
             current = JobStatus(row["state"])
@@ -247,11 +257,13 @@ class JobStore:
             chosen = None
             for r in db.execute(
                 "SELECT id, gpus_needed, min_vram_gb, attempts, resume, last_checkpoint_step, not_before, "
-                "refused_hosts FROM jobs WHERE state = 'queued' ORDER BY priority DESC, created_at, id LIMIT ?",
+                "refused_hosts, updated_at FROM jobs WHERE state = 'queued' ORDER BY priority DESC, created_at, id LIMIT ?",
                 (CLAIM_SCAN,),
             ).fetchall():
-                if (r["not_before"] or 0) > now or self.host in (r["refused_hosts"] or "").split("\n"):
+                if (r["not_before"] or 0) > now:
                     continue
+                if self.host in (r["refused_hosts"] or "").split("\n") and r["updated_at"] > now - REFUSAL_TTL_S:
+                    continue  # this host could not see the job's files a moment ago; it looks again later
                 need = r["gpus_needed"]
                 if need == 0:
                     if cpu_running < cpu_slots and self._lock_row(db, r["id"]):
@@ -417,7 +429,7 @@ class JobStore:
         """This host cannot run the claimed job (its dataset or model is not visible here): back to the queue
         for another host, without counting an attempt or a retry. Returns the job."""
         with self.tx() as db:
-            row = db.execute("SELECT state, lease_token, attempts, refused_hosts FROM jobs WHERE id = ?",
+            row = db.execute(f"SELECT state, lease_token, attempts, refused_hosts FROM jobs WHERE id = ?{db.for_update}",
                              (job_id,)).fetchone()
             if row is None or row["lease_token"] != token:
                 raise LeaseLost(f"job {job_id}: lease lost")
@@ -432,43 +444,3 @@ class JobStore:
             )
             self._history(db, job_id, row["state"], JobStatus.QUEUED.value, f"refused by {self.host}: {why}")
         return self.get(job_id)
-
-    # ---- workers -----------------------------------------------------------------------------------------
-
-    def register_worker(self, worker_id: str, pid: int, gpus: list[int], gpu_info: list[dict] | None = None) -> None:
-        """A worker announces itself and its GPUs (`gpu_info`: index, name, vram_gb per GPU, from NVML)."""
-        now = self.clock()
-        with self.tx() as db:
-            db.execute(
-                "INSERT INTO workers (id, host, pid, gpus, started_at, heartbeat_at, gpu_info) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET host = excluded.host, pid = excluded.pid, "
-                "gpus = excluded.gpus, started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at, "
-                "gpu_info = excluded.gpu_info, stopped_at = NULL",
-                (worker_id, self.host, pid, ",".join(map(str, gpus)), now, now, json.dumps(gpu_info or [])),
-            )
-
-    def worker_heartbeat(self, worker_id: str) -> None:
-        with self.tx() as db:
-            db.execute("UPDATE workers SET heartbeat_at = ? WHERE id = ?", (self.clock(), worker_id))
-
-    def unregister_worker(self, worker_id: str) -> None:
-        with self.tx() as db:
-            db.execute("UPDATE workers SET stopped_at = ? WHERE id = ?", (self.clock(), worker_id))
-
-    def live_workers(self) -> list[dict[str, Any]]:
-        """Workers that heartbeat within the lease time (a worker on another host is judged by that alone)."""
-        cutoff = self.clock() - self.lease_ttl
-        with self._lock:
-            rows = self.db.execute(
-                "SELECT * FROM workers WHERE stopped_at IS NULL AND heartbeat_at >= ? ORDER BY host, started_at",
-                (cutoff,),
-            ).fetchall()
-        out = []
-        for r in rows:
-            d = dict(r)
-            try:
-                d["gpu_info"] = json.loads(d.get("gpu_info") or "[]")
-            except ValueError:
-                d["gpu_info"] = []
-            out.append(d)
-        return out

@@ -81,12 +81,16 @@ def subprocess_launcher(home: Path, log_path: Path) -> Launcher:
 
 def default_launcher(home: Path) -> Launcher:
     """Training jobs in their own process; generation jobs (zlt.infer) in a thread, on a pipeline kept loaded;
-    evaluation jobs (zlt.eval) in a thread too."""
+    evaluation jobs (zlt.eval) in a thread too, sharing that pipeline cache."""
     from zlt.eval.jobs import with_eval_jobs
     from zlt.infer.jobs import with_generation_jobs
 
-    training = subprocess_launcher(home, home / "logs" / "jobs.log")
-    return with_generation_jobs(home, with_eval_jobs(home, training))
+    evaluations = with_eval_jobs(home, subprocess_launcher(home, home / "logs" / "jobs.log"))
+    launch = with_generation_jobs(home, evaluations)
+    # one cache: a pipeline an evaluation loaded serves the next generation (and, on the CPU, the other way round;
+    # before a job that claims a GPU and is not a generation, with_generation_jobs empties the cache)
+    evaluations.cache = launch.cache  # type: ignore[attr-defined]
+    return launch
 
 
 @dataclass
@@ -144,6 +148,9 @@ class Worker:
         self.store.register_worker(self.worker_id, os.getpid(), self.opts.gpus, info)
         shown = ", ".join(f"{g['index']}: {g['name']} {g['vram_gb']:g} GiB" for g in info) or "no NVIDIA GPU"
         self.log(f"started on {self.store.host}, slots {self.opts.gpus} ({shown})")
+        from zlt.artifacts.reindex import startup_reindex
+
+        startup_reindex(self.store.home, self.log)
         last_beat = last_busy = time.monotonic()
         last_sweep = float("-inf")
         try:
@@ -161,8 +168,8 @@ class Worker:
                     self.store.worker_heartbeat(self.worker_id)
                     last_beat = time.monotonic()
                 if not self.running and not claimed:
-                    if self.opts.once:
-                        break
+                    if self.opts.once and not self.store.backing_off():
+                        break  # (a job backing off after a fault is waited for: it is runnable soon)
                     if self.opts.idle_exit_s is not None and time.monotonic() - last_busy >= self.opts.idle_exit_s:
                         self.log("idle; exiting")
                         break

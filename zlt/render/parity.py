@@ -227,7 +227,7 @@ LIGHTNING_MAP: dict[str, Carried] = {
     "training.batch_size": T("training.batch_size"),
     "training.gradient_accumulation": T("training.gradient_accumulation"),
     "training.max_steps": T("training.max_steps"),
-    "training.warmup_steps": T("training.warmup_steps (factor (i+1)/(W+1); ai-toolkit and musubi ramp i/W)"),
+    "training.warmup_steps": T("training.warmup_steps (ramps i/W, as transformers' schedules on the other backends)"),
     "training.learning_rate": T("training.learning_rate (prodigy: a multiplier, < 0.1 means 1.0)"),
     "training.scheduler": T("training.scheduler"),
     "training.optimizer.type": T("training.optimizer.type (eps 1e-6, as ai-toolkit)"),

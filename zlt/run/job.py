@@ -139,7 +139,7 @@ class JobRun:
         self.location = locate(self.backend, explicit)
         from zlt.artifacts.warmstart import apply_warm_start  # a `zlt retrain` job starts from its parent
 
-        warm = apply_warm_start(ctx.job_dir, self.backend, ctx.output_dir, first_attempt=not req.resume)
+        warm = apply_warm_start(ctx.job_dir, self.backend, ctx.output_dir)
         resume = req.resume or warm.resume
         if not resume and has_safetensors(ctx.output_dir):
             moved = rotate(ctx.output_dir)

@@ -356,3 +356,21 @@ def _artifact_routes(api: APIRouter, cfg: ServeConfig) -> None:
         """Download one file of an artifact (e.g. lora.safetensors); paths are fenced to the artifact's folder."""
         path = tools.artifact_path(cfg.home, artifact_id, name)
         return FileResponse(path, filename=path.name)
+
+    from zlt.serve.retrain_api import body_openapi
+
+    @api.post("/v1/artifacts/{ref}/retrain", tags=["artifacts"], status_code=202,
+              responses=_errors(400, 404, 413, 422, 503), openapi_extra=body_openapi())
+    async def retrain_artifact(request: Request, ref: str = PathParam(
+            ..., pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,255}$",
+            description="Artifact id, STYLE@vN, a style name (its current version), or a job id.")) -> JSONResponse:
+        """Train a finished LoRA further as its style's next version (`zlt retrain`); body: steps | more_steps,
+        dataset, set, backend, profile, priority, skip_preflight. Returns 202 with the job and its `retrain` plan."""
+        from zlt.serve import retrain_api
+
+        body = retrain_api.parse_body(await _json_body(request) if await request.body() else None)
+        result = await run_in_threadpool(retrain_api.retrain, cfg.home, ref, body, cfg.fence())
+        status_url = str(request.url_for("get_job", job_id=result["job_id"]))
+        return JSONResponse({"job_id": result["job_id"], "state": result["state"], "status_url": status_url,
+                             "retrain": result["retrain"], "job": result}, status_code=202,
+                            headers={"Location": status_url})

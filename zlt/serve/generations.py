@@ -8,6 +8,7 @@ inside the server's data roots. Results: `GET /v1/generations/{job_id}` (status 
 
 # No `from __future__ import annotations`: FastAPI reads the route annotations at runtime.
 import json
+import re
 import secrets
 import shutil
 from pathlib import Path
@@ -25,6 +26,7 @@ from zlt.serve.uploads import MiB, UploadRefused, UploadTooLarge
 JOB_ID = PathParam(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$", description="Job id (or a unique prefix).")
 MAX_IMAGE_BYTES = 64 * MiB  # one uploaded image; the request as a whole is capped by the server's upload limit
 UPLOAD_FIELDS = ("image", "control_image")
+HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 def fence_file(raw: str, data_roots: tuple[Path, ...] | None, field_name: str) -> str:
@@ -44,6 +46,22 @@ def fence_file(raw: str, data_roots: tuple[Path, ...] | None, field_name: str) -
                         hint="upload it as a multipart file (field 'image'), or move it into a data root")
 
 
+def fence_model_ref(raw: str, data_roots: tuple[Path, ...]) -> str:
+    """A ControlNet a client named: a hub id ('owner/name', read from the local cache only) stays as it is; anything
+    else is a path and must lie inside a data root, so a client cannot make the server load an arbitrary folder."""
+    roots = [Path(r).resolve() for r in data_roots]
+    p = Path(raw).expanduser()
+    looks_like_hub_id = HUB_ID.match(raw) is not None and not p.is_absolute()
+    if looks_like_hub_id and not any((r / p).exists() for r in roots):
+        return raw
+    for cand in ([p] if p.is_absolute() else [r / p for r in roots]):
+        resolved = cand.resolve()
+        if resolved.exists() and any(resolved.is_relative_to(r) for r in roots):
+            return str(resolved)
+    raise BadInputError(f"transfer.controlnet: {raw} is neither a hub id nor a path inside the server's data roots",
+                        hint="put the ControlNet into a data root, or name its hub id (it must be in the server's cache)")
+
+
 def fence_request(kind: str, data: Any, data_roots: tuple[Path, ...] | None) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise BadInputError(f"{kind}.request: the body must be a JSON object", hint="see docs/generate.md")
@@ -53,8 +71,7 @@ def fence_request(kind: str, data: Any, data_roots: tuple[Path, ...] | None) -> 
             if isinstance(data.get(key), list):
                 data[key] = [fence_file(str(p), data_roots, f"transfer.{key}") for p in data[key]]
         if isinstance(data.get("controlnet"), str) and data_roots is not None:
-            data["controlnet"] = fence_file(data["controlnet"], data_roots, "transfer.controlnet") \
-                if Path(data["controlnet"]).suffix else data["controlnet"]  # a hub id stays as it is
+            data["controlnet"] = fence_model_ref(data["controlnet"], data_roots)
     return data
 
 

@@ -3,7 +3,7 @@
 Tools: validate_spec, render_config, submit_lora_job, get_job_status, list_jobs, cancel_job, retry_job,
 get_job_events, list_artifacts, get_artifact (everything the HTTP API offers but file downloads: get_artifact
 gives the files' paths and sha256), generate, style_transfer, get_generation (zlt/serve/mcp_generations.py),
-evaluate, get_eval_report (zlt/serve/evaluations.py).
+evaluate, get_eval_report (zlt/serve/evaluations.py), retrain_lora (zlt/serve/retrain_api.py).
 Each tool's input schema is its arguments model's JSON Schema, with the `spec` argument being the job spec's own
 schema (`JobSpec`, what `zlt schema` prints); its description is built from the spec models' descriptions.
 A tool that fails returns `isError: true` with the same error object the CLI prints with `--json`.
@@ -163,7 +163,7 @@ def make_tools(home: Path, fence: Fence) -> list[Tool]:
         Tool("get_artifact", "One trained LoRA: metadata, its files with size and sha256 (lora.safetensors, "
              "checkpoints), the loss-curve summary, and the folder it is in.", ArtifactArgs,
              lambda a: tools.artifact(home, a.artifact_id)),
-    ] + _generation_tools(home, fence) + _eval_tools(home)
+    ] + _generation_tools(home, fence) + _eval_tools(home) + [_retrain_tool(home, fence)]
 
 
 def _generation_tools(home: Path, fence: Fence) -> list[Tool]:
@@ -176,6 +176,20 @@ def _eval_tools(home: Path) -> list[Tool]:
     from zlt.serve.evaluations import eval_tools
 
     return eval_tools(home)
+
+
+def _retrain_tool(home: Path, fence: Fence) -> Tool:
+    from zlt.serve.retrain_api import RetrainBody, retrain
+
+    class RetrainArgs(RetrainBody):
+        artifact: str = Field(min_length=1, max_length=256,
+                              description="Artifact id, STYLE@vN, a style name (its current version), or a job id.")
+
+    return Tool("retrain_lora", "Train a finished LoRA further (more steps, new data, other settings); the job's "
+                "artifact becomes the style's next version. Returns the job status (poll get_job_status) and its "
+                "plan: mode 'resume' (same data and settings: optimizer state too) or 'warm' (from the weights).",
+                RetrainArgs, lambda a: retrain(home, a.artifact, RetrainBody(**a.model_dump(exclude={"artifact"})),
+                                               fence))
 
 
 def _error_result(err: ZltError) -> dict[str, Any]:

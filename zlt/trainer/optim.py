@@ -10,10 +10,12 @@ from zlt.trainer.config import TrainingConfig
 
 
 def lr_factor(i: int, warmup: int, total: int, kind: str) -> float:
-    """Multiplier of the peak lr for the i-th optimizer update (0-based). Warmup ramps to 1 linearly and never
-    wastes a step at lr 0; after it, constant stays at 1, cosine and linear decay towards 0 at `total`."""
+    """Multiplier of the peak lr for the i-th optimizer update (0-based): the curve of transformers'
+    get_{constant,cosine,linear}_schedule_with_warmup, which musubi is rendered to use and ai-toolkit's
+    constant_with_warmup follows, so one spec gives one LR curve on every backend. Warmup ramps i/W (update 0 at
+    lr 0, as upstream); after it, constant stays at 1, cosine and linear decay towards 0 at `total`."""
     if i < warmup:
-        return (i + 1) / (warmup + 1)
+        return i / warmup
     if kind == "constant":
         return 1.0
     progress = min(1.0, (i - warmup) / max(1, total - warmup))

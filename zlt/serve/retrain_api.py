@@ -1,0 +1,91 @@
+"""`POST /v1/artifacts/{ref}/retrain` and the MCP tool `retrain_lora`: `zlt retrain` for remote callers.
+
+The body is checked strictly (unknown keys are refused) and fenced like a submitted spec: `dataset` must lie inside
+the server's data roots, and `set` may not name paths (dataset.path, output.registry.path, job.callback_url) where a
+fence is active.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from zlt.errors import BadInputError, FieldError, SpecError
+from zlt.serve.intake import Fence
+
+FENCED_SETS = ("dataset.path", "output.registry.path", "job.callback_url")
+
+
+class RetrainBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    steps: int | None = Field(None, ge=1, description="Train N new steps from the artifact's weights (fresh optimizer).")
+    more_steps: int | None = Field(None, ge=1, description="Continue for N more steps (default: as many as before).")
+    dataset: str | None = Field(None, description="Train on this image folder instead of the parent's.")
+    set: list[str] = Field(default_factory=list, description="Spec overrides, e.g. 'training.learning_rate=5e-5'.")
+    backend: Literal["ai-toolkit", "musubi", "lightning"] | None = Field(None, description="Trainer (default: the parent's).")
+    profile: str = Field("auto", description="Hardware profile, or auto.")
+    priority: int | None = Field(None, ge=-100, le=100, description="Queue priority (default: job.priority).")
+    skip_preflight: bool = Field(False, description="Skip the GPU/trainer checks before the run.")
+
+
+def body_openapi() -> dict[str, Any]:
+    """The request body in the OpenAPI document (the route reads raw JSON so that errors have zlt's shape)."""
+    schema = RetrainBody.model_json_schema()
+    schema.pop("title", None)
+    return {"requestBody": {"required": False, "content": {"application/json": {"schema": schema}}}}
+
+
+def parse_body(data: Any, source: str = "<http>") -> RetrainBody:
+    if data is None:
+        data = {}
+    try:
+        return RetrainBody.model_validate(data)
+    except ValidationError as e:
+        raise SpecError([FieldError(".".join(str(x) for x in err["loc"]) or "body", err["msg"])
+                         for err in e.errors()], source) from None
+
+
+def retrain(home: Path, ref: str, body: RetrainBody, fence: Fence) -> dict[str, Any]:
+    """Queue the retrain; returns the job status with its `retrain` block."""
+    from zlt.artifacts.retrain import submit_retrain
+
+    dataset = body.dataset
+    if fence.data_roots is not None:
+        from zlt.serve.uploads import fence_dataset_path
+
+        if dataset is not None:
+            dataset = str(fence_dataset_path(dataset, list(fence.data_roots), fence.limits))
+        for s in body.set:
+            key = s.split("=", 1)[0].strip()
+            if key in FENCED_SETS:
+                raise BadInputError(f"set: {key} cannot be changed through this server",
+                                    hint="give a new dataset folder as 'dataset'" if key == "dataset.path" else "")
+    result = submit_retrain(home, ref, steps=body.steps, more_steps=body.more_steps, dataset=dataset, sets=body.set,
+                            backend=body.backend, profile=body.profile, priority=body.priority,
+                            skip_preflight=body.skip_preflight)
+    url = result.get("callback_url") or _callback_url(home, result["job_id"])
+    if url:  # the parent's job.callback_url came along with its spec: deliver this job's events there too
+        from zlt.serve.webhooks import Subscriptions, check_callback_url
+
+        try:
+            Subscriptions(home).subscribe(result["job_id"], check_callback_url(url))
+        except BadInputError as e:
+            result.setdefault("warnings", []).append(f"{e.message}; no webhooks for this job")
+    return result
+
+
+def _callback_url(home: Path, job_id: str) -> str | None:
+    import json
+    from contextlib import closing
+
+    from zlt.jobs.db import connect
+
+    with closing(connect(Path(home))) as db:
+        row = db.execute("SELECT spec_json FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    try:
+        return ((json.loads(row[0]) if row else {}).get("job") or {}).get("callback_url")
+    except ValueError:
+        return None
