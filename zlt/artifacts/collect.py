@@ -192,9 +192,16 @@ def _build(job: JobFiles, staging: Path, *, created_at: float, attempts: int, cu
         "date": created_at, "backend": job.backend,
     }
     lora, checkpoints = None, []
-    loaded = read_lora(final.entry.path)
-    trained = describe_trained(job, loaded[0], loaded[1], final.step)
-    notes.extend(differences(trained, job))
+    loaded: tuple[LoraWeights, dict[str, str]] | None = None
+    trained: Trained | None = None
+    try:
+        loaded = read_lora(final.entry.path)
+        trained = describe_trained(job, loaded[0], loaded[1], final.step)
+        notes.extend(differences(trained, job))
+    except BadInputError as err:
+        if save.lora_weights:
+            raise
+        notes.append(f"what was trained is not recorded: {err.message}")
     if save.lora_weights:
         lora = _write_weights(job, final, staging / LORA_FILE, final=True, common=common, trained=trained,
                               loaded=loaded)
