@@ -134,3 +134,17 @@ def test_write_render_records_what_will_be_trained(tmp_path):
     # ai-toolkit trains Z-Image LoRAs with alpha = rank (toolkit/lora_special.py): the artifact must say 4, not 2
     assert doc["trained"]["lora_alpha"] == 4 and doc["backend"] == "ai-toolkit"
     assert any(w.startswith("model.lora.alpha") for w in doc["warnings"])
+
+
+def test_lightning_explain_says_which_speed_switches_apply():
+    from zlt.render.lightning import render_lightning
+
+    spec = load_spec_data({"dataset": {"path": "/tmp"}, "job": {"resources": {"gpu": 2}},
+                           "model": {"base": {"quantize": "none"}}}).spec
+    res = render_lightning(spec, get_profile("80gb"), CTX)
+    notes = "\n".join(res.notes)
+    assert "torch.compile of the repeated blocks on (training.compile auto, cuda)" in notes
+    assert "their dtype" in notes and "2 processes (Fabric DDP" in notes and "1 x 4 x 2 = 8" in notes
+    spec8 = load_spec_data({"dataset": {"path": "/tmp"}, "model": {"base": {"quantize": "float8"}}}).spec
+    notes8 = "\n".join(render_lightning(spec8, get_profile("16gb"), CTX).notes)
+    assert "stored in float8, bf16 compute" in notes8 and "off (float8 storage cannot be compiled)" in notes8

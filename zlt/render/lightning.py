@@ -83,6 +83,30 @@ def _model_name(spec: JobSpec, warnings: list[str]) -> str:
     return name
 
 
+
+def _speed_notes(spec: JobSpec, runtime: RuntimeConfig, float8: bool, float8_source: str) -> list[str]:
+    """Which of the built-in trainer's speed switches apply, for `--explain` (the trainer prints the same)."""
+    from zlt.trainer.accel import decide_compile
+
+    tr = spec.training
+    compiled, _ = decide_compile(tr.compile, runtime.accelerator, float8)
+    why = ("float8 storage cannot be compiled" if float8 and tr.compile != "off" else
+           f"training.compile {tr.compile}" + (f", {runtime.accelerator}" if tr.compile == "auto" else ""))
+    out = [f"model.base.quantize: base weights stored in {'float8, bf16 compute' if float8 else 'their dtype'} "
+           f"({float8_source})",
+           f"training.compile: torch.compile of the repeated blocks {'on' if compiled else 'off'} ({why})"]
+    if runtime.accelerator == "cuda" and tr.batch_size == 1:
+        out.append("training.batch_size: attention FlashAttention 2 where flash_attn is installed on the training "
+                   "host, else SDPA (batch 1: no attention mask)")
+    else:
+        out.append("training.batch_size: attention SDPA" + ("" if runtime.accelerator == "cpu" else
+                                                            f" (batch {tr.batch_size} needs attention masks)"))
+    if runtime.devices > 1:
+        out.append(f"job.resources.gpu: {runtime.devices} processes (Fabric DDP, dataset sharded); effective batch "
+                   f"{tr.batch_size} x {tr.gradient_accumulation} x {runtime.devices} = "
+                   f"{tr.batch_size * tr.gradient_accumulation * runtime.devices}")
+    return out
+
 def render_lightning(spec: JobSpec, profile: HardwareProfile, ctx: RenderContext) -> RenderResult:
     warnings: list[str] = spec_warnings(spec, "lightning")
     notes: list[str] = []
@@ -102,6 +126,7 @@ def render_lightning(spec: JobSpec, profile: HardwareProfile, ctx: RenderContext
     lr = optimizer_lr(spec, warnings)
     gc, gc_why = resolve_gradient_checkpointing(spec, profile, "lightning")
     notes.append(f"training.gradient_checkpointing: {'on' if gc else 'off'} ({gc_why})")
+    notes += _speed_notes(spec, runtime, float8, float8_source)
     resolution = min(ds.resolution, profile.resolution_cap)
     if resolution < ds.resolution:
         warnings.append(f"dataset.resolution: {ds.resolution} capped to {resolution} by profile {profile.name}")

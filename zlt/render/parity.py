@@ -202,7 +202,8 @@ LIGHTNING_MAP: dict[str, Carried] = {
     "model.base.precision": T("model.weight_dtype"),
     "model.base.variant": T("model.name; de-turbo needs one local folder with every part: warned"),
     "model.base.training_adapter": T("model.training_adapter (merged, switchable)"),
-    "model.base.quantize": T("not quantised: float8 warned"),
+    "model.base.quantize": T("model.quantize: float8 storage with bf16 compute (diffusers layerwise casting), also "
+                             "the text encoder while caching; auto: float8 only where bf16 does not fit the profile"),
     "model.base.dit": T("not supported: warned (musubi only)"),
     "model.base.vae": T("not supported: warned (musubi only)"),
     "model.base.text_encoder": T("not supported: warned (musubi only)"),
