@@ -54,7 +54,8 @@ def test_submit_prints_the_job_id_at_once_and_queues_it(spec_path: Path):
     assert (st["job_id"], st["state"], st["priority"], st["backend"]) == (jid, "queued", 3, "lightning")
     human = run_zlt("status", jid)
     assert human.returncode == 0 and "queued" in human.stdout and "position 1 in the queue" in human.stdout
-    assert "no worker is running" in human.stderr
+    assert "waiting: no live worker (start one with 'zlt worker'" in human.stdout  # said once, by the status
+    assert "no worker is running" not in human.stderr
 
 
 def test_a_bad_spec_exits_2_and_queues_nothing(spec_path: Path, tmp_path: Path):
