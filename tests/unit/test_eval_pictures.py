@@ -42,7 +42,7 @@ def test_prompts_file_formats(tmp_path: Path):
 
 
 def test_a_job_slot_maps_to_the_torch_ordinal_under_cuda_visible_devices(monkeypatch):
-    from zlt.eval.images import cuda_ordinal
+    from zlt.infer.pipeline import cuda_ordinal
 
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     assert cuda_ordinal(None) is None and cuda_ordinal([3]) == 3

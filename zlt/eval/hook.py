@@ -21,7 +21,7 @@ def evaluate_after_training(spec: Any, artifact_id: str, home: Path, ctx: Any) -
 
     ctx.phase_event("evaluating", f"artifact {artifact_id}")
     opts = from_spec(spec)
-    from zlt.eval.images import cuda_ordinal
+    from zlt.infer.pipeline import cuda_ordinal
 
     opts.gpu = cuda_ordinal(getattr(getattr(ctx, "req", None), "gpus", None))  # the job's GPU, just released
     try:

@@ -34,19 +34,6 @@ class DrawSettings:
         return dict(vars(self))
 
 
-def cuda_ordinal(gpus: list[int] | None) -> int | None:
-    """The torch device index of the first GPU a job was given. Job slots name physical (nvidia-smi) indexes;
-    when this process runs under CUDA_VISIBLE_DEVICES=2,3, physical GPU 3 is torch's cuda:1."""
-    import os
-
-    if not gpus:
-        return None
-    visible = [v.strip() for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
-    if visible and all(v.isdigit() for v in visible):
-        return visible.index(str(gpus[0])) if str(gpus[0]) in visible else 0
-    return gpus[0]
-
-
 class InferImages:
     """Draws through `zlt.infer.generate` (nothing saved under generations/: the images go to eval/)."""
 

@@ -8,7 +8,6 @@ model), so a client gets exit 2/3 or HTTP 4xx at once; the worker runs the job i
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import threading
 from collections.abc import Callable
@@ -17,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from zlt.errors import BadInputError, EnvNotReadyError, ZltError
+from zlt.errors import BadInputError
 
 KIND = "evaluate"
 BACKEND = "eval"  # the jobs table's backend column for evaluation jobs
@@ -39,10 +38,6 @@ class EvalRequest(BaseModel):
     steps: int | None = Field(None, ge=1, le=200, description="Denoising steps (default: the spec's sampling steps).")
     guidance: float | None = Field(None, ge=0.0, le=30.0, description="Guidance scale (default: the spec's).")
     size: int | None = Field(None, ge=16, le=2048, description="Square image side, a multiple of 16.")
-
-
-class Cancelled(Exception):
-    pass
 
 
 def eval_kind(snapshot_json: str | None) -> bool:
@@ -121,29 +116,23 @@ def run_evaluation_job(store: Any, job_id: str, token: str, *, stop: threading.E
     from zlt.eval.evaluate import evaluate_artifact
     from zlt.eval.options import options_for
     from zlt.fsutil import atomic_write_json
-    from zlt.jobs.runjob import CANCEL, LeaseKeeper, StopControl
+    from zlt.infer.pipeline import cuda_ordinal
+    from zlt.jobs.inprocess import Done, InProcessRun
     from zlt.jobs.states import JobStatus
-    from zlt.jobs.store import LeaseLost
 
-    control = StopControl()
-    row = store.get(job_id)
+    job = InProcessRun(store, job_id, token, stop=stop, heartbeat_s=heartbeat_s, poll_s=poll_s)
+    row = job.row
     snap = json.loads(row["snapshot_json"] or "{}")
-    store.set_runner(job_id, token, os.getpid(), _create_time())
-    keeper = LeaseKeeper(store, job_id, token, control, heartbeat_s=heartbeat_s, poll_s=poll_s)
-    keeper.start()
 
     def rows_done(done: int, total: int) -> None:
-        if control.event.is_set() or (stop is not None and stop.is_set()):
-            raise Cancelled
+        job.check_stop()
         store.update_progress(job_id, token, phase="evaluating", progress={"step": done, "total": total})
 
-    try:
+    def body() -> Done:
         art_id = snap["artifact_id"]
         request = EvalRequest.model_validate(snap.get("request") or {})
         store.transition(job_id, JobStatus.RUNNING, token=token, message=f"evaluating {art_id}")
         opts = options_for(store.home, art_id, **request.model_dump())
-        from zlt.eval.images import cuda_ordinal
-
         opts.gpu = cuda_ordinal(gpus)
         report = (evaluate or evaluate_artifact)(store.home, art_id, opts, rows_done=rows_done, pipeline_cache=cache)
         best = report["best"]
@@ -152,37 +141,10 @@ def run_evaluation_job(store: Any, job_id: str, token: str, *, stop: threading.E
         atomic_write_json(Path(row["job_dir"]) / "result.json", {
             "job_id": job_id, "status": "succeeded", "kind": KIND, "artifact_id": art_id,
             "report": report["eval_dir"] + "/report.json", "best": best})
-        final = store.transition(job_id, JobStatus.SUCCEEDED, token=token, artifact_id=art_id,
-                                 artifact_path=report["eval_dir"],
-                                 message=f"succeeded: best checkpoint step {best['step']}")
-    except Cancelled:
-        if control.reason == CANCEL:
-            final = store.transition(job_id, JobStatus.CANCELLED, token=token, error_cause="cancelled",
-                                     error_message="cancelled", message="cancelled by user")
-        else:
-            final = store.transition(job_id, JobStatus.QUEUED, token=token, message="worker shut down; requeued")
-    except LeaseLost:
-        return str(store.get(job_id)["state"])
-    except ZltError as e:
-        cause = "bad_config" if isinstance(e, BadInputError) else "preflight" if isinstance(e, EnvNotReadyError) else "unknown"
-        final = store.transition(job_id, JobStatus.FAILED, token=token, error_cause=cause,
-                                 error_message=e.message + (f" (hint: {e.hint})" if e.hint else ""),
-                                 message=f"failed: {cause}")
-    except Exception as e:  # the job must end recorded, whatever the pipeline raised
-        final = store.transition(job_id, JobStatus.FAILED, token=token, error_cause="unknown",
-                                 error_message=f"{type(e).__name__}: {e}", message="failed: unknown")
-    finally:
-        keeper.done.set()
-    return str(final["state"])
+        return Done(artifact_id=art_id, artifact_path=report["eval_dir"],
+                    message=f"succeeded: best checkpoint step {best['step']}")
 
-
-def _create_time() -> float | None:
-    try:
-        import psutil
-
-        return psutil.Process().create_time()
-    except Exception:  # noqa: BLE001 - the reaper then trusts the pid alone
-        return None
+    return job.run(body)
 
 
 def with_eval_jobs(home: Path, fallback: Callable[[Any], Any],

@@ -18,17 +18,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from zlt.errors import BadInputError, EnvNotReadyError, ZltError
+from zlt.errors import BadInputError
 from zlt.infer.params import GenerateParams, TransferParams, validate
 from zlt.infer.pipeline import PipelineCache, cuda_ordinal
 from zlt.spec.models import TINY_MODEL
 
 KINDS = ("generate", "transfer")
 BACKEND = "infer"  # the jobs table's backend column for generation jobs
-
-
-class Cancelled(Exception):
-    pass
 
 
 def job_kind(snapshot_json: str | None) -> str | None:
@@ -117,18 +113,14 @@ def run_generation_job(store: Any, job_id: str, token: str, *, cache: PipelineCa
                        gpus: list[int] | None = None) -> str:
     """Run a claimed generation job to its end and record it. Returns the job's final state."""
     from zlt.infer.run import generate, transfer
-    from zlt.jobs.runjob import CANCEL, LeaseKeeper, StopControl
+    from zlt.jobs.inprocess import Done, InProcessRun
     from zlt.jobs.states import JobStatus
-    from zlt.jobs.store import LeaseLost
     from zlt.run.events import EventStream, Finished, Phase, Progress, Sample
 
-    control = StopControl()
-    row = store.get(job_id)
+    job = InProcessRun(store, job_id, token, stop=stop, heartbeat_s=heartbeat_s, poll_s=poll_s)
+    row = job.row
     snap = json.loads(row["snapshot_json"] or "{}")
     kind = snap.get("kind")
-    store.set_runner(job_id, token, os.getpid(), _create_time())
-    keeper = LeaseKeeper(store, job_id, token, control, heartbeat_s=heartbeat_s, poll_s=poll_s)
-    keeper.start()
     events = EventStream(job_id, Path(row["job_dir"]) / "events.jsonl")  # what GET /v1/jobs/{id}/events streams
     events.add_sink(_log_sink(Path(row["job_dir"]) / "train.log"))  # what `zlt logs` shows
     t0 = time.monotonic()
@@ -139,10 +131,9 @@ def run_generation_job(store: Any, job_id: str, token: str, *, cache: PipelineCa
                                   it_s=round(done / elapsed, 3) if elapsed > 0 else None))
         store.update_progress(job_id, token, phase="generating",
                               progress={k: ev.get(k) for k in ("step", "total", "it_s", "elapsed_s")})
-        if control.event.is_set() or (stop is not None and stop.is_set()):
-            raise Cancelled
+        job.check_stop()
 
-    try:
+    def body() -> Done:
         params = parse_request(kind, snap.get("request") or {})
         store.transition(job_id, JobStatus.RUNNING, token=token, message=f"{kind}: loading the pipeline")
         events.emit(Phase(phase="generating", message=f"{kind} with {params.loras[0].artifact}"))
@@ -155,32 +146,15 @@ def run_generation_job(store: Any, job_id: str, token: str, *, cache: PipelineCa
         for entry in result.outputs["images"]:
             events.emit(Sample(path=str(result.folder / entry["file"]), step=None))
         events.emit(Finished(status="succeeded", exit_code=0, artifact=str(result.folder)))
-        final = store.transition(job_id, JobStatus.SUCCEEDED, token=token, artifact_id=result.outputs["artifact_id"],
-                                 artifact_path=str(result.folder),
-                                 message=f"succeeded: {len(result.images)} image(s) in {result.folder}")
-    except Cancelled:
-        if control.reason == CANCEL:
-            final = store.transition(job_id, JobStatus.CANCELLED, token=token, error_cause="cancelled",
-                                     error_message="cancelled", message="cancelled by user")
-        else:
-            final = store.transition(job_id, JobStatus.QUEUED, token=token, message="worker shut down; requeued")
-    except LeaseLost:
-        return str(store.get(job_id)["state"])
-    except ZltError as e:
-        cause = "bad_config" if isinstance(e, BadInputError) else "environment" if isinstance(e, EnvNotReadyError) else "unknown"
-        msg = e.message + (f" (hint: {e.hint})" if e.hint else "")
-        final = store.transition(job_id, JobStatus.FAILED, token=token, error_cause=cause, error_message=msg,
-                                 message=f"failed: {cause}")
-    except Exception as e:  # the job must end recorded, whatever the pipeline raised
-        final = store.transition(job_id, JobStatus.FAILED, token=token, error_cause="unknown",
-                                 error_message=f"{type(e).__name__}: {e}", message="failed: unknown")
-    finally:
-        keeper.done.set()
-        end = store.get(job_id)
+        return Done(artifact_id=result.outputs["artifact_id"], artifact_path=str(result.folder),
+                    message=f"succeeded: {len(result.images)} image(s) in {result.folder}")
+
+    def on_end(end: dict[str, Any]) -> None:
         if end["state"] in ("failed", "cancelled") and end["lease_token"] is None:
             events.emit(Finished(status=end["state"], cause=end["error_cause"], message=end["error_message"]))
         events.close()
-    return str(final["state"])
+
+    return job.run(body, on_end)
 
 
 def _log_sink(path: Path) -> Callable[[dict[str, Any]], None]:
@@ -203,15 +177,6 @@ def _log_sink(path: Path) -> Callable[[dict[str, Any]], None]:
             fh.write(time.strftime("%Y-%m-%d %H:%M:%S ", time.gmtime(ev.get("ts", time.time()))) + text + "\n")
 
     return write
-
-
-def _create_time() -> float | None:
-    try:
-        import psutil
-
-        return psutil.Process().create_time()
-    except Exception:
-        return None
 
 
 class ThreadJob:

@@ -1,0 +1,100 @@
+"""Jobs that a worker runs in one of its own threads (generations, evaluations), not as a trainer subprocess.
+
+One place maps how such a job ends to the store's transitions, so every in-process kind records a cancel, a
+worker shutdown, a lost lease, a user mistake and a crash the same way as the others.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+
+class Cancelled(Exception):
+    """Raised by a job's body (through `InProcessRun.check_stop`) when the user cancelled or the worker stops."""
+
+
+@dataclass(frozen=True)
+class Done:
+    """What a job's body hands back when it succeeded."""
+
+    artifact_id: str | None
+    artifact_path: str
+    message: str
+
+
+def process_create_time() -> float | None:
+    try:
+        import psutil
+
+        return psutil.Process().create_time()
+    except Exception:  # noqa: BLE001 - the reaper then trusts the pid alone
+        return None
+
+
+def failure_cause(err: Exception) -> str:
+    from zlt.errors import BadInputError, EnvNotReadyError
+
+    if isinstance(err, BadInputError):
+        return "bad_config"
+    if isinstance(err, EnvNotReadyError):
+        return "environment"
+    return "unknown"
+
+
+class InProcessRun:
+    """A claimed job run in this process: runner registration, lease heartbeat, stop checks, the end recorded."""
+
+    def __init__(self, store: Any, job_id: str, token: str, *, stop: threading.Event | None = None,
+                 heartbeat_s: float = 5.0, poll_s: float = 1.0) -> None:
+        from zlt.jobs.runjob import LeaseKeeper, StopControl
+
+        self.store, self.job_id, self.token, self.stop = store, job_id, token, stop
+        self.control = StopControl()
+        self.row = store.get(job_id)
+        store.set_runner(job_id, token, os.getpid(), process_create_time())
+        self.keeper = LeaseKeeper(store, job_id, token, self.control, heartbeat_s=heartbeat_s, poll_s=poll_s)
+
+    def check_stop(self) -> None:
+        if self.control.event.is_set() or (self.stop is not None and self.stop.is_set()):
+            raise Cancelled
+
+    def run(self, body: Callable[[], Done], on_end: Callable[[dict[str, Any]], None] | None = None) -> str:
+        """Run `body` to its end and record it; returns the job's final state. `on_end` sees the final row."""
+        from zlt.errors import ZltError
+        from zlt.jobs.runjob import CANCEL
+        from zlt.jobs.states import JobStatus
+        from zlt.jobs.store import LeaseLost
+
+        store, job_id, token = self.store, self.job_id, self.token
+        self.keeper.start()
+        try:
+            try:
+                done = body()
+                store.transition(job_id, JobStatus.SUCCEEDED, token=token, artifact_id=done.artifact_id,
+                                 artifact_path=done.artifact_path, message=done.message)
+            except Cancelled:
+                if self.control.reason == CANCEL:
+                    store.transition(job_id, JobStatus.CANCELLED, token=token, error_cause="cancelled",
+                                     error_message="cancelled", message="cancelled by user")
+                else:
+                    store.transition(job_id, JobStatus.QUEUED, token=token, message="worker shut down; requeued")
+            except LeaseLost:
+                pass  # another worker owns the job now; its state is theirs to record
+            except ZltError as e:
+                cause = failure_cause(e)
+                store.transition(job_id, JobStatus.FAILED, token=token, error_cause=cause,
+                                 error_message=e.message + (f" (hint: {e.hint})" if e.hint else ""),
+                                 message=f"failed: {cause}")
+            except Exception as e:  # the job must end recorded, whatever the body raised
+                store.transition(job_id, JobStatus.FAILED, token=token, error_cause="unknown",
+                                 error_message=f"{type(e).__name__}: {e}", message="failed: unknown")
+        finally:
+            self.keeper.done.set()
+        end = store.get(job_id)
+        if on_end is not None:
+            on_end(end)
+        return str(end["state"])
