@@ -8,7 +8,6 @@ model), so a client gets exit 2/3 or HTTP 4xx at once; the worker runs the job i
 from __future__ import annotations
 
 import json
-import shutil
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -69,10 +68,7 @@ def submit_evaluation(home: Path, artifact_id: str, request: EvalRequest | None 
                       start_worker: bool = True) -> dict[str, Any]:
     """Check, then queue an evaluation of an artifact. Returns the job's status (with `kind`)."""
     from zlt.artifacts import store as artifact_store
-    from zlt.jobs.api import open_store
-    from zlt.jobs.store import NewJob
-    from zlt.jobs.view import status_dict
-    from zlt.paths import job_dir, new_job_id
+    from zlt.jobs.inprocess import queue_inprocess_job
     from zlt.spec.models import TINY_MODEL
 
     home = Path(home)
@@ -88,24 +84,9 @@ def submit_evaluation(home: Path, artifact_id: str, request: EvalRequest | None 
     view = open_artifact(home, art_id)
     tiny = view.spec is not None and view.spec.model.base.name == TINY_MODEL
     data = request.model_dump(mode="json")
-    with open_store(home) as store:
-        jid = new_job_id()
-        jdir = job_dir(home, jid)
-        jdir.mkdir(parents=True, exist_ok=False)
-        try:
-            row = store.create(NewJob(
-                job_id=jid, name=f"eval_{art_id}"[:120], priority=priority, backend=BACKEND, profile="auto",
-                spec_json=json.dumps(data), job_dir=str(jdir), gpus_needed=0 if tiny else 1, max_retries=0,
-                snapshot={"kind": KIND, "request": data, "artifact_id": art_id, "clip": opts.clip},
-            ))
-        except BaseException:
-            shutil.rmtree(jdir, ignore_errors=True)
-            raise
-        status = status_dict(row)
-    if start_worker:
-        from zlt.jobs.spawn import ensure_worker
-
-        ensure_worker(home)
+    status = queue_inprocess_job(home, kind=KIND, name=f"eval_{art_id}", backend=BACKEND, request=data,
+                                 snapshot={"artifact_id": art_id, "clip": opts.clip}, on_cpu=tiny, priority=priority,
+                                 start_worker=start_worker)
     return {**status, "kind": KIND, "evaluates": art_id}
 
 

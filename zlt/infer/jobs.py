@@ -50,10 +50,7 @@ def submit_generation(home: Path, kind: str, params: GenerateParams | TransferPa
     """
     from zlt.infer.images import open_input
     from zlt.infer.resolve import resolve_loras
-    from zlt.jobs.api import open_store
-    from zlt.jobs.store import NewJob
-    from zlt.jobs.view import status_dict
-    from zlt.paths import job_dir, new_job_id
+    from zlt.jobs.inprocess import queue_inprocess_job
 
     home = Path(home)
     if not -100 <= priority <= 100:
@@ -67,27 +64,14 @@ def submit_generation(home: Path, kind: str, params: GenerateParams | TransferPa
     # Freeze what the references mean now: `latest` or a prefix must not name another artifact when the job runs.
     params = params.model_copy(update={"loras": [
         use.model_copy(update={"artifact": r.artifact.id}) for use, r in zip(params.loras, loras, strict=True)]})
-    with open_store(home) as store:
-        jid = new_job_id()
-        jdir = job_dir(home, jid)
-        jdir.mkdir(parents=True, exist_ok=False)
-        try:
-            if isinstance(params, TransferParams):
-                params = _copy_inputs(params, jdir / "inputs")
-            request = params.model_dump(mode="json")
-            row = store.create(NewJob(
-                job_id=jid, name=f"{kind}_{art.id}"[:120], priority=priority, backend=BACKEND, profile="auto",
-                spec_json=json.dumps(request), job_dir=str(jdir), gpus_needed=0 if tiny else 1, max_retries=0,
-                snapshot={"kind": kind, "request": request, "artifact_id": art.id},
-            ))
-        except BaseException:
-            shutil.rmtree(jdir, ignore_errors=True)
-            raise
-        status = status_dict(row)
-    if start_worker:
-        from zlt.jobs.spawn import ensure_worker
 
-        ensure_worker(home)
+    def prepare(jdir: Path) -> dict[str, Any]:
+        frozen = _copy_inputs(params, jdir / "inputs") if isinstance(params, TransferParams) else params
+        return frozen.model_dump(mode="json")
+
+    status = queue_inprocess_job(home, kind=kind, name=f"{kind}_{art.id}", backend=BACKEND, request={},
+                                 snapshot={"artifact_id": art.id}, on_cpu=tiny, priority=priority,
+                                 start_worker=start_worker, prepare=prepare)
     return {**status, "kind": kind}
 
 

@@ -98,3 +98,41 @@ class InProcessRun:
         if on_end is not None:
             on_end(end)
         return str(end["state"])
+
+
+def queue_inprocess_job(home: Any, *, kind: str, name: str, backend: str, request: dict[str, Any],
+                        snapshot: dict[str, Any], on_cpu: bool, priority: int, start_worker: bool,
+                        prepare: Callable[[Any], dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Queue a checked in-process job: its folder and its row, or neither. `prepare(job_dir)` may copy inputs into
+    the new folder and returns the request to freeze; `snapshot` gets `kind` and `request`. Returns the status."""
+    import json
+    import shutil
+    from pathlib import Path
+
+    from zlt.jobs.api import open_store
+    from zlt.jobs.store import NewJob
+    from zlt.jobs.view import status_dict
+    from zlt.paths import job_dir, new_job_id
+
+    home = Path(home)
+    with open_store(home) as store:
+        jid = new_job_id()
+        jdir = job_dir(home, jid)
+        jdir.mkdir(parents=True, exist_ok=False)
+        try:
+            if prepare is not None:
+                request = prepare(jdir)
+            row = store.create(NewJob(
+                job_id=jid, name=name[:120], priority=priority, backend=backend, profile="auto",
+                spec_json=json.dumps(request), job_dir=str(jdir), gpus_needed=0 if on_cpu else 1, max_retries=0,
+                snapshot={**snapshot, "kind": kind, "request": request},
+            ))
+        except BaseException:
+            shutil.rmtree(jdir, ignore_errors=True)
+            raise
+        status = status_dict(row)
+    if start_worker:
+        from zlt.jobs.spawn import ensure_worker
+
+        ensure_worker(home)
+    return status
