@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip
 TORCH  ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint bench clean-venv
+.PHONY: demo test pg-server lint bench clean-venv
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -29,9 +29,18 @@ demo: $(VENV)/.stamp-train
 	@echo "smoke test: a contact sheet from the tiny model's LoRA (it shows the path works, not a style)"
 	$(VENV)/bin/zlt generate latest --prompt "a house by a lake" --prompt "a tree" --count 2 --size 64x64 --steps 4
 
-## The whole test suite (what CI runs). The job-store tests also run on PostgreSQL when its server
-## binaries are installed (Debian: apt-get install postgresql); they start a throwaway server themselves.
-test: $(VENV)/.stamp-dev
+## PostgreSQL's server binaries, for the job-store tests on PostgreSQL (they start a throwaway server themselves):
+## Debian's package, installed when missing and this is root with apt-get; elsewhere those tests are skipped.
+pg-server:
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing Debian's postgresql for the job-store tests"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null; \
+	else echo "note: PostgreSQL is not installed; the job-store tests run on SQLite only (apt-get install postgresql)"; fi
+
+## The whole test suite (what CI runs), on SQLite and on PostgreSQL.
+test: $(VENV)/.stamp-dev pg-server
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 lint: $(VENV)/.stamp-dev
