@@ -19,7 +19,7 @@ from tests.pgserver import MISSING, PgServer, new_schema_url, pg_bindir
 
 def _missing(reason: str) -> None:
     if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{reason} (CI must run the PostgreSQL tests: .ci/run installs it)")
+        pytest.fail(f"{reason} (CI must run the PostgreSQL tests: make test installs it)")
     pytest.skip(reason)
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.jobs_dialects import dialect, pg_server  # noqa: F401 - fixtures: each test runs on both stores
 from tests.unit.jobs_fakes import new_job
 from zlt.errors import EnvNotReadyError
 from zlt.jobs import job_status
@@ -16,6 +17,8 @@ from zlt.jobs.states import IllegalTransition
 from zlt.jobs.store import JobStore
 from zlt.run.pipeline import RunOutcome
 from zlt.spec import load_spec_data
+
+pytestmark = pytest.mark.usefixtures("dialect")
 
 
 def loaded(tmp_path: Path):
