@@ -15,8 +15,6 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from zlt.errors import BadInputError
-
 KIND = "evaluate"
 BACKEND = "eval"  # the jobs table's backend column for evaluation jobs
 
@@ -68,13 +66,13 @@ def submit_evaluation(home: Path, artifact_id: str, request: EvalRequest | None 
                       start_worker: bool = True) -> dict[str, Any]:
     """Check, then queue an evaluation of an artifact. Returns the job's status (with `kind`)."""
     from zlt.artifacts import store as artifact_store
+    from zlt.jobs.api import check_priority
     from zlt.jobs.inprocess import queue_inprocess_job
     from zlt.spec.models import TINY_MODEL
 
     home = Path(home)
     request = request or EvalRequest()
-    if not -100 <= priority <= 100:
-        raise BadInputError(f"evaluate.priority: {priority} is out of range", hint="use -100..100 (higher runs first)")
+    check_priority(priority, "evaluate.priority")
     art_id = artifact_store.resolve(home, artifact_id)["id"]
     if request.clip and Path(request.clip).expanduser().is_dir():  # the worker runs elsewhere: no relative paths
         request = request.model_copy(update={"clip": str(Path(request.clip).expanduser().resolve())})

@@ -50,11 +50,11 @@ def submit_generation(home: Path, kind: str, params: GenerateParams | TransferPa
     """
     from zlt.infer.images import open_input
     from zlt.infer.resolve import resolve_loras
+    from zlt.jobs.api import check_priority
     from zlt.jobs.inprocess import queue_inprocess_job
 
     home = Path(home)
-    if not -100 <= priority <= 100:
-        raise BadInputError(f"{kind}.priority: {priority} is out of range", hint="use -100..100 (higher runs first)")
+    check_priority(priority, f"{kind}.priority")
     loras = resolve_loras(params.loras, home, prefix=kind)
     if isinstance(params, TransferParams):
         for p in params.images + (params.control_images or []):

@@ -72,6 +72,12 @@ def _check_profile(profile: str) -> str:
     return profile
 
 
+def check_priority(priority: int, field: str) -> None:
+    """The queue priority bound every kind of job shares."""
+    if not -100 <= priority <= 100:
+        raise BadInputError(f"{field}: {priority} is out of range", hint="use -100..100 (higher runs first)")
+
+
 def submit_job(
     home: Path, loaded: LoadedSpec, *, priority: int | None = None, backend: str | None = None,
     profile: str = "auto", skip_preflight: bool = False, start_worker: bool = True, options: dict | None = None,
@@ -96,8 +102,7 @@ def submit_job(
         opts["skip_preflight"] = True
     if priority is None:
         priority = spec.job.priority
-    if not -100 <= priority <= 100:
-        raise BadInputError(f"--priority {priority}: out of range", hint="use -100..100 (higher runs first)")
+    check_priority(priority, "--priority")
     listing = dataset_listing(Path(spec.dataset.path))
     spec_json = spec.model_dump_json()
 
