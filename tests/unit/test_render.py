@@ -144,7 +144,10 @@ def test_lightning_explain_says_which_speed_switches_apply():
     res = render_lightning(spec, get_profile("80gb"), CTX)
     notes = "\n".join(res.notes)
     assert "torch.compile of the repeated blocks on (training.compile auto, cuda)" in notes
-    assert "their dtype" in notes and "2 processes (Fabric DDP" in notes and "1 x 4 x 2 = 8" in notes
+    assert "model.base.quantize: base weights stored in their dtype (spec)" in notes
+    assert "job.resources.gpu: DDP on 2 GPUs, one process each" in notes
+    assert "effective batch 8 = batch 1 x accumulation 4 x 2 GPUs" in notes
     spec8 = load_spec_data({"dataset": {"path": "/tmp"}, "model": {"base": {"quantize": "float8"}}}).spec
     notes8 = "\n".join(render_lightning(spec8, get_profile("16gb"), CTX).notes)
-    assert "stored in float8, bf16 compute" in notes8 and "off (float8 storage cannot be compiled)" in notes8
+    assert "model.base.quantize: float8 storage (spec): transformer and text encoder weights in float8" in notes8
+    assert "off (float8 storage cannot be compiled)" in notes8

@@ -112,24 +112,6 @@ def resolve_lightning_quantize(spec: JobSpec, profile: HardwareProfile) -> tuple
     return bf16 > profile.vram_gb, f"profile {profile.name}: bf16 {verdict} {bf16:.1f} of {profile.vram_gb:g} GiB"
 
 
-def _lightning_run_notes(spec: JobSpec, profile: HardwareProfile) -> list[str]:
-    """What else the built-in trainer will do on this machine: attention kernels, devices."""
-    from zlt.trainer.accel import decide_attention
-
-    t = spec.training
-    notes: list[str] = []
-    if not profile.is_cpu:
-        attention, _ = decide_attention("auto", "cuda", t.batch_size)
-        why = {"flash": "flash_attn is installed, batch 1", "sdpa": "torch SDPA"}[attention]
-        notes.append(f"attention {attention} ({why}; decided again where the trainer runs)")
-    gpus = spec.job.resources.gpu
-    if gpus > 1 and not profile.is_cpu:
-        eff = t.batch_size * t.gradient_accumulation * gpus
-        notes.append(f"DDP on {gpus} GPUs, one process each, every GPU needs this estimate; effective batch {eff} = "
-                     f"batch {t.batch_size} x accumulation {t.gradient_accumulation} x {gpus} GPUs")
-    return notes
-
-
 def lora_param_count(spec: JobSpec, backend: str | None = None) -> int:
     """Trainable LoRA parameters: rank x (in + out) for every targeted Linear in every block."""
     backend = backend or spec.training.backend
@@ -194,19 +176,14 @@ def plan(spec: JobSpec, profile: HardwareProfile, backend: str | None = None, *,
         notes.append("musubi encodes captions in a separate step; the text encoder is not loaded while training")
     else:
         te_resident = not profile.lightning.cache_text_embeddings
-        f8 = resolve_lightning_quantize(spec, profile)[0] if quantize is None else quantize
+        f8, f8_source = resolve_lightning_quantize(spec, profile) if quantize is None else (quantize, "what-if estimate")
         if f8:
             tr_bytes = load_te_bytes = te_bytes = q8
             upcast = 1.0 / _N_BLOCKS if gc else 1.0
-            notes.append("float8 storage: transformer and text encoder weights in float8, each layer cast to bf16 "
-                         "for its forward" + ("" if gc else "; without checkpointing autograd keeps every bf16 copy"))
         notes.append(f"gradient checkpointing {'on' if gc else 'off'} ({gc_source})")
-        compile_on = not f8 and (spec.training.compile == "on" or (spec.training.compile == "auto"
-                                                                   and not profile.is_cpu))
-        why = "; float8 storage cannot be compiled" if f8 and spec.training.compile != "off" else ""
-        notes.append(f"torch.compile of the repeated blocks {'on' if compile_on else 'off'} "
-                     f"(training.compile {spec.training.compile}{why})")
-        notes.extend(_lightning_run_notes(spec, profile))
+        from zlt.render.lightning import speed_notes
+
+        notes += [note for _, note in speed_notes(spec, profile, f8, f8_source, gc)]
     if not te_resident and backend != "musubi":
         notes.append("captions are encoded once and the text encoder is unloaded before training")
     if not gc:

@@ -84,28 +84,36 @@ def _model_name(spec: JobSpec, warnings: list[str]) -> str:
 
 
 
-def _speed_notes(spec: JobSpec, runtime: RuntimeConfig, float8: bool, float8_source: str) -> list[str]:
-    """Which of the built-in trainer's speed switches apply, for `--explain` (the trainer prints the same)."""
-    from zlt.trainer.accel import decide_compile
+def speed_notes(spec: JobSpec, profile: HardwareProfile, float8: bool, float8_source: str,
+                gradient_checkpointing: bool) -> list[tuple[str, str]]:
+    """(field, note) for each of the built-in trainer's speed switches under this profile: float8 storage, compile,
+    attention kernel, DDP. `zlt render --explain` and the VRAM estimate (`zlt preflight --explain`) print these
+    same lines; the trainer decides again with the same functions where it runs."""
+    from zlt.trainer.accel import decide_attention, decide_compile
 
     tr = spec.training
+    runtime = _runtime(spec, profile)
+    if float8:
+        storage = (f"float8 storage ({float8_source}): transformer and text encoder weights in float8, each layer cast "
+                   "to bf16 for its forward" + ("" if gradient_checkpointing else
+                                                "; without checkpointing autograd keeps every bf16 copy"))
+    else:
+        storage = f"base weights stored in their dtype ({float8_source})"
+    out = [("model.base.quantize", storage)]
     compiled, _ = decide_compile(tr.compile, runtime.accelerator, float8)
     why = ("float8 storage cannot be compiled" if float8 and tr.compile != "off" else
            f"training.compile {tr.compile}" + (f", {runtime.accelerator}" if tr.compile == "auto" else ""))
-    out = [f"model.base.quantize: base weights stored in {'float8, bf16 compute' if float8 else 'their dtype'} "
-           f"({float8_source})",
-           f"training.compile: torch.compile of the repeated blocks {'on' if compiled else 'off'} ({why})"]
-    if runtime.accelerator == "cuda" and tr.batch_size == 1:
-        out.append("training.batch_size: attention FlashAttention 2 where flash_attn is installed on the training "
-                   "host, else SDPA (batch 1: no attention mask)")
-    else:
-        out.append("training.batch_size: attention SDPA" + ("" if runtime.accelerator == "cpu" else
-                                                            f" (batch {tr.batch_size} needs attention masks)"))
+    out.append(("training.compile", f"torch.compile of the repeated blocks {'on' if compiled else 'off'} ({why})"))
+    if runtime.accelerator == "cuda":
+        attention, _ = decide_attention("auto", "cuda", tr.batch_size)
+        told = {"flash": "flash_attn is installed here, batch 1", "sdpa": "torch SDPA"}[attention]
+        out.append(("training.batch_size", f"attention {attention} ({told}; decided again where the trainer runs)"))
     if runtime.devices > 1:
-        out.append(f"job.resources.gpu: {runtime.devices} processes (Fabric DDP, dataset sharded); effective batch "
-                   f"{tr.batch_size} x {tr.gradient_accumulation} x {runtime.devices} = "
-                   f"{tr.batch_size * tr.gradient_accumulation * runtime.devices}")
+        n, b, a = runtime.devices, tr.batch_size, tr.gradient_accumulation
+        out.append(("job.resources.gpu", f"DDP on {n} GPUs, one process each (Fabric, dataset sharded), every GPU needs "
+                    f"this estimate; effective batch {b * a * n} = batch {b} x accumulation {a} x {n} GPUs"))
     return out
+
 
 def render_lightning(spec: JobSpec, profile: HardwareProfile, ctx: RenderContext) -> RenderResult:
     warnings: list[str] = spec_warnings(spec, "lightning")
@@ -126,7 +134,7 @@ def render_lightning(spec: JobSpec, profile: HardwareProfile, ctx: RenderContext
     lr = optimizer_lr(spec, warnings)
     gc, gc_why = resolve_gradient_checkpointing(spec, profile, "lightning")
     notes.append(f"training.gradient_checkpointing: {'on' if gc else 'off'} ({gc_why})")
-    notes += _speed_notes(spec, runtime, float8, float8_source)
+    notes += [f"{field}: {note}" for field, note in speed_notes(spec, profile, float8, float8_source, gc)]
     resolution = min(ds.resolution, profile.resolution_cap)
     if resolution < ds.resolution:
         warnings.append(f"dataset.resolution: {ds.resolution} capped to {resolution} by profile {profile.name}")
