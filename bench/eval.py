@@ -77,7 +77,7 @@ def main() -> None:
 
     from tests.fixtures.eval_fixtures import evaluable_artifact, tiny_clip, training_images
     from zlt.eval.clip import ClipScorer
-    from zlt.eval.evaluate import EvalOptions, _metrics, draw_settings, evaluate_artifact
+    from zlt.eval.evaluate import EvalOptions, draw_settings, evaluate_artifact, score_images
     from zlt.eval.images import InferImages
     from zlt.eval.plan import list_images, open_artifact
     from zlt.eval.prompts import build_prompts
@@ -110,7 +110,7 @@ def main() -> None:
                 t0 = cpu()
                 if which == "eval":
                     images = draw(t, texts, args.seeds, seed0)
-                    _metrics(scorer, images, prompts, seeds, train_emb)
+                    score_images(scorer, images, prompts, seeds, train_emb)
                     eval_s += cpu() - t0
                 else:
                     bare.row(t.file, texts, args.seeds, seed0)

@@ -87,8 +87,10 @@ def _pick_checkpoints(job: JobFiles, notes: list[str]) -> tuple[_Picked, list[_P
         final = finals[-1]
     else:
         final = max(valid, key=lambda p: (p.step is not None, p.step or 0))
+        early = ((job.result.get("eval_during_training") or {}).get("early_stop") or {}).get("stop") is True
         notes.append(
-            f"no readable final checkpoint: {LORA_FILE} holds the newest readable one"
+            (f"stopped early (eval.early_stop): {LORA_FILE} holds the newest checkpoint" if early else
+             f"no readable final checkpoint: {LORA_FILE} holds the newest readable one")
             + (f" (step {final.step})" if final.step is not None else "")
         )
     by_step: dict[int, _Picked] = {}
@@ -96,8 +98,13 @@ def _pick_checkpoints(job: JobFiles, notes: list[str]) -> tuple[_Picked, list[_P
         if p.step is not None and not p.entry.final:
             by_step[p.step] = p
     keep = job.spec.output.save.keep
-    kept = [by_step[s] for s in sorted(by_step)][-keep:]
-    return final, kept
+    steps = sorted(by_step)[-keep:]
+    best = (job.result.get("eval_during_training") or {}).get("best_step")
+    if isinstance(best, int) and best in by_step and best not in steps and by_step[best] is not final:
+        steps = sorted([*steps, best])  # the checkpoint scored best while training is never dropped
+        notes.append(f"checkpoint step {best} kept beyond output.save.keep={keep}: the evaluation while training "
+                     "scored it best")
+    return final, [by_step[s] for s in steps]
 
 
 def _write_weights(job: JobFiles, picked: _Picked, dest: Path, *, final: bool, common: dict[str, Any],

@@ -110,6 +110,7 @@ def build_training_meta(
             "gradient_accumulation": spec.training.gradient_accumulation,
             "scheduler": spec.training.scheduler,
         },
+        "eval_during_training": job.result.get("eval_during_training"),
         "final_loss": summary.get("final_loss"),
         "final_loss_avg": summary.get("final_loss_avg"),
         "min_loss": summary.get("min_loss"),

@@ -18,6 +18,7 @@ from zlt.errors import BadInputError
 from zlt.eval.best import Rule, pick_best
 from zlt.eval.clip import DEFAULT_CLIP, require_clip
 from zlt.eval.images import DrawSettings, ImageFn
+from zlt.eval.live import LivePrior, fingerprint
 from zlt.eval.plan import (
     ArtifactView,
     list_images,
@@ -60,18 +61,26 @@ def check_grid(n_prompts: int, seeds: int) -> None:
 
 def draw_settings(view: ArtifactView, opts: EvalOptions) -> DrawSettings:
     """The artifact's inference settings: its spec's sampling steps/guidance and training resolution."""
-    spec = view.spec
+    if view.spec is not None:
+        return settings_from_spec(view.spec, opts)
     base = (view.meta.get("base_model") or {})
-    if spec is not None:
-        from zlt.render.common import sample_steps_guidance
+    s = DrawSettings(base_model=base.get("name") or "Tongyi-MAI/Z-Image-Turbo",
+                     precision=base.get("precision") or "bf16",
+                     size=int((view.meta.get("dataset") or {}).get("resolution") or 1024))
+    return _overrides(s, opts)
 
-        steps, guidance = sample_steps_guidance(spec)  # the spec's, else the variant's (turbo 9/0, base 30/4)
-        s = DrawSettings(base_model=spec.model.base.name, precision=spec.model.base.precision, steps=steps,
-                         guidance=guidance, size=spec.dataset.resolution)
-    else:
-        s = DrawSettings(base_model=base.get("name") or "Tongyi-MAI/Z-Image-Turbo",
-                         precision=base.get("precision") or "bf16",
-                         size=int((view.meta.get("dataset") or {}).get("resolution") or 1024))
+
+def settings_from_spec(spec: Any, opts: EvalOptions) -> DrawSettings:
+    """A spec's inference settings (also what the evaluation while training draws with)."""
+    from zlt.render.common import sample_steps_guidance
+
+    steps, guidance = sample_steps_guidance(spec)  # the spec's, else the variant's (turbo 9/0, base 30/4)
+    s = DrawSettings(base_model=spec.model.base.name, precision=spec.model.base.precision, steps=steps,
+                     guidance=guidance, size=spec.dataset.resolution)
+    return _overrides(s, opts)
+
+
+def _overrides(s: DrawSettings, opts: EvalOptions) -> DrawSettings:
     s.scale = opts.scale
     if opts.steps is not None:
         s.steps = opts.steps
@@ -84,7 +93,7 @@ def draw_settings(view: ArtifactView, opts: EvalOptions) -> DrawSettings:
     return s
 
 
-def _metrics(scorer: Any, images: list[Any], prompts: list[EvalPrompt], seeds: list[int], train_emb: Any) -> dict[str, Any]:
+def score_images(scorer: Any, images: list[Any], prompts: list[EvalPrompt], seeds: list[int], train_emb: Any) -> dict[str, Any]:
     import numpy as np
 
     from zlt.eval import metrics as m
@@ -107,11 +116,14 @@ def evaluate_artifact(
     home: Path, artifact_id: str, opts: EvalOptions | None = None, *,
     image_fn: ImageFn | None = None, scorer: Any = None, pipeline_cache: Any = None,
     progress: Callable[[str], None] | None = None, rows_done: Callable[[int, int], None] | None = None,
+    prior: LivePrior | None = None,
 ) -> dict[str, Any]:
     """Evaluate, write eval/ into the artifact, record the best step. Returns the report (report.json's content).
 
     `progress(message)` narrates; `rows_done(done, total)` is called before each row and may raise to stop
-    (nothing is written into the artifact before the last row is scored)."""
+    (nothing is written into the artifact before the last row is scored). `prior`: rows scored while the job
+    trained (eval.every); a row whose checkpoint file is unchanged and whose measurement is the same is reused,
+    not drawn again."""
     opts = opts or EvalOptions()
     say = progress or (lambda _msg: None)
     check_grid(1, opts.seeds)
@@ -136,7 +148,7 @@ def evaluate_artifact(
         from zlt.eval.clip import ClipScorer
 
         say(f"loading metric model {opts.clip}")
-        scorer = ClipScorer(opts.clip, device=opts.device or _default_device(opts.gpu))
+        scorer = ClipScorer(opts.clip, device=opts.device or default_device(opts.gpu))
     train_imgs = []
     for p in train_paths:
         try:
@@ -149,14 +161,17 @@ def evaluate_artifact(
     train_emb = scorer.images(train_imgs)
     del train_imgs
 
-    t_load = time.perf_counter()
-    if image_fn is None:
+    fp = fingerprint(opts.clip, [p.text for p in prompts], seeds, settings.to_dict(), train_dir, len(train_paths))
+    reuse = {t: _prior_row(prior, fp, view, t) for t in targets}
+    load_s = 0.0
+    if image_fn is None and any(r is None for r in reuse.values()):
         from zlt.eval.images import InferImages
 
+        t_load = time.perf_counter()
         say(f"loading pipeline {settings.base_model}")
         image_fn = InferImages(home, view.id, settings, cache=pipeline_cache, gpu=opts.gpu)
         image_fn.warm()
-    load_s = time.perf_counter() - t_load
+        load_s = time.perf_counter() - t_load
 
     n = len(prompts) * len(seeds)
     cells = [(i, seeds[0] + i * len(seeds) + j) for i in range(len(prompts)) for j in range(len(seeds))]
@@ -169,6 +184,19 @@ def evaluate_artifact(
         for i, t in enumerate(targets):
             if rows_done is not None:
                 rows_done(i, len(targets))
+            earlier = reuse[t]
+            if earlier is not None:
+                images = _load_images(earlier["images"])
+                row = {"step": t.step, "label": t.label, "base": t.base, "final": t.final, "file": t.file,
+                       "metrics": dict(earlier["metrics"]), "timing": dict(earlier.get("timing") or {}),
+                       "scored_during_training": True}
+                say(f"{t.label}: scored while training (reused)")
+                if opts.keep_images:
+                    row["images"] = save_row_images(staging, row, images, cells)
+                rows.append(row)
+                thumbs.append([_thumb(im, settings.size) for im in images])
+                continue
+            assert image_fn is not None
             say(f"{t.label}: drawing {n} image(s)")
             t0 = time.perf_counter()
             images = image_fn(t, [p.text for p in prompts], len(seeds), seeds[0])
@@ -177,15 +205,17 @@ def evaluate_artifact(
                 raise RuntimeError(f"image source returned {len(images)} images for {n} requests")
             t1 = time.perf_counter()
             row = {"step": t.step, "label": t.label, "base": t.base, "final": t.final, "file": t.file,
-                   "metrics": _metrics(scorer, images, prompts, seeds, train_emb)}
+                   "metrics": score_images(scorer, images, prompts, seeds, train_emb)}
             row["timing"] = {"generate_s": round(gen_s, 4), "metrics_s": round(time.perf_counter() - t1, 4)}
             if opts.keep_images:
-                row["images"] = _save_row(staging, row, images, cells)
+                row["images"] = save_row_images(staging, row, images, cells)
             rows.append(row)
             thumbs.append([_thumb(im, settings.size) for im in images])
         pick = pick_best(rows, opts.rule)
         report = _report(view, opts, settings, prompts, seeds, train_dir, len(train_emb), rows, pick, warnings,
                          load_s=load_s, total_s=time.perf_counter() - t_start)
+        if prior is not None:
+            report["during_training"] = _during_training(prior, fp)
         _write(home, view, report, rows, thumbs, [f"p{i + 1} s{s}" for i, s in cells], staging)
     except BaseException:
         import shutil
@@ -195,7 +225,34 @@ def evaluate_artifact(
     return report
 
 
-def _save_row(staging: Path, row: dict[str, Any], images: list[Any], cells: list[tuple[int, int]]) -> list[str]:
+def _prior_row(prior: LivePrior | None, fp: str, view: ArtifactView, t: Any) -> dict[str, Any] | None:
+    if prior is None:
+        return None
+    row = prior.base_row(fp) if t.base else prior.row_for(fp, t.step, view.source_of(t))
+    if row is None or not all(Path(p).is_file() for p in row.get("images") or [None]):
+        return None
+    return row
+
+
+def _load_images(paths: list[str]) -> list[Any]:
+    from PIL import Image
+
+    out = []
+    for p in paths:
+        with Image.open(p) as im:
+            im.load()
+            out.append(im.copy())
+    return out
+
+
+def _during_training(prior: LivePrior, fp: str) -> dict[str, Any]:
+    """Every row scored while training (also those whose checkpoint was not kept), and the early-stop verdict."""
+    return {**(prior.summary or {}), "same_measurement": fp == prior.fingerprint,
+            "rows": [{"step": r["step"], "base": bool(r.get("base")), "metrics": r["metrics"],
+                      "early_stop": r.get("early_stop")} for r in prior.rows]}
+
+
+def save_row_images(staging: Path, row: dict[str, Any], images: list[Any], cells: list[tuple[int, int]]) -> list[str]:
     sub = staging / "images" / ("base" if row["base"] else f"step_{row['step']:06d}")
     sub.mkdir(parents=True, exist_ok=True)
     names = []
@@ -217,7 +274,7 @@ def _thumb(im: Any, size: int) -> Any:
     return out
 
 
-def _default_device(gpu: int | None = None) -> str:
+def default_device(gpu: int | None = None) -> str:
     import torch
 
     if not torch.cuda.is_available():

@@ -12,9 +12,12 @@ from typing import Any
 from zlt.errors import ZltError
 
 
-def evaluate_after_training(spec: Any, artifact_id: str, home: Path, ctx: Any) -> dict[str, Any] | None:
-    """`ctx`: the job context (phase_event, warn). Returns the report, or None when off or failed."""
-    if not spec.eval.enable:
+def evaluate_after_training(spec: Any, artifact_id: str, home: Path, ctx: Any,
+                            live: Any = None) -> dict[str, Any] | None:
+    """`ctx`: the job context (phase_event, warn). `live`: the LiveState of the evaluation while training
+    (eval.every): its rows are reused and its loaded models too. Returns the report, or None when off or failed.
+    An evaluation while training implies this one: its rows become the artifact's report."""
+    if not spec.eval.enable and live is None:
         return None
     from zlt.eval.evaluate import evaluate_artifact
     from zlt.eval.options import from_spec
@@ -26,7 +29,10 @@ def evaluate_after_training(spec: Any, artifact_id: str, home: Path, ctx: Any) -
     opts.gpu = cuda_ordinal(getattr(getattr(ctx, "req", None), "gpus", None))  # the job's GPU, just released
     try:
         report = evaluate_artifact(home, artifact_id, opts,
-                                   progress=lambda msg: ctx.phase_event("evaluating", msg))
+                                   progress=lambda msg: ctx.phase_event("evaluating", msg),
+                                   scorer=live.scorer if live is not None else None,
+                                   pipeline_cache=live.cache if live is not None else None,
+                                   prior=live.prior() if live is not None else None)
     except ZltError as e:
         ctx.warn(f"evaluation failed: {e.message}" + (f" (hint: {e.hint})" if e.hint else "")
                  + f"; the artifact is kept; run 'zlt eval {artifact_id}' to try again")

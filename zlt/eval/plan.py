@@ -63,6 +63,18 @@ class ArtifactView:
                 seen[t.step] = t
         return sorted(seen.values(), key=lambda t: t.step)
 
+    def source_of(self, target: Target) -> str | None:
+        """The job-folder file a target's weights were collected from (training_meta.json records it)."""
+        if target.base:
+            return None
+        if target.final:
+            return _source(self.meta.get("lora"))
+        return next((_source(c) for c in self.meta.get("checkpoints") or [] if c.get("file") == target.file), None)
+
+
+def _source(entry: dict[str, Any] | None) -> str | None:
+    return entry.get("source") if isinstance(entry, dict) and isinstance(entry.get("source"), str) else None
+
 
 def open_artifact(home: Path, artifact_id: str) -> ArtifactView:
     from zlt.artifacts import store

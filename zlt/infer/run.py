@@ -77,6 +77,23 @@ def _prepare(params: Any, home: Path | None, cache: PipelineCache | None, prefix
     return loras, cache, plan
 
 
+def draw(pipe: Any, prompts: list[str], count: int, seed: int, *, steps: int, guidance: float, width: int,
+         height: int, negative_prompt: str | None = None,
+         on_image: Callable[[Any, str, int], None] | None = None) -> list[Any]:
+    """`count` images per prompt, prompt-major, image i drawn with seed + i (CPU noise): the one drawing loop of
+    `generate` and of the evaluation while training, so both give the same image for the same request."""
+    images: list[Any] = []
+    for prompt in prompts:
+        for _ in range(count):
+            s = seed + len(images)
+            image = pipe(prompt=prompt, negative_prompt=negative_prompt, height=height, width=width,
+                         num_inference_steps=steps, guidance_scale=guidance, generator=_generator(s)).images[0]
+            images.append(image)
+            if on_image:
+                on_image(image, prompt, s)
+    return images
+
+
 def generate(params: GenerateParams, home: Path | None = None, *, cache: PipelineCache | None = None,
              save: bool = True, generation_id: str | None = None, progress: Progress | None = None,
              gpu: int | None = None) -> GenerationResult:
@@ -92,19 +109,17 @@ def generate(params: GenerateParams, home: Path | None = None, *, cache: Pipelin
     with cache.use(art.base_model, plan) as entry:
         t1 = time.perf_counter()
         cache.activate(entry, loras)
-        for prompt in params.prompts:
-            full = with_trigger(prompt, art.trigger, params.trigger)
-            for _ in range(params.count):
-                seed = params.seed + len(images)
-                image = entry.pipe(
-                    prompt=full, negative_prompt=common["negative_prompt"], height=params.height, width=params.width,
-                    num_inference_steps=params.steps, guidance_scale=params.guidance, generator=_generator(seed),
-                ).images[0]
-                images.append(image)
-                records.append({**common, "mode": "generate", "prompt": full, "seed": seed, "width": image.width,
-                                "height": image.height})
-                if progress:
-                    progress(len(images), total)
+        prompts = [with_trigger(p, art.trigger, params.trigger) for p in params.prompts]
+
+        def done(image: Any, prompt: str, seed: int) -> None:
+            images.append(image)
+            records.append({**common, "mode": "generate", "prompt": prompt, "seed": seed, "width": image.width,
+                            "height": image.height})
+            if progress:
+                progress(len(images), total)
+
+        draw(entry.pipe, prompts, params.count, params.seed, steps=params.steps, guidance=params.guidance,
+             width=params.width, height=params.height, negative_prompt=common["negative_prompt"], on_image=done)
     result = GenerationResult(generation_id or new_generation_id(), "generate", images, records)
     result.outputs = _outputs(result, params, loras, plan.to_dict(), time.perf_counter() - t1, t1 - t0)
     if save:

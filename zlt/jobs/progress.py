@@ -67,6 +67,8 @@ class StoreSink:
             self._write(checkpoint=(ev.get("path") or "", ev.get("step")))
         elif kind == "resumed":
             self._on_resumed(ev.get("step"), ev.get("path"))
+        elif kind == "evaluation":  # a checkpoint scored while training: `zlt status` shows it in the history
+            self.store.note(self.job_id, evaluation_note(ev))
         elif kind == "finished":
             self.finished = ev
             self._write()
@@ -118,3 +120,16 @@ class StoreSink:
     def _warn(self, message: str) -> None:
         self.warnings.append(message)
         self.store.note(self.job_id, "warning: " + message)
+
+
+def evaluation_note(ev: dict[str, Any]) -> str:
+    def num(key: str) -> str:
+        v = ev.get(key)
+        return f"{v:.4f}" if isinstance(v, (int, float)) else "-"
+
+    who = "base model" if ev.get("base") else f"step {ev.get('step')}"
+    text = (f"eval {who}: style {num('style_similarity')}, alignment {num('prompt_alignment')}, "
+            f"memorisation {num('memorisation')}")
+    if ev.get("decision") == "stop":
+        text += f"; early stop: {ev.get('reason')}"
+    return text

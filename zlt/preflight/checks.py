@@ -227,10 +227,12 @@ def run_preflight(spec: JobSpec, *, backend: str | None = None, profile: str = "
     checks.extend(host_checks(spec, backend, chosen_profile, home, download, disk_usage, memory))
     checks.extend(trainer_checks(backend, ai_toolkit if backend == "ai-toolkit" else musubi, devices, check_python,
                                  assumed=bool(assume_gpu or vram_gb is not None), tiny=spec.is_tiny))
-    if spec.eval.enable:
-        from zlt.eval.preflight import eval_model_check
+    if spec.eval.enable or spec.eval.during_training_every(spec.output.save.every):
+        from zlt.eval.preflight import eval_model_check, live_eval_checks
 
         checks.append(eval_model_check(spec))
+        checks.extend(live_eval_checks(spec, chosen_profile, report.estimate.total_gb if report.estimate else None,
+                                       report.budget_gb))
     if check_data:
         checks.extend(dataset_checks(spec))
     return report

@@ -61,6 +61,13 @@ _COMMON: dict[str, Carried] = {
     "eval.size": Z("zlt eval: image side"),
     "eval.alignment_tolerance": Z("zlt eval: best-checkpoint rule"),
     "eval.memorisation_max": Z("zlt eval: best-checkpoint rule"),
+    "eval.every": Z("job runner: scores a checkpoint every N steps while the trainer runs (zlt/eval/live.py); "
+                    "the artifact's evaluation reuses those rows"),
+    "eval.early_stop.enable": Z("job runner: stops the trainer (its stop ladder, as a cancel) when the rule says so; "
+                                "the job succeeds and is collected"),
+    "eval.early_stop.patience": Z("early-stop rule (zlt/eval/early_stop.py)"),
+    "eval.early_stop.min_delta": Z("early-stop rule (zlt/eval/early_stop.py)"),
+    "eval.early_stop.min_step": Z("early-stop rule (zlt/eval/early_stop.py)"),
     "eval.models.clip": Z("zlt eval: the CLIP model of the metrics (local path or hub id, never downloaded offline)"),
 }
 _PREPARED = "dataset prepare writes the final captions (.txt) the trainer reads"

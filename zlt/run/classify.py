@@ -180,6 +180,8 @@ def classify(
         at = f" from step {facts.diverged_at}" if facts.diverged_at is not None else ""
         return Outcome("failed", "diverged", f"training diverged: the loss was nan/inf{at} (training.stop_on_nan)",
                        HINTS["diverged"], tail)
+    if stop_reason == "early_stop":
+        return Outcome("succeeded", None, f"stopped early by eval.early_stop ({describe_exit(returncode)})")
     if returncode == 0:
         if facts.job_stopped:
             return Outcome("cancelled", "cancelled", "the trainer was interrupted outside zlt (it printed 'Job stopped')")

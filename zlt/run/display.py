@@ -115,6 +115,8 @@ class RichSink:
             self._print(f"[green]checkpoint{step}[/] {escape(d['path'])}")
         elif t == "sample":
             self._print(f"sample {escape(d['path'])}")
+        elif t == "evaluation":
+            self._print(evaluation_line(d))
         elif t == "resumed":
             self._print(f"[cyan]resumed[/] from step {d['step']}" + (f" ({escape(d['path'])})" if d.get("path") else ""))
         elif t == "warning":
@@ -129,3 +131,19 @@ class RichSink:
         elif t == "finished":
             self._final_rate()
             self.close()
+
+
+def evaluation_line(d: dict) -> str:
+    """One line for a checkpoint scored while training (rich markup)."""
+    from rich.markup import escape
+
+    def num(key: str) -> str:
+        v = d.get(key)
+        return f"{v:.3f}" if isinstance(v, (int, float)) else "-"
+
+    who = "base model" if d.get("base") else f"step {d.get('step')}"
+    line = (f"[magenta]eval[/] {who}: style {num('style_similarity')}, alignment {num('prompt_alignment')}, "
+            f"memorisation {num('memorisation')}, diversity {num('diversity')}")
+    if d.get("decision") == "stop":
+        line += f"\n[magenta]early stop[/] {escape(str(d.get('reason') or ''))}"
+    return line

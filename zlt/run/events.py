@@ -16,7 +16,7 @@ from typing import IO, Any, ClassVar
 
 PHASES = (
     "preflight", "preparing_dataset", "rendering", "loading_model", "quantizing", "caching_latents",
-    "caching_text", "training", "sampling", "saving", "collecting",
+    "caching_text", "training", "sampling", "saving", "collecting", "evaluating",
 )
 FINISH_STATUSES = ("succeeded", "failed", "cancelled", "timeout")
 FAILURE_CAUSES = (
@@ -89,6 +89,21 @@ class Error:
 
 
 @dataclass(slots=True)
+class Evaluation:
+    """A checkpoint scored while training (eval.every); `decision` is eval.early_stop's verdict when it is on."""
+
+    type: ClassVar[str] = "evaluation"
+    step: int
+    style_similarity: float | None = None
+    prompt_alignment: float | None = None
+    memorisation: float | None = None
+    diversity: float | None = None
+    base: bool = False  # the base model's row (step 0), the yardstick of prompt alignment
+    decision: str | None = None  # "continue" | "stop"; None: early stop is off
+    reason: str | None = None
+
+
+@dataclass(slots=True)
 class Finished:
     type: ClassVar[str] = "finished"
     status: str
@@ -98,9 +113,9 @@ class Finished:
     artifact: str | None = None
 
 
-Event = Phase | Progress | Checkpoint | Sample | Resumed | Warning_ | Oom | Error | Finished
+Event = Phase | Progress | Checkpoint | Sample | Resumed | Warning_ | Oom | Error | Evaluation | Finished
 EVENT_TYPES: dict[str, type] = {
-    c.type: c for c in (Phase, Progress, Checkpoint, Sample, Resumed, Warning_, Oom, Error, Finished)
+    c.type: c for c in (Phase, Progress, Checkpoint, Sample, Resumed, Warning_, Oom, Error, Evaluation, Finished)
 }
 
 

@@ -54,6 +54,8 @@ class JobRun:
         self.resume_step = 0
         self.checkpoints: list[CheckpointFile] = []
         self.summary: dict[str, Any] = {}
+        self.live: Any = None  # LiveEvaluator while training runs (eval.every / eval.early_stop)
+        self.live_state: Any = None  # what it left: rows, early-stop verdict, loaded models
 
     # -- driver --------------------------------------------------------------------------------
     def run(self) -> RunOutcome:
@@ -75,6 +77,10 @@ class JobRun:
         except BaseException as err:
             self._end(self._early_outcome("unknown", f"zlt failed while {self.stage}: {err!r}", None))
             raise
+        finally:
+            self._close_live()
+            if self.live_state is not None:
+                self.live_state.release()
         self._end(outcome)
         return outcome
 
@@ -188,6 +194,7 @@ class JobRun:
         last: ProcessResult | None = None
         stopped_before: str | None = None
         completed = 0
+        self._start_live()
         with open(ctx.job_dir / LOG_NAME, "ab", buffering=0) as log:
             for argv, name in zip(render.argv, names, strict=True):
                 stopped_before = self.control.reason(time.monotonic())
@@ -205,7 +212,7 @@ class JobRun:
                 try:
                     last = supervise(argv, on_lines=interp.feed_lines, cwd=render.cwd, env=env, log=log,
                                      control=self.control, grace_s=self.req.stop_grace_s,
-                                     busy=lambda i=interp: i.saving, on_tick=ctx.throttle.tick)
+                                     busy=lambda i=interp: i.saving, on_tick=self._tick)
                 except OSError as e:
                     raise EnvNotReadyError(f"cannot start the trainer ({argv[0]}): {e.strerror or e}",
                                            hint="check the trainer's python (ZLT_AI_TOOLKIT_PYTHON / ZLT_MUSUBI_PYTHON)") from None
@@ -215,9 +222,45 @@ class JobRun:
                     break
                 completed += 1
         series.close()
+        self._close_live()
         self.stage = "collecting"
         self._refresh_checkpoints()
         return self._judge(last, stopped_before, ran_all=completed == len(render.argv))
+
+    # -- evaluation while training -------------------------------------------------------------
+    def _start_live(self) -> None:
+        if not self.spec.eval.during_training_every(self.spec.output.save.every):
+            return
+        from zlt.eval.live import LiveEvaluator
+        from zlt.infer.pipeline import cuda_ordinal
+
+        self.live = LiveEvaluator(self.spec, job_id=self.req.job_id, job_dir=self.ctx.job_dir,
+                                  train_dir=self.prepared_dir, gpu=cuda_ordinal(self.req.gpus),
+                                  request_stop=self._request_stop, resume=self.req.resume)
+        self.live.start()
+
+    def _request_stop(self, reason: str) -> None:
+        if self.control.requested is None:
+            self.control.requested = reason
+
+    def _tick(self) -> None:
+        self._drain_live()
+        self.ctx.throttle.tick()
+
+    def _drain_live(self) -> None:
+        if self.live is not None:
+            for ev in self.live.drain():
+                self.ctx.emit(ev)
+
+    def _close_live(self) -> None:
+        """Let the checkpoint being scored finish (its row may decide the early stop) and keep what was scored."""
+        if self.live is None:
+            return
+        live, self.live = self.live, None
+        reason = self.control.reason(time.monotonic())  # a cancel or timeout does not wait on a drawing
+        self.live_state = live.close(timeout=None if reason in (None, "early_stop", "diverged") else 10.0)
+        for ev in live.drain():
+            self.ctx.emit(ev)
 
     # -- outcome -------------------------------------------------------------------------------
     def _judge(self, last: ProcessResult | None, stopped_before: str | None, ran_all: bool) -> RunOutcome:
@@ -244,6 +287,10 @@ class JobRun:
             loss = f"; loss {sm['first_loss']:.4g} -> {sm['final_loss']:.4g}" if sm.get("first_loss") is not None else ""
             speed = f"; {sm['it_s']:.3g} it/s average" if sm.get("it_s") else ""
             outcome.message = f"trained {self.facts.last_step or self.spec.training.max_steps} steps{loss}{speed}"
+            decision = self.live_state.decision if self.live_state is not None else None
+            if stop_reason == "early_stop" and decision is not None:
+                outcome.message += (f"; stopped early at step {self.facts.last_step} of {self.spec.training.max_steps} "
+                                    f"(eval.early_stop, decided on step {decision.step}): {decision.reason}")
             self._collect(outcome)
         return outcome
 
@@ -288,7 +335,7 @@ class JobRun:
                 self.ctx.warn(note)
         from zlt.eval.hook import evaluate_after_training
 
-        evaluate_after_training(self.spec, rec.id, self.req.home, self.ctx)
+        evaluate_after_training(self.spec, rec.id, self.req.home, self.ctx, live=self.live_state)
 
     def _outcome(self, status: str, cause: str | None, message: str | None, hint: str | None, *,
                  exit_code: int | None = None, log_tail: list[str] | None = None) -> RunOutcome:
@@ -325,7 +372,8 @@ class JobRun:
         extra: dict[str, Any] = {"trainer": loc.to_dict() if loc else None,
                                  "output_dir": str(self.attempt_output), "resume_step": self.resume_step,
                                  "it_s": outcome.it_s, "loss_source": self.summary.get("source"),
-                                 "diverged_at": self.facts.diverged_at}
+                                 "diverged_at": self.facts.diverged_at,
+                                 "eval_during_training": self.live_state.summary() if self.live_state else None}
         self.ctx.write_result(outcome, backend=self.backend, profile=self.profile.name if self.profile else None,
                               backend_version=version, extra=extra)
 
@@ -348,10 +396,13 @@ class JobRun:
     def _on_event(self, ev: Event) -> None:
         if isinstance(ev, Checkpoint):
             self._refresh_checkpoints()
+            if self.live is not None:
+                self.live.offer(self.checkpoints)
 
     def _refresh_checkpoints(self) -> None:
         out = self.ctx.output_dir
         found = scan_checkpoints(out, self.spec.name)
+        found += self._preserved_checkpoints({c.step for c in found if c.valid})
         self.checkpoints = found
         state = latest_state(out, self.spec.name) if self.backend == "musubi" else None
         valid = [c for c in found if c.valid]
@@ -361,6 +412,24 @@ class JobRun:
         if bad:
             doc["invalid"] = bad
             atomic_write_json(self.ctx.job_dir / "checkpoints.json", doc)
+
+    def _preserved_checkpoints(self, have: set[int | None]) -> list[CheckpointFile]:
+        """The checkpoint the evaluation while training scored best, kept by zlt after the trainer rotated it out."""
+        from zlt.eval.live import preserved
+        from zlt.run.checkpoints import inspect_checkpoint
+
+        source = self.live if self.live is not None else self.live_state
+        if source is None:
+            return []
+        out = []
+        for step, path in preserved(list(source.rows)):
+            if step in have:
+                continue
+            ck = inspect_checkpoint(path, self.spec.name)
+            if ck is not None and ck.valid:
+                ck.step = step
+                out.append(ck)
+        return out
 
     def _oom_hint(self) -> str:
         """The preflight levers that lower peak VRAM, as the flags to pass."""

@@ -235,6 +235,12 @@ def cross_checks(data: dict[str, Any]) -> list[FieldError]:
             "output.save.every", f"{every} is more than max_steps {steps}: no intermediate checkpoint would be saved",
             f"use at most {steps}",
         ))
+    ev_every = get("eval.every", int)
+    if ev_every is not None and steps is not None and ev_every > steps:
+        errs.append(FieldError(
+            "eval.every", f"{ev_every} is more than max_steps {steps}: nothing would be evaluated while training",
+            f"use at most {steps}, or null to evaluate only after training",
+        ))
     return errs
 
 

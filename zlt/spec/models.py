@@ -6,7 +6,7 @@ Defaults here are neutral; the presets in `presets.py` fill in expert values bef
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -279,8 +279,34 @@ class EvalModelsSpec(Strict):
     )
 
 
+class EarlyStopSpec(Strict):
+    """`eval.early_stop`; `true`/`false` is short for `{enable: ...}`."""
+
+    enable: bool = Field(
+        False, description="Stop training once style similarity has plateaued and prompt alignment is falling "
+        "(scored during training at eval.every, default output.save.every).",
+    )
+    patience: int = Field(
+        2, ge=1, le=50, description="Plateau: this many evaluations in a row without a style-similarity gain of "
+        "min_delta over the best before them.",
+    )
+    min_delta: float = Field(0.005, ge=0.0, le=1.0, description="Smallest style-similarity gain that counts as progress.")
+    min_step: int = Field(0, ge=0, description="Never stop before this training step.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bool_shorthand(cls, value: Any) -> Any:
+        return {"enable": value} if isinstance(value, bool) else value
+
+
 class EvalSpec(Strict):
     enable: bool = Field(False, description="Evaluate the artifact when training finishes (what `zlt eval` does).")
+    every: int | None = Field(
+        None, ge=1, description="Also evaluate while training: the first checkpoint saved at or after every N steps "
+        "(the artifact's evaluation then reuses those rows). null: only after training (or at each save with "
+        "early_stop).",
+    )
+    early_stop: EarlyStopSpec = Field(default_factory=EarlyStopSpec, description="Stop early on a plateau.")
     prompts: list[str] = Field(
         default_factory=list, description="Held-out prompts ('[trigger]' marks the trigger); empty: 8 varied subjects."
     )
@@ -297,6 +323,12 @@ class EvalSpec(Strict):
         0.95, gt=0.0, le=1.0, description="Best checkpoint: its nearest-training-image similarity must stay below this."
     )
     models: EvalModelsSpec = Field(default_factory=EvalModelsSpec, description="Models the metrics use.")
+
+    def during_training_every(self, save_every: int) -> int | None:
+        """Steps between evaluations while training runs, or None when nothing is scored until the end."""
+        if self.every is not None:
+            return self.every
+        return save_every if self.early_stop.enable else None
 
 
 class JobSpec(Strict):

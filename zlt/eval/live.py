@@ -1,0 +1,442 @@
+"""Evaluation while a training job runs (`eval.every`, `eval.early_stop`).
+
+The trainer is a child process; this runs in the runner's process, on a thread of its own, so the trainer keeps
+training while a checkpoint is scored. The runner offers every checkpoint it sees saved; the first one at or after
+each multiple of `every` steps is scored exactly as `zlt eval` scores it (same held-out prompts, seeds, settings,
+metric model and drawing loop), with the LoRA file converted to the key format the artifact will hold. With
+`early_stop` the rule of zlt/eval/early_stop.py runs after each row and may ask the runner to stop the trainer.
+
+Nothing here touches the event stream directly: events wait in a queue the runner drains on its own thread.
+Rows are kept in <job>/eval_live/rows.json (with their images), and the artifact's evaluation after training reuses
+those whose checkpoint file is unchanged (`LiveState.prior`), so no checkpoint is drawn twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from zlt.eval.early_stop import StopDecision, decide
+
+LIVE_DIR = "eval_live"
+ROWS_FILE = "rows.json"
+SCHEMA = "zlt.eval_live/1"
+
+
+def fingerprint(clip: str, prompts: list[str], seeds: list[int], settings: dict[str, Any], train_dir: Path,
+                n_train: int) -> str:
+    """What makes two scorings of one checkpoint the same measurement."""
+    doc = {"clip": clip, "prompts": prompts, "seeds": seeds, "settings": settings, "train_dir": str(train_dir),
+           "n_train": n_train}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def file_stamp(path: Path) -> dict[str, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+@dataclass
+class LivePrior:
+    """Rows scored while training, for `evaluate_artifact` to reuse."""
+
+    fingerprint: str
+    rows: list[dict[str, Any]]
+    job_dir: Path
+    summary: dict[str, Any] | None = None  # LiveState.summary(): every, evaluated steps, the early-stop verdict
+
+    def base_row(self, fp: str) -> dict[str, Any] | None:
+        if fp != self.fingerprint:
+            return None
+        return next((r for r in self.rows if r.get("base")), None)
+
+    def row_for(self, fp: str, step: int, source: str | None) -> dict[str, Any] | None:
+        """The row of `step`, when it was the same measurement of the same file: size and mtime equal (a hard link
+        zlt kept of a checkpoint the trainer rotated out shares both with it)."""
+        if fp != self.fingerprint or not source:
+            return None
+        stamp = file_stamp(Path(source))
+        for r in self.rows:
+            if not r.get("base") and r.get("step") == step and stamp is not None and stamp == r.get("source_stamp"):
+                return r
+        return None
+
+
+@dataclass
+class LiveState:
+    """What the evaluation while training leaves for the runner when it is closed."""
+
+    every: int
+    fingerprint: str | None
+    rows: list[dict[str, Any]]
+    decision: StopDecision | None
+    failed: str | None
+    job_dir: Path
+    best_step: int | None = None
+    scorer: Any = None  # loaded metric model, handed to the evaluation after training
+    cache: Any = None  # loaded pipeline (PipelineCache), likewise
+
+    def preserved(self) -> list[tuple[int, Path]]:
+        return preserved(self.rows)
+
+    def prior(self) -> LivePrior | None:
+        if self.fingerprint is None or not self.rows:
+            return None
+        return LivePrior(self.fingerprint, self.rows, self.job_dir, self.summary())
+
+    def summary(self) -> dict[str, Any]:
+        """What result.json and training_meta.json record; `best_step` (the best-checkpoint rule of `zlt eval` on
+        the rows so far) is kept by the collector even when it falls out of output.save.keep."""
+        return {"every": self.every, "evaluated_steps": [r["step"] for r in self.rows if not r.get("base")],
+                "best_step": self.best_step, "early_stop": self.decision.to_dict() if self.decision else None,
+                "failed": self.failed}
+
+    def release(self) -> None:
+        """Free the pipeline and the metric model (the GPU goes back to whoever needs it next)."""
+        if self.cache is not None:
+            self.cache.clear()
+        self.cache = self.scorer = None
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        except ImportError:
+            pass
+
+
+def preserved(rows: list[dict[str, Any]]) -> list[tuple[int, Path]]:
+    """Checkpoints zlt holds a link to (the best one scored so far): (step, path) for the collector."""
+    return [(int(r["step"]), Path(r["source"])) for r in rows
+            if not r.get("base") and r.get("preserved") and Path(str(r["source"])).is_file()]
+
+
+class LiveEvaluator:
+    """Scores checkpoints while training runs. `offer()` and `drain()` are called by the runner's thread."""
+
+    def __init__(self, spec: Any, *, job_id: str, job_dir: Path, train_dir: Path | None, gpu: int | None,
+                 request_stop: Callable[[str], None], resume: bool = False, scorer: Any = None,
+                 image_source: Callable[..., list[Any]] | None = None) -> None:
+        from zlt.eval.options import from_spec
+
+        self.spec, self.job_id, self.job_dir = spec, job_id, Path(job_dir)
+        self.every = int(spec.eval.during_training_every(spec.output.save.every) or 0)
+        self.early = spec.eval.early_stop
+        self.opts = from_spec(spec)
+        self.opts.gpu = gpu
+        self.train_dir = Path(train_dir) if train_dir else None
+        self.request_stop = request_stop
+        self.resume = resume
+        self.folder = self.job_dir / LIVE_DIR
+        self.events: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.rows: list[dict[str, Any]] = []
+        self.decision: StopDecision | None = None
+        self.failed: str | None = None
+        self.fp: str | None = None
+        self._scorer = scorer  # tests pass a scripted scorer; None: the spec's CLIP model
+        self._image_source = image_source  # tests only: (lora_file|None, prompts, count, seed) -> images
+        self._cache: Any = None
+        self._pending: deque[tuple[int, Path, Path]] = deque()  # step, zlt's link, the trainer's file
+        self._bucket = 0  # steps // every of the last checkpoint taken
+        self._cond = threading.Condition()
+        self._closing = False
+        self._thread = threading.Thread(target=self._run, name=f"zlt-eval-{job_id}", daemon=True)
+        self._ready = False
+
+    # -- runner side ---------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
+
+    def offer(self, checkpoints: list[Any]) -> None:
+        """Every valid intermediate checkpoint the runner knows of; the due ones are queued once each."""
+        with self._cond:
+            if self._closing:
+                return
+            for c in sorted((c for c in checkpoints if c.valid and not c.final and c.step), key=lambda c: c.step):
+                bucket = int(c.step) // self.every
+                if bucket > self._bucket:
+                    self._bucket = bucket
+                    link = self._link(int(c.step), Path(c.path))
+                    if link is not None:
+                        self._pending.append((int(c.step), link, Path(c.path).resolve()))
+                        self._cond.notify()
+
+    def _link(self, step: int, path: Path) -> Path | None:
+        """A hard link to the checkpoint, made as soon as it is saved: the trainer's own rotation (output.save.keep)
+        may delete its file before it is scored, and the best one must outlive the run."""
+        import os
+        import shutil
+
+        dest = self.folder / "checkpoints" / f"{self.spec.name}_{step:09d}.safetensors"
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.unlink(missing_ok=True)
+            try:
+                os.link(path, dest)
+            except OSError:
+                shutil.copy2(path, dest)  # another filesystem: a copy keeps size and mtime
+        except OSError:
+            return None
+        return dest
+
+    def drain(self) -> list[Any]:
+        out = []
+        while True:
+            try:
+                out.append(self.events.get_nowait())
+            except queue.Empty:
+                return out
+
+    def close(self, timeout: float | None = None) -> LiveState:
+        """Stop taking checkpoints; the one being scored is finished (the kept ones not reached yet are scored by
+        the evaluation after training). Returns what was scored, with the loaded models to hand over."""
+        with self._cond:
+            self._closing = True
+            dropped = list(self._pending)
+            self._pending.clear()
+            self._cond.notify_all()
+        for _step, link, _src in dropped:  # never scored: the trainer's own file (if kept) is what counts
+            link.unlink(missing_ok=True)
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        rows = list(self.rows)
+        best = self._best(rows)
+        if self._thread.is_alive():  # still drawing past the timeout: keep its models out of the handover
+            return LiveState(self.every, self.fp, rows, self.decision, self.failed or "still running",
+                             self.job_dir, best)
+        return LiveState(self.every, self.fp, rows, self.decision, self.failed, self.job_dir, best,
+                         scorer=self._scorer, cache=self._cache)
+
+    def _best(self, rows: list[dict[str, Any]]) -> int | None:
+        from zlt.eval.best import pick_best
+
+        if not any(not r.get("base") for r in rows):
+            return None
+        return pick_best(rows, self.opts.rule).step
+
+    # -- evaluation thread ---------------------------------------------------------------------
+    def _say(self, message: str) -> None:
+        """Narration goes to <job>/eval_live/log.txt: a phase event would tell `zlt status` training had ended."""
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            with open(self.folder / "log.txt", "a", encoding="utf-8") as f:
+                f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
+        except OSError:
+            pass
+
+    def _run(self) -> None:
+        try:
+            while True:
+                with self._cond:
+                    while not self._pending and not self._closing:
+                        self._cond.wait()
+                    if self._closing:
+                        return
+                    step, path, original = self._pending.popleft()
+                if not self._ready:
+                    self._setup()
+                self._score(step, path, original)
+                if self.decision is not None and self.decision.stop:
+                    return
+        except Exception as e:  # noqa: BLE001 - training must survive any evaluation problem
+            from zlt.errors import ZltError
+            from zlt.run.events import Warning_
+
+            text = f"{e.message}" + (f" (hint: {e.hint})" if e.hint else "") if isinstance(e, ZltError) \
+                else f"{type(e).__name__}: {e}"
+            self.failed = text
+            self.events.put(Warning_(message=f"evaluation during training stopped: {text}; training goes on "
+                                     "and the kept checkpoints are evaluated after it", code="eval_failed"))
+
+    def _setup(self) -> None:
+        from PIL import Image
+
+        from zlt.errors import BadInputError
+        from zlt.eval.evaluate import check_grid, settings_from_spec
+        from zlt.eval.plan import list_images
+        from zlt.eval.prompts import build_prompts
+
+        spec, opts = self.spec, self.opts
+        self.prompts = build_prompts(opts.prompts, spec.trigger)
+        check_grid(len(self.prompts), opts.seeds)
+        self.settings = settings_from_spec(spec, opts)
+        base_seed = spec.training.sample.seed
+        self.seeds = [base_seed + i for i in range(opts.seeds)]
+        train_dir = self.train_dir if self.train_dir is not None else Path(spec.dataset.path)
+        paths = list_images(train_dir)
+        if not paths:
+            raise BadInputError(f"{train_dir}: no training image to compare against",
+                                hint="evaluation needs the prepared dataset's images")
+        self.fp = fingerprint(opts.clip, [p.text for p in self.prompts], self.seeds, self.settings.to_dict(),
+                              train_dir, len(paths))
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._restore()
+        if self._scorer is None:
+            from zlt.eval.clip import ClipScorer, require_clip
+            from zlt.eval.evaluate import default_device
+
+            require_clip(opts.clip)
+            self._say(f"loading metric model {opts.clip}")
+            self._scorer = ClipScorer(opts.clip, device=opts.device or default_device(opts.gpu))
+        imgs = []
+        for p in paths:
+            try:
+                with Image.open(p) as im:
+                    imgs.append(im.convert("RGB"))
+            except OSError:
+                continue
+        if not imgs:
+            raise BadInputError(f"{train_dir}: no readable training image", hint="check the prepared dataset")
+        self.train_emb = self._scorer.images(imgs)
+        if self._image_source is None:
+            from zlt.infer import PipelineCache
+            from zlt.infer.pipeline import plan_device
+
+            self.base_model = spec.model.base.model_dump(mode="json")
+            self.plan = plan_device(self.base_model, None, opts.gpu)
+            self._say(f"loading pipeline {self.settings.base_model} on {self.plan.device} (evaluation while training)")
+            self._cache = PipelineCache(max_pipelines=1, max_adapters=2)
+            self._cache.entry(self.base_model, self.plan)
+        self._ready = True
+
+    def _restore(self) -> None:
+        """A resumed job keeps the rows of its earlier attempts (same measurement, unchanged files)."""
+        path = self.folder / ROWS_FILE
+        if not self.resume or not path.is_file():
+            return
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            return
+        if doc.get("fingerprint") != self.fp:
+            return
+        for r in doc.get("rows") or []:
+            if r.get("base") or file_stamp(Path(str(r.get("source")))) == r.get("source_stamp"):
+                self.rows.append(r)
+        trained = [r["step"] for r in self.rows if not r.get("base")]
+        if trained:
+            with self._cond:
+                self._bucket = max(self._bucket, max(trained) // self.every)
+
+    def _draw(self, lora: Path | None, scale: float) -> list[Any]:
+        s = self.settings
+        prompts = [p.text for p in self.prompts]
+        if self._image_source is not None:
+            return self._image_source(lora, prompts, len(self.seeds), self.seeds[0])
+        from zlt.fsutil import sha256_file
+        from zlt.infer.resolve import ArtifactRef, ResolvedLora
+        from zlt.infer.run import draw
+
+        ref = ArtifactRef(id=self.job_id, path=self.job_dir, base_model=self.base_model, trigger="")
+        assert lora is not None
+        use = ResolvedLora(artifact=ref, file=lora, sha256=sha256_file(lora), scale=scale)
+        with self._cache.use(self.base_model, self.plan) as entry:
+            self._cache.activate(entry, [use])
+            return draw(entry.pipe, prompts, len(self.seeds), self.seeds[0], steps=s.steps, guidance=s.guidance,
+                        width=s.size, height=s.size)
+
+    def _score(self, step: int, source: Path, original: Path) -> None:
+        from zlt.run.events import Evaluation
+
+        stamp = file_stamp(source)
+        if stamp is None:
+            self._say(f"step {step}: checkpoint {source} is gone; skipped")
+            return
+        lora = self._convert(step, source)
+        try:
+            if not any(r.get("base") for r in self.rows):
+                self._say(f"base model: drawing {len(self.prompts) * len(self.seeds)} image(s)")
+                self._add_row(0, None, None, self._timed(lambda: self._draw(lora, 0.0)))
+                base = self.rows[-1]
+                self.events.put(Evaluation(step=0, base=True, **_four(base["metrics"])))
+            self._say(f"step {step}: drawing {len(self.prompts) * len(self.seeds)} image(s)")
+            row = self._add_row(step, source, stamp, self._timed(lambda: self._draw(lora, self.settings.scale)))
+            row["trainer_file"] = str(original)
+        finally:
+            lora.unlink(missing_ok=True)
+        self._keep_best_link()
+        decision = None
+        if self.early.enable:
+            decision = decide(self.rows, patience=self.early.patience, min_delta=self.early.min_delta,
+                              min_step=self.early.min_step)
+            row["early_stop"] = decision.to_dict()
+            self.decision = decision
+        self._save()
+        self.events.put(Evaluation(step=step, **_four(row["metrics"]),
+                                   decision=None if decision is None else "stop" if decision.stop else "continue",
+                                   reason=decision.reason if decision else None))
+        if decision is not None and decision.stop:
+            self.request_stop("early_stop")
+
+    def _keep_best_link(self) -> None:
+        """Only the best checkpoint so far keeps its link; the others are the trainer's to keep or rotate."""
+        best = self._best(self.rows)
+        for r in self.rows:
+            if r.get("base") or not r.get("source"):
+                continue
+            keep = r["step"] == best
+            if not keep:
+                Path(r["source"]).unlink(missing_ok=True)
+            r["preserved"] = keep
+
+    def _timed(self, fn: Callable[[], list[Any]]) -> tuple[list[Any], float]:
+        t0 = time.perf_counter()
+        return fn(), time.perf_counter() - t0
+
+    def _add_row(self, step: int, source: Path | None, stamp: dict[str, int] | None,
+                 drawn: tuple[list[Any], float]) -> dict[str, Any]:
+        from zlt.eval.evaluate import save_row_images, score_images
+
+        images, gen_s = drawn
+        n = len(self.prompts) * len(self.seeds)
+        if len(images) != n:
+            raise RuntimeError(f"image source returned {len(images)} images for {n} requests")
+        t1 = time.perf_counter()
+        metrics = score_images(self._scorer, images, self.prompts, self.seeds, self.train_emb)
+        base = source is None
+        row: dict[str, Any] = {
+            "step": step, "label": "base" if base else f"step {step}", "base": base,
+            "source": None if base else str(source), "source_stamp": stamp, "metrics": metrics,
+            "timing": {"generate_s": round(gen_s, 4), "metrics_s": round(time.perf_counter() - t1, 4)},
+            "scored_at": time.time(), "during_training": True,
+        }
+        cells = [(i, self.seeds[0] + i * len(self.seeds) + j) for i in range(len(self.prompts))
+                 for j in range(len(self.seeds))]
+        names = save_row_images(self.folder, row, images, cells)
+        row["images"] = [str(self.folder / n.removeprefix("eval/")) for n in names]
+        self.rows = [r for r in self.rows if not (r["step"] == step and r.get("base") == base)] + [row]
+        self.rows.sort(key=lambda r: (not r.get("base"), r["step"]))
+        return row
+
+    def _convert(self, step: int, source: Path) -> Path:
+        """The checkpoint in the key format the artifact will hold (what `zlt eval` would load from it)."""
+        from zlt.artifacts.convert import read_lora, render_lora
+        from zlt.artifacts.safetensors_io import write_file
+
+        weights, _meta = read_lora(source)
+        dest = self.folder / f".lora_step_{step:06d}.safetensors"
+        write_file(dest, render_lora(weights, self.spec.output.key_format), {"format": "pt"})
+        return dest
+
+    def _save(self) -> None:
+        from zlt.fsutil import atomic_write_json
+
+        atomic_write_json(self.folder / ROWS_FILE, {
+            "schema": SCHEMA, "job_id": self.job_id, "fingerprint": self.fp, "every": self.every,
+            "rows": self.rows, "early_stop": self.decision.to_dict() if self.decision else None,
+        })
+
+
+def _four(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {k: metrics.get(k) for k in ("style_similarity", "prompt_alignment", "memorisation", "diversity")}
