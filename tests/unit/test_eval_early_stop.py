@@ -320,3 +320,16 @@ def test_each_evaluation_while_training_is_a_line_of_the_job_history():
         ("job-1", "eval step 500: style 0.8123, alignment 0.2700, memorisation 0.9000; early stop: style similarity "
                   "plateaued"),
     ]
+
+
+def test_eval_every_save_means_each_checkpoint_and_bad_values_name_the_choices():
+    from zlt.errors import SpecError
+    from zlt.spec.load import load_spec_data
+
+    spec = load_spec_data({"eval": {"every": "save"}, "output": {"save": {"every": 50}}}).spec
+    assert spec.eval.during_training_every(spec.output.save.every) == 50
+    for bad in (0, "often", True):
+        with pytest.raises(SpecError) as e:
+            load_spec_data({"eval": {"every": bad}})
+        lines = e.value.lines()
+        assert len(lines) == 2 and lines[1].strip().startswith("eval.every:") and "'save'" in lines[1], lines

@@ -161,7 +161,7 @@ class LiveEvaluator:
     def offer(self, checkpoints: list[Any]) -> None:
         """Every valid intermediate checkpoint the runner knows of; the due ones are queued once each."""
         with self._cond:
-            if self._closing:
+            if self._closing or self.failed or (self.decision is not None and self.decision.stop):
                 return
             for c in sorted((c for c in checkpoints if c.valid and not c.final and c.step), key=lambda c: c.step):
                 bucket = int(c.step) // self.every
@@ -236,6 +236,7 @@ class LiveEvaluator:
             pass
 
     def _run(self) -> None:
+        link: Path | None = None
         try:
             while True:
                 with self._cond:
@@ -243,15 +244,19 @@ class LiveEvaluator:
                         self._cond.wait()
                     if self._closing:
                         return
-                    step, path, original = self._pending.popleft()
+                    step, link, original = self._pending.popleft()
                 if not self._ready:
                     self._setup()
-                self._score(step, path, original)
+                self._score(step, link, original)
+                link = None
                 if self.decision is not None and self.decision.stop:
                     return
         except Exception as e:  # noqa: BLE001 - training must survive any evaluation problem
             from zlt.errors import ZltError
             from zlt.run.events import Warning_
+
+            if link is not None and not any(r.get("source") == str(link) for r in self.rows):
+                link.unlink(missing_ok=True)  # the checkpoint being scored when it failed: not zlt's to keep
 
             text = f"{e.message}" + (f" (hint: {e.hint})" if e.hint else "") if isinstance(e, ZltError) \
                 else f"{type(e).__name__}: {e}"
@@ -304,7 +309,7 @@ class LiveEvaluator:
             from zlt.infer.pipeline import plan_device
 
             self.base_model = spec.model.base.model_dump(mode="json")
-            self.plan = plan_device(self.base_model, None, opts.gpu)
+            self.plan = plan_device(self.base_model, _free_gb(opts.gpu), opts.gpu)
             self._say(f"loading pipeline {self.settings.base_model} on {self.plan.device} (evaluation while training)")
             self._cache = PipelineCache(max_pipelines=1, max_adapters=2)
             self._cache.entry(self.base_model, self.plan)
@@ -436,6 +441,20 @@ class LiveEvaluator:
             "schema": SCHEMA, "job_id": self.job_id, "fingerprint": self.fp, "every": self.every,
             "rows": self.rows, "early_stop": self.decision.to_dict() if self.decision else None,
         })
+
+
+def _free_gb(gpu: int | None) -> float | None:
+    """What the running trainer leaves on the GPU (less a GiB for its peaks): the pipeline is planned for that, not
+    for the whole card (float8 and CPU offload when little is left). None without CUDA."""
+    try:
+        import torch
+
+        if not torch.cuda.is_available():
+            return None
+        free, _total = torch.cuda.mem_get_info(gpu or 0)
+    except (ImportError, RuntimeError):
+        return None
+    return max(free / 2**30 - 1.0, 1.0)
 
 
 def _four(metrics: dict[str, Any]) -> dict[str, Any]:

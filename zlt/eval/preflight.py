@@ -19,16 +19,18 @@ def eval_model_check(spec: Any) -> Any:
 
 CLIP_L_PARAMS_B = 0.428  # openai/clip-vit-large-patch14, loaded in fp32 by ClipScorer
 GIB = float(1 << 30)
+CUDA_CONTEXT_GB = 0.5  # a second process's CUDA context (cuBLAS workspace, kernels), not measured here (no GPU)
 
 
-def live_pipeline_gb(spec: Any, profile: Any) -> dict[str, float]:
-    """GiB a second Z-Image pipeline and the metric model hold on the training GPU while checkpoints are scored:
-    the pipeline is placed as `zlt generate` places it on a card of the profile's size (zlt/infer/pipeline.py:
-    float8 transformer where the profile quantises, model CPU offload below 24 GB)."""
+def live_pipeline_gb(spec: Any, profile: Any, free_gb: float) -> dict[str, float]:
+    """GiB a second Z-Image pipeline and the metric model hold on the training GPU while checkpoints are scored.
+    The pipeline is placed as `zlt generate` places it on a card with `free_gb` (what training leaves; the evaluator
+    asks CUDA for the real free memory when it starts): float8 transformer where a profile of that size quantises,
+    model CPU offload below 24 GB (zlt/infer/pipeline.py `gpu_plan`)."""
     from zlt.infer.pipeline import gpu_plan
 
     c = profile.estimator
-    plan = gpu_plan(profile.vram_gb)
+    plan = gpu_plan(max(free_gb, 0.0))
     transformer = c.transformer_params_b * 1e9 * (c.quant_bytes_per_param if plan.float8 else 2.0) / GIB
     text_encoder = c.text_encoder_params_b * 1e9 * 2.0 / GIB
     size = spec.eval.size or spec.dataset.resolution
@@ -38,8 +40,9 @@ def live_pipeline_gb(spec: Any, profile: Any) -> dict[str, float]:
     else:
         pipeline = transformer + text_encoder + c.vae_gb + drawing
     clip = CLIP_L_PARAMS_B * 1e9 * 4.0 / GIB
-    return {"pipeline": round(pipeline, 2), "metric_model": round(clip, 2), "total": round(pipeline + clip, 2),
-            "float8": plan.float8, "offload": plan.offload}
+    context = CUDA_CONTEXT_GB  # the runner's own process touches CUDA too, once it draws
+    return {"pipeline": round(pipeline, 2), "metric_model": round(clip, 2), "cuda_context": context,
+            "total": round(pipeline + clip + context, 2), "float8": plan.float8, "offload": plan.offload}
 
 
 def live_eval_checks(spec: Any, profile: Any, training_gb: float | None, budget_gb: float | None) -> list[Any]:
@@ -66,7 +69,7 @@ def live_eval_checks(spec: Any, profile: Any, training_gb: float | None, budget_
         out.append(Check("eval_during_training", "pass",
                          f"checkpoints are scored every {every} steps on the CPU while the tiny model trains"))
         return out
-    need = live_pipeline_gb(spec, profile)
+    need = live_pipeline_gb(spec, profile, (budget_gb or profile.vram_gb) - (training_gb or 0.0))
     details = {"every": every, "eval_gb": need, "training_gb": training_gb, "budget_gb": budget_gb}
     if training_gb is None or budget_gb is None:
         out.append(Check("eval_during_training", "warn",

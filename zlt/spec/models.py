@@ -6,7 +6,7 @@ Defaults here are neutral; the presets in `presets.py` fill in expert values bef
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -301,12 +301,23 @@ class EarlyStopSpec(Strict):
 
 class EvalSpec(Strict):
     enable: bool = Field(False, description="Evaluate the artifact when training finishes (what `zlt eval` does).")
-    every: int | None = Field(
-        None, ge=1, description="Also evaluate while training: the first checkpoint saved at or after every N steps "
-        "(the artifact's evaluation then reuses those rows). null: only after training (or at each save with "
-        "early_stop).",
+    every: Annotated[int, Field(ge=1)] | Literal["save"] | None = Field(
+        None, description="Also evaluate while training: the first checkpoint saved at or after every N steps, or "
+        "'save' for every checkpoint (the artifact's evaluation then reuses those rows). null: only after training "
+        "(or at each save with early_stop).",
     )
     early_stop: EarlyStopSpec = Field(default_factory=EarlyStopSpec, description="Stop early on a plateau.")
+
+    @field_validator("every", mode="before")
+    @classmethod
+    def _every(cls, value: Any) -> Any:
+        ok = value is None or value == "save" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1)
+        if not ok:
+            from pydantic_core import PydanticCustomError
+
+            raise PydanticCustomError("eval_every", "{value} is not a step count >= 1, 'save' (every checkpoint) or "
+                                      "null (after training only)", {"value": repr(value)})
+        return value
     prompts: list[str] = Field(
         default_factory=list, description="Held-out prompts ('[trigger]' marks the trigger); empty: 8 varied subjects."
     )
@@ -326,9 +337,9 @@ class EvalSpec(Strict):
 
     def during_training_every(self, save_every: int) -> int | None:
         """Steps between evaluations while training runs, or None when nothing is scored until the end."""
-        if self.every is not None:
-            return self.every
-        return save_every if self.early_stop.enable else None
+        if self.every == "save" or (self.every is None and self.early_stop.enable):
+            return save_every
+        return self.every if isinstance(self.every, int) else None
 
 
 class JobSpec(Strict):
