@@ -71,6 +71,7 @@ def test_early_stop_stops_the_built_in_trainer_and_the_job_succeeds(tmp_path: Pa
     assert (out.status, out.cause) == ("succeeded", None), out.message
     assert out.last_step is not None and out.last_step < max_steps
     assert "stopped early" in out.message and "eval.early_stop" in out.message
+    assert out.stopped_early and "plateaued" in out.stopped_early
     events = _events(tmp_path / "job")
     evals = [e for e in events if e["type"] == "evaluation"]
     trained = [e for e in evals if not e["base"]]

@@ -333,3 +333,49 @@ def test_eval_every_save_means_each_checkpoint_and_bad_values_name_the_choices()
             load_spec_data({"eval": {"every": bad}})
         lines = e.value.lines()
         assert len(lines) == 2 and lines[1].strip().startswith("eval.every:") and "'save'" in lines[1], lines
+
+
+def test_a_metric_model_folder_beside_the_spec_is_resolved_and_a_hub_id_is_left_alone(tmp_path):
+    from zlt.spec import load_spec
+
+    (tmp_path / "tiny-clip").mkdir()
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("eval: {models: {clip: tiny-clip}}\n")
+    assert load_spec(spec).spec.eval.models.clip == str((tmp_path / "tiny-clip").resolve())
+    spec.write_text("eval: {models: {clip: openai/clip-vit-large-patch14}}\n")
+    assert load_spec(spec).spec.eval.models.clip == "openai/clip-vit-large-patch14"
+
+
+def test_a_worker_job_stopped_early_succeeds_and_its_history_has_the_evaluations(tmp_path):
+    from PIL import Image
+
+    from tests.unit.test_jobs_runjob import FakeOutcome, FakeTrainer, run_once, submit
+    from zlt.jobs.store import JobStore
+    from zlt.run.events import Evaluation, EventStream
+
+    (tmp_path / "ds").mkdir()
+    Image.new("RGB", (16, 16), "red").save(tmp_path / "ds" / "a.png")
+    home = tmp_path / "home"
+
+    class StoppedEarly(FakeTrainer):
+        def __call__(self, req, *, sinks=(), stop=None):
+            stream = EventStream(req.job_id)
+            for s in sinks:
+                stream.add_sink(s)
+            stream.emit(Evaluation(step=0, base=True, style_similarity=0.5, prompt_alignment=0.3, memorisation=0.4))
+            stream.emit(Evaluation(step=4, style_similarity=0.6, prompt_alignment=0.28, memorisation=0.5,
+                                   decision="stop", reason="style similarity plateaued and prompt alignment is falling"))
+            out = super().__call__(req, sinks=sinks, stop=stop)
+            return FakeOutcome(**{**out.to_dict(), "last_step": 6, "stopped_early": "plateau"})
+
+    jid = submit(home, tmp_path)
+    store = JobStore(home)
+    try:
+        assert run_once(store, StoppedEarly()) == "succeeded"
+        messages = [h["message"] for h in store.history(jid)]
+    finally:
+        store.close()
+    assert "eval base model: style 0.5000, alignment 0.3000, memorisation 0.4000" in messages
+    assert any(m.startswith("eval step 4: style 0.6000") and "early stop: style similarity plateaued" in m
+               for m in messages)
+    assert messages[-1] == "succeeded: artifact a1; stopped early at step 6 (eval.early_stop)"

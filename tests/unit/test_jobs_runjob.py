@@ -33,6 +33,7 @@ class FakeOutcome:
     artifact_path: str | None = None
     checkpoints: list = field(default_factory=list)
     last_step: int | None = None
+    stopped_early: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)

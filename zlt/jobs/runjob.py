@@ -247,6 +247,8 @@ def finish_job(store: JobStore, job_id: str, token: str, outcome: dict[str, Any]
 
     if status == "succeeded":
         where = f": artifact {outcome.get('artifact_id')}" if outcome.get("artifact_id") else ""
+        if outcome.get("stopped_early"):
+            where += f"; stopped early at step {outcome.get('last_step')} (eval.early_stop)"
         new = store.transition(job_id, JobStatus.SUCCEEDED, token=token, message=f"succeeded{where}", **common)
     elif reason == CANCEL or (status == "cancelled" and reason is None):
         new = store.transition(job_id, JobStatus.CANCELLED, token=token, message="cancelled by user",

@@ -289,6 +289,7 @@ class JobRun:
             outcome.message = f"trained {self.facts.last_step or self.spec.training.max_steps} steps{loss}{speed}"
             decision = self.live_state.decision if self.live_state is not None else None
             if stop_reason == "early_stop" and decision is not None:
+                outcome.stopped_early = decision.reason
                 outcome.message += (f"; stopped early at step {self.facts.last_step} of {self.spec.training.max_steps} "
                                     f"(eval.early_stop, decided on step {decision.step}): {decision.reason}")
             self._collect(outcome)

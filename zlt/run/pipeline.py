@@ -59,6 +59,7 @@ class RunOutcome:
     job_dir: str | None = None
     log_tail: list[str] = field(default_factory=list)
     it_s: float | None = None  # average training speed over the logged steps (model loading excluded)
+    stopped_early: str | None = None  # eval.early_stop's reason, when it ended the run (the job still succeeds)
 
     def to_dict(self) -> dict:
         return asdict(self)

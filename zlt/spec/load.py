@@ -278,6 +278,14 @@ def load_spec_data(
     elif isinstance(ds, dict) and "path" not in ds and base_dir is not None:
         ds["path"] = str((base_dir / "dataset").resolve())
 
+    models = (merged.get("eval") or {}).get("models") if isinstance(merged.get("eval"), dict) else None
+    if isinstance(models, dict) and isinstance(models.get("clip"), str) and base_dir is not None:
+        # a folder beside the spec (a hub id such as openai/clip-vit-large-patch14 is not one): the worker that runs
+        # the job has another working directory
+        local = Path(models["clip"]).expanduser()
+        if not local.is_absolute() and (base_dir / local).is_dir():
+            models["clip"] = str((base_dir / local).resolve())
+
     from pydantic import ValidationError
 
     errors: list[FieldError] = []
