@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -379,3 +380,41 @@ def test_a_worker_job_stopped_early_succeeds_and_its_history_has_the_evaluations
     assert any(m.startswith("eval step 4: style 0.6000") and "early stop: style similarity plateaued" in m
                for m in messages)
     assert messages[-1] == "succeeded: artifact a1; stopped early at step 6 (eval.early_stop)"
+
+
+def test_a_resumed_job_keeps_the_rows_of_its_earlier_attempt_and_scores_only_new_checkpoints(tmp_path):
+    from PIL import Image
+
+    from zlt.eval.live import LiveEvaluator
+
+    drawn: list[str] = []
+
+    def source(lora, prompts, count, seed):
+        drawn.append(lora.name)
+        return [Image.new("RGB", (16, 16), (200, 0, 0)) for _ in range(len(prompts) * count)]
+
+    def evaluator(resume: bool) -> LiveEvaluator:
+        return LiveEvaluator(_spec(tmp_path, every=250), job_id="j", job_dir=tmp_path / "job",
+                             train_dir=_train_images(tmp_path / "ds"), gpu=None, request_stop=lambda r: None,
+                             resume=resume, scorer=FakeScorer(), image_source=source)
+
+    cks = _lora_files(tmp_path, [250, 500, 750])
+    first = evaluator(False)
+    first.start()
+    first.offer(cks[:2])
+    deadline = time.monotonic() + 60
+    while len([r for r in first.rows if not r.get("base")]) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    first.close()
+    drawn.clear()
+    again = evaluator(True)
+    again.start()
+    again.offer(cks)
+    assert [s for s, _l, _o in again._pending] == [750]
+    deadline = time.monotonic() + 60
+    while len(again.rows) < 4 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    state = again.close()
+    assert [r["step"] for r in state.rows] == [0, 250, 500, 750]
+    assert drawn == [".lora_step_000750.safetensors"]  # nothing scored twice, the base row kept too
+    assert evaluator(False).rows == []  # a fresh run starts from nothing

@@ -156,6 +156,12 @@ class LiveEvaluator:
 
     # -- runner side ---------------------------------------------------------------------------
     def start(self) -> None:
+        """Plan the measurement (cheap: no model is loaded here) and start the thread that loads and scores."""
+        try:
+            self._plan()
+        except Exception as e:  # noqa: BLE001 - training must survive any evaluation problem
+            self._fail(e)
+            return
         self._thread.start()
 
     def offer(self, checkpoints: list[Any]) -> None:
@@ -252,21 +258,21 @@ class LiveEvaluator:
                 if self.decision is not None and self.decision.stop:
                     return
         except Exception as e:  # noqa: BLE001 - training must survive any evaluation problem
-            from zlt.errors import ZltError
-            from zlt.run.events import Warning_
-
             if link is not None and not any(r.get("source") == str(link) for r in self.rows):
                 link.unlink(missing_ok=True)  # the checkpoint being scored when it failed: not zlt's to keep
+            self._fail(e)
 
-            text = f"{e.message}" + (f" (hint: {e.hint})" if e.hint else "") if isinstance(e, ZltError) \
-                else f"{type(e).__name__}: {e}"
-            self.failed = text
-            self.events.put(Warning_(message=f"evaluation during training stopped: {text}; training goes on "
-                                     "and the kept checkpoints are evaluated after it", code="eval_failed"))
+    def _fail(self, e: Exception) -> None:
+        from zlt.errors import ZltError
+        from zlt.run.events import Warning_
 
-    def _setup(self) -> None:
-        from PIL import Image
+        text = f"{e.message}" + (f" (hint: {e.hint})" if e.hint else "") if isinstance(e, ZltError) \
+            else f"{type(e).__name__}: {e}"
+        self.failed = text
+        self.events.put(Warning_(message=f"evaluation during training stopped: {text}; training goes on "
+                                 "and the kept checkpoints are evaluated after it", code="eval_failed"))
 
+    def _plan(self) -> None:
         from zlt.errors import BadInputError
         from zlt.eval.evaluate import check_grid, settings_from_spec
         from zlt.eval.plan import list_images
@@ -285,8 +291,17 @@ class LiveEvaluator:
                                 hint="evaluation needs the prepared dataset's images")
         self.fp = fingerprint(opts.clip, [p.text for p in self.prompts], self.seeds, self.settings.to_dict(),
                               train_dir, len(paths))
+        self.train_paths, self.train_source = paths, train_dir
         self.folder.mkdir(parents=True, exist_ok=True)
         self._restore()
+
+    def _setup(self) -> None:
+        from PIL import Image
+
+        from zlt.errors import BadInputError
+
+        spec, opts = self.spec, self.opts
+        paths, train_dir = self.train_paths, self.train_source
         if self._scorer is None:
             from zlt.eval.clip import ClipScorer, require_clip
             from zlt.eval.evaluate import default_device
@@ -327,7 +342,8 @@ class LiveEvaluator:
         if doc.get("fingerprint") != self.fp:
             return
         for r in doc.get("rows") or []:
-            if r.get("base") or file_stamp(Path(str(r.get("source")))) == r.get("source_stamp"):
+            files = [Path(str(r.get(k))) for k in ("source", "trainer_file") if r.get(k)]
+            if r.get("base") or any(file_stamp(f) == r.get("source_stamp") for f in files):
                 self.rows.append(r)
         trained = [r["step"] for r in self.rows if not r.get("base")]
         if trained:

@@ -231,9 +231,12 @@ class JobRun:
     def _start_live(self) -> None:
         if not self.spec.eval.during_training_every(self.spec.output.save.every):
             return
-        from zlt.eval.live import LiveEvaluator
+        from zlt.eval.live import LIVE_DIR, LiveEvaluator
         from zlt.infer.pipeline import cuda_ordinal
+        from zlt.run.jobfiles import rotate
 
+        if not self.req.resume:
+            rotate(self.ctx.job_dir / LIVE_DIR)  # an earlier run's rows (and its kept link) stay beside, as eval_live.1
         self.live = LiveEvaluator(self.spec, job_id=self.req.job_id, job_dir=self.ctx.job_dir,
                                   train_dir=self.prepared_dir, gpu=cuda_ordinal(self.req.gpus),
                                   request_stop=self._request_stop, resume=self.req.resume)
