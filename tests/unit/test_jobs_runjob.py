@@ -285,3 +285,29 @@ def test_a_runner_that_cannot_renew_its_lease_stops_before_another_host_may_take
     keeper.start()
     assert control.event.wait(5) and control.reason == LEASE_LOST
     keeper.join(5)
+
+
+def test_a_run_on_the_cpu_profile_shows_no_gpu_while_it_runs(home: Path, tmp_path: Path):
+    """A worker on a machine without GPUs hands out plain slot 0; once the runner resolved the cpu profile (its
+    `rendering` phase says so) status must not claim GPU 0, before the job ends as well as after."""
+    from zlt.jobs.api import job_status
+
+    jid = submit(home, tmp_path)
+    seen: list[dict] = []
+
+    class CpuRun(FakeTrainer):
+        def __call__(self, req, *, sinks=(), stop=None):
+            stream = EventStream(req.job_id)
+            for s in sinks:
+                stream.add_sink(s)
+            stream.emit(Phase("rendering", "lightning", profile="cpu"))
+            seen.append(job_status(home, jid))
+            return super().__call__(req, sinks=sinks, stop=stop)
+
+    store = JobStore(home)
+    try:
+        assert run_once(store, CpuRun(profile="cpu")) == "succeeded"
+    finally:
+        store.close()
+    assert (seen[0]["state"], seen[0]["profile"], seen[0]["gpus"]) == ("preparing", "cpu", [])
+    assert job_status(home, jid)["gpus"] == []

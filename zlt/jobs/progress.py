@@ -54,7 +54,7 @@ class StoreSink:
             phase = ev.get("phase")
             if phase not in PREP_PHASES:
                 self._mark_running(f"trainer started ({phase})")
-            self._write(phase=phase)
+            self._write(phase=phase, profile=ev.get("profile"))
         elif kind == "progress":
             self._mark_running("trainer reported progress")
             prog = {k: ev.get(k) for k in PROGRESS_KEYS}
@@ -81,11 +81,14 @@ class StoreSink:
         except LeaseLost:
             self.lost = True
 
-    def _write(self, *, phase: str | None = None, checkpoint: tuple[str, int | None] | None = None) -> None:
+    def _write(self, *, phase: str | None = None, checkpoint: tuple[str, int | None] | None = None,
+               profile: str | None = None) -> None:
         progress, self._pending = self._pending, None
         if progress is None and phase is None and checkpoint is None:
             return
-        ok = self.store.update_progress(self.job_id, self.token, phase=phase, progress=progress, checkpoint=checkpoint)
+        extra = {"profile": profile} if profile else {}
+        ok = self.store.update_progress(self.job_id, self.token, phase=phase, progress=progress, checkpoint=checkpoint,
+                                        **extra)
         if not ok:
             raise LeaseLost(f"job {self.job_id}: lease lost")
         self._last_write = self.clock()

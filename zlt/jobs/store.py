@@ -377,11 +377,13 @@ class JobStore(WorkerPresence):
 
     def update_progress(
         self, job_id: str, token: str, *, phase: str | None = None, progress: dict[str, Any] | None = None,
-        checkpoint: tuple[str, int | None] | None = None,
+        checkpoint: tuple[str, int | None] | None = None, profile: str | None = None,
     ) -> bool:
         sets: dict[str, Any] = {"updated_at": self.clock()}
         if phase is not None:
             sets["phase"] = phase
+        if profile is not None:
+            sets["profile"] = profile  # resolved by the runner: status shows the real one (and no GPU for cpu)
         if progress is not None:
             sets["progress_json"] = json.dumps(progress)
         if checkpoint is not None:

@@ -30,6 +30,7 @@ class Phase:
     type: ClassVar[str] = "phase"
     phase: str
     message: str = ""
+    profile: str | None = None  # the hardware profile the run resolved (on the `rendering` phase only)
 
 
 @dataclass(slots=True)
@@ -129,6 +130,8 @@ def event_to_dict(ev: Event) -> dict[str, Any]:
     d = asdict(ev)
     if isinstance(ev, Warning_) and ev.code is None:
         del d["code"]  # most warnings have no code: keep their wire form as it was
+    if isinstance(ev, Phase) and ev.profile is None:
+        del d["profile"]  # likewise: only the rendering phase names the profile
     if isinstance(ev, Progress) and isinstance(ev.loss, float) and not math.isfinite(ev.loss):
         d["loss_nonfinite"] = True
     for k, v in d.items():

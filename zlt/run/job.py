@@ -13,7 +13,7 @@ from zlt.fsutil import atomic_write_json
 from zlt.paths import cache_dir
 from zlt.run.checkpoints import CheckpointFile, latest_state, scan_checkpoints, write_checkpoints_json
 from zlt.run.classify import classify, is_interrupt
-from zlt.run.events import Checkpoint, Error, Event, Resumed
+from zlt.run.events import Checkpoint, Error, Event, Phase, Resumed
 from zlt.run.interpret import LogInterpreter, RunFacts
 from zlt.run.pipeline import JobContext, RunOutcome, Sink, TrainRequest, error_cause, error_event
 from zlt.run.supervise import ProcessResult, StopControl, supervise
@@ -140,7 +140,7 @@ class JobRun:
 
         self.stage = "rendering"
         ctx, req, spec = self.ctx, self.req, self.spec
-        ctx.phase_event("rendering", self.backend)
+        ctx.emit(Phase(phase="rendering", message=self.backend, profile=self.profile.name if self.profile else None))
         explicit = req.ai_toolkit if self.backend == "ai-toolkit" else req.musubi if self.backend == "musubi" else None
         self.location = locate(self.backend, explicit)
         from zlt.artifacts.warmstart import apply_warm_start  # a `zlt retrain` job starts from its parent
