@@ -20,7 +20,7 @@ from zlt.errors import BadInputError, EnvNotReadyError, NotFoundError  # noqa: E
 from zlt.infer import GenerateParams, PipelineCache, TransferParams, generate, read_png_params, transfer  # noqa: E402
 
 pytestmark = pytest.mark.train
-SIZE = dict(width=64, height=64, steps=2)
+SIZE = dict(width=64, height=64, steps=2, guidance=0.0)
 
 
 @pytest.fixture(scope="module")
@@ -235,3 +235,27 @@ def test_float8_storage_keeps_the_image_close_and_loras_working(art, cache):
     assert weight.dtype == torch.float8_e4m3fn
     diff = np.abs(out[0] - out[1]).mean()
     assert 0 < diff < 8, diff  # float8 rounding shows, but it is the same image
+
+
+def test_steps_and_guidance_default_to_the_artifacts_own_sampling_settings(art, cache, zlt_home, tmp_path):
+    """A LoRA trained on Z-Image base is drawn like Z-Image base (30 steps, guidance 4), not like Turbo (9, 0)."""
+    from dataclasses import replace
+
+    from zlt.infer.resolve import resolve_artifact, sampling_defaults
+    from zlt.render.common import sample_steps_guidance
+    from zlt.spec import load_spec
+
+    ref = resolve_artifact(art, zlt_home)
+    spec = load_spec(ref.path / "spec.yaml").spec
+    assert spec.model.base.variant == "base"
+    assert sampling_defaults(ref) == sample_steps_guidance(spec) == (30, 4.0)
+    (ref.path / "spec.yaml").rename(tmp_path / "spec.yaml")  # without a spec the variant decides
+    for variant, expected in (("base", (30, 4.0)), ("deturbo", (25, 2.0)), ("turbo", (9, 0.0))):
+        assert sampling_defaults(replace(ref, base_model={**ref.base_model, "variant": variant})) == expected
+    (tmp_path / "spec.yaml").rename(ref.path / "spec.yaml")
+    r = generate(GenerateParams(loras=[{"artifact": art}], prompts=["a red house"], width=32, height=32),
+                 cache=cache, save=False)
+    assert (r.params[0]["steps"], r.params[0]["guidance"]) == (30, 4.0)
+    r = generate(GenerateParams(loras=[{"artifact": art}], prompts=["a red house"], width=32, height=32, steps=1,
+                                guidance=0.0), cache=cache, save=False)
+    assert (r.params[0]["steps"], r.params[0]["guidance"]) == (1, 0.0)  # what the request says wins

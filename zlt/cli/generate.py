@@ -16,8 +16,8 @@ ScaleOpt = typer.Option(0.8, "--scale", help="LoRA scale of ARTIFACT (0 = base m
 CheckpointOpt = typer.Option(None, "--checkpoint", help="Use ARTIFACT's kept checkpoint of this step, not the final weights.")
 LoraOpt = typer.Option(None, "--lora", help="Stack another LoRA: ID, ID:SCALE or ID@STEP:SCALE (repeatable).")
 SeedOpt = typer.Option(0, "--seed", help="Seed of the first image; image i uses seed + i.")
-StepsOpt = typer.Option(9, "--steps", help="Denoising steps (Z-Image-Turbo: 9).")
-GuidanceOpt = typer.Option(0.0, "--guidance", help="Guidance scale (Z-Image-Turbo: 0).")
+StepsOpt = typer.Option(None, "--steps", help="Denoising steps (default: the artifact's sampling steps; Z-Image-Turbo: 9).")
+GuidanceOpt = typer.Option(None, "--guidance", help="Guidance scale (default: the artifact's; Z-Image-Turbo: 0).")
 NoTriggerOpt = typer.Option(False, "--no-trigger", help="Do not put the artifact's trigger token in front of prompts.")
 NegativeOpt = typer.Option(None, "--negative-prompt", help="Negative prompt (used when --guidance > 0).")
 VramOpt = typer.Option(None, "--vram-gb", help="Plan for a GPU with this much memory; below 24 GB: model CPU offload.")
@@ -84,8 +84,8 @@ def generate_cmd(
     checkpoint: int = CheckpointOpt,
     lora: list[str] = LoraOpt,
     seed: int = SeedOpt,
-    steps: int = StepsOpt,
-    guidance: float = GuidanceOpt,
+    steps: int | None = StepsOpt,
+    guidance: float | None = GuidanceOpt,
     no_trigger: bool = NoTriggerOpt,
     negative_prompt: str = NegativeOpt,
     vram_gb: float = VramOpt,
@@ -124,8 +124,8 @@ def transfer_cmd(
     checkpoint: int = CheckpointOpt,
     lora: list[str] = LoraOpt,
     seed: int = SeedOpt,
-    steps: int = StepsOpt,
-    guidance: float = GuidanceOpt,
+    steps: int | None = StepsOpt,
+    guidance: float | None = GuidanceOpt,
     no_trigger: bool = NoTriggerOpt,
     negative_prompt: str = NegativeOpt,
     vram_gb: float = VramOpt,

@@ -1,7 +1,8 @@
 """What a generation or a style transfer asks for: strict pydantic models, the same for the CLI, HTTP, MCP and jobs.
 
 Every problem is reported as `generate.<field>: message` / `transfer.<field>: message`, so the HTTP layer names the
-field (422) and the CLI exits 2. Defaults follow the Z-Image-Turbo guide: 9 steps, guidance 0, LoRA scale 0.8.
+field (422) and the CLI exits 2. LoRA scale 0.8 by default; steps and guidance default to the first artifact's own
+sampling settings (zlt.infer.resolve.sampling_defaults: turbo 9/0, deturbo 25/2, base 30/4).
 """
 
 from __future__ import annotations
@@ -33,8 +34,11 @@ class LoraUse(_Strict):
 class _Common(_Strict):
     loras: list[LoraUse] = Field(min_length=1, max_length=8, description="LoRAs to apply; the first one's artifact stores the outputs.")
     seed: int = Field(0, ge=0, lt=2**63, description="Seed of the first image; image i uses seed + i.")
-    steps: int = Field(9, ge=1, le=200, description="Denoising steps (Z-Image-Turbo: 9).")
-    guidance: float = Field(0.0, ge=0.0, le=30.0, description="Classifier-free guidance scale (Z-Image-Turbo: 0).")
+    steps: int | None = Field(None, ge=1, le=200, description="Denoising steps; default: the first artifact's "
+                              "sampling steps (its spec's training.sample.steps, else its variant's: turbo 9, "
+                              "deturbo 25, base 30).")
+    guidance: float | None = Field(None, ge=0.0, le=30.0, description="Classifier-free guidance scale; default: the "
+                                   "first artifact's (its spec's, else turbo 0, deturbo 2, base 4).")
     trigger: bool = Field(True, description="Put the first artifact's trigger token in front of every prompt that lacks it.")
     negative_prompt: str | None = Field(None, max_length=2000, description="Negative prompt (only used when guidance > 0).")
     vram_gb: float | None = Field(None, gt=0, description="Plan for a GPU with this much memory; below 24 GB the "

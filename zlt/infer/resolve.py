@@ -127,6 +127,22 @@ def resolve_artifact(ref: str, home: Path | None = None, *, field_name: str = "g
     return ArtifactRef(id=row["id"], path=folder, base_model=base, trigger=_trigger(folder), recorded=recorded)
 
 
+def sampling_defaults(art: ArtifactRef) -> tuple[int, float]:
+    """Steps and guidance the artifact was sampled with while training: its spec's training.sample settings, else
+    its base model variant's (zlt.render.common.VARIANT_SAMPLING: turbo 9/0, deturbo 25/2, base 30/4)."""
+    from zlt.render.common import VARIANT_SAMPLING, sample_steps_guidance
+
+    spec_file = art.path / "spec.yaml"
+    if spec_file.is_file():
+        try:
+            from zlt.spec import load_spec
+
+            return sample_steps_guidance(load_spec(spec_file).spec)
+        except (BadInputError, OSError):
+            pass  # an unreadable spec: the variant still says how the model samples
+    return VARIANT_SAMPLING.get(str(art.base_model.get("variant") or "turbo"), VARIANT_SAMPLING["turbo"])
+
+
 def lora_file(art: ArtifactRef, checkpoint: int | None, *, field_name: str = "generate.checkpoint") -> Path:
     """The final weights, or the kept checkpoint of step `checkpoint`."""
     if checkpoint is None:

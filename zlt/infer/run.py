@@ -71,10 +71,18 @@ def _common_params(loras: list[ResolvedLora], params: Any) -> dict[str, Any]:
 
 
 def _prepare(params: Any, home: Path | None, cache: PipelineCache | None, prefix: str, gpu: int | None):
+    """The LoRAs resolved, the pipeline cache and device plan, and `params` with steps/guidance filled in from the
+    first artifact where the request left them out."""
+    from zlt.infer.resolve import sampling_defaults
+
     loras = resolve_loras(params.loras, home, prefix=prefix)
     cache = cache if cache is not None else default_cache()
     plan = plan_device(loras[0].artifact.base_model, params.vram_gb, gpu)
-    return loras, cache, plan
+    if params.steps is None or params.guidance is None:
+        steps, guidance = sampling_defaults(loras[0].artifact)
+        params = params.model_copy(update={"steps": params.steps if params.steps is not None else steps,
+                                           "guidance": params.guidance if params.guidance is not None else guidance})
+    return loras, cache, plan, params
 
 
 def draw(pipe: Any, prompts: list[str], count: int, seed: int, *, steps: int, guidance: float, width: int,
@@ -98,7 +106,7 @@ def generate(params: GenerateParams, home: Path | None = None, *, cache: Pipelin
              save: bool = True, generation_id: str | None = None, progress: Progress | None = None,
              gpu: int | None = None) -> GenerationResult:
     """Text to image with the LoRA(s); image i (prompt-major, then count) uses seed + i."""
-    loras, cache, plan = _prepare(params, home, cache, "generate", gpu)
+    loras, cache, plan, params = _prepare(params, home, cache, "generate", gpu)
     art = loras[0].artifact
     if save:
         _check_writable(art.generations_dir, "generate")
@@ -142,7 +150,7 @@ def transfer(params: TransferParams, home: Path | None = None, *, cache: Pipelin
     """
     inputs = inputs if inputs is not None else load_inputs(params)
     controls = _control_maps(params, inputs)
-    loras, cache, plan = _prepare(params, home, cache, "transfer", gpu)
+    loras, cache, plan, params = _prepare(params, home, cache, "transfer", gpu)
     art = loras[0].artifact
     if save:
         _check_writable(art.generations_dir, "transfer")
