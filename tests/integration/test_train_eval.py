@@ -19,22 +19,7 @@ pytestmark = [
 
 
 def test_training_with_eval_enable_leaves_an_evaluated_artifact(tmp_path: Path):
-    from PIL import Image
-
-    from tests.fixtures.eval_fixtures import tiny_clip
-
-    make_dataset(tmp_path / "ds")
-    for p in (tmp_path / "ds").glob("*.png"):
-        Image.open(p).resize((64, 64)).save(p)
-    clip = tiny_clip(tmp_path / "clip")
-    spec = tmp_path / "spec.yaml"
-    spec.write_text(yaml.safe_dump({
-        "name": "tiny", "model": {"base": {"name": "zlt/tiny-zimage", "source": "builtin"}},
-        "dataset": {"path": "ds", "resolution": 32},
-        "training": {"backend": "lightning", "max_steps": 4, "warmup_steps": 0, "sample": {"steps": 1}},
-        "output": {"save": {"every": 2, "keep": 2}},
-        "eval": {"enable": True, "prompts": ["[trigger] a lighthouse"], "seeds": 2, "models": {"clip": str(clip)}},
-    }))
+    spec = _live_spec(tmp_path, max_steps=4, keep=2, enable=True)
     proc, events = run_train(spec, tmp_path / "job", backend="lightning", timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     phases = [e for e in of_type(events, "phase") if e["phase"] == "evaluating"]
@@ -51,7 +36,7 @@ def test_training_with_eval_enable_leaves_an_evaluated_artifact(tmp_path: Path):
     assert meta["best_step"] == report["best"]["step"]
 
 
-def _live_spec(tmp_path: Path, **eval_extra) -> Path:
+def _live_spec(tmp_path: Path, *, max_steps: int = 6, keep: int = 4, **eval_extra) -> Path:
     from PIL import Image
 
     from tests.fixtures.eval_fixtures import tiny_clip
@@ -64,8 +49,8 @@ def _live_spec(tmp_path: Path, **eval_extra) -> Path:
     spec.write_text(yaml.safe_dump({
         "name": "tiny", "model": {"base": {"name": "zlt/tiny-zimage", "source": "builtin"}},
         "dataset": {"path": "ds", "resolution": 32},
-        "training": {"backend": "lightning", "max_steps": 6, "warmup_steps": 0, "sample": {"steps": 1}},
-        "output": {"save": {"every": 2, "keep": 4}},
+        "training": {"backend": "lightning", "max_steps": max_steps, "warmup_steps": 0, "sample": {"steps": 1}},
+        "output": {"save": {"every": 2, "keep": keep}},
         "eval": {"prompts": ["[trigger] a lighthouse"], "seeds": 2, "models": {"clip": str(clip)}, **eval_extra},
     }))
     return spec

@@ -106,17 +106,6 @@ def _spec(tmp_path: Path, **eval_section):
                            "eval": {"prompts": ["[trigger] a boat"], "seeds": 1, **eval_section}}).spec
 
 
-def _checkpoints(tmp_path: Path, steps) -> list[Ck]:
-    out = tmp_path / "out"
-    out.mkdir(exist_ok=True)
-    cks = []
-    for s in steps:
-        p = out / f"wc_{s:09d}.safetensors"
-        p.write_bytes(b"x" * 10)
-        cks.append(Ck(p, s))
-    return cks
-
-
 @pytest.mark.parametrize(("every", "due"), [(250, [250, 500, 750, 1000]), (500, [500, 1000]),
                                             (300, [500, 750, 1000]), (1000, [1000])])
 def test_offer_queues_the_first_checkpoint_at_or_after_each_multiple_once(tmp_path, every, due):
@@ -124,7 +113,7 @@ def test_offer_queues_the_first_checkpoint_at_or_after_each_multiple_once(tmp_pa
 
     ev = LiveEvaluator(_spec(tmp_path, every=every), job_id="j", job_dir=tmp_path / "job", train_dir=None, gpu=None,
                        request_stop=lambda r: None)
-    cks = _checkpoints(tmp_path, [250, 500, 750, 1000])
+    cks = _lora_files(tmp_path, [250, 500, 750, 1000])
     for i in range(len(cks)):
         ev.offer(cks[: i + 1])  # the runner offers everything it knows after each save
     ev.offer(cks + [Ck(tmp_path / "out" / "wc.safetensors", 1000, final=True)])
@@ -317,9 +306,9 @@ def test_each_evaluation_while_training_is_a_line_of_the_job_history():
     sink({"type": "evaluation", "step": 500, "base": False, "style_similarity": 0.81234, "prompt_alignment": 0.27,
           "memorisation": 0.9, "decision": "stop", "reason": "style similarity plateaued"})
     assert store.notes == [
-        ("job-1", "eval base model: style 0.5000, alignment 0.3000, memorisation -"),
-        ("job-1", "eval step 500: style 0.8123, alignment 0.2700, memorisation 0.9000; early stop: style similarity "
-                  "plateaued"),
+        ("job-1", "eval base model: style 0.5000, alignment 0.3000, memorisation -, diversity -"),
+        ("job-1", "eval step 500: style 0.8123, alignment 0.2700, memorisation 0.9000, diversity -; early stop: "
+                  "style similarity plateaued"),
     ]
 
 
@@ -376,7 +365,7 @@ def test_a_worker_job_stopped_early_succeeds_and_its_history_has_the_evaluations
         messages = [h["message"] for h in store.history(jid)]
     finally:
         store.close()
-    assert "eval base model: style 0.5000, alignment 0.3000, memorisation 0.4000" in messages
+    assert "eval base model: style 0.5000, alignment 0.3000, memorisation 0.4000, diversity -" in messages
     assert any(m.startswith("eval step 4: style 0.6000") and "early stop: style similarity plateaued" in m
                for m in messages)
     assert messages[-1] == "succeeded: artifact a1; stopped early at step 6 (eval.early_stop)"

@@ -125,14 +125,9 @@ class StoreSink:
         self.store.note(self.job_id, "warning: " + message)
 
 
-def evaluation_note(ev: dict[str, Any]) -> str:
-    def num(key: str) -> str:
-        v = ev.get(key)
-        return f"{v:.4f}" if isinstance(v, (int, float)) else "-"
 
-    who = "base model" if ev.get("base") else f"step {ev.get('step')}"
-    text = (f"eval {who}: style {num('style_similarity')}, alignment {num('prompt_alignment')}, "
-            f"memorisation {num('memorisation')}")
-    if ev.get("decision") == "stop":
-        text += f"; early stop: {ev.get('reason')}"
-    return text
+def evaluation_note(ev: dict[str, Any]) -> str:
+    from zlt.run.events import evaluation_summary
+
+    stop = f"; early stop: {ev.get('reason')}" if ev.get("decision") == "stop" else ""
+    return evaluation_summary(ev) + stop

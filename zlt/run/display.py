@@ -133,17 +133,14 @@ class RichSink:
             self.close()
 
 
+
 def evaluation_line(d: dict) -> str:
-    """One line for a checkpoint scored while training (rich markup)."""
+    """One line for a checkpoint scored while training (rich markup), two when it stopped the run."""
     from rich.markup import escape
 
-    def num(key: str) -> str:
-        v = d.get(key)
-        return f"{v:.3f}" if isinstance(v, (int, float)) else "-"
+    from zlt.run.events import evaluation_summary
 
-    who = "base model" if d.get("base") else f"step {d.get('step')}"
-    line = (f"[magenta]eval[/] {who}: style {num('style_similarity')}, alignment {num('prompt_alignment')}, "
-            f"memorisation {num('memorisation')}, diversity {num('diversity')}")
+    line = "[magenta]eval[/]" + escape(evaluation_summary(d)).removeprefix("eval")
     if d.get("decision") == "stop":
         line += f"\n[magenta]early stop[/] {escape(str(d.get('reason') or ''))}"
     return line

@@ -120,6 +120,17 @@ EVENT_TYPES: dict[str, type] = {
 }
 
 
+def evaluation_summary(d: dict[str, Any]) -> str:
+    """One line for an `evaluation` event (a dict, as on the wire): the history note and the terminal line."""
+    def num(key: str) -> str:
+        v = d.get(key)
+        return f"{v:.4f}" if isinstance(v, (int, float)) else "-"
+
+    who = "base model" if d.get("base") else f"step {d.get('step')}"
+    return (f"eval {who}: style {num('style_similarity')}, alignment {num('prompt_alignment')}, "
+            f"memorisation {num('memorisation')}, diversity {num('diversity')}")
+
+
 def finite_or_none(x: Any) -> Any:
     """nan and +-inf as None: JSON has no such numbers and strict parsers reject Python's `NaN`."""
     return None if isinstance(x, float) and not math.isfinite(x) else x
