@@ -155,6 +155,10 @@ def test_after_training_the_user_is_told_how_to_use_the_lora():
     assert "copy /r/a_v0/lora.safetensors into ComfyUI/models/loras/" in comfy and "tiny" not in comfy
     tiny = "\n".join(usage_lines("/r/a_v0", "a_v0", trigger=None, key_format="diffusers", tiny=True))
     assert "fits only that model" in tiny
+    assert "num_inference_steps=9, guidance_scale=0.0)" in text  # Turbo's
+    base = "\n".join(usage_lines("/r/a_v0", "a_v0", trigger=None, key_format="diffusers", base_model="Tongyi-MAI/Z-Image",
+                                 steps=30, guidance=4.0))
+    assert "from_pretrained('Tongyi-MAI/Z-Image'" in base and "num_inference_steps=30, guidance_scale=4.0)" in base
 
 
 def test_a_preflight_failure_is_printed_once(tmp_path: Path, zlt):

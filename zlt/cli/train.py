@@ -118,10 +118,14 @@ def _print_outcome(outcome, console, spec=None) -> None:
         console.print(f"job folder: {escape(outcome.job_dir or '')}", highlight=False)
         if outcome.artifact_path and spec is not None:
             from zlt.cli.use import usage_lines
+            from zlt.render.common import sample_steps_guidance
 
-            base = spec.model.base.name if "/" in spec.model.base.name and not spec.is_tiny else "Tongyi-MAI/Z-Image-Turbo"
+            real = "/" in spec.model.base.name and not spec.is_tiny
+            base = spec.model.base.name if real else "Tongyi-MAI/Z-Image-Turbo"
+            steps, guidance = sample_steps_guidance(spec) if real else (9, 0.0)
             for line in usage_lines(outcome.artifact_path, outcome.artifact_id or "", trigger=spec.trigger,
-                                    key_format=spec.output.key_format, base_model=base, tiny=spec.is_tiny):
+                                    key_format=spec.output.key_format, base_model=base, tiny=spec.is_tiny,
+                                    steps=steps, guidance=guidance):
                 console.print(escape(line), highlight=False)
         return
     err = sys.stderr

@@ -9,8 +9,9 @@ BASE = "Tongyi-MAI/Z-Image-Turbo"
 
 
 def usage_lines(artifact_path: str, artifact_id: str, *, trigger: str | None, key_format: str,
-                base_model: str = BASE, tiny: bool = False) -> list[str]:
-    """A few copy-paste lines: load the LoRA in diffusers, put it where ComfyUI finds it."""
+                base_model: str = BASE, tiny: bool = False, steps: int = 9, guidance: float = 0.0) -> list[str]:
+    """A few copy-paste lines: load the LoRA in diffusers, put it where ComfyUI finds it. `steps`/`guidance`: how the
+    base model samples (Turbo 9/0; the spec's training.sample settings for another variant)."""
     lora = Path(artifact_path) / "lora.safetensors"
     prompt = f"{trigger} a lighthouse on a cliff at dusk" if trigger else "a lighthouse on a cliff at dusk"
     lines = [
@@ -18,7 +19,7 @@ def usage_lines(artifact_path: str, artifact_id: str, *, trigger: str | None, ke
         "  import torch; from diffusers import ZImagePipeline",
         f"  pipe = ZImagePipeline.from_pretrained({base_model!r}, torch_dtype=torch.bfloat16).to('cuda')",
         f"  pipe.load_lora_weights({str(lora)!r}, adapter_name='style'); pipe.set_adapters(['style'], [0.8])",
-        f"  pipe({prompt!r}, num_inference_steps=9, guidance_scale=0.0).images[0].save('out.png')",
+        f"  pipe({prompt!r}, num_inference_steps={steps}, guidance_scale={float(guidance)!r}).images[0].save('out.png')",
     ]
     if key_format == "comfyui":
         lines.append(f"use it in ComfyUI: copy {lora} into ComfyUI/models/loras/, then load it with a "
