@@ -407,3 +407,12 @@ def test_a_resumed_job_keeps_the_rows_of_its_earlier_attempt_and_scores_only_new
     assert [r["step"] for r in state.rows] == [0, 250, 500, 750]
     assert drawn == [".lora_step_000750.safetensors"]  # nothing scored twice, the base row kept too
     assert evaluator(False).rows == []  # a fresh run starts from nothing
+
+
+def test_the_early_stop_shorthand_keeps_its_source_for_explain():
+    from zlt.spec.load import load_spec_data
+
+    loaded = load_spec_data({"eval": {"early_stop": True}})
+    assert loaded.provenance["eval.early_stop.enable"] == "spec"
+    loaded = load_spec_data({}, sets=["eval.early_stop=true"])
+    assert loaded.spec.eval.early_stop.enable and loaded.provenance["eval.early_stop.enable"] == "--set"

@@ -258,6 +258,11 @@ def load_spec_data(
 ) -> LoadedSpec:
     """Validate a spec dict; every problem is reported at once in one SpecError."""
     user, set_paths = apply_sets(user, sets or [])
+    ev = user.get("eval")
+    if isinstance(ev, dict) and isinstance(ev.get("early_stop"), bool):
+        # `early_stop: true` is short for `{enable: true}`: expanded first, so --explain names the spec as its source
+        user = {**user, "eval": {**ev, "early_stop": {"enable": ev["early_stop"]}}}
+        set_paths = ["eval.early_stop.enable" if p == "eval.early_stop" else p for p in set_paths]
     preset_name = user.get("preset", "style")
     preset = PRESETS.get(preset_name, {}) if isinstance(preset_name, str) else {}
     merged = deep_merge(preset, user)
