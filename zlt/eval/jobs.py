@@ -37,13 +37,6 @@ class EvalRequest(BaseModel):
     size: int | None = Field(None, ge=16, le=2048, description="Square image side, a multiple of 16.")
 
 
-def eval_kind(snapshot_json: str | None) -> bool:
-    try:
-        return json.loads(snapshot_json or "{}").get("kind") == KIND
-    except (json.JSONDecodeError, AttributeError):
-        return False
-
-
 def check_request(home: Path, artifact_id: str, request: EvalRequest) -> Any:
     """Every refusal an evaluation can meet before it draws anything. Returns the EvalOptions."""
     from zlt.eval.clip import require_clip
@@ -126,33 +119,18 @@ def run_evaluation_job(store: Any, job_id: str, token: str, *, stop: threading.E
     return job.run(body)
 
 
+def _run_evaluation(store: Any, claim: Any, stop: threading.Event, cache: Any) -> str:
+    return run_evaluation_job(store, claim.job_id, claim.token, stop=stop, gpus=claim.gpus, cache=cache)
+
+
+RUNNERS = {KIND: _run_evaluation}  # for zlt.jobs.inprocess.inprocess_launcher
+
+
 def with_eval_jobs(home: Path, fallback: Callable[[Any], Any],
                    store_factory: Callable[[Path], Any] | None = None) -> Callable[[Any], Any]:
     """A worker launcher: evaluation jobs run in a thread of the worker, on the GPU their claim names, anything
     else goes to `fallback`. Set `.cache` on the returned launcher to share a PipelineCache (the worker's
     generation cache) so an evaluation reuses a pipeline a generation loaded."""
-    from zlt.jobs.store import JobStore
+    from zlt.jobs.inprocess import inprocess_launcher
 
-    open_store = store_factory or JobStore
-
-    def launch(claim: Any) -> Any:
-        store = open_store(Path(home))
-        try:
-            is_eval = eval_kind(store.get(claim.job_id)["snapshot_json"])
-        finally:
-            store.close()
-        if not is_eval:
-            return fallback(claim)
-        from zlt.infer.jobs import ThreadJob
-
-        def target(stop: threading.Event) -> None:
-            own = open_store(Path(home))
-            try:
-                run_evaluation_job(own, claim.job_id, claim.token, stop=stop, gpus=claim.gpus,
-                                   cache=getattr(launch, "cache", None))
-            finally:
-                own.close()
-
-        return ThreadJob(target)
-
-    return launch
+    return inprocess_launcher(home, fallback, RUNNERS, store_factory=store_factory)

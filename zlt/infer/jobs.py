@@ -10,7 +10,6 @@ gets the memory.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import threading
 import time
@@ -28,10 +27,9 @@ BACKEND = "infer"  # the jobs table's backend column for generation jobs
 
 
 def job_kind(snapshot_json: str | None) -> str | None:
-    try:
-        kind = json.loads(snapshot_json or "{}").get("kind")
-    except (json.JSONDecodeError, AttributeError):
-        return None
+    from zlt.jobs.inprocess import snapshot_kind
+
+    kind = snapshot_kind(snapshot_json)
     return kind if kind in KINDS else None
 
 
@@ -163,52 +161,16 @@ def _log_sink(path: Path) -> Callable[[dict[str, Any]], None]:
     return write
 
 
-class ThreadJob:
-    """A generation job running in a thread of the worker process (the worker's `RunningJob`)."""
+def _run_generation(store: Any, claim: Any, stop: threading.Event, cache: PipelineCache) -> str:
+    return run_generation_job(store, claim.job_id, claim.token, cache=cache, stop=stop, gpus=claim.gpus)
 
-    def __init__(self, target: Callable[[threading.Event], Any]) -> None:
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=target, args=(self.stop,), name="zlt-generation", daemon=True)
-        self.thread.start()
 
-    @property
-    def pid(self) -> int | None:
-        return os.getpid()
-
-    def poll(self) -> int | None:
-        return None if self.thread.is_alive() else 0
-
-    def shutdown(self) -> None:
-        self.stop.set()
+RUNNERS = {kind: _run_generation for kind in KINDS}  # for zlt.jobs.inprocess.inprocess_launcher
 
 
 def with_generation_jobs(home: Path, fallback: Callable[[Any], Any], cache: PipelineCache | None = None,
                          store_factory: Callable[[Path], Any] | None = None) -> Callable[[Any], Any]:
     """A worker launcher: generation jobs run in-process on the worker's cache, anything else goes to `fallback`."""
-    from zlt.jobs.store import JobStore
+    from zlt.jobs.inprocess import inprocess_launcher
 
-    cache = cache if cache is not None else PipelineCache()
-    open_store = store_factory or JobStore
-
-    def launch(claim: Any) -> Any:
-        store = open_store(Path(home))
-        try:
-            kind = job_kind(store.get(claim.job_id)["snapshot_json"])
-        finally:
-            store.close()
-        if kind is None:
-            if claim.gpus:
-                cache.clear()  # the trainer needs the GPU memory a cached pipeline holds
-            return fallback(claim)
-
-        def target(stop: threading.Event) -> None:
-            own = open_store(Path(home))  # its own connection: the worker's is used by the worker's loop
-            try:
-                run_generation_job(own, claim.job_id, claim.token, cache=cache, stop=stop, gpus=claim.gpus)
-            finally:
-                own.close()
-
-        return ThreadJob(target)
-
-    launch.cache = cache  # type: ignore[attr-defined]  # tests and `zlt worker` read its stats
-    return launch
+    return inprocess_launcher(home, fallback, RUNNERS, cache=cache, store_factory=store_factory)

@@ -136,3 +136,75 @@ def queue_inprocess_job(home: Any, *, kind: str, name: str, backend: str, reques
 
         ensure_worker(home)
     return status
+
+
+def snapshot_kind(snapshot_json: str | None) -> str | None:
+    """The `kind` a queued job's snapshot names (generate, transfer, evaluate), or None (a training job)."""
+    import json
+
+    try:
+        kind = json.loads(snapshot_json or "{}").get("kind")
+    except (json.JSONDecodeError, AttributeError):
+        return None
+    return kind if isinstance(kind, str) else None
+
+
+class ThreadJob:
+    """An in-process job running in a thread of the worker process (the worker's `RunningJob`)."""
+
+    def __init__(self, target: Callable[[threading.Event], Any], name: str = "zlt-inprocess") -> None:
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=target, args=(self.stop,), name=name, daemon=True)
+        self.thread.start()
+
+    @property
+    def pid(self) -> int | None:
+        return os.getpid()
+
+    def poll(self) -> int | None:
+        return None if self.thread.is_alive() else 0
+
+    def shutdown(self) -> None:
+        self.stop.set()
+
+
+# (the job's own store connection, its claim, its stop event, the worker's pipeline cache)
+Runner = Callable[[Any, Any, threading.Event, Any], Any]
+
+
+def inprocess_launcher(home: Any, fallback: Callable[[Any], Any], runners: dict[str, Runner], *, cache: Any = None,
+                       store_factory: Callable[[Any], Any] | None = None) -> Callable[[Any], Any]:
+    """A worker launcher: a job whose kind has a runner runs in a thread of the worker, on the pipeline cache the
+    launcher keeps (`launch.cache`, which a caller may replace); any other job (a training) goes to `fallback`,
+    after the cache is emptied when the job claims a GPU: the trainer needs the memory a cached pipeline holds.
+    The job's kind is read from its snapshot once per claim."""
+    from pathlib import Path
+
+    from zlt.infer.pipeline import PipelineCache
+    from zlt.jobs.store import JobStore
+
+    open_store = store_factory or JobStore
+
+    def launch(claim: Any) -> Any:
+        store = open_store(Path(home))
+        try:
+            kind = snapshot_kind(store.get(claim.job_id)["snapshot_json"])
+        finally:
+            store.close()
+        run = runners.get(kind) if kind is not None else None
+        if run is None:
+            if claim.gpus:
+                launch.cache.clear()  # type: ignore[attr-defined]
+            return fallback(claim)
+
+        def target(stop: threading.Event) -> None:
+            own = open_store(Path(home))  # its own connection: the worker's is used by the worker's loop
+            try:
+                run(own, claim, stop, launch.cache)  # type: ignore[attr-defined]
+            finally:
+                own.close()
+
+        return ThreadJob(target, name=f"zlt-{kind}")
+
+    launch.cache = cache if cache is not None else PipelineCache()  # type: ignore[attr-defined]
+    return launch

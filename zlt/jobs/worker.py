@@ -80,17 +80,14 @@ def subprocess_launcher(home: Path, log_path: Path) -> Launcher:
 
 
 def default_launcher(home: Path) -> Launcher:
-    """Training jobs in their own process; generation jobs (zlt.infer) in a thread, on a pipeline kept loaded;
-    evaluation jobs (zlt.eval) in a thread too, sharing that pipeline cache."""
-    from zlt.eval.jobs import with_eval_jobs
-    from zlt.infer.jobs import with_generation_jobs
+    """Training jobs in their own process; generation jobs (zlt.infer) and evaluation jobs (zlt.eval) in a thread,
+    on one pipeline cache kept loaded between them (emptied before a training job that claims a GPU)."""
+    from zlt.eval.jobs import RUNNERS as EVALUATIONS
+    from zlt.infer.jobs import RUNNERS as GENERATIONS
+    from zlt.jobs.inprocess import inprocess_launcher
 
-    evaluations = with_eval_jobs(home, subprocess_launcher(home, home / "logs" / "jobs.log"))
-    launch = with_generation_jobs(home, evaluations)
-    # one cache: a pipeline an evaluation loaded serves the next generation (and, on the CPU, the other way round;
-    # before a job that claims a GPU and is not a generation, with_generation_jobs empties the cache)
-    evaluations.cache = launch.cache  # type: ignore[attr-defined]
-    return launch
+    return inprocess_launcher(home, subprocess_launcher(home, home / "logs" / "jobs.log"),
+                              {**GENERATIONS, **EVALUATIONS})
 
 
 @dataclass
