@@ -174,7 +174,7 @@ def _lora_files(tmp_path: Path, steps) -> list[Ck]:
 def test_the_thread_scores_keeps_only_the_best_link_and_asks_for_the_stop(tmp_path):
     from PIL import Image
 
-    from zlt.eval.live import ROWS_FILE, LiveEvaluator
+    from zlt.eval.live import ROWS_FILE, LiveEvaluator, preserved
     from zlt.run.events import Evaluation
 
     red = {None: 255, 250: 200, 500: 230, 750: 229, 1000: 228}  # cos to the training images ~ red/255
@@ -201,7 +201,7 @@ def test_the_thread_scores_keeps_only_the_best_link_and_asks_for_the_stop(tmp_pa
     assert [r["step"] for r in state.rows] == [0, 250, 500, 750]  # stopped after 750: 1000 was never scored
     assert state.decision.stop and state.decision.step == 750
     assert state.best_step == 500
-    kept = state.preserved()
+    kept = preserved(state.rows)
     assert [s for s, _ in kept] == [500] and os.path.samefile(kept[0][1], cks[1].path)
     assert not (tmp_path / "job" / "eval_live" / "checkpoints" / "wc_000000250.safetensors").exists()
     doc = json.loads((tmp_path / "job" / "eval_live" / ROWS_FILE).read_text())

@@ -53,7 +53,6 @@ class LivePrior:
 
     fingerprint: str
     rows: list[dict[str, Any]]
-    job_dir: Path
     summary: dict[str, Any] | None = None  # LiveState.summary(): every, evaluated steps, the early-stop verdict
 
     def base_row(self, fp: str) -> dict[str, Any] | None:
@@ -82,18 +81,14 @@ class LiveState:
     rows: list[dict[str, Any]]
     decision: StopDecision | None
     failed: str | None
-    job_dir: Path
     best_step: int | None = None
     scorer: Any = None  # loaded metric model, handed to the evaluation after training
     cache: Any = None  # loaded pipeline (PipelineCache), likewise
 
-    def preserved(self) -> list[tuple[int, Path]]:
-        return preserved(self.rows)
-
     def prior(self) -> LivePrior | None:
         if self.fingerprint is None or not self.rows:
             return None
-        return LivePrior(self.fingerprint, self.rows, self.job_dir, self.summary())
+        return LivePrior(self.fingerprint, self.rows, self.summary())
 
     def summary(self) -> dict[str, Any]:
         """What result.json and training_meta.json record; `best_step` (the best-checkpoint rule of `zlt eval` on
@@ -219,10 +214,9 @@ class LiveEvaluator:
         rows = list(self.rows)
         best = self._best(rows)
         if self._thread.is_alive():  # still drawing past the timeout: keep its models out of the handover
-            return LiveState(self.every, self.fp, rows, self.decision, self.failed or "still running",
-                             self.job_dir, best)
-        return LiveState(self.every, self.fp, rows, self.decision, self.failed, self.job_dir, best,
-                         scorer=self._scorer, cache=self._cache)
+            return LiveState(self.every, self.fp, rows, self.decision, self.failed or "still running", best)
+        return LiveState(self.every, self.fp, rows, self.decision, self.failed, best, scorer=self._scorer,
+                         cache=self._cache)
 
     def _best(self, rows: list[dict[str, Any]]) -> int | None:
         from zlt.eval.best import pick_best
