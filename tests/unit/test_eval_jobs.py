@@ -12,7 +12,6 @@ pytest.importorskip("torch", reason="needs the [train] extra (torch)")
 pytest.importorskip("diffusers", reason="needs the [train] extra (diffusers)")
 pytest.importorskip("fastapi")
 
-from fastapi.testclient import TestClient  # noqa: E402
 
 from tests.fixtures.eval_fixtures import evaluable_artifact, tiny_clip  # noqa: E402
 from zlt.errors import BadInputError, EnvNotReadyError  # noqa: E402
@@ -22,8 +21,6 @@ from zlt.jobs.store import JobStore  # noqa: E402
 from zlt.jobs.worker import Worker, WorkerOptions  # noqa: E402
 
 pytestmark = pytest.mark.train
-TOKEN = "test-token-0123456789abcdef"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture
@@ -79,11 +76,10 @@ def test_refusals_happen_at_submit_and_queue_nothing(art, clip, zlt_home):
 
 
 def test_http_evaluate_is_202_and_the_report_is_404_until_there_is_one(art, clip, zlt_home, monkeypatch, tmp_path):
-    from zlt.serve.app import create_app
+    from tests.serve_client import AUTH, serve_client
 
     monkeypatch.setattr("zlt.jobs.spawn.ensure_worker", lambda home: None)
-    app = create_app(zlt_home, [tmp_path], TOKEN, webhook_secret=None)
-    with TestClient(app) as c:
+    with serve_client(zlt_home, [tmp_path]) as c:
         r = c.get(f"/v1/artifacts/{art}/eval", headers=AUTH)
         assert r.status_code == 404 and "evaluate" in r.json()["hint"]
         r = c.post(f"/v1/artifacts/{art}/evaluate", headers=AUTH, json={"seeds": 0})

@@ -11,13 +11,8 @@ import pytest
 
 pytest.importorskip("fastapi")
 
-from fastapi.testclient import TestClient  # noqa: E402
-
-from zlt.serve.app import create_app  # noqa: E402
+from tests.serve_client import AUTH, serve_client  # noqa: E402
 from zlt.serve.uploads import Limits  # noqa: E402
-
-TOKEN = "test-token-0123456789abcdef"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture
@@ -30,8 +25,7 @@ def data_root(tmp_path: Path) -> Path:
 @pytest.fixture
 def client(zlt_home: Path, data_root: Path):
     limits = Limits(max_upload_bytes=64 * 1024, max_json_bytes=16 * 1024, max_extract_bytes=1 << 20)
-    app = create_app(zlt_home, [data_root], TOKEN, limits=limits, webhook_secret=None)
-    with TestClient(app) as c:
+    with serve_client(zlt_home, [data_root], limits=limits) as c:
         yield c
 
 
@@ -139,10 +133,9 @@ def test_the_users_v0_registry_path_needs_the_operator_to_list_it(zlt_home: Path
     out = tmp_path / "artifacts"
     out.mkdir()
     body = {"dataset": {"path": "style"}, "output": {"registry": {"type": "local", "path": f"{out}/lora/"}}}
-    with TestClient(create_app(zlt_home, [data_root], TOKEN, webhook_secret=None)) as c:
+    with serve_client(zlt_home, [data_root]) as c:
         r = c.post("/v1/specs/validate", headers=AUTH, json=body)
         assert r.status_code == 422 and "output.registry.path" in r.text and "--output-root" in r.text
-    listed = create_app(zlt_home, [data_root], TOKEN, webhook_secret=None, output_roots=[out])
-    with TestClient(listed) as c:
+    with serve_client(zlt_home, [data_root], output_roots=[out]) as c:
         r = c.post("/v1/specs/validate", headers=AUTH, json=body)
         assert r.status_code == 200, r.text

@@ -10,16 +10,12 @@ import pytest
 
 pytest.importorskip("fastapi")
 
-from fastapi.testclient import TestClient  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from tests.fixtures.infer_fixtures import png_with_header, tiny_artifact  # noqa: E402
+from tests.serve_client import AUTH, serve_client  # noqa: E402
 from zlt.jobs import list_jobs  # noqa: E402
-from zlt.serve.app import create_app  # noqa: E402
 from zlt.serve.uploads import Limits  # noqa: E402
-
-TOKEN = "test-token-0123456789abcdef"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture
@@ -32,8 +28,7 @@ def data_root(tmp_path: Path) -> Path:
 @pytest.fixture
 def client(zlt_home: Path, data_root: Path, monkeypatch):
     monkeypatch.setattr("zlt.jobs.spawn.ensure_worker", lambda home: None)  # queue only: no background worker
-    app = create_app(zlt_home, [data_root], TOKEN, limits=Limits(max_upload_bytes=4 << 20), webhook_secret=None)
-    with TestClient(app) as c:
+    with serve_client(zlt_home, [data_root], limits=Limits(max_upload_bytes=4 << 20)) as c:
         yield c
 
 

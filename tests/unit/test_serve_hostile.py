@@ -10,13 +10,8 @@ import pytest
 
 pytest.importorskip("fastapi")
 
-from fastapi.testclient import TestClient  # noqa: E402
-
-from zlt.serve.app import create_app  # noqa: E402
+from tests.serve_client import AUTH, serve_client  # noqa: E402
 from zlt.serve.uploads import Limits  # noqa: E402
-
-TOKEN = "test-token-0123456789abcdef"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture
@@ -29,7 +24,7 @@ def data_root(tmp_path: Path) -> Path:
 @pytest.fixture
 def client(zlt_home: Path, data_root: Path):
     limits = Limits(max_upload_bytes=1 << 20, max_json_bytes=1 << 20, max_extract_bytes=1 << 20)
-    with TestClient(create_app(zlt_home, [data_root], TOKEN, limits=limits, webhook_secret=None)) as c:
+    with serve_client(zlt_home, [data_root], limits=limits) as c:
         yield c
 
 
@@ -87,7 +82,7 @@ def test_the_registry_path_is_fenced_to_the_servers_registry_by_default(client, 
 def test_an_operator_listed_output_root_is_allowed(zlt_home: Path, data_root: Path, tmp_path: Path):
     out = tmp_path / "out"
     out.mkdir()
-    with TestClient(create_app(zlt_home, [data_root], TOKEN, webhook_secret=None, output_roots=[out])) as c:
+    with serve_client(zlt_home, [data_root], output_roots=[out]) as c:
         code, body = validate(c, {"dataset": {"path": "style"}, "output": {"registry": {"path": str(out / "a")}}})
     assert code == 200, body
 

@@ -9,16 +9,11 @@ import pytest
 
 pytest.importorskip("fastapi")
 
-from fastapi.testclient import TestClient  # noqa: E402
-
 from tests.fixtures.artifact_jobs import make_job_dir  # noqa: E402
+from tests.serve_client import AUTH, serve_client  # noqa: E402
 from zlt.artifacts import collect_artifact  # noqa: E402
-from zlt.serve.app import create_app  # noqa: E402
 from zlt.serve.intake import Fence  # noqa: E402
 from zlt.serve.mcp_server import call, make_tools  # noqa: E402
-
-TOKEN = "test-token-0123456789abcdef"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture
@@ -38,7 +33,7 @@ def artifact(tmp_path: Path, zlt_home: Path, monkeypatch: pytest.MonkeyPatch) ->
 @pytest.fixture
 def client(zlt_home: Path, tmp_path: Path):
     (tmp_path / "data").mkdir()
-    with TestClient(create_app(zlt_home, [tmp_path / "data"], TOKEN, webhook_secret=None)) as c:
+    with serve_client(zlt_home, [tmp_path / "data"]) as c:
         yield c
 
 
@@ -94,7 +89,7 @@ def test_the_parents_callback_url_is_subscribed_for_the_retrain(tmp_path: Path, 
     (job / "dataset").mkdir()
     Image.new("RGB", (64, 64)).save(job / "dataset" / "a.png")
     collect_artifact(job, home=zlt_home)
-    with TestClient(create_app(zlt_home, [tmp_path], TOKEN, webhook_secret=None)) as c:
+    with serve_client(zlt_home, [tmp_path]) as c:
         r = c.post("/v1/artifacts/watercolor/retrain", headers=AUTH, json={"steps": 300})
     assert r.status_code == 202, r.text
     assert Subscriptions(zlt_home).load(r.json()["job_id"])["url"] == "https://agents.example.com/hooks/zlt"
