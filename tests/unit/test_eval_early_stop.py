@@ -212,6 +212,7 @@ def test_the_thread_scores_keeps_only_the_best_link_and_asks_for_the_stop(tmp_pa
         (0, True, None), (250, False, "continue"), (500, False, "continue"), (750, False, "stop")]
     # the saved images exist and the reuse match recognises the scored files
     prior = state.prior()
+    assert prior.train_emb is not None and len(prior.train_emb) == 2  # the evaluation after training embeds nothing again
     assert prior.row_for(prior.fingerprint, 500, str(cks[1].path))["step"] == 500
     assert prior.row_for(prior.fingerprint, 500, str(cks[2].path)) is None  # another file
     assert prior.row_for("other", 500, str(cks[1].path)) is None  # another measurement

@@ -142,26 +142,16 @@ def evaluate_artifact(
         require_clip(opts.clip)  # exit 3 before the (much larger) pipeline is loaded
     t_start = time.perf_counter()
 
-    from PIL import Image
-
     if scorer is None:
         from zlt.eval.clip import ClipScorer
 
         say(f"loading metric model {opts.clip}")
         scorer = ClipScorer(opts.clip, device=opts.device or default_device(opts.gpu))
-    train_imgs = []
-    for p in train_paths:
-        try:
-            with Image.open(p) as im:
-                train_imgs.append(im.convert("RGB"))
-        except OSError as e:
-            warnings.append(f"training image {p} skipped: {e}")
-    if not train_imgs:
-        raise BadInputError(f"{train_dir}: no readable training image", hint="pass --train-images DIR")
-    train_emb = scorer.images(train_imgs)
-    del train_imgs
-
     fp = fingerprint(opts.clip, [p.text for p in prompts], seeds, settings.to_dict(), train_dir, len(train_paths))
+    if prior is not None and prior.train_emb is not None and prior.fingerprint == fp:
+        train_emb = prior.train_emb  # the same images through the same model while training
+    else:
+        train_emb = embed_training_images(scorer, train_paths, train_dir, warnings, hint="pass --train-images DIR")
     reuse = {t: _prior_row(prior, fp, view, t) for t in targets}
     load_s = 0.0
     if image_fn is None and any(r is None for r in reuse.values()):
@@ -223,6 +213,23 @@ def evaluate_artifact(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return report
+
+
+def embed_training_images(scorer: Any, paths: list[Path], train_dir: Path, warnings: list[str], *, hint: str) -> Any:
+    """CLIP embeddings of the readable training images (an unreadable one is a warning); BadInputError when none is
+    readable. What style similarity and memorisation compare against."""
+    from PIL import Image
+
+    images = []
+    for p in paths:
+        try:
+            with Image.open(p) as im:
+                images.append(im.convert("RGB"))
+        except OSError as e:
+            warnings.append(f"training image {p} skipped: {e}")
+    if not images:
+        raise BadInputError(f"{train_dir}: no readable training image", hint=hint)
+    return scorer.images(images)
 
 
 def _prior_row(prior: LivePrior | None, fp: str, view: ArtifactView, t: Any) -> dict[str, Any] | None:

@@ -54,6 +54,7 @@ class LivePrior:
     fingerprint: str
     rows: list[dict[str, Any]]
     summary: dict[str, Any] | None = None  # LiveState.summary(): every, evaluated steps, the early-stop verdict
+    train_emb: Any = None  # the training images' embeddings, already computed with the same model
 
     def base_row(self, fp: str) -> dict[str, Any] | None:
         if fp != self.fingerprint:
@@ -84,11 +85,12 @@ class LiveState:
     best_step: int | None = None
     scorer: Any = None  # loaded metric model, handed to the evaluation after training
     cache: Any = None  # loaded pipeline (PipelineCache), likewise
+    train_emb: Any = None  # the training images through that model, likewise
 
     def prior(self) -> LivePrior | None:
         if self.fingerprint is None or not self.rows:
             return None
-        return LivePrior(self.fingerprint, self.rows, self.summary())
+        return LivePrior(self.fingerprint, self.rows, self.summary(), self.train_emb)
 
     def summary(self) -> dict[str, Any]:
         """What result.json and training_meta.json record; `best_step` (the best-checkpoint rule of `zlt eval` on
@@ -101,7 +103,7 @@ class LiveState:
         """Free the pipeline and the metric model (the GPU goes back to whoever needs it next)."""
         if self.cache is not None:
             self.cache.clear()
-        self.cache = self.scorer = None
+        self.cache = self.scorer = self.train_emb = None
         try:
             import torch
 
@@ -142,6 +144,7 @@ class LiveEvaluator:
         self._scorer = scorer  # tests pass a scripted scorer; None: the spec's CLIP model
         self._image_source = image_source  # tests only: (lora_file|None, prompts, count, seed) -> images
         self._cache: Any = None
+        self.train_emb: Any = None  # set once the metric model is loaded
         self._pending: deque[tuple[int, Path, Path]] = deque()  # step, zlt's link, the trainer's file
         self._bucket = 0  # steps // every of the last checkpoint taken
         self._cond = threading.Condition()
@@ -216,7 +219,7 @@ class LiveEvaluator:
         if self._thread.is_alive():  # still drawing past the timeout: keep its models out of the handover
             return LiveState(self.every, self.fp, rows, self.decision, self.failed or "still running", best)
         return LiveState(self.every, self.fp, rows, self.decision, self.failed, best, scorer=self._scorer,
-                         cache=self._cache)
+                         cache=self._cache, train_emb=self.train_emb)
 
     def _best(self, rows: list[dict[str, Any]]) -> int | None:
         from zlt.eval.best import pick_best
@@ -290,12 +293,9 @@ class LiveEvaluator:
         self._restore()
 
     def _setup(self) -> None:
-        from PIL import Image
-
-        from zlt.errors import BadInputError
+        from zlt.eval.evaluate import embed_training_images
 
         spec, opts = self.spec, self.opts
-        paths, train_dir = self.train_paths, self.train_source
         if self._scorer is None:
             from zlt.eval.clip import ClipScorer, require_clip
             from zlt.eval.evaluate import default_device
@@ -303,16 +303,11 @@ class LiveEvaluator:
             require_clip(opts.clip)
             self._say(f"loading metric model {opts.clip}")
             self._scorer = ClipScorer(opts.clip, device=opts.device or default_device(opts.gpu))
-        imgs = []
-        for p in paths:
-            try:
-                with Image.open(p) as im:
-                    imgs.append(im.convert("RGB"))
-            except OSError:
-                continue
-        if not imgs:
-            raise BadInputError(f"{train_dir}: no readable training image", hint="check the prepared dataset")
-        self.train_emb = self._scorer.images(imgs)
+        skipped: list[str] = []
+        self.train_emb = embed_training_images(self._scorer, self.train_paths, self.train_source, skipped,
+                                               hint="check the prepared dataset")
+        for note in skipped:
+            self._say(note)
         if self._image_source is None:
             from zlt.infer import PipelineCache
             from zlt.infer.pipeline import plan_device
