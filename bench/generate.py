@@ -73,7 +73,7 @@ def main() -> None:
     diffusers_logging.disable_progress_bar()
     import torch
 
-    from zlt.fsutil import sha256_file
+    from zlt.core.fsutil import sha256_file
     from zlt.infer.pipeline import DevicePlan, PipelineCache
     from zlt.infer.resolve import ArtifactRef, ResolvedLora
 

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from zlt.errors import BadInputError
-from zlt.paths import user_config_path
+from zlt.core.errors import BadInputError
+from zlt.core.paths import user_config_path
 
 if sys.version_info >= (3, 11):
     import tomllib

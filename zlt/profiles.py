@@ -8,8 +8,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from zlt.errors import BadInputError
-from zlt.paths import data_dir
+from zlt.core.errors import BadInputError
+from zlt.core.paths import data_dir
 
 
 class _Strict(BaseModel):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from zlt.errors import BadInputError
+from zlt.core.errors import BadInputError
 from zlt.profiles import gpu_profiles
 from zlt.render import RenderContext, ensure_fits, render_spec
 from zlt.spec import load_spec_data

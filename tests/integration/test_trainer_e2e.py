@@ -20,10 +20,10 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
+from zlt.core.events import event_from_dict  # noqa: E402
 from zlt.profiles import get_profile  # noqa: E402
 from zlt.render.base import RenderContext  # noqa: E402
 from zlt.render.lightning import CONFIG_NAME, render_lightning  # noqa: E402
-from zlt.run.events import event_from_dict  # noqa: E402
 from zlt.spec.load import load_spec_data  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.train]

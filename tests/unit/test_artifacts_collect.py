@@ -17,8 +17,8 @@ from zlt.artifacts import ArtifactExistsError, collect_artifact, get_artifact, l
 from zlt.artifacts.convert import detect_format, effective_deltas, read_lora
 from zlt.artifacts.safetensors_io import file_data_sha256, read_file, read_header
 from zlt.artifacts.store import fetch_all
-from zlt.errors import BadInputError, JobFailedError
-from zlt.fsutil import sha256_file, sha256_json
+from zlt.core.errors import BadInputError, JobFailedError
+from zlt.core.fsutil import sha256_file, sha256_json
 from zlt.spec.load import load_spec
 
 REQUIRED_KEYS = (

@@ -26,7 +26,7 @@ from zlt.artifacts.convert import (
     render_lora,
 )
 from zlt.artifacts.safetensors_io import read_file, write_file
-from zlt.errors import BadInputError
+from zlt.core.errors import BadInputError
 
 
 def _expected(arrays, scale=1.0):

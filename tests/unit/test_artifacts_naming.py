@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from zlt.artifacts.naming import (
+from zlt.core.naming import (
     MAX_NAME,
     NameValues,
     effective_pattern,
@@ -15,7 +15,7 @@ from zlt.artifacts.naming import (
     sanitize_name,
     uses_version,
 )
-from zlt.errors import BadInputError
+from zlt.core.errors import BadInputError
 
 VALUES = NameValues(job_id="20260801-120000-abc123", style_name="watercolor", preset="style", rank=16, steps=2000,
                     date="20260801")

@@ -21,7 +21,7 @@ from zlt.artifacts import (
 from zlt.artifacts.convert import detect_format, effective_deltas, read_lora
 from zlt.artifacts.safetensors_io import file_data_sha256, read_header
 from zlt.artifacts.store import fetch_all
-from zlt.errors import BadInputError, NotFoundError
+from zlt.core.errors import BadInputError, NotFoundError
 
 
 @pytest.fixture
@@ -161,7 +161,7 @@ def test_artifact_file_is_fenced(art, zlt_home, tmp_path):
 
 
 def test_registry_folder_must_be_writable(tmp_path, zlt_home):
-    from zlt.errors import EnvNotReadyError
+    from zlt.core.errors import EnvNotReadyError
 
     blocker = tmp_path / "file-not-folder"
     blocker.write_text("x")

@@ -21,7 +21,7 @@ from zlt.artifacts.safetensors_io import (
     serialize,
     write_file,
 )
-from zlt.errors import BadInputError
+from zlt.core.errors import BadInputError
 
 
 def test_reads_reference_file_with_metadata(tmp_path):

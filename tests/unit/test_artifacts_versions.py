@@ -16,7 +16,7 @@ from zlt.artifacts.lineage import RETRAIN_FILE, image_changes, spec_diff
 from zlt.artifacts.promote import current_id, history, promote, rollback
 from zlt.artifacts.reindex import reindex
 from zlt.artifacts.versions import resolve_artifact_ref, style_line
-from zlt.errors import BadInputError, NotFoundError
+from zlt.core.errors import BadInputError, NotFoundError
 from zlt.jobs.db import connect
 
 

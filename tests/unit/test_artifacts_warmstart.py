@@ -18,7 +18,7 @@ from zlt.artifacts.warmstart import (
     write_init_lora,
     write_retrain_file,
 )
-from zlt.errors import BadInputError
+from zlt.core.errors import BadInputError
 
 
 @pytest.mark.parametrize(("backend", "prefix"), [("lightning", "transformer."), ("ai-toolkit", "diffusion_model."),

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from tests.unit.test_dataset_factory import clean_dataset, mixed_dataset, photo
+from zlt.core.errors import BadInputError
 from zlt.dataset import CODES, check_dataset
 from zlt.dataset.report import render_text
-from zlt.errors import BadInputError
 from zlt.spec import load_spec_data
 
 EXPECTED_MIXED = {

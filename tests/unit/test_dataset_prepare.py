@@ -11,10 +11,10 @@ import pytest
 from PIL import Image
 
 from tests.unit.test_dataset_factory import clean_dataset, mixed_dataset, pattern, photo
+from zlt.core.errors import BadInputError
+from zlt.core.fsutil import sha256_file
 from zlt.dataset import needs_prepared_flip, prepare_dataset
 from zlt.dataset.folders import MANIFEST
-from zlt.errors import BadInputError
-from zlt.fsutil import sha256_file
 from zlt.spec import load_spec_data
 
 

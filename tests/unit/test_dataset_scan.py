@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from tests.unit.test_dataset_factory import photo
+from zlt.core.errors import BadInputError
 from zlt.dataset.scan import scan_dataset
-from zlt.errors import BadInputError
 
 
 def test_recursive_listing_skips_hidden_and_caches(tmp_path: Path) -> None:

@@ -77,7 +77,7 @@ def test_early_stop_true_is_short_for_enable_and_defaults_every_to_the_save_inte
 
 
 def test_eval_every_beyond_max_steps_is_a_field_error():
-    from zlt.errors import SpecError
+    from zlt.core.errors import SpecError
     from zlt.spec.load import load_spec_data
 
     with pytest.raises(SpecError) as e:
@@ -174,8 +174,8 @@ def _lora_files(tmp_path: Path, steps) -> list[Ck]:
 def test_the_thread_scores_keeps_only_the_best_link_and_asks_for_the_stop(tmp_path):
     from PIL import Image
 
+    from zlt.core.events import Evaluation
     from zlt.eval.live import ROWS_FILE, LiveEvaluator, preserved
-    from zlt.run.events import Evaluation
 
     red = {None: 255, 250: 200, 500: 230, 750: 229, 1000: 228}  # cos to the training images ~ red/255
     def source(lora, prompts, count, seed):
@@ -314,7 +314,7 @@ def test_each_evaluation_while_training_is_a_line_of_the_job_history():
 
 
 def test_eval_every_save_means_each_checkpoint_and_bad_values_name_the_choices():
-    from zlt.errors import SpecError
+    from zlt.core.errors import SpecError
     from zlt.spec.load import load_spec_data
 
     spec = load_spec_data({"eval": {"every": "save"}, "output": {"save": {"every": 50}}}).spec
@@ -341,8 +341,8 @@ def test_a_worker_job_stopped_early_succeeds_and_its_history_has_the_evaluations
     from PIL import Image
 
     from tests.unit.test_jobs_runjob import FakeOutcome, FakeTrainer, run_once, submit
+    from zlt.core.events import Evaluation, EventStream
     from zlt.jobs.store import JobStore
-    from zlt.run.events import Evaluation, EventStream
 
     (tmp_path / "ds").mkdir()
     Image.new("RGB", (16, 16), "red").save(tmp_path / "ds" / "a.png")

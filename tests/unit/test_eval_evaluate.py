@@ -163,7 +163,7 @@ def test_a_prompt_equal_to_a_training_caption_is_reported(artifact: str, zlt_hom
 
 
 def test_a_grid_larger_than_64_images_per_checkpoint_is_refused_before_drawing(artifact: str, zlt_home: Path):
-    from zlt.errors import BadInputError
+    from zlt.core.errors import BadInputError
 
     src = StyleRamp()
     with pytest.raises(BadInputError, match="at most 64"):

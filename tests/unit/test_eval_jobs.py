@@ -14,7 +14,7 @@ pytest.importorskip("fastapi")
 
 
 from tests.fixtures.eval_fixtures import evaluable_artifact, tiny_clip  # noqa: E402
-from zlt.errors import BadInputError, EnvNotReadyError  # noqa: E402
+from zlt.core.errors import BadInputError, EnvNotReadyError  # noqa: E402
 from zlt.eval.jobs import EvalRequest, submit_evaluation, with_eval_jobs  # noqa: E402
 from zlt.jobs import job_status, list_jobs  # noqa: E402
 from zlt.jobs.store import JobStore  # noqa: E402

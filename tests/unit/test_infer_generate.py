@@ -16,7 +16,7 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from tests.fixtures.infer_fixtures import png_with_header, tiny_artifact  # noqa: E402
-from zlt.errors import BadInputError, EnvNotReadyError, NotFoundError  # noqa: E402
+from zlt.core.errors import BadInputError, EnvNotReadyError, NotFoundError  # noqa: E402
 from zlt.infer import GenerateParams, PipelineCache, TransferParams, generate, read_png_params, transfer  # noqa: E402
 
 pytestmark = pytest.mark.train

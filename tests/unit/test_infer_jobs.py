@@ -13,7 +13,7 @@ pytest.importorskip("diffusers", reason="needs the [train] extra (diffusers)")
 from PIL import Image  # noqa: E402
 
 from tests.fixtures.infer_fixtures import tiny_artifact  # noqa: E402
-from zlt.errors import BadInputError, NotFoundError, SpecError  # noqa: E402
+from zlt.core.errors import BadInputError, NotFoundError, SpecError  # noqa: E402
 from zlt.infer.jobs import job_kind, parse_request, submit_generation, with_generation_jobs  # noqa: E402
 from zlt.infer.pipeline import PipelineCache  # noqa: E402
 from zlt.jobs import job_status, list_jobs  # noqa: E402

@@ -14,7 +14,7 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from tests.fixtures.infer_fixtures import tiny_artifact  # noqa: E402
-from zlt.errors import EXIT_ENV_NOT_READY, BadInputError, EnvNotReadyError  # noqa: E402
+from zlt.core.errors import EXIT_ENV_NOT_READY, BadInputError, EnvNotReadyError  # noqa: E402
 from zlt.infer import PipelineCache, TransferParams, transfer  # noqa: E402
 from zlt.infer.pipeline import DevicePlan, load_base_pipeline  # noqa: E402
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.jobs_dialects import dialect, pg_server  # noqa: E402,F401
-from zlt.errors import BadInputError, NotFoundError, SpecError
+from zlt.core.errors import BadInputError, NotFoundError, SpecError
 from zlt.jobs import (
     STATUS_KEYS,
     cancel_job,
@@ -157,7 +157,7 @@ def test_status_reports_progress_percent_and_eta(tmp_path: Path, ds: Path):
 
 
 def test_events_and_log_path(tmp_path: Path, ds: Path):
-    from zlt.run.events import EventStream, Phase, Progress
+    from zlt.core.events import EventStream, Phase, Progress
 
     home = tmp_path / "home"
     st = submit_job(home, spec(ds), start_worker=False)

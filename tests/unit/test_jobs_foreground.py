@@ -10,7 +10,7 @@ import pytest
 
 from tests.jobs_dialects import dialect, pg_server  # noqa: F401 - fixtures: each test runs on both stores
 from tests.unit.jobs_fakes import new_job
-from zlt.errors import EnvNotReadyError
+from zlt.core.errors import EnvNotReadyError
 from zlt.jobs import job_status
 from zlt.jobs.foreground import ForegroundRun, run_foreground
 from zlt.jobs.states import IllegalTransition

@@ -8,7 +8,7 @@ import pytest
 
 from tests.jobs_dialects import dialect, pg_server  # noqa: F401 - fixtures: each test runs on both stores
 from tests.unit.jobs_fakes import new_job
-from zlt.errors import BadInputError, EnvNotReadyError
+from zlt.core.errors import BadInputError, EnvNotReadyError
 from zlt.jobs.inprocess import Cancelled, Done, InProcessRun
 from zlt.jobs.store import JobStore
 
@@ -37,7 +37,7 @@ def _raise(err: BaseException):
 
 @pytest.mark.parametrize("err, cause", [
     (BadInputError("generate.loras: no such artifact"), "bad_config"),
-    (EnvNotReadyError("no CLIP model at /m"), "environment"),
+    (EnvNotReadyError("no CLIP model at /m"), "preflight"),
     (RuntimeError("boom"), "unknown"),
 ])
 def test_a_failing_body_fails_the_job_with_its_cause(store, err, cause):

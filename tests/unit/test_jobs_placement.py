@@ -170,7 +170,7 @@ def test_each_host_ends_only_its_own_leftover_trainers(tmp_path: Path, clock: Fa
 
 
 def test_shared_roots_for_job_folders_uploads_and_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    from zlt.paths import default_registry_dir, job_dir, uploads_dir
+    from zlt.core.paths import default_registry_dir, job_dir, uploads_dir
 
     home = tmp_path / "home"
     assert job_dir(home, "j") == home / "jobs" / "j" and uploads_dir(home) == home / "serve" / "uploads"

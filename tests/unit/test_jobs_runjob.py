@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from tests.jobs_dialects import dialect, pg_server  # noqa: E402,F401
+from zlt.core.events import Checkpoint, EventStream, Finished, Phase, Progress, Resumed, read_events
 from zlt.jobs.api import submit_job
 from zlt.jobs.runjob import StopControl, lower_profile, run_claimed_job, watch_parent
 from zlt.jobs.store import JobStore
 from zlt.run import TrainRequest
-from zlt.run.events import Checkpoint, EventStream, Finished, Phase, Progress, Resumed, read_events
 from zlt.spec import load_spec_data
 
 pytestmark = pytest.mark.usefixtures("dialect")

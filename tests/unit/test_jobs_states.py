@@ -9,7 +9,7 @@ import pytest
 
 from tests.jobs_dialects import dialect, pg_server  # noqa: E402,F401
 from tests.unit.jobs_fakes import FakeClock, new_job
-from zlt.errors import BadInputError
+from zlt.core.errors import BadInputError
 from zlt.jobs.states import ALLOWED, TERMINAL, IllegalTransition, JobStatus, can_transition, parse_state
 from zlt.jobs.store import JobStore
 

@@ -9,13 +9,13 @@ import pytest
 
 from tests.jobs_dialects import dialect, pg_server  # noqa: F401
 from tests.unit.jobs_fakes import FakeClock, new_job
-from zlt.errors import NotFoundError
+from zlt.core.errors import NotFoundError
+from zlt.core.paths import db_path
 from zlt.jobs.db import MIGRATIONS, _InTransaction, connect, migrate, split_statements, store_url
 from zlt.jobs.dialect import Database, sqlite_database
 from zlt.jobs.faults import INFRA_RETRY_CAP
 from zlt.jobs.states import IllegalTransition, JobStatus
 from zlt.jobs.store import JobStore
-from zlt.paths import db_path
 
 pytestmark = pytest.mark.usefixtures("dialect")
 

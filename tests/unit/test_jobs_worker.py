@@ -12,7 +12,7 @@ import pytest
 
 from tests.jobs_dialects import dialect, pg_server  # noqa: E402,F401
 from tests.unit.test_jobs_runjob import FakeTrainer, submit
-from zlt.errors import BadInputError
+from zlt.core.errors import BadInputError
 from zlt.jobs.runjob import SHUTDOWN, StopControl, run_claimed_job
 from zlt.jobs.states import JobStatus
 from zlt.jobs.store import Claim, JobStore

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from zlt.errors import BadInputError
+from zlt.core.errors import BadInputError
 from zlt.preflight import run_preflight
 from zlt.preflight.gpu import GpuInfo, StaticProbe
 from zlt.preflight.host import DiskUsage

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from zlt.errors import BadInputError
+from zlt.core.errors import BadInputError
 from zlt.preflight.gpu import (
     GpuInfo,
     GpuUnavailable,

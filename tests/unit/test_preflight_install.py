@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from zlt.config import load_user_config
-from zlt.errors import BadInputError
+from zlt.core.errors import BadInputError
 from zlt.preflight.install import git_commit, locate_trainer, probe_python, vendor_pins
 
 

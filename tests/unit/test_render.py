@@ -7,10 +7,10 @@ import tomllib
 import yaml
 
 from tests.golden.cases import CTX, cases, golden_path, render_case
-from zlt.errors import BadInputError
+from zlt.core.errors import BadInputError
 from zlt.profiles import get_profile, load_profiles
 from zlt.render import render_spec, select_profile
-from zlt.render.quoting import toml_value, yaml_value
+from zlt.core.quoting import toml_value, yaml_value
 from zlt.spec import load_spec_data
 
 CASES = list(cases())

@@ -159,7 +159,7 @@ def test_adapter_reaches_musubi_in_its_own_keys(tmp_path):
 
 
 def test_adapter_whose_keys_map_nowhere_is_refused_before_training():
-    from zlt.errors import BadInputError
+    from zlt.core.errors import BadInputError
 
     assert check_adapter_keys(["diffusion_model.layers.0.attention.to_q.lora_A.weight",
                                "diffusion_model.layers.0.attention.to_q.lora_B.weight"], "a") == 1

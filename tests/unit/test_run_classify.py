@@ -1,7 +1,7 @@
 import pytest
 
+from zlt.core.events import FAILURE_CAUSES, Error
 from zlt.run.classify import classify
-from zlt.run.events import FAILURE_CAUSES, Error
 from zlt.run.interpret import RunFacts
 
 

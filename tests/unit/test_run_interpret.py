@@ -1,4 +1,4 @@
-from zlt.run.events import Checkpoint, Error, Oom, Phase, Progress, Resumed, Warning_
+from zlt.core.events import Checkpoint, Error, Oom, Phase, Progress, Resumed, Warning_
 from zlt.run.interpret import LogInterpreter
 from zlt.run.parse_aitoolkit import parse_aitoolkit
 from zlt.run.parse_musubi import parse_musubi
@@ -122,8 +122,8 @@ def test_every_progress_reaches_on_progress():
 def test_nan_loss_is_strict_json_warned_once_and_a_streak_stops():
     import json
 
+    from zlt.core.events import event_to_dict
     from zlt.run.divergence import NAN_PATIENCE
-    from zlt.run.events import event_to_dict
 
     stopped = []
     it, out = make(on_diverged=stopped.append)
@@ -187,8 +187,8 @@ def test_builtin_trainer_nonfinite_lines_count_too():
     """zlt/trainer/emit.py writes a nan loss as `"loss": null, "loss_nonfinite": true` (strict JSON)."""
     import json
 
+    from zlt.core.events import event_to_dict
     from zlt.run.divergence import NAN_PATIENCE
-    from zlt.run.events import event_to_dict
     from zlt.run.parse_lightning import parse_lightning
 
     stopped = []
@@ -202,7 +202,7 @@ def test_builtin_trainer_nonfinite_lines_count_too():
 def test_events_files_are_written_and_served_as_strict_json(tmp_path):
     import json
 
-    from zlt.run.events import EventStream, read_events
+    from zlt.core.events import EventStream, read_events
 
     path = tmp_path / "events.jsonl"
     stream = EventStream("j1", path)

@@ -3,7 +3,7 @@ import sys
 import pytest
 
 from tests.integration.test_train_helpers import FAKE_AITOOLKIT
-from zlt.errors import EnvNotReadyError
+from zlt.core.errors import EnvNotReadyError
 from zlt.run.launch import child_env, locate
 
 

@@ -3,7 +3,7 @@ z_image.py, ToolkitProgressBar) -> events."""
 
 import pytest
 
-from zlt.run.events import Checkpoint, Error, Oom, Phase, Progress, Resumed, Warning_
+from zlt.core.events import Checkpoint, Error, Oom, Phase, Progress, Resumed, Warning_
 from zlt.run.lines import split_text
 from zlt.run.parse_aitoolkit import parse_aitoolkit
 

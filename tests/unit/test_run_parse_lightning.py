@@ -1,6 +1,6 @@
 import json
 
-from zlt.run.events import Checkpoint, Oom, Progress, event_to_dict
+from zlt.core.events import Checkpoint, Oom, Progress, event_to_dict
 from zlt.run.parse_lightning import parse_lightning
 
 

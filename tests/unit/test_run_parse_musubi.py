@@ -3,7 +3,7 @@ utils/train_utils.py, logging.basicConfig) -> events."""
 
 import pytest
 
-from zlt.run.events import Checkpoint, Error, Oom, Phase, Progress, Warning_
+from zlt.core.events import Checkpoint, Error, Oom, Phase, Progress, Warning_
 from zlt.run.lines import split_text
 from zlt.run.parse_musubi import parse_musubi
 

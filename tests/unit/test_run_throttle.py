@@ -1,4 +1,4 @@
-from zlt.run.events import Phase, Progress
+from zlt.core.events import Phase, Progress
 from zlt.run.throttle import ProgressThrottle
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from zlt.errors import BadInputError
+from zlt.core.errors import BadInputError
 from zlt.serve.auth import bearer_matches, is_loopback, load_or_create_token, load_or_create_webhook_secret
 
 

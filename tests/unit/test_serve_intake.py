@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from zlt.errors import SpecError
+from zlt.core.errors import SpecError
 from zlt.serve.intake import Fence, load_client_spec, prepare_spec_data
 
 

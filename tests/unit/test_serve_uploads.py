@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from zlt.errors import BadInputError
+from zlt.core.errors import BadInputError
 from zlt.serve.uploads import (
     Limits,
     UploadRefused,

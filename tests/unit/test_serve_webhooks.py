@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from zlt.errors import BadInputError
+from zlt.core.errors import BadInputError
 from zlt.serve.webhooks import (
     EVENT_ID_HEADER,
     SIGNATURE_HEADER,

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from zlt.errors import SpecError
+from zlt.core.errors import SpecError
 from zlt.spec import load_spec, load_spec_data
 from zlt.spec.models import JobSpec
 from zlt.spec.presets import CHARACTER, STYLE
@@ -159,7 +159,7 @@ def test_duplicate_yaml_keys_are_refused_with_their_line(tmp_path):
 
 
 def test_timestep_shift_defaults_to_zimages_own_and_is_validated():
-    from zlt.errors import SpecError
+    from zlt.core.errors import SpecError
 
     spec = load_spec_data({}).spec
     # Z-Image's scheduler shift: ai-toolkit z_image.py scheduler_config, musubi's Z-Image default_discrete_flow_shift

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from zlt.errors import SpecError
+from zlt.core.errors import SpecError
 from zlt.profiles import get_profile
 from zlt.render import render_spec
 from zlt.spec import load_spec_data

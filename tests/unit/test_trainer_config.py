@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from zlt.errors import BadInputError, SpecError
+from zlt.core.errors import BadInputError, SpecError
 from zlt.profiles import get_profile
 from zlt.render.base import RenderContext
 from zlt.render.lightning import CONFIG_NAME, render_lightning, trainer_config_from_render

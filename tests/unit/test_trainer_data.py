@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.unit.test_trainer_fixtures import make_images
-from zlt.errors import BadInputError
+from zlt.core.errors import BadInputError
 from zlt.trainer.config import DataConfig
 from zlt.trainer.data import (
     bucket_sizes,

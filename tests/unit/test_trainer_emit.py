@@ -7,7 +7,7 @@ import json
 import subprocess
 import sys
 
-from zlt.run.events import Progress, event_from_dict
+from zlt.core.events import Progress, event_from_dict
 from zlt.trainer.emit import EventWriter
 
 

@@ -96,7 +96,7 @@ def test_resume_without_state_starts_fresh(tmp_path: Path, data: Path):
 
 
 def test_resume_with_another_lora_shape_is_refused(tmp_path: Path, data: Path):
-    from zlt.errors import BadInputError
+    from zlt.core.errors import BadInputError
 
     run(tiny_config(tmp_path, data, training={"max_steps": 2}, output={"save_every": 1}))
     t = Trainer(tiny_config(tmp_path, data, lora={"rank": 8}, output={"resume": True}), EventWriter(io.StringIO()))
@@ -105,7 +105,7 @@ def test_resume_with_another_lora_shape_is_refused(tmp_path: Path, data: Path):
 
 
 def test_divergence_fails_the_run(tmp_path: Path, data: Path):
-    from zlt.errors import JobFailedError
+    from zlt.core.errors import JobFailedError
     from zlt.run.divergence import NAN_PATIENCE
 
     buf = io.StringIO()

@@ -10,7 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from tests.unit.test_trainer_fixtures import tiny_config  # noqa: E402
-from zlt.errors import BadInputError, EnvNotReadyError  # noqa: E402
+from zlt.core.errors import BadInputError, EnvNotReadyError  # noqa: E402
 from zlt.trainer.config import ADALN_TARGET, LoraConfig, ModelConfig  # noqa: E402
 from zlt.trainer.models import (  # noqa: E402
     add_lora,

@@ -5,7 +5,7 @@ Heavy work (numpy, matplotlib) happens lazily inside the functions that need it;
 
 from __future__ import annotations
 
-# Names resolve on first use (PEP 562): the spec's naming check imports zlt.artifacts.naming, and `zlt render` must
+# Names resolve on first use (PEP 562): the spec's naming check imports zlt.core.naming, and `zlt render` must
 # not pay for the collector and the registry it never calls.
 _WHERE = {
     "ArtifactExistsError": "collect", "ArtifactRecord": "collect", "collect_artifact": "collect",

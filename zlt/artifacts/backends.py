@@ -15,8 +15,8 @@ import shutil
 import socket
 from pathlib import Path
 
-from zlt.errors import EnvNotReadyError
-from zlt.paths import default_registry_dir
+from zlt.core.errors import EnvNotReadyError
+from zlt.core.paths import default_registry_dir
 from zlt.spec.models import JobSpec
 
 STAGING_PREFIX = ".staging-"

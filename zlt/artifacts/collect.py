@@ -22,12 +22,12 @@ from zlt.artifacts.curve import Curve, load_curve, plot_loss
 from zlt.artifacts.jobdir import CheckpointEntry, JobFiles, read_job_dir
 from zlt.artifacts.lineage import job_lineage
 from zlt.artifacts.metadata import LoraFacts, build_lora_metadata, source_epoch, source_step, with_data_hash
-from zlt.artifacts.naming import NameValues, parse_pattern, render_name, uses_version
+from zlt.core.naming import NameValues, parse_pattern, render_name, uses_version
 from zlt.artifacts.safetensors_io import data_sha256, read_header, write_file
 from zlt.artifacts.trained import Trained, describe_trained, differences, target_name
 from zlt.artifacts.trainmeta import build_training_meta
-from zlt.errors import BadInputError, JobFailedError
-from zlt.fsutil import atomic_write_json, atomic_write_text, sha256_file, sha256_json
+from zlt.core.errors import BadInputError, JobFailedError
+from zlt.core.fsutil import atomic_write_json, atomic_write_text, sha256_file, sha256_json
 
 LORA_FILE = "lora.safetensors"
 META_FILE = "training_meta.json"

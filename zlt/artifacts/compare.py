@@ -14,7 +14,7 @@ METRICS = ("final_step", "final_loss", "final_loss_avg", "min_loss", "it_s")
 
 
 def _spec(folder: Path) -> dict[str, Any] | None:
-    from zlt.errors import ZltError
+    from zlt.core.errors import ZltError
     from zlt.spec import load_spec
 
     try:

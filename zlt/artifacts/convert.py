@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from zlt.artifacts.safetensors_io import FLOAT_DTYPES, RawTensor, read_file
-from zlt.errors import BadInputError
+from zlt.core.errors import BadInputError
 
 FORMATS: tuple[str, ...] = ("diffusers", "ai-toolkit", "comfyui", "kohya")
 # What `zlt artifacts export --format` accepts; musubi writes kohya keys.

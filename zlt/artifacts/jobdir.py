@@ -13,8 +13,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from zlt.errors import BadInputError, NotFoundError, SpecError
-from zlt.run.events import read_events
+from zlt.core.errors import BadInputError, NotFoundError, SpecError
+from zlt.core.events import read_events
 from zlt.spec.models import JobSpec
 
 # Step numbers in upstream file names: ai-toolkit `<name>_000000250`, musubi `<name>-step00000250`,

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zlt.errors import ZltError
+from zlt.core.errors import ZltError
 
 if TYPE_CHECKING:
     from zlt.artifacts.jobdir import JobFiles

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from zlt.artifacts import store
-from zlt.errors import BadInputError, NotFoundError
+from zlt.core.errors import BadInputError, NotFoundError
 
 
 def _current_id(db: sqlite3.Connection, style: str) -> str | None:

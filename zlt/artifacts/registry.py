@@ -24,8 +24,8 @@ from zlt.artifacts.safetensors_io import (
     read_header,
     write_file,
 )
-from zlt.errors import BadInputError, NotFoundError
-from zlt.fsutil import sha256_file
+from zlt.core.errors import BadInputError, NotFoundError
+from zlt.core.fsutil import sha256_file
 
 GENERATIONS_PREFIX = "generations/"
 

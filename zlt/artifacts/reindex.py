@@ -17,8 +17,8 @@ from zlt.artifacts import store
 from zlt.artifacts.backends import STAGING_PREFIX, TRASH_PREFIX
 from zlt.artifacts.collect import LORA_FILE, META_FILE
 from zlt.artifacts.jobdir import to_timestamp
-from zlt.fsutil import sha256_file
-from zlt.paths import default_registry_dir
+from zlt.core.fsutil import sha256_file
+from zlt.core.paths import default_registry_dir
 
 
 def registry_roots(home: Path, extra: list[Path] | None = None) -> list[Path]:
@@ -62,8 +62,8 @@ def _version_in_name(folder: Path, meta: dict[str, Any]) -> int | None:
     """The version the folder's name was rendered with, found by rendering its spec's pattern again."""
     import time
 
-    from zlt.artifacts.naming import NameValues, render_name, uses_version
-    from zlt.errors import ZltError
+    from zlt.core.naming import NameValues, render_name, uses_version
+    from zlt.core.errors import ZltError
     from zlt.spec import load_spec
 
     try:

@@ -18,10 +18,10 @@ from typing import Any
 
 from zlt.artifacts import store
 from zlt.artifacts.lineage import job_dir_of, spec_diff
-from zlt.artifacts.naming import parse_pattern, uses_version
+from zlt.core.naming import parse_pattern, uses_version
 from zlt.artifacts.versions import resolve_row
 from zlt.artifacts.warmstart import init_file, resume_sources, write_init_lora, write_retrain_file
-from zlt.errors import BadInputError, NotFoundError
+from zlt.core.errors import BadInputError, NotFoundError
 
 # Settings a resume may differ in: the step count, and what does not change the optimisation.
 RESUME_NEUTRAL = ("training.max_steps", "job.", "output.", "training.sample.")

@@ -16,8 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from zlt.errors import BadInputError
-from zlt.fsutil import atomic_write_bytes
+from zlt.core.constants import PICKLE_SUFFIXES  # noqa: F401 - re-exported
+from zlt.core.errors import BadInputError
+from zlt.core.fsutil import atomic_write_bytes
+from zlt.core.safetensors_guard import ensure_safetensors_path  # noqa: F401 - re-exported
 
 if TYPE_CHECKING:
     import numpy as np
@@ -31,7 +33,6 @@ DTYPE_SIZES: dict[str, int] = {
 FLOAT_DTYPES = ("F16", "BF16", "F32", "F64")
 _NUMPY_FLOAT = {"F16": "<f2", "F32": "<f4", "F64": "<f8"}
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # the reference implementation's own limit
-PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".pkl", ".pickle")
 
 
 class CorruptFileError(BadInputError):
@@ -103,18 +104,6 @@ class RawTensor:
         else:
             raise BadInputError(f"cannot store float values as {dtype}")
         return cls(dtype=dtype, shape=tuple(int(d) for d in a.shape), data=data)
-
-
-def ensure_safetensors_path(path: Path) -> None:
-    """Refuse anything that is not a .safetensors file, pickle above all."""
-    suffix = path.suffix.lower()
-    if suffix in PICKLE_SUFFIXES:
-        raise BadInputError(
-            f"{path}: zlt reads only .safetensors; {suffix} files are pickle and can run code when loaded",
-            hint="convert it to .safetensors with the tool that wrote it",
-        )
-    if suffix != ".safetensors":
-        raise BadInputError(f"{path}: not a .safetensors file", hint="zlt reads LoRA weights only from .safetensors")
 
 
 def _corrupt(path: Path, what: str) -> CorruptFileError:

@@ -13,7 +13,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
-from zlt.errors import BadInputError, NotFoundError
+from zlt.core.errors import BadInputError, NotFoundError
 
 AT_VERSION = re.compile(r"^(?P<style>.+)@v?(?P<version>\d+)$")  # STYLE@vN: version N of a style
 COLUMNS = ("id", "job_id", "name", "path", "created_at", "backend", "spec_sha256", "dataset_sha256", "meta_json",

@@ -13,7 +13,7 @@ from typing import Any
 from zlt.artifacts import store
 from zlt.artifacts.collect import LORA_FILE, META_FILE
 from zlt.artifacts.promote import current_id
-from zlt.errors import BadInputError, NotFoundError
+from zlt.core.errors import BadInputError, NotFoundError
 
 
 def _number(v: Any) -> bool:

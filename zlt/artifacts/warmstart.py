@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from zlt.artifacts.lineage import read_retrain
-from zlt.errors import BadInputError
+from zlt.core.errors import BadInputError
 
 WARM_DIR = "warm_start"
 INIT_FORMAT = {"lightning": "diffusers", "ai-toolkit": "ai-toolkit", "musubi": "kohya"}
@@ -131,6 +131,6 @@ def apply_warm_start(job_dir: Path, backend: str, output_dir: Path) -> WarmStart
 
 
 def write_retrain_file(job_dir: Path, doc: dict[str, Any]) -> None:
-    from zlt.fsutil import atomic_write_text
+    from zlt.core.fsutil import atomic_write_text
 
     atomic_write_text(Path(job_dir) / "retrain.json", json.dumps(doc, indent=1, sort_keys=True) + "\n")

@@ -8,7 +8,7 @@ from typing import Any
 import typer
 
 from zlt.cli.common import HomeOpt, JsonOpt, command, home_path, print_json
-from zlt.errors import EXIT_JOB_FAILED, BadInputError
+from zlt.core.errors import EXIT_JOB_FAILED, BadInputError
 
 artifacts_app = typer.Typer(
     name="artifacts",

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import typer
 
-from zlt.errors import ZltError
+from zlt.core.errors import ZltError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -68,7 +68,7 @@ def command(fn: F) -> F:
 
 def home_path(home: Path | None) -> Path:
     """The state folder, checked: a file or an unwritable folder is exit 3 with the fix."""
-    from zlt.paths import zlt_home
+    from zlt.core.paths import zlt_home
     from zlt.preflight.home import ensure_home
 
     return ensure_home(zlt_home(home))

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from zlt.cli.common import HomeOpt, JsonOpt, SetOpt, command, print_json
-from zlt.errors import EXIT_BAD_INPUT, BadInputError
+from zlt.core.errors import EXIT_BAD_INPUT, BadInputError
 
 if TYPE_CHECKING:
     from zlt.spec import JobSpec
@@ -85,9 +85,9 @@ def prepare(
 ) -> None:
     """Write a clean training folder: RGB, EXIF-rotated, resized, captioned, de-duplicated, with manifest.json."""
     from zlt.cli.common import home_path
+    from zlt.core.paths import cache_dir
     from zlt.dataset import needs_prepared_flip, prepare_cached, prepare_dataset
     from zlt.dataset.dupes import NEAR_DUPLICATE_DISTANCE
-    from zlt.paths import cache_dir
 
     spec = _load(spec_path, sets)
     src = _folder(folder, spec_path, spec)

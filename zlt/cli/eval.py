@@ -65,7 +65,7 @@ def eval_cmd(
 
 
 def _submit(home: Path, artifact_id: str, json_out: bool, train_images: Path | None, **fields: object) -> None:
-    from zlt.errors import BadInputError
+    from zlt.core.errors import BadInputError
     from zlt.eval.jobs import EvalRequest, submit_evaluation
 
     if train_images is not None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 
 from zlt.cli.common import HomeOpt, JsonOpt, command, home_path
-from zlt.errors import BadInputError, EnvNotReadyError
+from zlt.core.errors import BadInputError, EnvNotReadyError
 
 DataRootOpt = typer.Option(
     None, "--data-root", help="Folder clients may name datasets in (repeatable); without one, only zip uploads.")

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from zlt.cli.common import BackendOpt, JsonOpt, ProfileOpt, SetOpt, VramOpt, backend_sets, command, print_json
-from zlt.errors import BadInputError
+from zlt.core.errors import BadInputError
 
 
 @command
@@ -27,7 +27,7 @@ def init(
     json_out: bool = JsonOpt,
 ) -> None:
     """Write a commented starter spec."""
-    from zlt.fsutil import atomic_write_text
+    from zlt.core.fsutil import atomic_write_text
     from zlt.spec.presets import PRESETS
     from zlt.spec.starter import starter_spec
 

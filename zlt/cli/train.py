@@ -28,7 +28,7 @@ from zlt.cli.common import (
     command,
     home_path,
 )
-from zlt.errors import BadInputError, ZltError
+from zlt.core.errors import BadInputError, ZltError
 
 
 def _parse_gpus(text: str | None) -> list[int] | None:
@@ -49,7 +49,7 @@ def gpu_sets(sets: list[str], gpus: list[int] | None) -> list[str]:
 
 
 def _job_id_for(workdir: Path | None, resume: bool) -> str:
-    from zlt.paths import new_job_id
+    from zlt.core.paths import new_job_id
 
     if workdir is not None and resume and (workdir / "result.json").is_file():
         try:
@@ -171,8 +171,8 @@ def train(
 def _train(spec, backend, profile, vram_gb, workdir, skip_preflight, ai_toolkit, musubi, resume, gpus, grace,
            sets, home, json_out) -> None:
     from zlt.cli.common import console
+    from zlt.core.paths import job_dir as default_job_dir
     from zlt.jobs.foreground import ForegroundRun, run_foreground
-    from zlt.paths import job_dir as default_job_dir
     from zlt.spec import load_spec
 
     if resume and workdir is None:

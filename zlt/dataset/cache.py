@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from zlt.core.fsutil import atomic_write_text, sha256_json
 from zlt.dataset.dupes import NEAR_DUPLICATE_DISTANCE
 from zlt.dataset.folders import source_key
 from zlt.dataset.prepare import IMAGE_PARAMS, PrepareResult, prep_params, prepare_dataset
 from zlt.dataset.scan import scan_dataset
-from zlt.fsutil import atomic_write_text, sha256_json
 from zlt.spec.models import JobSpec
 
 KEY_CHARS = 32  # 128 bits of the key name the folder

@@ -16,9 +16,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from zlt.core.errors import BadInputError
+from zlt.core.fsutil import sha256_json
 from zlt.dataset.scan import ScanResult
-from zlt.errors import BadInputError
-from zlt.fsutil import sha256_json
 
 MANIFEST = "manifest.json"
 SOURCE_KEY_FILE = ".zlt-source-key"

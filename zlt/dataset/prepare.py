@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from zlt.core.errors import BadInputError
+from zlt.core.fsutil import atomic_write_text, sha256_bytes, sha256_file, sha256_json
 from zlt.dataset.captions import plan_captions
 from zlt.dataset.check import default_spec
 from zlt.dataset.dupes import NEAR_DUPLICATE_DISTANCE, DupItem, find_duplicates
@@ -42,8 +44,6 @@ from zlt.dataset.images import (
 )
 from zlt.dataset.parallel import map_files
 from zlt.dataset.scan import ScanResult, scan_dataset
-from zlt.errors import BadInputError
-from zlt.fsutil import atomic_write_text, sha256_bytes, sha256_file, sha256_json
 from zlt.spec.models import JobSpec
 
 FILE_MODE = 0o644  # like the images beside it (atomic writes would leave 0600)

@@ -10,8 +10,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from zlt.core.errors import BadInputError
 from zlt.dataset.images import SUPPORTED_EXTS, UNSUPPORTED_EXTS
-from zlt.errors import BadInputError
 
 # Folders that never hold training images: OS litter and the caches trainers write next to images.
 IGNORED_DIRS = frozenset({"__MACOSX", "@eaDir", "$RECYCLE.BIN", "System Volume Information"})

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from zlt.errors import BadInputError
+from zlt.core.errors import BadInputError
 from zlt.eval.best import Rule, pick_best
 from zlt.eval.clip import DEFAULT_CLIP, require_clip
 from zlt.eval.images import DrawSettings, ImageFn
@@ -334,9 +334,9 @@ def _report(view: ArtifactView, opts: EvalOptions, settings: DrawSettings, promp
 def _write(home: Path, view: ArtifactView, report: dict[str, Any], rows: list[dict[str, Any]],
            thumbs: list[list[Any]], columns: list[str], staging: Path) -> None:
     """Contact sheet, curves and report into `staging` (which already holds the images), then publish it."""
+    from zlt.core.fsutil import atomic_write_json
     from zlt.eval.pictures import contact_sheet, curves
     from zlt.eval.record import publish_eval
-    from zlt.fsutil import atomic_write_json
 
     best = report["best"]["step"]
     geo = contact_sheet(rows, thumbs, columns, staging / "contact_sheet.png", best)

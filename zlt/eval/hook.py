@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from zlt.errors import ZltError
+from zlt.core.errors import ZltError
 
 
 def evaluate_after_training(spec: Any, artifact_id: str, home: Path, ctx: Any,

@@ -85,9 +85,9 @@ def run_evaluation_job(store: Any, job_id: str, token: str, *, stop: threading.E
                        heartbeat_s: float = 5.0, poll_s: float = 1.0, gpus: list[int] | None = None,
                        cache: Any = None, evaluate: Callable[..., dict[str, Any]] | None = None) -> str:
     """Run a claimed evaluation job to its end and record it. Returns the job's final state."""
+    from zlt.core.fsutil import atomic_write_json
     from zlt.eval.evaluate import evaluate_artifact
     from zlt.eval.options import options_for
-    from zlt.fsutil import atomic_write_json
     from zlt.infer.pipeline import cuda_ordinal
     from zlt.jobs.inprocess import Done, InProcessRun
     from zlt.jobs.states import JobStatus

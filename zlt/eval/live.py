@@ -260,8 +260,8 @@ class LiveEvaluator:
             self._fail(e)
 
     def _fail(self, e: Exception) -> None:
-        from zlt.errors import ZltError
-        from zlt.run.events import Warning_
+        from zlt.core.errors import ZltError
+        from zlt.core.events import Warning_
 
         text = f"{e.message}" + (f" (hint: {e.hint})" if e.hint else "") if isinstance(e, ZltError) \
             else f"{type(e).__name__}: {e}"
@@ -270,7 +270,7 @@ class LiveEvaluator:
                                  "and the kept checkpoints are evaluated after it", code="eval_failed"))
 
     def _plan(self) -> None:
-        from zlt.errors import BadInputError
+        from zlt.core.errors import BadInputError
         from zlt.eval.evaluate import check_grid, settings_from_spec
         from zlt.eval.plan import list_images
         from zlt.eval.prompts import build_prompts
@@ -344,7 +344,7 @@ class LiveEvaluator:
         prompts = [p.text for p in self.prompts]
         if self._image_source is not None:
             return self._image_source(lora, prompts, len(self.seeds), self.seeds[0])
-        from zlt.fsutil import sha256_file
+        from zlt.core.fsutil import sha256_file
         from zlt.infer.resolve import ArtifactRef, ResolvedLora
         from zlt.infer.run import draw
 
@@ -357,7 +357,7 @@ class LiveEvaluator:
                         width=s.size, height=s.size)
 
     def _score(self, step: int, source: Path, original: Path) -> None:
-        from zlt.run.events import Evaluation
+        from zlt.core.events import Evaluation
 
         stamp = file_stamp(source)
         if stamp is None:
@@ -440,7 +440,7 @@ class LiveEvaluator:
         return dest
 
     def _save(self) -> None:
-        from zlt.fsutil import atomic_write_json
+        from zlt.core.fsutil import atomic_write_json
 
         atomic_write_json(self.folder / ROWS_FILE, {
             "schema": SCHEMA, "job_id": self.job_id, "fingerprint": self.fp, "every": self.every,

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from zlt.errors import BadInputError, NotFoundError
+from zlt.core.errors import BadInputError, NotFoundError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 MAX_TRAIN_IMAGES = 1000

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from zlt.errors import BadInputError
+from zlt.core.errors import BadInputError
 
 # Subjects a style LoRA is rarely trained on, spread over people, animals, objects, places, light and weather.
 DEFAULT_PROMPTS: tuple[str, ...] = (

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from zlt.artifacts.backends import TRASH_PREFIX, LocalRegistry
-from zlt.fsutil import atomic_write_json, sha256_file
+from zlt.core.fsutil import atomic_write_json, sha256_file
 
 EVAL_DIR = "eval"
 
@@ -80,7 +80,7 @@ def export_step(home: Path, artifact_id: str, step: str | None) -> int | None:
     """`--step` of `zlt artifacts export`: a step number, 'best' (what the last evaluation picked), or None (final).
     The final weights' step, and a best step that is the final one, give None: lora.safetensors."""
     from zlt.artifacts import store
-    from zlt.errors import BadInputError
+    from zlt.core.errors import BadInputError
 
     if step is None:
         return None

@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from zlt.errors import BadInputError
+from zlt.core.errors import BadInputError
 
 SNAP = 16  # Z-Image: VAE 8x down, then 2x2 patches
 MAX_INPUT_SIDE = 16384

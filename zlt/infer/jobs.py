@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from zlt.errors import BadInputError
+from zlt.core.errors import BadInputError
 from zlt.infer.params import GenerateParams, TransferParams, validate
 from zlt.infer.pipeline import PipelineCache, cuda_ordinal
 from zlt.spec.models import TINY_MODEL
@@ -94,10 +94,10 @@ def run_generation_job(store: Any, job_id: str, token: str, *, cache: PipelineCa
                        stop: threading.Event | None = None, heartbeat_s: float = 5.0, poll_s: float = 1.0,
                        gpus: list[int] | None = None) -> str:
     """Run a claimed generation job to its end and record it. Returns the job's final state."""
+    from zlt.core.events import EventStream, Finished, Phase, Progress, Sample
     from zlt.infer.run import generate, transfer
     from zlt.jobs.inprocess import Done, InProcessRun
     from zlt.jobs.states import JobStatus
-    from zlt.run.events import EventStream, Finished, Phase, Progress, Sample
 
     job = InProcessRun(store, job_id, token, stop=stop, heartbeat_s=heartbeat_s, poll_s=poll_s)
     row = job.row

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from zlt.errors import BadInputError, FieldError, SpecError
+from zlt.core.errors import BadInputError, FieldError, SpecError
 
 MAX_SIDE = 4096  # generated images; inputs are capped separately (zlt.infer.images)
 MAX_IMAGES = 64  # images one request may make (prompts x count, or inputs x count)

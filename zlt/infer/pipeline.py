@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from zlt.errors import BadInputError, EnvNotReadyError
+from zlt.core.errors import BadInputError, EnvNotReadyError
 
 OFFLOAD_BELOW_GB = 24.0
 

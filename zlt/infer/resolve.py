@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from zlt.errors import BadInputError, NotFoundError
+from zlt.core.errors import BadInputError, NotFoundError
 
 LORA_FILE = "lora.safetensors"
 GENERATIONS_DIR = "generations"
@@ -53,7 +53,7 @@ class ResolvedLora:
 
 
 def _home(home: Path | None) -> Path:
-    from zlt.paths import zlt_home
+    from zlt.core.paths import zlt_home
 
     return Path(home) if home is not None else zlt_home()
 
@@ -162,7 +162,7 @@ def lora_file(art: ArtifactRef, checkpoint: int | None, *, field_name: str = "ge
 
 def resolve_loras(uses: list[Any], home: Path | None = None, *, prefix: str = "generate") -> list[ResolvedLora]:
     """Every LoraUse -> ResolvedLora; all on one base model; each file checked against its recorded sha256."""
-    from zlt.fsutil import sha256_file
+    from zlt.core.fsutil import sha256_file
 
     out: list[ResolvedLora] = []
     for use in uses:

@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from zlt.errors import BadInputError, EnvNotReadyError
+from zlt.core.errors import BadInputError, EnvNotReadyError
 from zlt.infer.images import contact_sheet, fit_size, open_input, png_bytes
 from zlt.infer.params import GenerateParams, TransferParams
 from zlt.infer.pipeline import PipelineCache, default_cache, plan_device
@@ -264,7 +264,7 @@ def _check_writable(parent: Path, prefix: str) -> None:
 
 def _save(result: GenerationResult, parent: Path) -> None:
     """Write everything into a hidden staging folder, then one rename: all or nothing."""
-    from zlt.fsutil import atomic_write_json
+    from zlt.core.fsutil import atomic_write_json
 
     final = parent / result.id
     if final.exists():

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zlt.errors import BadInputError
+from zlt.core.errors import BadInputError
 from zlt.jobs.states import TERMINAL, IllegalTransition, JobStatus, parse_state
 from zlt.jobs.store import JobStore, NewJob
 from zlt.jobs.view import iso, status_dict
@@ -88,9 +88,9 @@ def submit_job(
     Nothing is queued when anything is wrong (BadInputError, exit 2). Starts a background worker
     unless one is running (or `start_worker=False`).
     """
-    from zlt.fsutil import atomic_write_json, atomic_write_text
+    from zlt.core.fsutil import atomic_write_json, atomic_write_text
+    from zlt.core.paths import job_dir, new_job_id
     from zlt.jobs.snapshot import dataset_listing
-    from zlt.paths import job_dir, new_job_id
     from zlt.spec import dump_spec_yaml
 
     home = Path(home)
@@ -239,7 +239,7 @@ def list_workers(home: Path) -> list[dict]:
 
 def job_events(home: Path, job_id: str, after_seq: int = 0) -> list[dict]:
     """The job's event stream (events.jsonl) after `after_seq`."""
-    from zlt.run.events import read_events
+    from zlt.core.events import read_events
 
     with open_store(home) as store:
         row = store.get(job_id)

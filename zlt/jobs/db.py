@@ -18,8 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from zlt.core.paths import db_path
 from zlt.jobs.dialect import Database, Row, split_statements, sqlite_database
-from zlt.paths import db_path
 
 __all__ = ["MIGRATIONS", "Database", "Row", "connect", "migrate", "split_statements", "store_url"]
 
@@ -242,7 +242,7 @@ def store_url(home: Path | None = None) -> str | None:
     if not value or value.lower() in ("sqlite", "default"):
         return None
     if not value.startswith(("postgresql://", "postgres://")):
-        from zlt.errors import BadInputError
+        from zlt.core.errors import BadInputError
 
         raise BadInputError(f"ZLT_STORE={value!r}: not a PostgreSQL URL",
                             hint="use postgresql://user@host:5432/dbname, or unset it for the SQLite store")
@@ -251,7 +251,7 @@ def store_url(home: Path | None = None) -> str | None:
 
 def _config_store() -> str | None:
     """`store` from the user config, read with tomllib alone so `zlt status` stays fast."""
-    from zlt.paths import user_config_path
+    from zlt.core.paths import user_config_path
 
     p = user_config_path()
     if not p.is_file():

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
+from zlt.core.causes import INPUT_ERROR_CAUSES, NOT_RETRIED_CAUSES, is_input_error, retryable  # noqa: F401
 from zlt.jobs.states import JobStatus
 
 if TYPE_CHECKING:
@@ -23,26 +24,6 @@ if TYPE_CHECKING:
 
 INFRA_RETRY_CAP = 50
 INFRA_BACKOFF_MAX_S = 300.0
-
-# Causes the same input would hit again. zlt/run/classify.py's is_input_error() is the authority once it
-# exists; until then this set is what the job layer relies on.
-INPUT_ERROR_CAUSES = frozenset({"bad_config", "preflight", "dataset", "bad_model", "bad_adapter", "not_visible"})
-# Not retried automatically either, though not the input's fault: a timeout would time out again, a
-# missing package stays missing, a cancel was asked for.
-NOT_RETRIED_CAUSES = frozenset({"import_error", "timeout", "cancelled"})
-
-
-def is_input_error(cause: str | None) -> bool:
-    try:
-        from zlt.run.classify import is_input_error as classify_input_error  # type: ignore[attr-defined]
-    except ImportError:
-        return cause in INPUT_ERROR_CAUSES
-    return bool(classify_input_error(cause)) or cause in INPUT_ERROR_CAUSES
-
-
-def retryable(cause: str | None) -> bool:
-    """May a trainer failure with this cause be retried automatically (budget permitting)?"""
-    return not is_input_error(cause) and cause not in NOT_RETRIED_CAUSES
 
 
 def backoff_s(n: int) -> float:

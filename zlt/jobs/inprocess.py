@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from zlt.core.causes import cause_of
+
 
 class Cancelled(Exception):
     """Raised by a job's body (through `InProcessRun.check_stop`) when the user cancelled or the worker stops."""
@@ -36,13 +38,7 @@ def process_create_time() -> float | None:
 
 
 def failure_cause(err: Exception) -> str:
-    from zlt.errors import BadInputError, EnvNotReadyError
-
-    if isinstance(err, BadInputError):
-        return "bad_config"
-    if isinstance(err, EnvNotReadyError):
-        return "environment"
-    return "unknown"
+    return cause_of(err).value
 
 
 class InProcessRun:
@@ -64,7 +60,7 @@ class InProcessRun:
 
     def run(self, body: Callable[[], Done], on_end: Callable[[dict[str, Any]], None] | None = None) -> str:
         """Run `body` to its end and record it; returns the job's final state. `on_end` sees the final row."""
-        from zlt.errors import ZltError
+        from zlt.core.errors import ZltError
         from zlt.jobs.runjob import CANCEL
         from zlt.jobs.states import JobStatus
         from zlt.jobs.store import LeaseLost
@@ -109,10 +105,10 @@ def queue_inprocess_job(home: Any, *, kind: str, name: str, backend: str, reques
     import shutil
     from pathlib import Path
 
+    from zlt.core.paths import job_dir, new_job_id
     from zlt.jobs.api import open_store
     from zlt.jobs.store import NewJob
     from zlt.jobs.view import status_dict
-    from zlt.paths import job_dir, new_job_id
 
     home = Path(home)
     with open_store(home) as store:

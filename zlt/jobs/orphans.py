@@ -89,9 +89,9 @@ def sweep_host(store: Any) -> dict[str, list[int]]:
 
     import psutil
 
-    from zlt.errors import NotFoundError
+    from zlt.core.errors import NotFoundError
+    from zlt.core.paths import jobs_dir
     from zlt.jobs.reaper import process_alive
-    from zlt.paths import jobs_dir
 
     root = os.path.join(str(jobs_dir(store.home)), "")
     found: dict[str, list[int]] = {}

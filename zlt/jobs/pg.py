@@ -37,7 +37,7 @@ def _pool(url: str, timeout: float) -> Any:
                 import psycopg  # noqa: F401
                 from psycopg_pool import ConnectionPool
             except ImportError:
-                from zlt.errors import EnvNotReadyError
+                from zlt.core.errors import EnvNotReadyError
 
                 raise EnvNotReadyError("ZLT_STORE names a PostgreSQL server but psycopg is not installed",
                                        hint="pip install 'zlt[postgres]'") from None
@@ -58,7 +58,7 @@ def pg_database(url: str, *, timeout: float = 30.0) -> Database:
     try:
         conn = pool.getconn(timeout=timeout)
     except PoolTimeout as e:
-        from zlt.errors import EnvNotReadyError
+        from zlt.core.errors import EnvNotReadyError
 
         raise EnvNotReadyError(f"cannot reach the job store at {redact(url)} ({e})",
                                hint="check that PostgreSQL runs and ZLT_STORE is right") from None

@@ -127,7 +127,7 @@ class StoreSink:
 
 
 def evaluation_note(ev: dict[str, Any]) -> str:
-    from zlt.run.events import evaluation_summary
+    from zlt.core.events import evaluation_summary
 
     stop = f"; early stop: {ev.get('reason')}" if ev.get("decision") == "stop" else ""
     return evaluation_summary(ev) + stop

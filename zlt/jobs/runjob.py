@@ -18,7 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from zlt.errors import BadInputError, EnvNotReadyError, ZltError
+from zlt.core.causes import cause_of
+from zlt.core.errors import ZltError
 from zlt.jobs.db import Row
 from zlt.jobs.faults import INPUT_ERROR_CAUSES, NOT_RETRIED_CAUSES, requeue_after_fault, retryable
 from zlt.jobs.progress import StoreSink
@@ -152,12 +153,8 @@ def run_claimed_job(
         result = (run_fn or _default_run_fn())(req, sinks=[sink], stop=control.event)
         outcome = result.to_dict() if hasattr(result, "to_dict") else dict(vars(result))
     # Errors before the trainer starts: the runner's `finished` event carries the cause it decided on.
-    except EnvNotReadyError as e:
-        outcome = _failure(_said_cause(sink) or "preflight", e)
-    except BadInputError as e:
-        outcome = _failure(_said_cause(sink) or "bad_config", e)
     except ZltError as e:
-        outcome = _failure(_said_cause(sink) or "unknown", e)
+        outcome = _failure(_said_cause(sink) or cause_of(e).value, e)
     except Exception as e:  # the job process must always record an end, whatever the runner raised
         outcome = {"status": "failed", "cause": "unknown", "message": f"{type(e).__name__}: {e}"}
     finally:
@@ -202,7 +199,7 @@ def _check_dataset_drift(store: JobStore, row: Row, job_dir: Path) -> None:
 
 def _emit_warning(job_id: str, job_dir: Path, message: str) -> None:
     """Append a warning to the job's event stream (only while no runner is writing it)."""
-    from zlt.run.events import EventStream, Warning_
+    from zlt.core.events import EventStream, Warning_
 
     stream = EventStream(job_id, job_dir / "events.jsonl")
     try:

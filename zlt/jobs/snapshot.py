@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from zlt.errors import BadInputError
+from zlt.core.errors import BadInputError
 
 IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"})
 

@@ -83,7 +83,7 @@ def worker_argv(home: Path) -> list[str]:
 
 def ensure_worker(home: Path) -> int | None:
     """Start a background worker unless one is running or starting. Returns the new worker's pid, or None."""
-    from zlt.fsutil import atomic_write_json
+    from zlt.core.fsutil import atomic_write_json
 
     home = Path(home)
     with _open_lock(run_dir(home) / "spawn.lock") as guard:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from enum import Enum
 
-from zlt.errors import BadInputError
+from zlt.core.errors import BadInputError
 
 
 class JobStatus(str, Enum):

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from zlt.errors import NotFoundError, ZltError
+from zlt.core.errors import NotFoundError, ZltError
 from zlt.jobs.db import Database, Row, connect
 from zlt.jobs.placement import slots_for
 from zlt.jobs.presence import WorkerPresence

@@ -245,7 +245,7 @@ class Worker:
 
 def parse_gpu_list(text: str) -> list[int]:
     """`--gpus 0,1` -> [0, 1]; BadInputError on anything else."""
-    from zlt.errors import BadInputError
+    from zlt.core.errors import BadInputError
 
     out: list[int] = []
     for part in text.split(","):
@@ -312,7 +312,7 @@ def default_slots() -> list[int]:
 
 def check_slots(gpus: list[int]) -> None:
     """On a machine with NVIDIA GPUs, every listed id must exist; without one, ids are plain slots."""
-    from zlt.errors import BadInputError
+    from zlt.core.errors import BadInputError
 
     n = nvidia_gpu_count()
     if n:

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from zlt.errors import BadInputError
+from zlt.core.errors import BadInputError
 from zlt.preflight.gpu import GpuInfo, GpuProbe, parse_assume_gpu, scan_gpus
 from zlt.preflight.report import Check, PreflightReport
 from zlt.profiles import HardwareProfile
@@ -193,7 +193,7 @@ def run_preflight(spec: JobSpec, *, backend: str | None = None, profile: str = "
     `gpus`: the GPU indexes the trainer will get (the runner's --gpus); default: $CUDA_VISIBLE_DEVICES.
     `disk_usage` / `memory` describe the host instead of asking it (tests); `check_python=False` skips
     starting the trainer's Python to see what it imports."""
-    from zlt.paths import zlt_home
+    from zlt.core.paths import zlt_home
 
     backend = backend or spec.training.backend
     if backend not in BACKENDS:

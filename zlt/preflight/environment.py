@@ -26,7 +26,7 @@ def model_checks(spec: JobSpec, backend: str, home: Path) -> list[Check]:
 
 def host_checks(spec: JobSpec, backend: str, profile: HardwareProfile, home: Path, download_gb: float,
                 disk_usage: Any = None, memory: Any = None) -> list[Check]:
-    from zlt.paths import default_registry_dir
+    from zlt.core.paths import default_registry_dir
     from zlt.preflight.host import cpu_count, disk_needs, ram_check
     from zlt.preflight.models import hf_cache_dir
 
@@ -61,8 +61,8 @@ def host_checks(spec: JobSpec, backend: str, profile: HardwareProfile, home: Pat
 def config_check() -> Check | None:
     """A failed check when the user config file cannot be read; None when it is fine or absent."""
     from zlt.config import load_user_config
-    from zlt.errors import ZltError
-    from zlt.paths import user_config_path
+    from zlt.core.errors import ZltError
+    from zlt.core.paths import user_config_path
 
     try:
         load_user_config()

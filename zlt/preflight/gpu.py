@@ -16,7 +16,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
-from zlt.errors import BadInputError
+from zlt.core.errors import BadInputError
 
 GIB = float(1 << 30)
 

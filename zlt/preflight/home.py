@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from zlt.errors import EnvNotReadyError
+from zlt.core.errors import EnvNotReadyError
 
 
 def home_problem(home: Path, *, create: bool = True) -> tuple[str, str] | None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from zlt.paths import data_dir, user_config_path
+from zlt.core.paths import data_dir, user_config_path
 
 _ENV = {"ai-toolkit": "ZLT_AI_TOOLKIT", "musubi": "ZLT_MUSUBI"}
 _KEY = {"ai-toolkit": "ai_toolkit", "musubi": "musubi"}
@@ -136,7 +136,7 @@ def git_commit(root: Path) -> str | None:
 def _config(key: str) -> tuple[str | None, str | None]:
     """(value, where it came from) from the user config; a broken config reads as empty here (doctor says why)."""
     from zlt.config import load_user_config
-    from zlt.errors import ZltError
+    from zlt.core.errors import ZltError
 
     try:
         value = load_user_config().get(key)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from zlt.errors import EXIT_ENV_NOT_READY, EXIT_OK
+from zlt.core.errors import EXIT_ENV_NOT_READY, EXIT_OK
 from zlt.preflight.vram import VramEstimate
 
 Status = Literal["pass", "warn", "fail"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from zlt.errors import BadInputError
-from zlt.fsutil import atomic_write_text
+from zlt.core.errors import BadInputError
+from zlt.core.fsutil import atomic_write_text
 from zlt.profiles import HardwareProfile
 from zlt.render.base import RenderContext, RenderResult
 from zlt.render.select import check_fit, ensure_fits, select_profile

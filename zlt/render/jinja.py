@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import functools
 
-from zlt.paths import data_dir
-from zlt.render.quoting import toml_value, yaml_value
+from zlt.core.paths import data_dir
+from zlt.core.quoting import toml_value, yaml_value
 
 
 @functools.lru_cache(maxsize=1)

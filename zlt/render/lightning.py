@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from zlt.errors import FieldError, SpecError
-from zlt.paths import cache_dir, zlt_home
+from zlt.core.errors import FieldError, SpecError
+from zlt.core.paths import cache_dir, zlt_home
 from zlt.profiles import HardwareProfile
 from zlt.render.base import RenderContext, RenderResult
 from zlt.render.common import (

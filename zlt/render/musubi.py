@@ -54,7 +54,7 @@ OFFICIAL_NAMES = {"Tongyi-MAI/Z-Image-Turbo", "Tongyi-MAI/Z-Image", "ostris/Z-Im
 def _models_dir(ctx: RenderContext) -> Path:
     if ctx.models_dir is not None:
         return ctx.models_dir
-    from zlt.paths import zlt_home
+    from zlt.core.paths import zlt_home
 
     return zlt_home() / "models" / "z-image"
 
@@ -299,6 +299,6 @@ def render_musubi(spec: JobSpec, profile: HardwareProfile, ctx: RenderContext) -
 
 
 def _default_cache() -> Path:
-    from zlt.paths import cache_dir, zlt_home
+    from zlt.core.paths import cache_dir, zlt_home
 
     return cache_dir(zlt_home())

@@ -16,7 +16,7 @@ import re
 import sys
 from pathlib import Path
 
-from zlt.errors import BadInputError
+from zlt.core.errors import BadInputError
 
 CONVERTED_NAME = "turbo_adapter_musubi.safetensors"
 _BLOCKS = {"layers", "noise_refiner", "context_refiner"}
@@ -75,7 +75,7 @@ def convert_adapter(src: Path, cache: Path, out: Path) -> tuple[Path, bool]:
     cached file. Returns (cached file, whether it was converted now)."""
     from zlt.artifacts.convert import read_lora, render_lora
     from zlt.artifacts.safetensors_io import read_file, write_file
-    from zlt.fsutil import sha256_file
+    from zlt.core.fsutil import sha256_file
 
     if not src.is_file():
         raise BadInputError(f"{src}: training adapter not found",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from zlt.errors import BadInputError
+from zlt.core.errors import BadInputError
 from zlt.profiles import HardwareProfile, get_profile, gpu_profiles, largest_profile_within, load_profiles
 from zlt.spec.models import JobSpec
 

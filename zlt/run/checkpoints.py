@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from zlt.fsutil import atomic_write_json
+from zlt.core.fsutil import atomic_write_json
 
 MAX_HEADER = 100 * 1024 * 1024
 RESUME_DIR = re.compile(r"^resume_from_(\d+)$")

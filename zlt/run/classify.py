@@ -15,6 +15,7 @@ import signal
 from dataclasses import dataclass, field
 from typing import Any
 
+from zlt.core.causes import INPUT_ERROR_CAUSES, is_input_error  # noqa: F401 - the one vocabulary
 from zlt.run.interpret import RunFacts
 from zlt.run.parse_common import is_cuda_oom
 
@@ -46,7 +47,6 @@ BAD_INPUT_MARKERS = (
     "model_index.json is missing",
 )
 _BAD_ADAPTER = re.compile(r"training_adapter .*: not a file")
-INPUT_ERROR_CAUSES = frozenset({"bad_input", "model_missing", "bad_config", "dataset"})
 _MISSING_WEIGHTS = re.compile(r"(FileNotFoundError|No such file or directory).*\.(safetensors|bin|pt|gguf)")
 # musubi-tuner (src/musubi_tuner/zimage/zimage_utils.py load_qwen3): `Loading tokenizer from Tongyi-MAI/Z-Image`, then
 # Qwen2Tokenizer.from_pretrained(..., subfolder="tokenizer") with no local-path option.
@@ -72,10 +72,6 @@ HINTS = {
                 "loss went nan/inf are kept",
 }
 
-
-def is_input_error(cause: str | None) -> bool:
-    """True for failures that depend only on the input (spec, files, dataset): running it again fails again."""
-    return cause in INPUT_ERROR_CAUSES
 
 
 def is_interrupt(ev: object) -> bool:

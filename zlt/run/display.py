@@ -1,6 +1,6 @@
 """Event sinks for callers: NDJSON lines for agents and CI, a rich progress bar for people.
 
-A sink is `sink(event_dict)`, called for every stamped event (see zlt.run.events.EventStream).
+A sink is `sink(event_dict)`, called for every stamped event (see zlt.core.events.EventStream).
 """
 
 from __future__ import annotations
@@ -138,7 +138,7 @@ def evaluation_line(d: dict) -> str:
     """One line for a checkpoint scored while training (rich markup), two when it stopped the run."""
     from rich.markup import escape
 
-    from zlt.run.events import evaluation_summary
+    from zlt.core.events import evaluation_summary
 
     line = "[magenta]eval[/]" + escape(evaluation_summary(d)).removeprefix("eval")
     if d.get("decision") == "stop":

@@ -11,9 +11,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from zlt.run.events import Progress
-
-NAN_PATIENCE = 5  # consecutive logged steps with a nan/inf loss before a stop_on_nan job is stopped
+from zlt.core.constants import NAN_PATIENCE
+from zlt.core.events import Progress
 
 
 def normalize_loss(ev: Progress) -> Progress:

@@ -19,9 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from math import isfinite
 
+from zlt.core.events import Checkpoint, Error, Event, Finished, Oom, Phase, Progress, Resumed, Warning_
 from zlt.run.bars import split_glued
 from zlt.run.divergence import DivergenceWatch, normalize_loss
-from zlt.run.events import Checkpoint, Error, Event, Finished, Oom, Phase, Progress, Resumed, Warning_
 from zlt.run.parse_common import TRACEBACK_START
 
 TAIL_LINES = 400  # raw lines kept; failure reports show the last 40 after folding bar redraws

@@ -8,12 +8,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from zlt.errors import BadInputError, EnvNotReadyError, ZltError
-from zlt.fsutil import atomic_write_json
-from zlt.paths import cache_dir
+from zlt.core.errors import BadInputError, EnvNotReadyError, ZltError
+from zlt.core.events import Checkpoint, Error, Event, Phase, Resumed
+from zlt.core.fsutil import atomic_write_json
+from zlt.core.paths import cache_dir
 from zlt.run.checkpoints import CheckpointFile, latest_state, scan_checkpoints, write_checkpoints_json
 from zlt.run.classify import classify, is_interrupt
-from zlt.run.events import Checkpoint, Error, Event, Phase, Resumed
 from zlt.run.interpret import LogInterpreter, RunFacts
 from zlt.run.pipeline import JobContext, RunOutcome, Sink, TrainRequest, error_cause, error_event
 from zlt.run.supervise import ProcessResult, StopControl, supervise

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from zlt.errors import EnvNotReadyError
+from zlt.core.errors import EnvNotReadyError
 
 
 @dataclass

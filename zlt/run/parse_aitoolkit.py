@@ -9,8 +9,8 @@ from __future__ import annotations
 import functools
 import re
 
+from zlt.core.events import Checkpoint, Error, Event, Oom, Phase, Progress, Resumed, Warning_
 from zlt.run.bars import parse_bar, parse_interval, postfix_values
-from zlt.run.events import Checkpoint, Error, Event, Oom, Phase, Progress, Resumed, Warning_
 from zlt.run.parse_common import is_cuda_oom, parse_generic, step_from_name
 
 _OOM_SKIP = re.compile(r"OOM during training step, skipping batch (\d+)/(\d+)")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from zlt.run.events import Error, Event, Oom, Warning_
+from zlt.core.events import Error, Event, Oom, Warning_
 
 CUDA_OOM_MARKERS = (
     "CUDA out of memory",

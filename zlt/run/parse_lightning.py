@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from zlt.run.events import Event, event_from_dict
+from zlt.core.events import Event, event_from_dict
 from zlt.run.parse_common import parse_generic
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import re
 
+from zlt.core.events import Checkpoint, Event, Phase, Progress
 from zlt.run.bars import parse_bar, parse_interval, postfix_values
-from zlt.run.events import Checkpoint, Event, Phase, Progress
 from zlt.run.parse_common import parse_generic, step_from_name
 
 _INFO = "INFO:"

@@ -16,9 +16,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from zlt.errors import BadInputError, EnvNotReadyError, ZltError
-from zlt.fsutil import atomic_write_json, atomic_write_text
-from zlt.run.events import Error, Event, EventStream, Finished, Phase, Sample, Warning_
+from zlt.core.causes import cause_of
+from zlt.core.errors import ZltError
+from zlt.core.events import Error, Event, EventStream, Finished, Phase, Sample, Warning_
+from zlt.core.fsutil import atomic_write_json, atomic_write_text
 from zlt.spec.load import LoadedSpec, dump_spec_yaml
 
 Sink = Callable[[dict], None]
@@ -172,13 +173,7 @@ class JobContext:
 
 def error_cause(err: ZltError, stage: str) -> str:
     """The failure cause of an error raised before the trainer ran."""
-    if isinstance(err, EnvNotReadyError):
-        return "preflight"
-    if stage == "preparing_dataset":
-        return "dataset"
-    if isinstance(err, BadInputError):
-        return "bad_config"
-    return "unknown"
+    return cause_of(err, stage).value
 
 
 def error_event(err: ZltError) -> Error:

@@ -16,7 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
 
-from zlt.run.events import Progress, finite_or_none
+from zlt.core.events import Progress, finite_or_none
 
 SERIES_FILE = "progress.jsonl"
 
@@ -64,7 +64,7 @@ def summarize_run(job_dir: Path, output_roots: list[Path]) -> tuple[dict[str, An
     """The run's one series summarised (first/final loss, average it/s, source): what the result, the CLI line,
     training_meta.json and loss.png share. Returns (summary, a problem to warn about or None)."""
     from zlt.artifacts.curve import load_curve, summarize
-    from zlt.run.events import read_events
+    from zlt.core.events import read_events
 
     try:
         curve, _notes = load_curve(read_events(job_dir / "events.jsonl"), output_roots, job_dir)

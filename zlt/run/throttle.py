@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from zlt.run.events import Event, Progress
+from zlt.core.events import Event, Progress
 
 
 def _key(ev: Progress) -> tuple:

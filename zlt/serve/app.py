@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from zlt import __version__
-from zlt.errors import BadInputError, FieldError, SpecError, ZltError
+from zlt.core.errors import BadInputError, FieldError, SpecError, ZltError
 from zlt.serve import openapi, tools
 from zlt.serve.auth import bearer_matches
 from zlt.serve.http_errors import BodyLimit
@@ -79,7 +79,7 @@ class ServeConfig:
     stream: StreamSettings = field(default_factory=StreamSettings)
 
     def fence(self) -> Fence:
-        from zlt.paths import default_registry_dir
+        from zlt.core.paths import default_registry_dir
 
         registry = default_registry_dir(self.home)
         outputs = [registry] + [p for p in self.output_roots if p != registry]
@@ -230,7 +230,7 @@ async def _submit(request: Request, cfg: ServeConfig, opts: SubmitOptions) -> JS
                 raise UploadRefused("the 'dataset' form field must be a file (a zip of the dataset folder)")
             if upload is not None:
                 # Check the spec before touching the zip: a bad spec costs the client nothing on disk.
-                from zlt.paths import uploads_dir
+                from zlt.core.paths import uploads_dir
 
                 uploads = uploads_dir(cfg.home)  # on the shared jobs root when there is one: every worker sees it
                 await run_in_threadpool(lambda: load_client_spec(data, cfg.fence(), dataset_dir=uploads / "pending"))

@@ -12,8 +12,8 @@ import secrets
 import stat
 from pathlib import Path
 
-from zlt.errors import BadInputError
-from zlt.fsutil import atomic_write_text
+from zlt.core.errors import BadInputError
+from zlt.core.fsutil import atomic_write_text
 
 TOKEN_FILE = "token"
 WEBHOOK_SECRET_FILE = "webhook_secret"

@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from pydantic import Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from zlt.errors import FieldError, NotFoundError, SpecError
+from zlt.core.errors import FieldError, NotFoundError, SpecError
 from zlt.eval.jobs import EvalRequest
 
 ARTIFACT_ID = PathParam(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,255}$",

@@ -11,7 +11,7 @@ import re
 import sys
 from typing import Any
 
-from zlt.errors import BadInputError, EnvNotReadyError, FieldError, NotFoundError, SpecError, ZltError
+from zlt.core.errors import BadInputError, EnvNotReadyError, FieldError, NotFoundError, SpecError, ZltError
 
 _FIELD_MESSAGE = re.compile(r"^([a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)+): (.+)$", re.S)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from zlt.errors import BadInputError, FieldError, SpecError
+from zlt.core.errors import BadInputError, FieldError, SpecError
 from zlt.serve.uploads import Limits, fence_dataset_path, fence_output_path
 
 SOURCE_HTTP = "<http>"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from zlt.errors import BadInputError
+from zlt.core.errors import BadInputError
 
 MAX_DEPTH = 32
 MAX_INT = 2**63 - 1

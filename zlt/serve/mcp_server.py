@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from zlt.errors import FieldError, SpecError, ZltError
+from zlt.core.errors import FieldError, SpecError, ZltError
 from zlt.serve import tools
 from zlt.serve.intake import Fence, SubmitOptions
 

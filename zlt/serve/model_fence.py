@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from zlt.errors import FieldError
+from zlt.core.errors import FieldError
 from zlt.spec.models import TINY_MODEL
 
 # owner/repo (base model) or owner/repo/path/file.safetensors (adapter): no leading '.', '/', '~', no '..'.

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from zlt.errors import BadInputError, FieldError, SpecError
+from zlt.core.errors import BadInputError, FieldError, SpecError
 from zlt.serve.intake import Fence
 
 FENCED_SETS = ("dataset.path", "output.registry.path", "job.callback_url")

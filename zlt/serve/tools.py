@@ -14,7 +14,7 @@ def validate_spec(data: Any, fence: Fence, *, base_dir: Path | None = None) -> d
     """What `zlt validate --json` prints: the resolved spec (preset defaults filled in) and warnings.
 
     The dataset folder must exist, as submit will insist: ok here means submit will not refuse the spec."""
-    from zlt.errors import FieldError, SpecError
+    from zlt.core.errors import FieldError, SpecError
 
     loaded = load_client_spec(data, fence, base_dir=base_dir)
     ds = Path(loaded.spec.dataset.path)

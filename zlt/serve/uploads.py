@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
-from zlt.errors import BadInputError
+from zlt.core.errors import BadInputError
 
 MiB = 1 << 20
 _WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:")

@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from zlt import __version__
-from zlt.errors import BadInputError, ZltError
-from zlt.fsutil import atomic_write_json
+from zlt.core.errors import BadInputError, ZltError
+from zlt.core.fsutil import atomic_write_json
 
 SIGNATURE_HEADER = "X-Zlt-Signature"
 EVENT_ID_HEADER = "X-Zlt-Event-Id"

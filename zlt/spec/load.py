@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from zlt.errors import BadInputError, FieldError, SpecError
+from zlt.core.errors import BadInputError, FieldError, SpecError
 from zlt.spec.models import NAME_PATTERN, TINY_MODEL, JobSpec
 from zlt.spec.presets import PRESETS
 

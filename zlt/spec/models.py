@@ -10,9 +10,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from zlt.core.constants import TINY_MODEL, TURBO_MODEL  # noqa: F401 - the spec names the models by these
+
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
-TINY_MODEL = "zlt/tiny-zimage"
-TURBO_MODEL = "Tongyi-MAI/Z-Image-Turbo"
 TURBO_ADAPTER_V2 = "ostris/zimage_turbo_training_adapter/zimage_turbo_training_adapter_v2.safetensors"
 
 Backend = Literal["ai-toolkit", "musubi", "lightning"]
@@ -54,7 +54,7 @@ class BaseModelSpec(Strict):
     @classmethod
     def _no_pickle(cls, value: str | None) -> str | None:
         # zlt never loads a pickle (.bin/.ckpt/.pt can run code when loaded), whoever wrote the spec.
-        from zlt.artifacts.safetensors_io import PICKLE_SUFFIXES
+        from zlt.core.constants import PICKLE_SUFFIXES
 
         if value and value.lower().endswith(PICKLE_SUFFIXES):
             from pydantic_core import PydanticCustomError
@@ -249,8 +249,8 @@ class NamingSpec(Strict):
     @classmethod
     def _known_placeholders(cls, value: str) -> str:
         # Checked with the spec, not after the training when the artifact is named.
-        from zlt.artifacts.naming import parse_pattern
-        from zlt.errors import BadInputError
+        from zlt.core.naming import parse_pattern
+        from zlt.core.errors import BadInputError
 
         try:
             parse_pattern(value)

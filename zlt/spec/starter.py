@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from zlt.render.quoting import yaml_value
+from zlt.core.quoting import yaml_value
 from zlt.spec.load import load_spec_data
 from zlt.spec.models import JobSpec
 

@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write("usage: python -m zlt.trainer TRAINER_JSON\n")
         return 0 if args in (["-h"], ["--help"]) else 1
 
-    from zlt.errors import ZltError
+    from zlt.core.errors import ZltError
     from zlt.trainer.emit import EventWriter, take_stdout
 
     events = EventWriter(take_stdout())

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from zlt.fsutil import atomic_write_bytes, sha256_json
+from zlt.core.fsutil import atomic_write_bytes, sha256_json
 from zlt.trainer.config import DataConfig
 from zlt.trainer.data import ImageItem, load_pixels, needed_variants
 

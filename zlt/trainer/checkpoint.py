@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from zlt.fsutil import atomic_write_bytes, atomic_write_text, sha256_bytes
+from zlt.core.fsutil import atomic_write_bytes, atomic_write_text, sha256_bytes
 
 STATE_VERSION = 1
 STATE_DIR = "state"

@@ -13,8 +13,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from zlt.errors import BadInputError
-from zlt.spec.models import TINY_MODEL
+from zlt.core.constants import TINY_MODEL
+from zlt.core.errors import BadInputError
 
 CONFIG_VERSION = 1
 ADALN_TARGET = "adaLN_modulation"

@@ -12,7 +12,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from zlt.errors import BadInputError
+from zlt.core.errors import BadInputError
 from zlt.trainer.config import DataConfig
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")

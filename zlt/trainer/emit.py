@@ -1,4 +1,4 @@
-"""JSON event lines on stdout, in the runner's schema (`zlt.run.events`), so its parser is `json.loads`.
+"""JSON event lines on stdout, in the runner's schema (`zlt.core.events`), so its parser is `json.loads`.
 
 stdout carries events only: `take_stdout()` keeps the real stdout for events and points file descriptor 1 (and
 `sys.stdout`) at stderr, so a stray print from a library lands in the log instead of corrupting the stream.
@@ -13,7 +13,7 @@ import time
 from collections import deque
 from typing import IO
 
-from zlt.run.events import (
+from zlt.core.events import (
     Checkpoint,
     Error,
     Event,

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from zlt import __version__
-from zlt.errors import BadInputError, JobFailedError
-from zlt.fsutil import atomic_write_text, sha256_json
-from zlt.run.divergence import NAN_PATIENCE
+from zlt.core.constants import NAN_PATIENCE
+from zlt.core.errors import BadInputError, JobFailedError
+from zlt.core.fsutil import atomic_write_text, sha256_json
 from zlt.trainer import checkpoint as ck
 from zlt.trainer.cache import DiskCache, PipelineEncoder, prepare
 from zlt.trainer.config import TrainerConfig

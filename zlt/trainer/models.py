@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from zlt.errors import BadInputError, EnvNotReadyError
-from zlt.fsutil import sha256_json
+from zlt.core.errors import BadInputError, EnvNotReadyError
+from zlt.core.fsutil import sha256_json
 from zlt.trainer.config import LoraConfig, ModelConfig, peft_target
 
 DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
@@ -182,7 +182,7 @@ def merge_lora_file(transformer, path: Path, keep=None) -> int:
     import torch
     from diffusers import ZImagePipeline
 
-    from zlt.artifacts.safetensors_io import ensure_safetensors_path
+    from zlt.core.safetensors_guard import ensure_safetensors_path
 
     ensure_safetensors_path(path)
     state, metadata = ZImagePipeline.lora_state_dict(str(path), return_lora_metadata=True, use_safetensors=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from zlt.errors import EnvNotReadyError
+from zlt.core.errors import EnvNotReadyError
 from zlt.trainer.config import TrainingConfig
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from zlt.errors import EnvNotReadyError
+from zlt.core.errors import EnvNotReadyError
 from zlt.trainer.config import TrainerConfig
 
 

@@ -79,6 +79,6 @@ def build_tiny_pipeline(seed: int = TINY_SEED):
 
 def tiny_identity(seed: int = TINY_SEED) -> str:
     """Part of every cache key: changes when the tiny model's definition changes."""
-    from zlt.fsutil import sha256_json
+    from zlt.core.fsutil import sha256_json
 
     return "tiny:" + sha256_json([seed, TRANSFORMER_CONFIG, TEXT_ENCODER_CONFIG, VAE_CONFIG, CHAT_TEMPLATE])[:16]

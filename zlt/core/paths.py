@@ -7,7 +7,7 @@ import secrets
 import time
 from pathlib import Path
 
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parent.parent  # zlt/, above zlt/core/
 
 
 def zlt_home(override: str | os.PathLike[str] | None = None) -> Path:

@@ -14,15 +14,13 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import IO, Any, ClassVar
 
+from zlt.core.causes import FAILURE_CAUSES  # noqa: F401 - re-exported: the event schema names its causes
+
 PHASES = (
     "preflight", "preparing_dataset", "rendering", "loading_model", "quantizing", "caching_latents",
     "caching_text", "training", "sampling", "saving", "collecting", "evaluating",
 )
 FINISH_STATUSES = ("succeeded", "failed", "cancelled", "timeout")
-FAILURE_CAUSES = (
-    "cuda_oom", "host_oom", "model_download", "model_missing", "bad_input", "import_error", "bad_config",
-    "diverged", "cancelled", "timeout", "abandoned", "preflight", "dataset", "unknown",
-)
 
 
 @dataclass(slots=True)

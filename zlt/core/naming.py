@@ -16,7 +16,7 @@ import string
 import unicodedata
 from dataclasses import dataclass
 
-from zlt.errors import BadInputError
+from zlt.core.errors import BadInputError
 
 FIELD = "output.naming.pattern"
 STRING_FIELDS = ("job_id", "style_name", "preset", "date")
