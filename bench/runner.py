@@ -54,9 +54,9 @@ def make_log(n_lines: int, name: str = "zstyle") -> bytes:
 
 
 def bench_parse(n_lines: int) -> None:
+    from zlt.backends.aitoolkit.parse import parse_aitoolkit
     from zlt.run.interpret import LogInterpreter
     from zlt.run.lines import LineSplitter, split_text
-    from zlt.run.parse_aitoolkit import parse_aitoolkit
     from zlt.run.throttle import ProgressThrottle
 
     data = make_log(n_lines)
@@ -111,8 +111,8 @@ def _spec(tmp: Path, steps: int) -> Path:
 
 
 def bench_wall(steps: int, step_s: float) -> None:
+    from zlt.backends.aitoolkit.parse import parse_aitoolkit
     from zlt.run.interpret import LogInterpreter
-    from zlt.run.parse_aitoolkit import parse_aitoolkit
     from zlt.run.supervise import supervise
     from zlt.run.throttle import ProgressThrottle
 

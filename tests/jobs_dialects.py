@@ -56,6 +56,6 @@ def dialect(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
     base = request.getfixturevalue("pg_server")
     monkeypatch.setenv("ZLT_STORE", new_schema_url(base))
     yield "postgresql"
-    from zlt.jobs.pg import close_pools
+    from zlt.db.pg import close_pools
 
     close_pools()

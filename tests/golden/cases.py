@@ -8,9 +8,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from zlt.backends import render_spec
 from zlt.core.errors import BadInputError
+from zlt.preflight.select import ensure_fits
 from zlt.profiles import gpu_profiles
-from zlt.render import RenderContext, ensure_fits, render_spec
+from zlt.render import RenderContext
 from zlt.spec import load_spec_data
 
 GOLDEN = Path(__file__).resolve().parent

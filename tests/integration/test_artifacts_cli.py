@@ -14,6 +14,9 @@ import numpy as np
 import pytest
 
 from tests.fixtures.artifact_jobs import make_job_dir, musubi_state, save_state
+from tests.fixtures.eval_fixtures import evaluable_artifact
+from zlt.artifacts import store
+from zlt.lora.safetensors_io import read_header
 
 JOB = "20260801-120000-abc123"
 ART = f"{JOB}_watercolor_v0"
@@ -138,3 +141,27 @@ def test_kill_during_collection_leaves_no_half_folder(tmp_path, zlt, zlt_home):
     assert done.returncode == 0, done.stderr
     assert [p.name for p in registry.iterdir()] == [ART]
     assert zlt("artifacts", "verify", ART).returncode == 0
+
+
+def test_eval_and_export_take_latest_a_style_name_and_best(tmp_path, zlt, zlt_home):
+    """`zlt eval latest`, `zlt eval STYLE` and `zlt artifacts export STYLE --step best` resolve like `generate`
+    (zlt.artifacts.resolve); before, they answered "no artifact"."""
+    art = evaluable_artifact(tmp_path / "jobs", zlt_home)  # style 'watercolor', checkpoints 250/500/750, final 1000
+    for ref in ("latest", "watercolor", "watercolor@v0", art[:20]):
+        # A step it does not keep: the command got as far as the artifact's checkpoints (exit 2, no model loaded)
+        r = zlt("eval", ref, "--checkpoints", "250,300", "--json")
+        assert r.returncode == 2, (ref, r.stdout + r.stderr)
+        assert "step 300" in json.loads(r.stdout)["message"], (ref, r.stdout)
+    missing = zlt("eval", "nope", "--json")
+    assert missing.returncode == 2 and "known styles: watercolor" in json.loads(missing.stdout)["message"]
+
+    before = zlt("artifacts", "export", "watercolor", "--format", "comfyui", "--step", "best")
+    assert before.returncode == 2 and f"zlt eval {art}" in before.stderr, before.stderr
+    store.update_meta(zlt_home, art, {"best_step": 500})  # what `zlt eval` records
+    for ref, step in (("watercolor", ["--step", "best"]), ("watercolor@best", []), ("latest@500", [])):
+        out = tmp_path / f"{ref.replace('@', '_')}.safetensors"
+        r = zlt("artifacts", "export", ref, "--format", "comfyui", "--out", str(out), *step, "--json")
+        assert r.returncode == 0, (ref, r.stdout + r.stderr)
+        assert read_header(out).metadata["zlt.exported_from"] == f"{art}/checkpoints/step_000500.safetensors"
+    clash = zlt("artifacts", "export", "watercolor@250", "--format", "comfyui", "--step", "best")
+    assert clash.returncode == 2 and "give the step once" in clash.stderr

@@ -68,7 +68,7 @@ def test_eval_scores_every_checkpoint_and_the_base_and_records_the_best(setup, z
     out = tmp_path / "best.safetensors"
     e = run_zlt("artifacts", "export", art, "--format", "comfyui", "--step", "best", "--out", str(out), "--json")
     assert e.returncode == 0, e.stdout
-    from zlt.artifacts.safetensors_io import read_header
+    from zlt.lora.safetensors_io import read_header
 
     header = read_header(out).metadata
     expect = "lora.safetensors" if best == 1000 else f"checkpoints/step_{best:06d}.safetensors"

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 import tomllib
 import yaml
 
@@ -18,6 +19,7 @@ def test_init_validate_render_round_trip(tmp_path):
     assert r.returncode == 0, r.stderr
     spec = tmp_path / "spec.yaml"
     assert yaml.safe_load(spec.read_text())["preset"] == "character"
+    _images(tmp_path / "dataset")  # what `zlt init` asks for next: validate checks the folder as submit does
     r = run_zlt("validate", str(spec), "--json")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["spec"]["model"]["lora"]["rank"] == 64
@@ -92,3 +94,40 @@ def test_cli_import_pulls_no_heavy_modules():
             "if m in sys.modules]; print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"
+
+
+def _images(folder):
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (32, 32)).save(folder / "a.png")
+
+
+DOORS = [["validate"], ["render"], ["submit", "--no-worker"], ["train"]]
+
+
+@pytest.mark.parametrize("case", ["missing_dataset", "unknown_backend"])
+def test_the_four_doors_give_one_answer(tmp_path, zlt_home, case):
+    """validate, render, submit and train: the same exit code and the same error line, and no job left behind."""
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump({"name": "doors", "model": {"base": {"name": "zlt/tiny-zimage"}},
+                                    "dataset": {"path": "ds", "resolution": 64}, "training": {"max_steps": 2, "warmup_steps": 0},
+                                    "output": {"save": {"every": 1}}}))
+    extra: list[str] = []
+    if case == "unknown_backend":
+        _images(tmp_path / "ds")
+        extra = ["--backend", "lightening"]
+    answers = set()
+    for door in DOORS:
+        r = run_zlt(door[0], str(spec), *door[1:], *extra)
+        lines = [x for x in r.stderr.splitlines() if x.startswith("  ")]
+        answers.add((r.returncode, tuple(lines)))
+        assert "Traceback" not in r.stderr
+    (code, lines), = answers
+    assert code == 2 and len(lines) == 1
+    field = "dataset.path" if case == "missing_dataset" else "training.backend"
+    assert lines[0].startswith(f"  {field}: ")
+    if case == "unknown_backend":
+        assert all(b in lines[0] for b in ("ai-toolkit", "musubi", "lightning"))
+    r = run_zlt("jobs", "--json")
+    assert json.loads(r.stdout) == []

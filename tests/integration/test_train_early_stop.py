@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from tests.integration.test_train_helpers import FAKE_AITOOLKIT, make_dataset, write_spec
-from zlt.run import TrainRequest, run_training
+from zlt.flows.training import TrainRequest, run_training
 from zlt.spec import load_spec
 
 pytestmark = [
@@ -108,7 +108,7 @@ def test_early_stop_stops_the_ai_toolkit_stand_in_too(tmp_path: Path, zlt_home: 
     """Same runner path on an external trainer: its 'Saving at step N' lines drive the evaluation, SIGINT stops it."""
     from PIL import Image
 
-    import zlt.eval.live as live
+    import zlt.flows.live_eval as live
 
     scripted_scores(monkeypatch)
     monkeypatch.setenv("FAKE_TRAINER_STEP_S", "0.05")

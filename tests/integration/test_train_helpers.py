@@ -46,7 +46,7 @@ def write_tiny_adapter(path: Path) -> Path:
     """A turbo-adapter stand-in in ai-toolkit's key format (`diffusion_model.<module>.lora_A/lora_B.weight`)."""
     import numpy as np
 
-    from zlt.artifacts.safetensors_io import RawTensor, write_file
+    from zlt.lora.safetensors_io import RawTensor, write_file
 
     tensors = {}
     for i in range(2):

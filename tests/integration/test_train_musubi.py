@@ -34,9 +34,9 @@ def test_three_steps_one_job(tmp_path):
     assert ck["backend"] == "musubi" and ck["checkpoints"][-1]["final"] and ck["checkpoints"][-1]["step"] == 12
     assert ck["states"][0]["path"].endswith("wc-step00000010-state")
     argv = read_json(job / "render" / "argv.json")
-    assert len(argv) == 4 and argv[0][1:3] == ["-m", "zlt.render.musubi_adapter"]
+    assert len(argv) == 4 and argv[0][1:3] == ["-m", "zlt.backends.musubi.adapter"]
     # the turbo adapter reached musubi in its own lora_unet_* keys (the stand-in refuses any other format)
-    from zlt.artifacts.safetensors_io import read_header
+    from zlt.lora.safetensors_io import read_header
 
     keys = read_header(job / "render" / "turbo_adapter_musubi.safetensors").tensors
     assert "lora_unet_layers_0_attention_to_q.lora_down.weight" in keys and "lora_unet_layers_1_feed_forward_w1.alpha" in keys

@@ -13,9 +13,9 @@ import pytest
 import yaml
 
 from tests.integration.test_train_helpers import make_dataset, read_json, run_train, write_spec
-from zlt.artifacts.convert import read_lora
-from zlt.artifacts.safetensors_io import read_header
 from zlt.artifacts.trained import target_name
+from zlt.lora.convert import read_lora
+from zlt.lora.safetensors_io import read_header
 
 pytestmark = pytest.mark.slow
 

@@ -20,10 +20,11 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
+from zlt.backends.lightning import LIGHTNING  # noqa: E402
+from zlt.backends.lightning.render import CONFIG_NAME  # noqa: E402
 from zlt.core.events import event_from_dict  # noqa: E402
 from zlt.profiles import get_profile  # noqa: E402
 from zlt.render.base import RenderContext  # noqa: E402
-from zlt.render.lightning import CONFIG_NAME, render_lightning  # noqa: E402
 from zlt.spec.load import load_spec_data  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.train]
@@ -50,7 +51,7 @@ def spec_dict(data: Path) -> dict:
 def write_config(root: Path, data: Path, out: str, **overrides) -> Path:
     spec = load_spec_data(spec_dict(data)).spec
     ctx = RenderContext(output_dir=root / out, config_dir=root / out, cache_dir=root / "cache")
-    result = render_lightning(spec, get_profile("cpu"), ctx)
+    result = LIGHTNING.render(spec, get_profile("cpu"), ctx)
     cfg = json.loads(result.files[CONFIG_NAME])
     for section, values in overrides.items():
         cfg[section].update(values) if isinstance(values, dict) else cfg.__setitem__(section, values)

@@ -14,11 +14,11 @@ import pytest
 
 from tests.fixtures.artifact_jobs import make_job_dir, save_state
 from zlt.artifacts import ArtifactExistsError, collect_artifact, get_artifact, list_artifacts
-from zlt.artifacts.convert import detect_format, effective_deltas, read_lora
-from zlt.artifacts.safetensors_io import file_data_sha256, read_file, read_header
 from zlt.artifacts.store import fetch_all
 from zlt.core.errors import BadInputError, JobFailedError
 from zlt.core.fsutil import sha256_file, sha256_json
+from zlt.lora.convert import detect_format, effective_deltas, read_lora
+from zlt.lora.safetensors_io import file_data_sha256, read_file, read_header
 from zlt.spec.load import load_spec
 
 REQUIRED_KEYS = (
@@ -252,11 +252,10 @@ def test_index_failure_unpublishes_the_folder(tmp_path, zlt_home):
     import sqlite3
     from contextlib import closing
 
-    from zlt.jobs.db import connect
+    from zlt.artifacts.tables import connect
 
     with closing(connect(zlt_home)) as db:  # a store the index write cannot complete in
-        db.execute("DROP TABLE job_events")
-        db.execute("DROP TABLE jobs")
+        db.execute("DROP TABLE artifacts")
     with pytest.raises(sqlite3.OperationalError):
         collect_artifact(make_job_dir(tmp_path), home=zlt_home)
     assert list(_registry(zlt_home).iterdir()) == []  # no folder the index does not name

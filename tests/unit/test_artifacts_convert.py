@@ -15,7 +15,8 @@ from tests.fixtures.artifact_jobs import (
     musubi_state,
     save_state,
 )
-from zlt.artifacts.convert import (
+from zlt.core.errors import BadInputError
+from zlt.lora.convert import (
     FORMATS,
     detect_format,
     effective_deltas,
@@ -25,8 +26,7 @@ from zlt.artifacts.convert import (
     read_lora,
     render_lora,
 )
-from zlt.artifacts.safetensors_io import read_file, write_file
-from zlt.core.errors import BadInputError
+from zlt.lora.safetensors_io import read_file, write_file
 
 
 def _expected(arrays, scale=1.0):
@@ -161,6 +161,6 @@ def test_incomplete_and_unsupported_files_are_errors(tmp_path):
 
 
 def _raw(a):
-    from zlt.artifacts.safetensors_io import RawTensor
+    from zlt.lora.safetensors_io import RawTensor
 
     return RawTensor.from_float32(np.asarray(a, dtype=np.float32), "F32")

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from tests.fixtures.artifact_jobs import write_loss_log
-from zlt.artifacts.curve import (
+from zlt.run.curve import (
     Curve,
     curve_from_events,
     curve_from_jsonl,

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from zlt.core.errors import BadInputError
 from zlt.core.naming import (
     MAX_NAME,
     NameValues,
@@ -15,7 +16,6 @@ from zlt.core.naming import (
     sanitize_name,
     uses_version,
 )
-from zlt.core.errors import BadInputError
 
 VALUES = NameValues(job_id="20260801-120000-abc123", style_name="watercolor", preset="style", rank=16, steps=2000,
                     date="20260801")

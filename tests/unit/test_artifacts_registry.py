@@ -18,10 +18,10 @@ from zlt.artifacts import (
     remove_artifact,
     verify_artifact,
 )
-from zlt.artifacts.convert import detect_format, effective_deltas, read_lora
-from zlt.artifacts.safetensors_io import file_data_sha256, read_header
 from zlt.artifacts.store import fetch_all
 from zlt.core.errors import BadInputError, NotFoundError
+from zlt.lora.convert import detect_format, effective_deltas, read_lora
+from zlt.lora.safetensors_io import file_data_sha256, read_header
 
 
 @pytest.fixture

@@ -78,7 +78,7 @@ def test_warm_start_begins_at_the_parents_weights(tmp_path: Path, data: Path):
     cache = {"dir": str(tmp_path / "cache")}
     parent, _, _ = run(tiny_config(tmp_path / "p", data, training={"max_steps": 5}, cache=cache, **SECTIONS))
     # the registry keeps the LoRA with alpha folded in (diffusers layout); the child trains at another alpha
-    from zlt.artifacts.convert import effective_deltas, read_lora
+    from zlt.lora.convert import effective_deltas, read_lora
 
     init = write_init_lora(parent.out / "tinytest.safetensors", init_file(tmp_path / "child", "lightning"),
                            backend="lightning", rank=4, alpha=2)

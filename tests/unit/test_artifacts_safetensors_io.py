@@ -11,7 +11,8 @@ from safetensors import safe_open
 from safetensors.numpy import load_file, save_file
 
 from tests.fixtures.artifact_jobs import to_bf16_bits, write_bf16
-from zlt.artifacts.safetensors_io import (
+from zlt.core.errors import BadInputError
+from zlt.lora.safetensors_io import (
     CorruptFileError,
     RawTensor,
     data_sha256,
@@ -21,7 +22,6 @@ from zlt.artifacts.safetensors_io import (
     serialize,
     write_file,
 )
-from zlt.core.errors import BadInputError
 
 
 def test_reads_reference_file_with_metadata(tmp_path):

@@ -18,7 +18,7 @@ pytest.importorskip("peft", reason="needs the [train] extra (peft)")
 
 from tests.fixtures.artifact_jobs import make_job_dir  # noqa: E402
 from zlt.artifacts import collect_artifact, export_artifact  # noqa: E402
-from zlt.artifacts.safetensors_io import RawTensor, read_file  # noqa: E402
+from zlt.lora.safetensors_io import RawTensor, read_file  # noqa: E402
 
 pytestmark = pytest.mark.train
 

@@ -6,10 +6,10 @@ import json
 
 from tests.fixtures.artifact_jobs import MAIN_MODULES, make_job_dir
 from zlt.artifacts import collect_artifact
-from zlt.artifacts.convert import read_lora
 from zlt.artifacts.jobdir import read_job_dir
-from zlt.artifacts.safetensors_io import read_header
 from zlt.artifacts.trained import describe_trained, differences, spec_targets, target_name
+from zlt.lora.convert import read_lora
+from zlt.lora.safetensors_io import read_header
 
 
 def _describe(job):

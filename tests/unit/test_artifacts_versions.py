@@ -15,9 +15,10 @@ from zlt.artifacts import collect_artifact, get_artifact, remove_artifact
 from zlt.artifacts.lineage import RETRAIN_FILE, image_changes, spec_diff
 from zlt.artifacts.promote import current_id, history, promote, rollback
 from zlt.artifacts.reindex import reindex
-from zlt.artifacts.versions import resolve_artifact_ref, style_line
+from zlt.artifacts.resolve import resolve_folder
+from zlt.artifacts.tables import connect
+from zlt.artifacts.versions import style_line
 from zlt.core.errors import BadInputError, NotFoundError
-from zlt.jobs.db import connect
 
 
 def _job(root: Path, n: int, **kw) -> Path:
@@ -88,25 +89,25 @@ def test_unversioned_pattern_still_numbers_the_line(tmp_path, zlt_home):
 @pytest.mark.usefixtures("dialect")
 def test_promote_resolve_rollback_round_trip(tmp_path, zlt_home):
     ids = [collect_artifact(_job(tmp_path, n), home=zlt_home).id for n in range(3)]
-    assert resolve_artifact_ref("watercolor", zlt_home).name == ids[2]  # never promoted: the newest
+    assert resolve_folder(zlt_home, "watercolor").name == ids[2]  # never promoted: the newest
     promote(zlt_home, ids[1])
-    assert resolve_artifact_ref("watercolor", zlt_home).name == ids[1]
-    assert resolve_artifact_ref("watercolor@v0", zlt_home).name == ids[0]
-    assert resolve_artifact_ref(ids[2], zlt_home).name == ids[2]
-    folder = resolve_artifact_ref(ids[2], zlt_home)
-    assert resolve_artifact_ref(str(folder), zlt_home) == folder
+    assert resolve_folder(zlt_home, "watercolor").name == ids[1]
+    assert resolve_folder(zlt_home, "watercolor@v0").name == ids[0]
+    assert resolve_folder(zlt_home, ids[2]).name == ids[2]
+    folder = resolve_folder(zlt_home, ids[2])
+    assert resolve_folder(zlt_home, str(folder)) == folder
     back = rollback(zlt_home, "watercolor")
     assert (back["current"], back["previous"]) == (ids[0], ids[1])
-    assert resolve_artifact_ref("watercolor", zlt_home).name == ids[0]
+    assert resolve_folder(zlt_home, "watercolor").name == ids[0]
     with pytest.raises(BadInputError, match="oldest version"):
         rollback(zlt_home, "watercolor")
     assert [(h["action"], h["artifact_id"]) for h in history(zlt_home, "watercolor")] == [
         ("promote", ids[1]), ("rollback", ids[0])]
-    assert all(Path(resolve_artifact_ref(i, zlt_home)).is_dir() for i in ids)  # nothing deleted
+    assert all(Path(resolve_folder(zlt_home, i)).is_dir() for i in ids)  # nothing deleted
     with pytest.raises(NotFoundError):
-        resolve_artifact_ref("watercolor@v9", zlt_home)
+        resolve_folder(zlt_home, "watercolor@v9")
     with pytest.raises(NotFoundError):
-        resolve_artifact_ref("nope", zlt_home)
+        resolve_folder(zlt_home, "nope")
 
 
 def test_rollback_of_a_never_promoted_style_steps_back_from_the_newest(tmp_path, zlt_home):
@@ -176,19 +177,20 @@ def test_spec_diff_and_image_changes_are_pure():
 
 def test_m010_numbers_the_artifacts_of_an_old_store(tmp_path):
     """A store from before versions: m010 adds the columns and numbers each style's artifacts by creation time."""
-    from zlt.jobs.db import MIGRATIONS, _InTransaction, migrate
-    from zlt.jobs.dialect import sqlite_database
+    from zlt.artifacts.tables import MIGRATIONS
+    from zlt.db.dialect import sqlite_database
+    from zlt.db.migrate import InTransaction, migrate
 
     db = sqlite_database(tmp_path / "old.db")
     db.execute("CREATE TABLE migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
     for name, fn in MIGRATIONS:
         if name < "m010":
-            fn(_InTransaction(db))
+            fn(InTransaction(db))
             db.execute("INSERT INTO migrations (name, applied_at) VALUES (?, 0)", (name,))
     rows = [("b_v0", "wc", 2.0), ("a_v0", "wc", 1.0), ("c_v0", "oil", 1.5), ("d_v0", "wc", 2.0)]
     for id_, style, ts in rows:
         db.execute("INSERT INTO artifacts (id, name, path, created_at) VALUES (?, ?, '/x', ?)", (id_, style, ts))
-    assert "m010_artifact_versions" in migrate(db)
+    assert "m010_artifact_versions" in migrate(db, MIGRATIONS)
     got = {r[0]: r[1] for r in db.execute("SELECT id, version FROM artifacts").fetchall()}
     assert got == {"a_v0": 0, "b_v0": 1, "d_v0": 2, "c_v0": 0}
     with pytest.raises(sqlite3.IntegrityError):  # one version of a style is one artifact
@@ -244,7 +246,7 @@ def test_concurrent_collector_processes_get_distinct_versions(tmp_path, zlt_home
 def test_retrain_plans_from_a_style_name(tmp_path, zlt_home):
     from PIL import Image
 
-    from zlt.artifacts.retrain import plan_retrain
+    from zlt.flows.retrain import plan_retrain
 
     job = _job(tmp_path, 0)
     (job / "dataset").mkdir()
@@ -299,7 +301,7 @@ def test_retrain_resumes_a_parent_that_is_not_in_the_job_store(tmp_path, zlt_hom
     """`zlt train` jobs have no store row: the lineage remembers their folder and dataset listing."""
     from PIL import Image
 
-    from zlt.artifacts.retrain import plan_retrain
+    from zlt.flows.retrain import plan_retrain
 
     job = _job(tmp_path, 0)
     (job / "dataset").mkdir()

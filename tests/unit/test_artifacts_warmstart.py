@@ -9,8 +9,6 @@ import numpy as np
 import pytest
 
 from tests.fixtures.artifact_jobs import upstream_file
-from zlt.artifacts.convert import effective_deltas, read_lora
-from zlt.artifacts.safetensors_io import read_header
 from zlt.artifacts.warmstart import (
     apply_warm_start,
     init_file,
@@ -19,6 +17,8 @@ from zlt.artifacts.warmstart import (
     write_retrain_file,
 )
 from zlt.core.errors import BadInputError
+from zlt.lora.convert import effective_deltas, read_lora
+from zlt.lora.safetensors_io import read_header
 
 
 @pytest.mark.parametrize(("backend", "prefix"), [("lightning", "transformer."), ("ai-toolkit", "diffusion_model."),
@@ -94,8 +94,9 @@ def test_apply_warm_start_seeds_once_and_names_what_is_missing(tmp_path: Path):
 def test_each_backend_is_rendered_its_own_warm_start_mechanism(tmp_path: Path):
     import yaml
 
+    from zlt.backends import render_spec
     from zlt.profiles import get_profile
-    from zlt.render import RenderContext, render_spec
+    from zlt.render import RenderContext
     from zlt.spec import load_spec_data
 
     init = tmp_path / "warm start" / "init.safetensors"

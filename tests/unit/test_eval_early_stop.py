@@ -109,7 +109,7 @@ def _spec(tmp_path: Path, **eval_section):
 @pytest.mark.parametrize(("every", "due"), [(250, [250, 500, 750, 1000]), (500, [500, 1000]),
                                             (300, [500, 750, 1000]), (1000, [1000])])
 def test_offer_queues_the_first_checkpoint_at_or_after_each_multiple_once(tmp_path, every, due):
-    from zlt.eval.live import LiveEvaluator
+    from zlt.flows.live_eval import LiveEvaluator
 
     ev = LiveEvaluator(_spec(tmp_path, every=every), job_id="j", job_dir=tmp_path / "job", train_dir=None, gpu=None,
                        request_stop=lambda r: None)
@@ -157,7 +157,7 @@ def _train_images(folder: Path) -> Path:
 def _lora_files(tmp_path: Path, steps) -> list[Ck]:
     import numpy as np
 
-    from zlt.artifacts.safetensors_io import RawTensor, write_file
+    from zlt.lora.safetensors_io import RawTensor, write_file
 
     out = tmp_path / "out"
     out.mkdir(exist_ok=True)
@@ -175,7 +175,8 @@ def test_the_thread_scores_keeps_only_the_best_link_and_asks_for_the_stop(tmp_pa
     from PIL import Image
 
     from zlt.core.events import Evaluation
-    from zlt.eval.live import ROWS_FILE, LiveEvaluator, preserved
+    from zlt.eval.live_rows import ROWS_FILE, preserved
+    from zlt.flows.live_eval import LiveEvaluator
 
     red = {None: 255, 250: 200, 500: 230, 750: 229, 1000: 228}  # cos to the training images ~ red/255
     def source(lora, prompts, count, seed):
@@ -220,7 +221,7 @@ def test_the_thread_scores_keeps_only_the_best_link_and_asks_for_the_stop(tmp_pa
 
 
 def test_a_failing_evaluation_warns_once_and_never_stops_training(tmp_path):
-    from zlt.eval.live import LiveEvaluator
+    from zlt.flows.live_eval import LiveEvaluator
 
     def broken(lora, prompts, count, seed):
         raise RuntimeError("CUDA error: out of memory")
@@ -375,7 +376,7 @@ def test_a_worker_job_stopped_early_succeeds_and_its_history_has_the_evaluations
 def test_a_resumed_job_keeps_the_rows_of_its_earlier_attempt_and_scores_only_new_checkpoints(tmp_path):
     from PIL import Image
 
-    from zlt.eval.live import LiveEvaluator
+    from zlt.flows.live_eval import LiveEvaluator
 
     drawn: list[str] = []
 

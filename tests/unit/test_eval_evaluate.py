@@ -14,7 +14,7 @@ from tests.fixtures.artifact_jobs import make_job_dir
 from zlt.artifacts import collect_artifact, verify_artifact
 from zlt.eval.best import Rule
 from zlt.eval.evaluate import EvalOptions, evaluate_artifact
-from zlt.eval.hook import evaluate_after_training
+from zlt.flows.after_training import evaluate_after_training
 
 DIM = 8
 STYLE, P1, P2 = 0, 1, 2  # embedding axes: the training style, prompt 1's content, prompt 2's content

@@ -15,7 +15,9 @@ pytest.importorskip("fastapi")
 
 from tests.fixtures.eval_fixtures import evaluable_artifact, tiny_clip  # noqa: E402
 from zlt.core.errors import BadInputError, EnvNotReadyError  # noqa: E402
-from zlt.eval.jobs import EvalRequest, submit_evaluation, with_eval_jobs  # noqa: E402
+from zlt.eval.request import EvalRequest  # noqa: E402
+from zlt.flows.evaluation import submit_evaluation  # noqa: E402
+from zlt.flows.kinds import worker_launcher  # noqa: E402
 from zlt.jobs import job_status, list_jobs  # noqa: E402
 from zlt.jobs.store import JobStore  # noqa: E402
 from zlt.jobs.worker import Worker, WorkerOptions  # noqa: E402
@@ -51,7 +53,7 @@ def test_the_worker_runs_a_queued_evaluation_and_records_the_best_step(art, clip
         loads.append(base["name"])
         return build_tiny_pipeline()
 
-    launcher = with_eval_jobs(zlt_home, no_training)
+    launcher = worker_launcher(zlt_home, fallback=no_training)
     launcher.cache = PipelineCache(loader=loader)  # the worker's shared cache
     store = JobStore(zlt_home)
     try:

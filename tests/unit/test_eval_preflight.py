@@ -13,7 +13,7 @@ from zlt.spec.load import load_spec_data
 
 
 def _report(tmp_path: Path, **sets):
-    from zlt.preflight import run_preflight
+    from zlt.flows.preflight import preflight as run_preflight
 
     base = {"model.base.name": "zlt/tiny-zimage", "dataset.resolution": 64, "job.resources.min_vram_gb": "null"}
     s = load_spec_data({"dataset": {"path": str(tmp_path / "data")}},

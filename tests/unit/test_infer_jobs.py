@@ -14,7 +14,9 @@ from PIL import Image  # noqa: E402
 
 from tests.fixtures.infer_fixtures import tiny_artifact  # noqa: E402
 from zlt.core.errors import BadInputError, NotFoundError, SpecError  # noqa: E402
-from zlt.infer.jobs import job_kind, parse_request, submit_generation, with_generation_jobs  # noqa: E402
+from zlt.flows.generation import job_kind, submit_generation  # noqa: E402
+from zlt.flows.kinds import worker_launcher  # noqa: E402
+from zlt.infer.params import parse_request  # noqa: E402
 from zlt.infer.pipeline import PipelineCache  # noqa: E402
 from zlt.jobs import job_status, list_jobs  # noqa: E402
 from zlt.jobs.store import JobStore  # noqa: E402
@@ -41,7 +43,7 @@ def _run_worker(home: Path, cache: PipelineCache) -> None:
 
     store = JobStore(home)
     try:
-        launcher = with_generation_jobs(home, no_training, cache=cache)
+        launcher = worker_launcher(home, fallback=no_training, cache=cache)
         Worker(store, WorkerOptions(gpus=[0], once=True, poll_s=0.05), launcher=launcher).run()
     finally:
         store.close()

@@ -11,11 +11,11 @@ import pytest
 from tests.jobs_dialects import dialect, pg_server  # noqa: F401 - fixtures: each test runs on both stores
 from tests.unit.jobs_fakes import new_job
 from zlt.core.errors import EnvNotReadyError
+from zlt.flows.foreground import ForegroundRun, run_foreground
+from zlt.flows.training import RunOutcome
 from zlt.jobs import job_status
-from zlt.jobs.foreground import ForegroundRun, run_foreground
 from zlt.jobs.states import IllegalTransition
 from zlt.jobs.store import JobStore
-from zlt.run.pipeline import RunOutcome
 from zlt.spec import load_spec_data
 
 pytestmark = pytest.mark.usefixtures("dialect")

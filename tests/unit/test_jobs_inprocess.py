@@ -9,7 +9,7 @@ import pytest
 from tests.jobs_dialects import dialect, pg_server  # noqa: F401 - fixtures: each test runs on both stores
 from tests.unit.jobs_fakes import new_job
 from zlt.core.errors import BadInputError, EnvNotReadyError
-from zlt.jobs.inprocess import Cancelled, Done, InProcessRun
+from zlt.flows.inprocess import Cancelled, Done, InProcessRun
 from zlt.jobs.store import JobStore
 
 pytestmark = pytest.mark.usefixtures("dialect")

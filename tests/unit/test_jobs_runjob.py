@@ -13,10 +13,12 @@ import pytest
 
 from tests.jobs_dialects import dialect, pg_server  # noqa: E402,F401
 from zlt.core.events import Checkpoint, EventStream, Finished, Phase, Progress, Resumed, read_events
+from zlt.flows.finish import lower_profile
+from zlt.flows.job_process import run_claimed_job
+from zlt.flows.training import TrainRequest
 from zlt.jobs.api import submit_job
-from zlt.jobs.runjob import StopControl, lower_profile, run_claimed_job, watch_parent
+from zlt.jobs.lease import StopControl, watch_parent
 from zlt.jobs.store import JobStore
-from zlt.run import TrainRequest
 from zlt.spec import load_spec_data
 
 pytestmark = pytest.mark.usefixtures("dialect")
@@ -268,8 +270,8 @@ def test_a_lost_lease_leaves_the_job_to_its_new_owner(home: Path, tmp_path: Path
 
 def test_a_runner_that_cannot_renew_its_lease_stops_before_another_host_may_take_the_job():
     """Fencing by lease time: the store unreachable for longer than the lease TTL stops the trainer."""
-    from zlt.jobs.dialect import StoreOperationalError
-    from zlt.jobs.runjob import LEASE_LOST, LeaseKeeper
+    from zlt.db.dialect import StoreOperationalError
+    from zlt.jobs.lease import LEASE_LOST, LeaseKeeper
 
     class Unreachable:
         lease_ttl = 0.3

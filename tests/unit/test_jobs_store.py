@@ -9,10 +9,13 @@ import pytest
 
 from tests.jobs_dialects import dialect, pg_server  # noqa: F401
 from tests.unit.jobs_fakes import FakeClock, new_job
+from zlt.artifacts import tables as artifact_tables
 from zlt.core.errors import NotFoundError
-from zlt.core.paths import db_path
-from zlt.jobs.db import MIGRATIONS, _InTransaction, connect, migrate, split_statements, store_url
-from zlt.jobs.dialect import Database, sqlite_database
+from zlt.core.kinds import JobKind
+from zlt.db.connect import open_database
+from zlt.db.dialect import Database, split_statements
+from zlt.db.migrate import InTransaction, migrate
+from zlt.jobs.db import MIGRATIONS, connect
 from zlt.jobs.faults import INFRA_RETRY_CAP
 from zlt.jobs.states import IllegalTransition, JobStatus
 from zlt.jobs.store import JobStore
@@ -22,13 +25,7 @@ pytestmark = pytest.mark.usefixtures("dialect")
 
 def raw_db(home: Path) -> Database:
     """The store's database without migrations (to build an old store)."""
-    url = store_url(home)
-    if url:
-        from zlt.jobs.pg import pg_database
-
-        return pg_database(url)
-    home.mkdir(parents=True, exist_ok=True)
-    return sqlite_database(db_path(home))
+    return open_database(home)
 
 
 @pytest.fixture
@@ -208,17 +205,19 @@ def test_split_statements_keeps_statements_whole():
 
 
 def test_migrations_are_numbered_in_order():
-    names = [n for n, _ in MIGRATIONS]
-    numbers = [int(n[1:4]) for n in names]
-    assert names == sorted(names) and len(set(numbers)) == len(numbers), "unique, ascending (gaps are allowed)"
+    for migrations in (MIGRATIONS, artifact_tables.MIGRATIONS):
+        names = [n for n, _ in migrations]
+        assert names == sorted(names), "ascending (gaps are allowed)"
+    numbers = [int(n[1:4]) for n, _ in MIGRATIONS + artifact_tables.MIGRATIONS]
+    assert len(set(numbers)) == len(numbers), "one number space: the lists share the migrations table"
 
 
 def test_an_old_store_is_upgraded_and_keeps_its_jobs(tmp_path: Path):
     """A store written before m003 (only m001/m002 applied) opens, migrates, and keeps its rows."""
     db = raw_db(tmp_path)
     db.execute(db.ddl("CREATE TABLE migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)"))
-    for name, fn in MIGRATIONS[:2]:
-        fn(_InTransaction(db))
+    for name, fn in [MIGRATIONS[0], artifact_tables.MIGRATIONS[0]]:
+        fn(InTransaction(db))
         db.execute("INSERT INTO migrations VALUES (?, 0)", (name,))
     db.execute(
         "INSERT INTO jobs (id, name, state, created_at, updated_at, backend, spec_json, job_dir) "
@@ -227,7 +226,7 @@ def test_an_old_store_is_upgraded_and_keeps_its_jobs(tmp_path: Path):
     db.close()
     store = JobStore(tmp_path)
     applied = [r[0] for r in store.db.execute("SELECT name FROM migrations ORDER BY name")]
-    assert applied == [n for n, _ in MIGRATIONS]
+    assert applied == sorted([n for n, _ in MIGRATIONS] + [artifact_tables.MIGRATIONS[0][0]])
     row = store.get("old")
     assert row["state"] == "queued" and row["auto_retries"] == 0 and row["snapshot_json"] == "{}"
     assert store.claim("w", [0]).job_id == "old"
@@ -246,7 +245,7 @@ def test_a_failing_migration_leaves_nothing_behind(tmp_path: Path, monkeypatch: 
     assert not raw.table_exists("half")
     assert raw.execute("SELECT 1 FROM migrations WHERE name = 'm999_broken'").fetchone() is None
     monkeypatch.setattr(dbmod, "MIGRATIONS", [m for m in dbmod.MIGRATIONS if m[0] != "m999_broken"])
-    assert migrate(raw) == []  # the real ones all went through
+    assert migrate(raw, dbmod.MIGRATIONS) == []  # the real ones all went through
 
 
 def test_rows_read_like_sqlite_rows_and_queue_position_counts(store: JobStore, clock: FakeClock):
@@ -279,3 +278,76 @@ def test_the_artifact_index_runs_on_the_same_store(store: JobStore, tmp_path: Pa
     assert [r["meta"] for r in index.fetch_all(tmp_path)] == [{"k": 1}]
     index.delete(tmp_path, "a1")
     assert index.fetch_all(tmp_path) == [] and store.get("j")["artifact_id"] is None
+
+
+def _store_of_today(home: Path) -> Database:
+    """A store as the code before the kind column left it: every migration up to m010 applied, from one list."""
+    db = raw_db(home)
+    db.execute(db.ddl("CREATE TABLE migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)"))
+    old = dict(MIGRATIONS + artifact_tables.MIGRATIONS)
+    for name in ("m001_jobs", "m002_artifacts", "m003_job_runtime", "m004_shared_store", "m010_artifact_versions"):
+        old[name](InTransaction(db))
+        db.execute("INSERT INTO migrations VALUES (?, 0)", (name,))
+    for jid, backend, spec in (("t", "lightning", '{"name": "s"}'), ("g", "infer", '{"prompt": "a"}'),
+                               ("e", "eval", '{"seeds": 2}')):
+        db.execute("INSERT INTO jobs (id, name, state, created_at, updated_at, backend, spec_json, job_dir, "
+                   "snapshot_json) VALUES (?, ?, 'queued', 1, 1, ?, ?, ?, '{}')", (jid, jid, backend, spec, f"/tmp/{jid}"))
+        db.execute("INSERT INTO job_events (job_id, ts, to_state, message) VALUES (?, 1, 'queued', 'submitted')", (jid,))
+    return db
+
+
+def test_a_store_of_today_gets_the_kind_and_request_columns(tmp_path: Path):
+    _store_of_today(tmp_path).close()
+    store = JobStore(tmp_path)
+    try:
+        applied = {r[0] for r in store.db.execute("SELECT name FROM migrations")}
+        assert applied == {n for n, _ in MIGRATIONS + artifact_tables.MIGRATIONS}
+        t, g, e = (store.get(j) for j in "tge")
+        assert (t["kind"], t["backend"], t["spec_json"], t["request_json"]) == ("train", "lightning", '{"name": "s"}', None)
+        assert (g["kind"], g["backend"], g["spec_json"], g["request_json"]) == ("generate", None, None, '{"prompt": "a"}')
+        assert (e["kind"], e["backend"], e["spec_json"], e["request_json"]) == ("evaluate", None, None, '{"seeds": 2}')
+        assert [h["message"] for h in store.history("g")] == ["submitted"]  # the history still points at its job
+        assert store.queue_position(t) == 3 and store.claim("w", [0]).job_id == "e"  # indexes and order intact
+        store.create(new_job("n"))
+        assert artifact_tables.connect(tmp_path).execute("SELECT COUNT(*) FROM artifacts").fetchone()[0] == 0
+    finally:
+        store.close()
+
+
+def test_a_job_has_a_kind_and_a_request_not_a_spec(store: JobStore):
+    assert store.create(new_job("t"))["kind"] == JobKind.TRAIN
+    row = store.create(new_job("g", kind=JobKind.GENERATE, backend=None, spec_json=None, request={"prompt": "a"}))
+    assert (row["kind"], row["backend"], row["spec_json"]) == ("generate", None, None)
+    assert row["request_json"] == '{"prompt": "a"}'
+    assert store.create(new_job("e", backend=None, spec_json=None), kind="evaluate")["kind"] == "evaluate"
+
+
+def test_claim_here_creates_the_job_as_create_does(store: JobStore):
+    c = store.claim_here("f", "fg", [0], new=new_job("f", min_vram_gb=40.0, kind=JobKind.TRAIN))
+    row = store.get("f")
+    assert (c.attempt, c.resume, row["state"], row["min_vram_gb"], row["kind"]) == (1, False, "preparing", 40.0, "train")
+    assert [(h["from_state"], h["to_state"]) for h in store.history("f")] == [(None, "queued"), ("queued", "preparing")]
+
+
+def test_claim_here_resumes_through_the_transition_table(store: JobStore):
+    store.create(new_job("r"))
+    c = store.claim("w", [0])
+    store.transition("r", JobStatus.FAILED, token=c.token, error_cause="exit_code")
+    again = store.claim_here("r", "fg", [1])
+    row = store.get("r")
+    assert again.resume and again.attempt == 2 and row["state"] == "preparing" and row["gpus"] == "1"
+    assert row["error_cause"] is None and row["lease_token"] == again.token
+    assert [h["to_state"] for h in store.history("r")][-2:] == ["queued", "preparing"]
+    with pytest.raises(IllegalTransition) as exc:
+        store.claim_here("r", "fg", [1])
+    assert "resumed" in exc.value.hint
+
+
+def test_refuse_requeues_through_the_transition_table(store: JobStore):
+    store.create(new_job("x"))
+    c = store.claim("w", [0])
+    store.request_cancel("x")
+    row = store.refuse("x", c.token, "dataset not visible")
+    assert (row["state"], row["attempts"], row["lease_token"], row["gpus"]) == ("queued", 0, None, None)
+    assert row["error_cause"] == "not_visible" and row["cancel_requested"] == 1  # a pending cancel stays pending
+    assert store.history("x")[-1]["message"].startswith(f"refused by {store.host}")

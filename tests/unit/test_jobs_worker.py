@@ -13,11 +13,13 @@ import pytest
 from tests.jobs_dialects import dialect, pg_server  # noqa: E402,F401
 from tests.unit.test_jobs_runjob import FakeTrainer, submit
 from zlt.core.errors import BadInputError
-from zlt.jobs.runjob import SHUTDOWN, StopControl, run_claimed_job
+from zlt.flows.job_process import run_claimed_job
+from zlt.flows.training import TrainRequest
+from zlt.jobs.lease import SHUTDOWN, StopControl
+from zlt.jobs.records import Claim
 from zlt.jobs.states import JobStatus
-from zlt.jobs.store import Claim, JobStore
+from zlt.jobs.store import JobStore
 from zlt.jobs.worker import Worker, WorkerOptions, parse_gpu_list
-from zlt.run import TrainRequest
 
 pytestmark = pytest.mark.usefixtures("dialect")
 

@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
+from zlt.backends import render_spec
+from zlt.backends.parity import MAPS, ZLT, leaf_fields, message_fields, parity_markdown
 from zlt.profiles import get_profile
-from zlt.render import RenderContext, render_spec
-from zlt.render.parity import MAPS, ZLT, leaf_fields, message_fields, parity_markdown
+from zlt.render import RenderContext
 from zlt.spec import load_spec_data
 from zlt.spec.models import BACKENDS, JobSpec
 
@@ -108,7 +109,7 @@ def test_every_leaf_field_has_one_entry_per_backend():
 
 def test_parity_doc_is_the_generators_output():
     doc = (REPO / "docs" / "parity.md").read_text(encoding="utf-8")
-    assert doc == parity_markdown(), "regenerate: python -m zlt.render.parity > docs/parity.md"
+    assert doc == parity_markdown(), "regenerate: python -m zlt.backends.parity > docs/parity.md"
 
 
 WALKED = [p for p in leaf_fields() if any(MAPS[b][p].kind != ZLT for b in BACKENDS)]
@@ -150,7 +151,7 @@ def test_message_fields_reads_the_lead_path():
 
 
 def test_explain_rows_say_what_the_backend_does_and_which_source_decided():
-    from zlt.render.parity import explain_rows
+    from zlt.backends.parity import explain_rows
 
     loaded = load_spec_data({"preset": "character", "model": {"lora": {"rank": 4, "alpha": 2}}})
     res = render_spec(loaded.spec, "ai-toolkit", get_profile("80gb"), CTX)

@@ -291,16 +291,16 @@ def _unset_gc(spec: JobSpec) -> JobSpec:
 
 
 def test_gradient_checkpointing_comes_from_the_profile_unless_set():
-    from zlt.render.common import resolve_gradient_checkpointing
+    from zlt.backends import get as get_backend
 
     p80, p24, cpu = (load_profiles()[n] for n in ("80gb", "24gb", "cpu"))
     unset, on, off = _unset_gc(make_spec()), make_spec({"training.gradient_checkpointing": True}), \
         make_spec({"training.gradient_checkpointing": False})
-    assert resolve_gradient_checkpointing(unset, p80, "lightning")[0] is False
-    assert resolve_gradient_checkpointing(unset, p24, "lightning")[0] is True
-    assert resolve_gradient_checkpointing(unset, cpu, "lightning")[0] is False
-    assert resolve_gradient_checkpointing(on, p80, "lightning") == (True, "set in the spec")  # the user's value wins
-    assert resolve_gradient_checkpointing(off, p24, "lightning") == (False, "set in the spec")
+    assert get_backend("lightning").gradient_checkpointing(unset, p80)[0] is False
+    assert get_backend("lightning").gradient_checkpointing(unset, p24)[0] is True
+    assert get_backend("lightning").gradient_checkpointing(unset, cpu)[0] is False
+    assert get_backend("lightning").gradient_checkpointing(on, p80) == (True, "set in the spec")  # the user's value wins
+    assert get_backend("lightning").gradient_checkpointing(off, p24) == (False, "set in the spec")
     unset = _unset_gc(make_spec())
     on80 = plan(unset, p80, "lightning")
     assert not on80.gradient_checkpointing and on80.gradient_checkpointing_source == "profile 80gb (lightning lever)"

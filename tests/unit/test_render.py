@@ -7,10 +7,11 @@ import tomllib
 import yaml
 
 from tests.golden.cases import CTX, cases, golden_path, render_case
+from zlt.backends import render_spec
 from zlt.core.errors import BadInputError
-from zlt.profiles import get_profile, load_profiles
-from zlt.render import render_spec, select_profile
 from zlt.core.quoting import toml_value, yaml_value
+from zlt.preflight.select import select_profile
+from zlt.profiles import get_profile, load_profiles
 from zlt.spec import load_spec_data
 
 CASES = list(cases())
@@ -137,17 +138,17 @@ def test_write_render_records_what_will_be_trained(tmp_path):
 
 
 def test_lightning_explain_says_which_speed_switches_apply():
-    from zlt.render.lightning import render_lightning
+    from zlt.backends.lightning import LIGHTNING
 
     spec = load_spec_data({"dataset": {"path": "/tmp"}, "job": {"resources": {"gpu": 2}},
                            "model": {"base": {"quantize": "none"}}}).spec
-    res = render_lightning(spec, get_profile("80gb"), CTX)
+    res = LIGHTNING.render(spec, get_profile("80gb"), CTX)
     notes = "\n".join(res.notes)
     assert "torch.compile of the repeated blocks on (training.compile auto, cuda)" in notes
     assert "model.base.quantize: base weights stored in their dtype (spec)" in notes
     assert "job.resources.gpu: DDP on 2 GPUs, one process each" in notes
     assert "effective batch 8 = batch 1 x accumulation 4 x 2 GPUs" in notes
     spec8 = load_spec_data({"dataset": {"path": "/tmp"}, "model": {"base": {"quantize": "float8"}}}).spec
-    notes8 = "\n".join(render_lightning(spec8, get_profile("16gb"), CTX).notes)
+    notes8 = "\n".join(LIGHTNING.render(spec8, get_profile("16gb"), CTX).notes)
     assert "model.base.quantize: float8 storage (spec): transformer and text encoder weights in float8" in notes8
     assert "off (float8 storage cannot be compiled)" in notes8

@@ -18,9 +18,9 @@ import pytest
 import yaml
 
 from tests.golden.cases import CTX
+from zlt.backends import render_spec
+from zlt.backends.musubi.adapter import check_adapter_keys, convert_adapter
 from zlt.profiles import get_profile
-from zlt.render import render_spec
-from zlt.render.musubi_adapter import check_adapter_keys, convert_adapter
 from zlt.spec import load_spec_data
 
 BLOCK_CHILDREN = ["attention.to_q", "attention.to_k", "attention.to_v", "attention.to_out.0",
@@ -112,7 +112,7 @@ def aitoolkit_trained(network: dict, modules: list[str]) -> set[str]:
     ["attention", "feed_forward", "adaLN_modulation"],
 ])
 def test_every_backend_trains_the_spec_module_set(targets):
-    from zlt.render.lightning import trainer_config_from_render
+    from zlt.backends.lightning.render import trainer_config_from_render
     from zlt.trainer.config import peft_target
 
     modules = zimage_linears()
@@ -141,8 +141,8 @@ def musubi_lora_name(module: str) -> str:
 
 def test_adapter_reaches_musubi_in_its_own_keys(tmp_path):
     from tests.integration.test_train_helpers import write_tiny_adapter
-    from zlt.artifacts.convert import effective_deltas, read_lora
-    from zlt.artifacts.safetensors_io import read_header
+    from zlt.lora.convert import effective_deltas, read_lora
+    from zlt.lora.safetensors_io import read_header
 
     src = write_tiny_adapter(tmp_path / "adapter.safetensors")
     out = tmp_path / "job" / "turbo_adapter_musubi.safetensors"
@@ -174,7 +174,7 @@ def test_render_checks_a_local_adapter_and_adds_the_conversion_step(tmp_path):
     src = write_tiny_adapter(tmp_path / "a.safetensors")
     spec = load_spec_data({"model": {"base": {"training_adapter": str(src)}}}).spec
     res, train = musubi_train(spec)
-    assert res.step_names[0] == "convert_adapter" and res.argv[0][:3] == ["python3", "-m", "zlt.render.musubi_adapter"]
+    assert res.step_names[0] == "convert_adapter" and res.argv[0][:3] == ["python3", "-m", "zlt.backends.musubi.adapter"]
     assert argv_values(train, "--base_weights") == ["/jobs/j1/render/turbo_adapter_musubi.safetensors"]
     none = load_spec_data({"model": {"base": {"training_adapter": "none"}}}).spec
     res, train = musubi_train(none)
@@ -201,7 +201,7 @@ def test_musubi_adafactor_keeps_the_spec_lr_and_schedule():
 
 
 def test_prodigy_means_the_same_step_size_on_every_backend():
-    from zlt.render.lightning import trainer_config_from_render
+    from zlt.backends.lightning.render import trainer_config_from_render
 
     spec = load_spec_data({"training": {"optimizer": {"type": "prodigy"}, "learning_rate": 1e-4}}).spec
     # toolkit/optimizer.py: use_lr = 1.0 when learning_rate < 0.1, and eps=1e-6

@@ -1,7 +1,7 @@
+from zlt.backends.aitoolkit.parse import parse_aitoolkit
+from zlt.backends.musubi.parse import parse_musubi
 from zlt.core.events import Checkpoint, Error, Oom, Phase, Progress, Resumed, Warning_
 from zlt.run.interpret import LogInterpreter
-from zlt.run.parse_aitoolkit import parse_aitoolkit
-from zlt.run.parse_musubi import parse_musubi
 
 
 def make(parser=lambda line: parse_aitoolkit(line, "zs"), **kw):
@@ -156,7 +156,7 @@ def test_musubi_avr_loss_nan_is_not_finite():
 
 
 def test_trainer_finished_events_are_ignored():
-    from zlt.run.parse_lightning import parse_lightning
+    from zlt.backends.lightning.parse import parse_lightning
 
     it, out = make(parse_lightning)
     it.feed('{"type": "finished", "status": "succeeded"}')
@@ -187,9 +187,9 @@ def test_builtin_trainer_nonfinite_lines_count_too():
     """zlt/trainer/emit.py writes a nan loss as `"loss": null, "loss_nonfinite": true` (strict JSON)."""
     import json
 
+    from zlt.backends.lightning.parse import parse_lightning
     from zlt.core.events import event_to_dict
     from zlt.run.divergence import NAN_PATIENCE
-    from zlt.run.parse_lightning import parse_lightning
 
     stopped = []
     it, out = make(parse_lightning, on_diverged=stopped.append)

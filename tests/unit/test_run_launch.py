@@ -4,7 +4,8 @@ import pytest
 
 from tests.integration.test_train_helpers import FAKE_AITOOLKIT
 from zlt.core.errors import EnvNotReadyError
-from zlt.run.launch import child_env, locate
+from zlt.preflight.install import locate
+from zlt.run.launch import child_env
 
 
 def test_checkout_from_flag_env_or_nowhere(tmp_path, monkeypatch):

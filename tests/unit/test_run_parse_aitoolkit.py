@@ -3,9 +3,9 @@ z_image.py, ToolkitProgressBar) -> events."""
 
 import pytest
 
+from zlt.backends.aitoolkit.parse import parse_aitoolkit
 from zlt.core.events import Checkpoint, Error, Oom, Phase, Progress, Resumed, Warning_
 from zlt.run.lines import split_text
-from zlt.run.parse_aitoolkit import parse_aitoolkit
 
 NAME = "first_lora_v1"
 
@@ -116,7 +116,7 @@ def test_noise_is_ignored(line):
     "zs:   0%|          | 0/2000 [00:00<?, ?it/s]",
 ])
 def test_hot_path_agrees_with_the_general_parser(line):
-    from zlt.run import parse_aitoolkit as mod
+    from zlt.backends.aitoolkit import parse as mod
 
     fast = parse_aitoolkit(line, "zs")
     mod._training_bar.cache_clear()

@@ -1,7 +1,7 @@
 import json
 
+from zlt.backends.lightning.parse import parse_lightning
 from zlt.core.events import Checkpoint, Oom, Progress, event_to_dict
-from zlt.run.parse_lightning import parse_lightning
 
 
 def test_json_event_lines_round_trip():

@@ -3,9 +3,9 @@ utils/train_utils.py, logging.basicConfig) -> events."""
 
 import pytest
 
+from zlt.backends.musubi.parse import parse_musubi
 from zlt.core.events import Checkpoint, Error, Oom, Phase, Progress, Warning_
 from zlt.run.lines import split_text
-from zlt.run.parse_musubi import parse_musubi
 
 TRAIN_LOG = (
     "INFO:musubi_tuner.dataset.config_utils:Load dataset config from /job/render/musubi_dataset.toml\n"
@@ -74,7 +74,7 @@ def test_cuda_oom():
     "steps:   0%|          | 1/1000 [00:04<1:06:36,  4.00s/it]",
 ])
 def test_hot_path_agrees_with_the_general_parser(line):
-    from zlt.run import parse_musubi as mod
+    from zlt.backends.musubi import parse as mod
 
     fast = mod._fast_progress(line)
     slow = mod.parse_bar(line)

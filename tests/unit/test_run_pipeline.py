@@ -9,7 +9,7 @@ import pytest
 
 from tests.integration.test_train_helpers import FAKE_AITOOLKIT, write_spec
 from zlt.core.errors import EnvNotReadyError
-from zlt.run import RunOutcome, TrainRequest, run_training
+from zlt.flows.training import RunOutcome, TrainRequest, run_training
 from zlt.spec import load_spec
 
 

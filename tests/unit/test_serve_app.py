@@ -119,6 +119,7 @@ def test_bad_query_parameters_are_422_with_their_path(client):
 
 def test_validate_and_render_routes(client, data_root: Path):
     (data_root / "ds").mkdir()
+    (data_root / "ds" / "a.png").write_bytes(b"x")  # validate checks the folder as submit does: it holds images
     spec = {"model": {"base": {"name": "zlt/tiny-zimage", "source": "builtin"}}, "dataset": {"path": "ds",
             "resolution": 64}, "training": {"max_steps": 8, "warmup_steps": 0}, "output": {"save": {"every": 4}}}
     r = client.post("/v1/specs/validate", headers=AUTH, json=spec)
@@ -130,6 +131,7 @@ def test_validate_and_render_routes(client, data_root: Path):
 
 def test_the_users_v0_registry_path_needs_the_operator_to_list_it(zlt_home: Path, data_root: Path, tmp_path):
     (data_root / "style").mkdir()
+    (data_root / "style" / "a.png").write_bytes(b"x")
     out = tmp_path / "artifacts"
     out.mkdir()
     body = {"dataset": {"path": "style"}, "output": {"registry": {"type": "local", "path": f"{out}/lora/"}}}

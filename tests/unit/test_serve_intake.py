@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from zlt.core.errors import SpecError
-from zlt.serve.intake import Fence, load_client_spec, prepare_spec_data
+from zlt.serve.intake import Fence, load_client_spec
 
 
 @pytest.fixture
@@ -49,10 +49,10 @@ def test_a_missing_dataset_path_says_how_to_give_one(root: Path, tmp_path: Path)
 def test_an_upload_replaces_the_path_with_a_warning(root: Path, tmp_path: Path):
     up = tmp_path / "up" / "set"
     up.mkdir(parents=True)
-    data, errors, warnings = prepare_spec_data({"dataset": {"path": "/nowhere"}}, fence(root, tmp_path),
-                                               dataset_dir=up)
-    assert data["dataset"]["path"] == str(up) and errors == []
-    assert warnings == ["dataset.path '/nowhere' replaced by the uploaded dataset"]
+    (up / "a.png").write_bytes(b"x")
+    loaded = load_client_spec({"dataset": {"path": "/nowhere"}}, fence(root, tmp_path), dataset_dir=up)
+    assert loaded.spec.dataset.path == str(up)
+    assert loaded.warnings == ["dataset.path '/nowhere' replaced by the uploaded dataset"]
 
 
 def test_the_body_must_be_an_object(root: Path, tmp_path: Path):
@@ -61,8 +61,10 @@ def test_the_body_must_be_an_object(root: Path, tmp_path: Path):
 
 
 def test_without_a_fence_relative_paths_follow_base_dir(tmp_path: Path):
-    data, errors, _ = prepare_spec_data({"dataset": {"path": "ds"}}, Fence(None, None), base_dir=tmp_path)
-    assert data["dataset"]["path"] == str(tmp_path / "ds") and errors == []
+    (tmp_path / "ds").mkdir()
+    (tmp_path / "ds" / "a.png").write_bytes(b"x")
+    loaded = load_client_spec({"dataset": {"path": "ds"}}, Fence(None, None), base_dir=tmp_path)
+    assert loaded.spec.dataset.path == str(tmp_path / "ds")
 
 
 def test_the_users_sketch_body_shape_validates(root: Path, tmp_path: Path):

@@ -61,8 +61,13 @@ def test_retrain_route_refuses_bad_bodies_and_unfenced_paths(client, artifact: s
     assert r.status_code == 400 and "give one" in r.json()["message"]
     r = client.post(f"/v1/artifacts/{artifact}/retrain", headers=AUTH, json={"dataset": "/etc"})
     assert r.status_code in (400, 422) and "/etc" in r.text
-    r = client.post(f"/v1/artifacts/{artifact}/retrain", headers=AUTH, json={"set": ["dataset.path=/etc"]})
-    assert r.status_code == 400 and "dataset.path" in r.json()["message"]
+    # the fence runs on the spec the retrain will run: 422 naming the field, whatever the override's syntax
+    for override, field in (("dataset.path=/etc", "dataset.path"), ("dataset={path: /etc, resolution: 64}", "dataset.path"),
+                            ("output.registry={path: /tmp/elsewhere}", "output.registry.path"),
+                            ("eval.models.clip=/etc", "eval.models.clip"),
+                            ("job={callback_url: 'ftp://169.254.169.254/'}", "job.callback_url")):
+        r = client.post(f"/v1/artifacts/{artifact}/retrain", headers=AUTH, json={"set": [override]})
+        assert r.status_code == 422 and field in [e["path"] for e in r.json()["errors"]], (override, r.text)
     assert client.post("/v1/artifacts/nosuch/retrain", headers=AUTH, json={}).status_code == 404
 
 
@@ -76,6 +81,10 @@ def test_mcp_retrain_lora_tool(artifact: str, zlt_home: Path):
     assert "trainer state" in result["retrain"]["why_warm"]  # the fixture parent left no ai-toolkit state
     result, is_error = call(tool, {"artifact": "nosuch"})
     assert is_error and result["error"] == "not_found"
+    fenced = next(t for t in make_tools(zlt_home, Fence((zlt_home,), (zlt_home,), model_roots=(zlt_home,)))
+                  if t.name == "retrain_lora")
+    result, is_error = call(fenced, {"artifact": "watercolor@v0", "set": ["output.registry={path: /tmp/elsewhere}"]})
+    assert is_error and "output.registry.path" in " ".join(result["detail"])
 
 
 def test_the_parents_callback_url_is_subscribed_for_the_retrain(tmp_path: Path, zlt_home: Path, monkeypatch):

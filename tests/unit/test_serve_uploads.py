@@ -11,13 +11,12 @@ from pathlib import Path
 import pytest
 
 from zlt.core.errors import BadInputError
+from zlt.flows.fences import fence_dataset_path, fence_output_path
 from zlt.serve.uploads import (
     Limits,
     UploadRefused,
     UploadTooLarge,
     extract_zip,
-    fence_dataset_path,
-    fence_output_path,
 )
 
 SMALL = Limits(max_extract_bytes=1 << 20, max_extract_files=50, max_ratio=50)

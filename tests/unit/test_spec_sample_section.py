@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import yaml
 
+from zlt.backends import render_spec
 from zlt.core.errors import SpecError
 from zlt.profiles import get_profile
-from zlt.render import render_spec
 from zlt.spec import load_spec_data
 from zlt.spec.starter import starter_spec
 

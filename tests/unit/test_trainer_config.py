@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from zlt.backends.lightning import LIGHTNING
+from zlt.backends.lightning.render import CONFIG_NAME, trainer_config_from_render
 from zlt.core.errors import BadInputError, SpecError
 from zlt.profiles import get_profile
 from zlt.render.base import RenderContext
-from zlt.render.lightning import CONFIG_NAME, render_lightning, trainer_config_from_render
 from zlt.spec.load import load_spec_data
 from zlt.spec.models import TURBO_ADAPTER_V2
 from zlt.trainer.config import (
@@ -36,7 +37,7 @@ def spec(data: dict):
 def test_cpu_render_contract(tmp_path: Path):
     ctx = RenderContext(dataset_dir=tmp_path / "prepared", output_dir=tmp_path / "out", config_dir=tmp_path / "render",
                         job_id="job1", cache_dir=tmp_path / "cache", python="/venv/bin/python", resume=True)
-    r = render_lightning(spec(TINY), get_profile("cpu"), ctx)
+    r = LIGHTNING.render(spec(TINY), get_profile("cpu"), ctx)
     assert r.backend == "lightning" and r.profile == "cpu"
     assert list(r.files) == [CONFIG_NAME]
     assert r.argv == [["/venv/bin/python", "-m", "zlt.trainer", str(tmp_path / "render" / "trainer.json")]]
@@ -55,7 +56,7 @@ def test_cpu_render_contract(tmp_path: Path):
 
 
 def test_defaults_without_context(zlt_home: Path):
-    r = render_lightning(spec(TINY), get_profile("cpu"), RenderContext())
+    r = LIGHTNING.render(spec(TINY), get_profile("cpu"), RenderContext())
     cfg = trainer_config_from_render(r)
     assert r.argv == [["python", "-m", "zlt.trainer", "trainer.json"]]
     assert cfg.data.path == "/data/x"
@@ -68,7 +69,7 @@ def test_gpu_render_maps_precision_targets_and_adapter():
               "model": {"lora": {"target_modules": ["attention.to_out", "feed_forward", "adaLN_modulation"]}},
               "training": {"gradient_checkpointing": False, "optimizer": {"type": "adamw", "use_8bit": True}},
               "job": {"resources": {"gpu": 2}}})
-    r = render_lightning(s, get_profile("24gb"), RenderContext())
+    r = LIGHTNING.render(s, get_profile("24gb"), RenderContext())
     cfg = trainer_config_from_render(r)
     assert cfg.training.precision == "bf16-mixed"  # the style preset says fp16; the 24gb card has bf16
     assert cfg.model.weight_dtype == "bf16"
@@ -87,14 +88,14 @@ def test_gpu_render_maps_precision_targets_and_adapter():
 def test_unknown_target_is_a_field_error():
     s = spec({**TINY, "model": {**TINY["model"], "lora": {"target_modules": ["attention.to_q", "attn.qkv"]}}})
     with pytest.raises(SpecError) as e:
-        render_lightning(s, get_profile("cpu"), RenderContext())
+        LIGHTNING.render(s, get_profile("cpu"), RenderContext())
     assert e.value.errors[0].path == "model.lora.target_modules[1]"
     assert "attn.qkv" in e.value.errors[0].message
 
 
 def test_sample_prompts_get_the_trigger():
     s = spec({**TINY, "training": {"max_steps": 60, "warmup_steps": 5, "sample": {"enable": True, "prompts": ["[trigger] a boat"], "every": 30}}})
-    cfg = trainer_config_from_render(render_lightning(s, get_profile("cpu"), RenderContext()))
+    cfg = trainer_config_from_render(LIGHTNING.render(s, get_profile("cpu"), RenderContext()))
     assert cfg.sample.enable and cfg.sample.prompts == ["<zstyle> a boat"] and cfg.sample.every == 30
     assert (cfg.sample.width, cfg.sample.height) == (64, 64)
 
@@ -122,7 +123,7 @@ def test_load_trainer_config_errors(tmp_path: Path):
     (tmp_path / "bad.json").write_text("{nope")
     with pytest.raises(BadInputError, match="not valid JSON"):
         load_trainer_config(tmp_path / "bad.json")
-    r = render_lightning(spec(TINY), get_profile("cpu"), RenderContext())
+    r = LIGHTNING.render(spec(TINY), get_profile("cpu"), RenderContext())
     d = json.loads(r.files[CONFIG_NAME])
     d["training"]["lr"] = 1
     (tmp_path / "extra.json").write_text(json.dumps(d))
@@ -133,21 +134,21 @@ def test_load_trainer_config_errors(tmp_path: Path):
 
 
 def test_config_and_renderer_import_no_torch():
-    code = "import sys, zlt.render.lightning, zlt.trainer.config; print(any(m in sys.modules for m in ('torch', 'diffusers')))"
+    code = "import sys, zlt.backends.lightning.render, zlt.trainer.config; print(any(m in sys.modules for m in ('torch', 'diffusers')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "False"
 
 
 def test_float8_and_compile_reach_the_trainer_config():
     base = {"preset": "style", "dataset": {"path": "/d"}}
-    small = trainer_config_from_render(render_lightning(spec(base), get_profile("16gb"), RenderContext()))
-    big = trainer_config_from_render(render_lightning(spec(base), get_profile("48gb"), RenderContext()))
+    small = trainer_config_from_render(LIGHTNING.render(spec(base), get_profile("16gb"), RenderContext()))
+    big = trainer_config_from_render(LIGHTNING.render(spec(base), get_profile("48gb"), RenderContext()))
     assert small.model.quantize == "float8" and big.model.quantize == "none"  # auto: float8 where bf16 won't fit
     asked = spec({**base, "model": {"base": {"quantize": "float8"}}, "training": {"compile": "off"}})
-    cfg = trainer_config_from_render(render_lightning(asked, get_profile("48gb"), RenderContext()))
+    cfg = trainer_config_from_render(LIGHTNING.render(asked, get_profile("48gb"), RenderContext()))
     assert cfg.model.quantize == "float8" and cfg.training.compile == "off"
     assert big.training.compile == "auto"  # the trainer turns auto on for CUDA
-    tiny = trainer_config_from_render(render_lightning(spec(TINY), get_profile("cpu"), RenderContext()))
+    tiny = trainer_config_from_render(LIGHTNING.render(spec(TINY), get_profile("cpu"), RenderContext()))
     assert tiny.model.quantize == "none"
 
 
@@ -160,6 +161,6 @@ def test_timestep_shift_is_read_from_the_config(tmp_path: Path):
 
 
 def test_auto_float8_is_said_at_render_time():
-    r = render_lightning(spec({"preset": "style", "dataset": {"path": "/d"}}), get_profile("16gb"), RenderContext())
+    r = LIGHTNING.render(spec({"preset": "style", "dataset": {"path": "/d"}}), get_profile("16gb"), RenderContext())
     assert any(w.startswith("model.base.quantize auto: the built-in trainer stores the base in float8 "
                             "(profile 16gb: bf16 needs 16.5 of 16 GiB)") for w in r.warnings), r.warnings

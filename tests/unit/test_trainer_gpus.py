@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from zlt.backends.lightning import LIGHTNING
+from zlt.backends.lightning.render import trainer_config_from_render
 from zlt.cli.train import gpu_sets
 from zlt.profiles import get_profile
 from zlt.render.base import RenderContext
-from zlt.render.lightning import render_lightning, trainer_config_from_render
 from zlt.spec.load import load_spec_data
 
 
@@ -13,7 +14,7 @@ def test_gpus_option_sets_the_device_count_for_ddp():
     sets = gpu_sets([], [0, 1])
     assert sets == ["job.resources.gpu=2"]
     spec = load_spec_data({"preset": "style", "dataset": {"path": "/d"}}, sets=sets).spec
-    cfg = trainer_config_from_render(render_lightning(spec, get_profile("48gb"), RenderContext()))
+    cfg = trainer_config_from_render(LIGHTNING.render(spec, get_profile("48gb"), RenderContext()))
     assert (cfg.runtime.accelerator, cfg.runtime.devices, cfg.runtime.strategy) == ("cuda", 2, "ddp")
 
 

@@ -17,20 +17,19 @@ from typing import Any
 
 from zlt.artifacts import store
 from zlt.artifacts.backends import LocalRegistry, open_registry
-from zlt.artifacts.convert import LoraWeights, read_lora, render_lora
-from zlt.artifacts.curve import Curve, load_curve, plot_loss
 from zlt.artifacts.jobdir import CheckpointEntry, JobFiles, read_job_dir
-from zlt.artifacts.lineage import job_lineage
+from zlt.artifacts.layout import LORA_FILE, META_FILE
+from zlt.artifacts.lineage import FOLDER_KEY, folder_lineage, job_lineage
 from zlt.artifacts.metadata import LoraFacts, build_lora_metadata, source_epoch, source_step, with_data_hash
-from zlt.core.naming import NameValues, parse_pattern, render_name, uses_version
-from zlt.artifacts.safetensors_io import data_sha256, read_header, write_file
 from zlt.artifacts.trained import Trained, describe_trained, differences, target_name
 from zlt.artifacts.trainmeta import build_training_meta
 from zlt.core.errors import BadInputError, JobFailedError
 from zlt.core.fsutil import atomic_write_json, atomic_write_text, sha256_file, sha256_json
+from zlt.core.naming import NameValues, parse_pattern, render_name, uses_version
+from zlt.lora.convert import LoraWeights, read_lora, render_lora
+from zlt.lora.safetensors_io import data_sha256, read_header, write_file
+from zlt.run.curve import Curve, load_curve, plot_loss
 
-LORA_FILE = "lora.safetensors"
-META_FILE = "training_meta.json"
 MAX_VERSIONS = 10_000
 SAMPLE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".mp4", ".txt", ".json")
 
@@ -243,21 +242,26 @@ def _build(job: JobFiles, staging: Path, *, created_at: float, attempts: int, cu
 
 def _publish(registry: LocalRegistry, staging: Path, home: Path, pattern: str, values: NameValues,
              row: dict[str, Any]) -> Path:
-    """Rename staging to the first free name; index it. Never replaces an existing folder or index entry."""
+    """Rename staging to the first free name; index it. Never replaces an existing folder or index entry. The
+    version is decided before the rename (the folder records it, see _record_line); the index row confirms it."""
     versioned = uses_version(pattern)
     # The style's next version; a name taken on disk moves on to the one after (the index row decides).
     start = store.peek_next_version(home, values.style_name) if versioned else 0
-    for version in range(start, start + MAX_VERSIONS) if versioned else [None]:
-        name = render_name(pattern, values, version or 0)
+    for attempt in range(MAX_VERSIONS):
+        version = start + attempt if versioned else store.peek_next_version(home, values.style_name)
+        name = render_name(pattern, values, version if versioned else 0)
         if registry.exists(name) or store.id_taken(home, name):
-            continue
+            if versioned:
+                continue
+            break
+        _record_line(staging, row, version)
         try:
             path = registry.publish(staging, name)
         except FileExistsError:
             continue
         try:
             store.insert(home, {**row, "id": name, "path": str(path), "version": version})
-        except FileExistsError:  # another collector indexed this id between our check and insert
+        except FileExistsError:  # another collector took this id or this version between our check and insert
             os.rename(path, staging)
             continue
         except BaseException:
@@ -266,6 +270,18 @@ def _publish(registry: LocalRegistry, staging: Path, home: Path, pattern: str, v
             raise
         return path
     raise _exists_error(registry, render_name(pattern, values, 0))
+
+
+def _record_line(staging: Path, row: dict[str, Any], version: int) -> None:
+    """Write style, version, parent and lineage into the folder's training_meta.json (and its new sha256 into the
+    index row), so the folder describes its line without the index. No training_meta.json: the index alone."""
+    path = staging / META_FILE
+    if not path.is_file():
+        return
+    meta = json.loads(path.read_text(encoding="utf-8"))
+    meta[FOLDER_KEY] = folder_lineage(row["name"], version, row.get("parent_id"), row.get("lineage"))
+    atomic_write_json(path, meta)
+    row["meta"]["files"][META_FILE] = {"sha256": sha256_file(path), "size": path.stat().st_size}
 
 
 def _exists_error(registry: LocalRegistry, name: str) -> ArtifactExistsError:

@@ -6,17 +6,17 @@ import json
 from pathlib import Path
 from typing import Any
 
-from zlt.artifacts.collect import META_FILE
-from zlt.artifacts.lineage import image_changes, job_dir_of, manifest_images, spec_diff
-from zlt.artifacts.versions import _eval_scores, resolve_row
+from zlt.artifacts.layout import META_FILE
+from zlt.artifacts.lineage import image_changes, images_of, spec_diff
+from zlt.artifacts.resolve import resolve_row
+from zlt.artifacts.versions import eval_scores
+from zlt.core.errors import ZltError
+from zlt.spec import load_spec
 
 METRICS = ("final_step", "final_loss", "final_loss_avg", "min_loss", "it_s")
 
 
 def _spec(folder: Path) -> dict[str, Any] | None:
-    from zlt.core.errors import ZltError
-    from zlt.spec import load_spec
-
     try:
         return load_spec(folder / "spec.yaml").spec.model_dump(mode="json")
     except (ZltError, OSError):
@@ -29,18 +29,6 @@ def _meta(folder: Path) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     return doc if isinstance(doc, dict) else {}
-
-
-def _images(home: Path, row: dict[str, Any]) -> dict[str, str] | None:
-    images = (row.get("lineage") or {}).get("images")
-    if isinstance(images, dict):
-        return images
-    job_dir = job_dir_of(home, row.get("job_id"))
-    try:
-        doc = json.loads((job_dir / "dataset.json").read_text(encoding="utf-8")) if job_dir else {}
-    except (OSError, ValueError):
-        return None
-    return manifest_images(doc.get("manifest")) if isinstance(doc, dict) else None
 
 
 def _number(x: Any) -> float | None:
@@ -62,8 +50,8 @@ def diff_artifacts(home: Path, a: str, b: str) -> dict[str, Any]:
             continue
         na, nb = _number(va), _number(vb)
         metrics[key] = {"a": va, "b": vb, "delta": nb - na if na is not None and nb is not None else None}
-    ea = _eval_scores(fa, ra["meta"].get("final_step")) or {} if fa.is_dir() else {}
-    eb = _eval_scores(fb, rb["meta"].get("final_step")) or {} if fb.is_dir() else {}
+    ea = eval_scores(fa, ra["meta"].get("final_step")) or {} if fa.is_dir() else {}
+    eb = eval_scores(fb, rb["meta"].get("final_step")) or {} if fb.is_dir() else {}
     for key in sorted(set(ea) | set(eb)):
         na, nb = _number(ea.get(key)), _number(eb.get(key))
         metrics[f"eval.{key}"] = {"a": ea.get(key), "b": eb.get(key),
@@ -73,6 +61,6 @@ def diff_artifacts(home: Path, a: str, b: str) -> dict[str, Any]:
         "b": {"id": rb["id"], "version": rb.get("version"), "parent_id": rb.get("parent_id"), "path": str(fb)},
         "spec": spec_diff(_spec(fa), _spec(fb)),
         "dataset": {"a_sha256": ra.get("dataset_sha256"), "b_sha256": rb.get("dataset_sha256"),
-                    "changes": image_changes(_images(home, ra), _images(home, rb))},
+                    "changes": image_changes(images_of(home, ra), images_of(home, rb))},
         "metrics": metrics,
     }

@@ -1,9 +1,11 @@
 """Where a version comes from: its parent artifact, the spec diff against the parent, the dataset hash, and which
 images were added or removed (by the sha256 of the source file, so a renamed image is not a change).
 
-`zlt retrain` writes `retrain.json` into the new job's folder; collection reads it back here and the index row
-keeps the result (`artifacts.parent_id`, `artifacts.lineage_json`). Every artifact records its image set, so
-the next version can be compared with it even after the prepared dataset cache is gone.
+`zlt retrain` writes `retrain.json` into the new job's folder; collection reads it back here and keeps the result
+twice: in the index row (`artifacts.parent_id`, `artifacts.lineage_json`) and in the artifact folder itself
+(training_meta.json `lineage`: style, version, parent id and the rest), so a copied or re-indexed folder keeps its
+line after the job folder is gone. Every artifact records its image set, so the next version can be compared with
+it even after the prepared dataset cache is gone.
 """
 
 from __future__ import annotations
@@ -12,12 +14,16 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from zlt.artifacts import store
 from zlt.core.errors import ZltError
+from zlt.dataset.listing import dataset_listing
+from zlt.db.connect import open_database
 
 if TYPE_CHECKING:
     from zlt.artifacts.jobdir import JobFiles
 
 RETRAIN_FILE = "retrain.json"
+FOLDER_KEY = "lineage"  # the key of training_meta.json that holds the folder's own lineage
 
 
 def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
@@ -66,8 +72,6 @@ def image_changes(old: dict[str, str] | None, new: dict[str, str] | None) -> dic
 
 
 def _listing_sha(source: Any) -> str | None:
-    from zlt.jobs.snapshot import dataset_listing
-
     try:
         return dataset_listing(Path(source)).get("listing_sha256") if isinstance(source, str) else None
     except ZltError:
@@ -82,7 +86,7 @@ def read_retrain(job_dir: Path) -> dict[str, Any] | None:
     return doc if isinstance(doc, dict) else None
 
 
-def _images_of(home: Path, row: dict[str, Any]) -> dict[str, str] | None:
+def images_of(home: Path, row: dict[str, Any]) -> dict[str, str] | None:
     """An indexed artifact's image set: recorded in its lineage, else read from its job's manifest if still there."""
     images = (row.get("lineage") or {}).get("images")
     if isinstance(images, dict):
@@ -100,17 +104,14 @@ def job_dir_of(home: Path, job_id: str | None) -> Path | None:
         return None
     from contextlib import closing
 
-    from zlt.jobs.db import connect
 
-    with closing(connect(Path(home))) as db:
-        r = db.execute("SELECT job_dir FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    with closing(open_database(Path(home))) as db:  # the jobs table by id only: zlt.jobs is not imported here
+        r = db.execute("SELECT job_dir FROM jobs WHERE id = ?", (job_id,)).fetchone() if db.table_exists("jobs") else None
     return Path(r[0]) if r else None
 
 
 def job_lineage(job: JobFiles, home: Path) -> dict[str, Any]:
     """`parent_id` and `lineage` for the index row of the artifact collected from `job`."""
-    from zlt.artifacts import store
-
     images = manifest_images(job.dataset.get("manifest"))
     # Where the trainer state lives and what the dataset folder looked like: what `zlt retrain` needs to resume
     # a parent that is not in the job store (`zlt train`).
@@ -126,8 +127,30 @@ def job_lineage(job: JobFiles, home: Path) -> dict[str, Any]:
         "spec_diff": spec_diff(retrain.get("parent_spec"), job.spec.model_dump(mode="json")),
     })
     try:
-        parent = store.resolve(Path(home), parent_id)
+        parent = store.resolve_exact(Path(home), parent_id)
     except ZltError:
         parent = None  # removed since: the recorded id still names it
-    lineage["dataset_changes"] = image_changes(_images_of(home, parent) if parent else None, images)
+    lineage["dataset_changes"] = image_changes(images_of(home, parent) if parent else None, images)
     return {"parent_id": parent_id, "lineage": lineage}
+
+
+def folder_lineage(style: str, version: int | None, parent_id: str | None, lineage: dict[str, Any] | None
+                   ) -> dict[str, Any]:
+    """What an artifact folder records of its line (training_meta.json `lineage`)."""
+    rest = {k: v for k, v in (lineage or {}).items() if k not in ("style", "version", "parent_id")}
+    return {"style": style, "version": version, "parent_id": parent_id, **rest}
+
+
+def read_folder_lineage(meta: dict[str, Any]) -> dict[str, Any] | None:
+    """`version`, `parent_id` and `lineage` (for the index row) from a folder's training_meta.json; None when the
+    folder records none (collected before folders described their line)."""
+    doc = meta.get(FOLDER_KEY)
+    if not isinstance(doc, dict) or "version" not in doc:
+        return None
+    version = doc.get("version")
+    parent_id = doc.get("parent_id")
+    lineage = {k: v for k, v in doc.items() if k not in ("style", "version")}
+    if not parent_id:
+        lineage.pop("parent_id", None)
+    return {"version": version if isinstance(version, int) and not isinstance(version, bool) else None,
+            "parent_id": str(parent_id) if parent_id else None, "lineage": lineage}

@@ -65,9 +65,10 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="seconds")
 
 
-def promote(home: Path, ref: str, *, now: float | None = None) -> dict[str, Any]:
-    """Make artifact `ref` (id, job id or unique prefix) the version its style name resolves to."""
-    row = store.resolve(Path(home), ref)
+def promote(home: Path, artifact_id: str, *, now: float | None = None) -> dict[str, Any]:
+    """Make artifact `artifact_id` (its full id: a reference is resolved first, by zlt.artifacts.resolve, which
+    reads the current version from here) the version its style name resolves to."""
+    row = store.resolve_exact(Path(home), artifact_id)
     if not Path(row["path"]).is_dir():
         raise NotFoundError(f"artifact '{row['id']}' is indexed but its folder {row['path']} is gone",
                             hint="restore the folder before promoting it")

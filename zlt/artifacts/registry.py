@@ -1,6 +1,6 @@
 """Operations on indexed artifacts: list, show, verify, export, remove, and fenced file access.
 
-Every function takes ZLT_HOME and an artifact reference (exact id, job id, or unique id prefix) and returns data;
+Every function takes ZLT_HOME and an artifact reference (any form zlt.artifacts.resolve takes) and returns data;
 the CLI and the HTTP server print or serve it.
 """
 
@@ -14,27 +14,23 @@ from typing import Any
 
 from zlt.artifacts import store
 from zlt.artifacts.backends import LocalRegistry
-from zlt.artifacts.collect import LORA_FILE, META_FILE, hash_tree
-from zlt.artifacts.convert import normalize_format, read_lora, render_lora
+from zlt.artifacts.collect import hash_tree
+from zlt.artifacts.layout import GENERATIONS_DIR, LORA_FILE, META_FILE, checkpoint_file, list_generations
 from zlt.artifacts.metadata import declared_data_hash, with_data_hash
-from zlt.artifacts.safetensors_io import (
+from zlt.artifacts.promote import current_id
+from zlt.artifacts.resolve import existing_folder, resolve, resolve_row
+from zlt.core.errors import BadInputError, NotFoundError
+from zlt.core.fsutil import sha256_file
+from zlt.lora.convert import normalize_format, read_lora, render_lora
+from zlt.lora.safetensors_io import (
     CorruptFileError,
     data_sha256,
     file_data_sha256,
     read_header,
     write_file,
 )
-from zlt.core.errors import BadInputError, NotFoundError
-from zlt.core.fsutil import sha256_file
 
-GENERATIONS_PREFIX = "generations/"
-
-
-def _resolve(home: Path, ref: str) -> dict[str, Any]:
-    """Reading commands also take a style name (its current version); `rm` does not (store.resolve)."""
-    from zlt.artifacts.versions import resolve_row
-
-    return resolve_row(home, ref)
+GENERATIONS_PREFIX = GENERATIONS_DIR + "/"
 
 
 def _iso(ts: float | None) -> str | None:
@@ -58,16 +54,6 @@ def list_artifacts(home: Path) -> list[dict[str, Any]]:
     return [_summary(r) for r in store.fetch_all(Path(home))]
 
 
-def _folder(row: dict[str, Any]) -> Path:
-    path = Path(row["path"])
-    if not path.is_dir():
-        raise NotFoundError(
-            f"artifact '{row['id']}' is indexed but its folder {path} is gone",
-            hint=f"restore the folder, or drop the entry with 'zlt artifacts rm {row['id']} --yes'",
-        )
-    return path
-
-
 def _read_meta(folder: Path) -> dict[str, Any]:
     try:
         meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
@@ -78,8 +64,8 @@ def _read_meta(folder: Path) -> dict[str, Any]:
 
 def get_artifact(home: Path, artifact_id: str) -> dict[str, Any]:
     """Metadata, files and curve summary of one artifact. NotFoundError when unknown."""
-    row = _resolve(Path(home), artifact_id)
-    folder = _folder(row)
+    row = resolve_row(Path(home), artifact_id)
+    folder = existing_folder(row)
     meta = _read_meta(folder)
     header: dict[str, str] = {}
     if (folder / LORA_FILE).is_file():
@@ -99,8 +85,6 @@ def get_artifact(home: Path, artifact_id: str) -> dict[str, Any]:
         "warnings": row["meta"].get("warnings", []),
         "lineage": row.get("lineage") or {},
     })
-    from zlt.infer.listing import list_generations
-
     out["generations"] = list_generations(folder)
     return out
 
@@ -158,18 +142,21 @@ def verify_artifact(home: Path, artifact_id: str) -> VerifyResult:
         expected = dict(meta.get("files") or {})
         expected[META_FILE] = {"sha256": sha256_file(candidate / META_FILE)}
         return verify_folder(candidate.resolve(), expected, candidate.resolve().name)
-    row = _resolve(Path(home), artifact_id)
-    return verify_folder(_folder(row), row["meta"].get("files", {}), row["id"])
+    row = resolve_row(Path(home), artifact_id)
+    return verify_folder(existing_folder(row), row["meta"].get("files", {}), row["id"])
 
 
 def export_artifact(
-    home: Path, artifact_id: str, fmt: str, out: Path | None = None, *, step: int | None = None, overwrite: bool = False
+    home: Path, artifact_id: str, fmt: str, out: Path | None = None, *, step: int | str | None = None,
+    overwrite: bool = False,
 ) -> Path:
-    """Write the final LoRA (or checkpoint `step`) in another key format. Default: ./<id>.<format>.safetensors."""
+    """Write the final LoRA (or checkpoint `step`: a number or 'best', also given as ID@STEP) in another key format.
+    Default: ./<id>.<format>.safetensors."""
     target_fmt = normalize_format(fmt)
-    row = _resolve(Path(home), artifact_id)
-    folder = _folder(row)
-    rel = LORA_FILE if step is None else f"checkpoints/step_{step:06d}.safetensors"
+    picked = resolve(Path(home), artifact_id, step=step)
+    row, step = picked.row, picked.step
+    folder = existing_folder(row)
+    rel = LORA_FILE if step is None else checkpoint_file(step)
     src = folder / rel
     if not src.is_file():
         have = sorted(p.name for p in (folder / "checkpoints").glob("*.safetensors")) if step is not None else []
@@ -201,10 +188,8 @@ def export_artifact(
 def remove_artifact(home: Path, artifact_id: str, *, force: bool = False) -> None:
     """Delete an artifact folder and its index entry (the caller has asked the user). The promoted current
     version of a style is refused unless `force`; its promotion history stays."""
-    from zlt.artifacts.promote import current_id
-
     home = Path(home)
-    row = store.resolve(home, artifact_id)
+    row = resolve_row(home, artifact_id, moving=False)  # a style name or 'latest' is not what one deletes
     if not force and current_id(home, row["name"]) == row["id"]:
         raise BadInputError(
             f"'{row['id']}' is the current version of style '{row['name']}'; not deleting it",
@@ -224,8 +209,8 @@ def remove_artifact(home: Path, artifact_id: str, *, force: bool = False) -> Non
 
 def artifact_file(home: Path, artifact_id: str, name: str) -> Path:
     """A file inside the artifact folder (for downloads). Anything resolving outside it is NotFoundError."""
-    row = _resolve(Path(home), artifact_id)
-    folder = _folder(row).resolve()
+    row = resolve_row(Path(home), artifact_id)
+    folder = existing_folder(row).resolve()
     rel = Path(name)
     if rel.is_absolute() or ".." in rel.parts or not name.strip():
         raise NotFoundError(f"artifact '{row['id']}' has no file {name!r}")

@@ -5,20 +5,29 @@ leaves a complete folder the index does not name. `reindex` (and the worker when
 folder from its own training_meta.json (the hashes recorded when it was built, not re-hashed, so a folder
 changed since still fails `verify`); a hidden `.staging-*` folder is an unfinished collection and is only
 reported. Rows whose folder is gone are reported, never dropped: nothing is deleted here.
+
+Version, parent and lineage come from the folder itself (training_meta.json `lineage`, written at collection);
+a folder collected before folders recorded their line falls back to its job's folder, when that is still there,
+and to the version its name was rendered with.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
 from zlt.artifacts import store
 from zlt.artifacts.backends import STAGING_PREFIX, TRASH_PREFIX
-from zlt.artifacts.collect import LORA_FILE, META_FILE
-from zlt.artifacts.jobdir import to_timestamp
+from zlt.artifacts.jobdir import read_job_dir, to_timestamp
+from zlt.artifacts.layout import LORA_FILE, META_FILE
+from zlt.artifacts.lineage import job_dir_of, job_lineage, read_folder_lineage
+from zlt.core.errors import ZltError
 from zlt.core.fsutil import sha256_file
+from zlt.core.naming import NameValues, render_name, uses_version
 from zlt.core.paths import default_registry_dir
+from zlt.spec import load_spec
 
 
 def registry_roots(home: Path, extra: list[Path] | None = None) -> list[Path]:
@@ -54,18 +63,17 @@ def _row_from_folder(home: Path, folder: Path, meta: dict[str, Any]) -> dict[str
         "backend": backend.get("name") if isinstance(backend, dict) else backend,
         "spec_sha256": meta.get("spec_sha256"), "dataset_sha256": dataset.get("dataset_sha256"), "meta": index_meta,
     }
-    row.update(_lineage(home, meta.get("job_id")))
+    recorded = read_folder_lineage(meta)
+    if recorded is not None:
+        row.update(parent_id=recorded["parent_id"], lineage=recorded["lineage"], version=recorded["version"])
+    else:
+        row.update(_lineage(home, meta.get("job_id")))
+        row["version"] = _version_in_name(folder, meta)
     return row
 
 
 def _version_in_name(folder: Path, meta: dict[str, Any]) -> int | None:
     """The version the folder's name was rendered with, found by rendering its spec's pattern again."""
-    import time
-
-    from zlt.core.naming import NameValues, render_name, uses_version
-    from zlt.core.errors import ZltError
-    from zlt.spec import load_spec
-
     try:
         spec = load_spec(folder / "spec.yaml").spec
         pattern = spec.output.naming.pattern
@@ -83,14 +91,10 @@ def _version_in_name(folder: Path, meta: dict[str, Any]) -> int | None:
 
 def _lineage(home: Path, job_id: str | None) -> dict[str, Any]:
     """The lineage collection would have recorded, when the job's folder is still there."""
-    from zlt.artifacts.lineage import job_dir_of, job_lineage
-
     job_dir = job_dir_of(home, job_id)
     if job_dir is None or not job_dir.is_dir():
         return {}
     try:
-        from zlt.artifacts.jobdir import read_job_dir
-
         return job_lineage(read_job_dir(job_dir), home)
     except Exception:  # noqa: BLE001 - lineage is a bonus; the folder gets indexed regardless
         return {}
@@ -99,7 +103,6 @@ def _lineage(home: Path, job_id: str | None) -> dict[str, Any]:
 def reindex(home: Path, registries: list[Path] | None = None, *, min_age_s: float = 0.0) -> dict[str, Any]:
     """Index every complete, unindexed artifact folder; report staging folders and rows whose folder is gone.
     `min_age_s` leaves alone folders finished more recently (a collector may be about to write their row)."""
-    import time
     home = Path(home)
     indexed = {row["id"]: row for row in store.fetch_all(home)}
     paths = {Path(r["path"]).resolve() for r in indexed.values()}
@@ -130,10 +133,10 @@ def reindex(home: Path, registries: list[Path] | None = None, *, min_age_s: floa
                 continue
             row = _row_from_folder(home, entry.resolve(), meta)
             try:
-                version = store.insert(home, {**row, "version": _version_in_name(entry, meta)})
+                version = store.insert(home, row)
             except FileExistsError:
                 try:  # that version is taken (or the id was indexed meanwhile): the style's next one
-                    version = store.insert(home, row)
+                    version = store.insert(home, {**row, "version": None})
                 except FileExistsError:
                     continue
             report["indexed"].append({"id": entry.name, "path": str(entry.resolve()), "version": version})

@@ -1,4 +1,4 @@
-"""The artifact index: the `artifacts` table of the job store (migration m002_artifacts in zlt/jobs/db.py).
+"""The artifact index: the `artifacts` table of the store (its migrations live in zlt/artifacts/tables.py).
 
 The index is how `zlt artifacts ...` finds an artifact by id wherever its spec's registry path put it; it also
 keeps the sha256 of every file (training_meta.json included), which `verify` checks the folder against.
@@ -7,22 +7,19 @@ keeps the sha256 of every file (training_meta.json included), which `verify` che
 from __future__ import annotations
 
 import json
-import re
 import sqlite3
 from contextlib import closing
 from pathlib import Path
 from typing import Any
 
-from zlt.core.errors import BadInputError, NotFoundError
+from zlt.artifacts.tables import connect
+from zlt.core.errors import NotFoundError
 
-AT_VERSION = re.compile(r"^(?P<style>.+)@v?(?P<version>\d+)$")  # STYLE@vN: version N of a style
 COLUMNS = ("id", "job_id", "name", "path", "created_at", "backend", "spec_sha256", "dataset_sha256", "meta_json",
            "version", "parent_id", "lineage_json")
 
 
 def _connect(home: Path) -> sqlite3.Connection:
-    from zlt.jobs.db import connect
-
     return connect(home)
 
 
@@ -75,7 +72,7 @@ def _insert_once(home: Path, row: dict[str, Any]) -> int:
                 f"INSERT INTO artifacts ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)})",
                 [values[k] for k in COLUMNS],
             )
-            if values.get("job_id"):
+            if values.get("job_id") and db.table_exists("jobs"):  # TODO(issue 23): the job records this itself
                 db.execute(
                     "UPDATE jobs SET artifact_id = ?, artifact_path = ? WHERE id = ?",
                     (values["id"], values["path"], values["job_id"]),
@@ -92,7 +89,9 @@ def delete(home: Path, artifact_id: str) -> None:
         db.execute("BEGIN IMMEDIATE")
         try:
             db.execute("DELETE FROM artifacts WHERE id = ?", (artifact_id,))
-            db.execute("UPDATE jobs SET artifact_id = NULL, artifact_path = NULL WHERE artifact_id = ?", (artifact_id,))
+            if db.table_exists("jobs"):  # TODO(issue 23): jobs and artifacts refer to each other by id only
+                db.execute("UPDATE jobs SET artifact_id = NULL, artifact_path = NULL WHERE artifact_id = ?",
+                           (artifact_id,))
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -126,35 +125,19 @@ def resolve_exact(home: Path, artifact_id: str) -> dict[str, Any]:
     return _row(row)
 
 
-def resolve(home: Path, ref: str) -> dict[str, Any]:
-    """An artifact by exact id, else STYLE@vN, else by job id, else by unique id prefix. NotFoundError /
-    BadInputError (ambiguous)."""
-    ref = (ref or "").strip()
-    if not ref:
-        raise BadInputError("artifact id is empty", hint="see 'zlt artifacts list'")
+def fetch_by_job(home: Path, job_id: str) -> list[dict[str, Any]]:
+    """The artifacts a job left (one, unless it was collected again under another id)."""
     with closing(_connect(home)) as db:
-        row = db.execute("SELECT * FROM artifacts WHERE id = ?", (ref,)).fetchone()
-        if row is not None:
-            return _row(row)
-        at = AT_VERSION.match(ref)
-        if at:
-            row = db.execute("SELECT * FROM artifacts WHERE name = ? AND version = ?",
-                             (at["style"], int(at["version"]))).fetchone()
-            if row is None:
-                raise NotFoundError(f"style '{at['style']}' has no version {at['version']}",
-                                    hint=f"see 'zlt artifacts list --style {at['style']}'")
-            return _row(row)
-        rows = db.execute("SELECT * FROM artifacts WHERE job_id = ? ORDER BY created_at", (ref,)).fetchall()
-        if not rows:
-            rows = db.execute(
-                "SELECT * FROM artifacts WHERE substr(id, 1, ?) = ? ORDER BY created_at", (len(ref), ref)
-            ).fetchall()
-    if len(rows) == 1:
-        return _row(rows[0])
-    if not rows:
-        raise NotFoundError(f"no artifact '{ref}'", hint="see 'zlt artifacts list' for the ids")
-    ids = ", ".join(r["id"] for r in rows[:5])
-    raise BadInputError(f"'{ref}' matches {len(rows)} artifacts: {ids}", hint="give the full artifact id")
+        rows = db.execute("SELECT * FROM artifacts WHERE job_id = ? ORDER BY created_at", (job_id,)).fetchall()
+    return [_row(r) for r in rows]
+
+
+def fetch_by_prefix(home: Path, prefix: str) -> list[dict[str, Any]]:
+    """Every artifact whose id starts with `prefix` (substr, not LIKE: '_' and '%' are common in ids)."""
+    with closing(_connect(home)) as db:
+        rows = db.execute("SELECT * FROM artifacts WHERE substr(id, 1, ?) = ? ORDER BY created_at",
+                          (len(prefix), prefix)).fetchall()
+    return [_row(r) for r in rows]
 
 
 def update_meta(home: Path, artifact_id: str, changes: dict[str, Any]) -> dict[str, Any]:

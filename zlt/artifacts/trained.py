@@ -20,16 +20,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from zlt.artifacts.convert import LoraWeights
+from zlt import backends
 from zlt.artifacts.jobdir import JobFiles
+from zlt.lora.convert import LoraWeights
 
 _BLOCK = re.compile(r"^(?:layers|noise_refiner|context_refiner)\.\d+\.")
-_AITK_NETWORK = re.compile(r"create LoRA network\. base dim \(rank\): (\d+), alpha: ([\d.eE+-]+)")
-_MUSUBI_MERGED = "all weights merged: "
-# zlt/trainer/loop.py phase lines: "steps 1..60 on cpu (32-true); effective batch ...",
-# "merged training adapter a.safetensors into 240 layers (off while sampling)"
-_BUILTIN_TRAINING = re.compile(r"^steps \d+\.\.\d+ on [^(]+\(([\w-]+)\)")
-_BUILTIN_MERGED = re.compile(r"^merged training adapter (.+?) into (\d+) layers")
 LOG_SCAN_BYTES = 64 * 1024 * 1024  # the lines looked for come before training; a huge log is not read to its end
 
 
@@ -88,46 +83,8 @@ def _load(path: Path, kind: str) -> Any:
         return None
 
 
-def _flag(argv: list[str], name: str) -> str | None:
-    if name in argv:
-        i = argv.index(name)
-        return argv[i + 1] if i + 1 < len(argv) and not argv[i + 1].startswith("--") else "true"
-    return None
-
-
 def _rendered(job: JobFiles) -> dict[str, Any]:
-    render = job.job_dir / "render"
-    out: dict[str, Any] = {}
-    if job.backend == "ai-toolkit":
-        doc = _load(render / "ai_toolkit.yaml", "yaml")
-        try:
-            proc = doc["config"]["process"][0]
-        except (TypeError, KeyError, IndexError):
-            return out
-        train, model, net = proc.get("train") or {}, proc.get("model") or {}, proc.get("network") or {}
-        out["precision"] = train.get("dtype")
-        out["timestep"] = {k: train[k] for k in ("timestep_type", "content_or_style", "noise_scheduler") if k in train}
-        out["adapter"] = model.get("assistant_lora_path")
-        out["dropout"] = net.get("dropout")
-    elif job.backend == "musubi":
-        argvs = _load(render / "argv.json", "json")
-        argv = [str(a) for a in argvs[-1]] if isinstance(argvs, list) and argvs and isinstance(argvs[-1], list) else []
-        out["precision"] = _flag(argv, "--mixed_precision")
-        out["timestep"] = {k: v for k, v in (("timestep_sampling", _flag(argv, "--timestep_sampling")),
-                                              ("discrete_flow_shift", _flag(argv, "--discrete_flow_shift")),
-                                              ("weighting_scheme", _flag(argv, "--weighting_scheme"))) if v is not None}
-        out["adapter"] = _flag(argv, "--base_weights")
-        drop = _flag(argv, "--network_dropout")
-        out["dropout"] = float(drop) if drop not in (None, "true") else None
-    else:
-        doc = _load(render / "trainer.json", "json")
-        if isinstance(doc, dict):
-            tr, model, lora = doc.get("training") or {}, doc.get("model") or {}, doc.get("lora") or {}
-            out["precision"] = tr.get("precision")
-            out["timestep"] = {k: tr[k] for k in ("timestep_type", "timestep_shift", "content_or_style") if k in tr}
-            out["adapter"] = model.get("training_adapter")
-            out["dropout"] = lora.get("dropout")
-    return out
+    return backends.get(job.backend).rendered_facts(job.job_dir / "render", _load)
 
 
 # --- what the trainer reported (events, train.log, the file header) ---------------------------------------
@@ -145,33 +102,8 @@ def _log_lines(job: JobFiles, prefixes: tuple[str, ...]):
 
 
 def _reported(job: JobFiles, header: dict[str, str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
     phases = [e.get("message") or "" for e in job.events if e.get("type") == "phase"]
-    if job.backend == "ai-toolkit":
-        if "Merging in assistant LoRA" in phases:
-            out["adapter_merged"] = True
-        for line in _log_lines(job, (b"create LoRA network",)):
-            m = _AITK_NETWORK.search(line)
-            if m:
-                out["alpha"] = float(m.group(2))
-    elif job.backend == "musubi":
-        for line in _log_lines(job, (_MUSUBI_MERGED.encode(),)):
-            out["adapter"], out["adapter_merged"] = line[len(_MUSUBI_MERGED):].strip(), True
-        if header.get("ss_mixed_precision"):
-            out["precision"] = header["ss_mixed_precision"]
-        ts = {k: header[f"ss_{k}"] for k in ("timestep_sampling", "discrete_flow_shift", "weighting_scheme")
-              if header.get(f"ss_{k}") not in (None, "", "None")}
-        if ts:
-            out["timestep"] = ts
-    else:
-        for msg in phases:
-            m = _BUILTIN_MERGED.match(msg)
-            if m:
-                out["adapter"], out["adapter_merged"] = m.group(1), True
-            m = _BUILTIN_TRAINING.match(msg)
-            if m:
-                out["precision"] = m.group(1)
-    return out
+    return backends.get(job.backend).reported_facts(phases, lambda prefixes: _log_lines(job, prefixes), header)
 
 
 def describe_trained(job: JobFiles, weights: LoraWeights, header: dict[str, str], step: int | None) -> Trained:

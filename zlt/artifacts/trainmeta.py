@@ -6,9 +6,9 @@ import platform
 from typing import Any
 
 from zlt import __version__
-from zlt.artifacts.curve import Curve, summarize
 from zlt.artifacts.jobdir import JobFiles, to_timestamp
 from zlt.artifacts.metadata import iso_date
+from zlt.run.curve import Curve, summarize
 
 SCHEMA = "zlt.training_meta/1"
 

@@ -1,8 +1,5 @@
-"""The version line of a style and name resolution: `resolve_artifact_ref(ref, home) -> folder`.
-
-A reference is, in this order: the path of an artifact folder; an artifact id; `STYLE@vN` (version N of a style);
-a style name (its current version: the promoted one, else the newest); a job id or a unique id prefix.
-"""
+"""The version line of a style: every version with its step, loss, eval scores, parent, and which one is current
+(what a style name resolves to: zlt.artifacts.resolve)."""
 
 from __future__ import annotations
 
@@ -11,16 +8,16 @@ from pathlib import Path
 from typing import Any
 
 from zlt.artifacts import store
-from zlt.artifacts.collect import LORA_FILE, META_FILE
+from zlt.artifacts.layout import META_FILE
 from zlt.artifacts.promote import current_id
-from zlt.core.errors import BadInputError, NotFoundError
+from zlt.core.errors import NotFoundError
 
 
 def _number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def _eval_scores(path: Path, final_step: int | None = None) -> dict[str, Any] | None:
+def eval_scores(path: Path, final_step: int | None = None) -> dict[str, Any] | None:
     """Scores `zlt eval` left in the artifact (training_meta.json `eval`): the metrics of the final weights' row of
     its table (else the best step's), plus `best_step`. None when the artifact was not evaluated."""
     try:
@@ -55,50 +52,8 @@ def style_line(home: Path, style: str) -> dict[str, Any]:
             "version": r["version"], "id": r["id"], "path": r["path"], "exists": path.is_dir(),
             "job_id": r["job_id"], "parent_id": r.get("parent_id"), "backend": r["backend"],
             "final_step": r["meta"].get("final_step"), "final_loss": r["meta"].get("final_loss"),
-            "eval": _eval_scores(path, r["meta"].get("final_step")) if path.is_dir() else None,
+            "eval": eval_scores(path, r["meta"].get("final_step")) if path.is_dir() else None,
             "mode": lin.get("mode"),
             "current": r["id"] == resolves_to,
         })
     return {"style": style, "current": resolves_to, "promoted": promoted is not None, "versions": versions}
-
-
-def _folder(path: Path) -> Path | None:
-    p = path.expanduser()
-    return p.resolve() if p.is_dir() and ((p / LORA_FILE).is_file() or (p / META_FILE).is_file()) else None
-
-
-def resolve_row(home: Path, ref: str) -> dict[str, Any]:
-    """The index row a reference names (see the module docstring; folder paths excluded)."""
-    home = Path(home)
-    ref = (ref or "").strip()
-    if not ref:
-        raise BadInputError("artifact reference is empty", hint="give an artifact id, a style name or a folder")
-    try:
-        return store.resolve_exact(home, ref)
-    except NotFoundError:
-        pass
-    if store.AT_VERSION.match(ref):
-        return store.resolve(home, ref)
-    rows = store.fetch_style(home, ref)
-    if rows:
-        cur = current_id(home, ref) or rows[-1]["id"]
-        return next(r for r in rows if r["id"] == cur)
-    return store.resolve(home, ref)
-
-
-def resolve_artifact_ref(ref: str, home: Path) -> Path:
-    """The artifact folder `ref` names: a folder path, an id, STYLE@vN, a style name (current version), a job id
-    or a unique id prefix. NotFoundError / BadInputError (ambiguous) otherwise."""
-    raw = (ref or "").strip()
-    if raw and ("/" in raw or raw.startswith((".", "~"))):
-        folder = _folder(Path(raw))
-        if folder is not None:
-            return folder
-        raise NotFoundError(f"{raw}: not an artifact folder (no {LORA_FILE} or {META_FILE})",
-                            hint="give an artifact id or style name, or the folder a job left in the registry")
-    row = resolve_row(Path(home), raw)
-    path = Path(row["path"])
-    if not path.is_dir():
-        raise NotFoundError(f"artifact '{row['id']}' is indexed but its folder {path} is gone",
-                            hint="restore it, or 'zlt artifacts promote' another version")
-    return path

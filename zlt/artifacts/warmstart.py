@@ -18,11 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from zlt import backends
 from zlt.artifacts.lineage import read_retrain
 from zlt.core.errors import BadInputError
+from zlt.core.fsutil import atomic_write_text
+from zlt.lora.convert import LoraModule, LoraWeights, read_lora, render_lora
+from zlt.lora.safetensors_io import RawTensor, write_file
 
 WARM_DIR = "warm_start"
-INIT_FORMAT = {"lightning": "diffusers", "ai-toolkit": "ai-toolkit", "musubi": "kohya"}
 
 
 @dataclass
@@ -32,15 +35,13 @@ class WarmStart:
 
 
 def init_file(job_dir: Path, backend: str) -> Path:
-    return Path(job_dir) / WARM_DIR / f"init.{INIT_FORMAT[backend]}.safetensors"
+    return Path(job_dir) / WARM_DIR / f"init.{backends.get(backend).init_format}.safetensors"
 
 
 def write_init_lora(src: Path, dest: Path, *, backend: str, rank: int, alpha: float) -> Path:
     """The artifact's LoRA rescaled so that a network of (rank, alpha) computes the same update, in the key layout
     the backend loads. A different rank cannot be warm-started: BadInputError."""
-    from zlt.artifacts.convert import LoraModule, LoraWeights, read_lora, render_lora
-    from zlt.artifacts.safetensors_io import RawTensor, write_file
-
+    b = backends.get(backend)
     weights, _meta = read_lora(src)
     if weights.rank != rank:
         raise BadInputError(f"model.lora.rank: the parent was trained at rank {weights.rank}, not {rank}",
@@ -53,9 +54,9 @@ def write_init_lora(src: Path, dest: Path, *, backend: str, rank: int, alpha: fl
         up = RawTensor.from_float32(m.up.to_float32() * f, "F32")
         # kohya files carry alpha (musubi loads it with the weights); the other layouts mean alpha == rank and the
         # network applies the spec's alpha on top, which the rescale above accounts for
-        out.modules[mod] = LoraModule(down=down, up=up, alpha=alpha if backend == "musubi" else None)
+        out.modules[mod] = LoraModule(down=down, up=up, alpha=alpha if b.init_keeps_alpha else None)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    write_file(dest, render_lora(out, INIT_FORMAT[backend]), {"zlt.warm_start_from": str(src)})
+    write_file(dest, render_lora(out, b.init_format), {"zlt.warm_start_from": str(src)})
     return dest
 
 
@@ -73,38 +74,7 @@ def resume_sources(parent_job_dir: Path, backend: str, name: str, final_step: in
     out = Path(parent_job_dir) / "output"
     if not out.is_dir() or final_step is None:
         return None
-    if backend == "lightning":
-        from zlt.trainer import checkpoint as ck
-
-        found = dict(ck.step_files(out / ck.STATE_DIR, name, ".json"))
-        j = found.get(final_step)
-        if j is None:
-            return None
-        return {"copy": {str(j): f"{ck.STATE_DIR}/{j.name}", str(j.with_suffix(".safetensors")):
-                         f"{ck.STATE_DIR}/{j.with_suffix('.safetensors').name}"}}
-    if backend == "ai-toolkit":
-        folder = out / name
-        final, optim = folder / f"{name}.safetensors", folder / "optimizer.pt"
-        if not (final.is_file() and optim.is_file()):
-            return None
-        return {"copy": {str(final): f"{name}/{final.name}", str(optim): f"{name}/optimizer.pt"}}
-    if backend == "musubi":
-        from zlt.run.checkpoints import RESUME_DIR, latest_state
-
-        # musubi's `--save_state` also saves `<name>-state` when training ends (utils/train_utils.py
-        # save_state_on_train_end); a resumed parent wrote it under output/resume_from_<step>/.
-        folders = [out] + [p for p in out.iterdir() if p.is_dir() and RESUME_DIR.match(p.name)]
-        last = [f / f"{name}-state" for f in folders if (f / f"{name}-state").is_dir()]
-        if last:
-            src = max(last, key=lambda p: p.stat().st_mtime)
-        else:
-            st = latest_state(out, name)
-            if st is None or st.step != final_step:
-                return None
-            src = st.path
-        # named by the global step, so the runner resumes at the parent's step (musubi restarts its counter at 0)
-        return {"copy": {str(src): f"{name}-step{final_step:08d}-state"}}
-    return None
+    return backends.get(backend).resume_sources(out, name, final_step)
 
 
 def apply_warm_start(job_dir: Path, backend: str, output_dir: Path) -> WarmStart:
@@ -131,6 +101,4 @@ def apply_warm_start(job_dir: Path, backend: str, output_dir: Path) -> WarmStart
 
 
 def write_retrain_file(job_dir: Path, doc: dict[str, Any]) -> None:
-    from zlt.core.fsutil import atomic_write_text
-
     atomic_write_text(Path(job_dir) / "retrain.json", json.dumps(doc, indent=1, sort_keys=True) + "\n")

@@ -9,6 +9,7 @@ from typing import Any
 
 import typer
 
+from zlt.artifacts.resolve import resolve_folder, resolve_id
 from zlt.cli.common import HomeOpt, JsonOpt, command, home_path, print_json
 
 SHOWN_SCORES = ("style_similarity", "prompt_alignment", "best_step")  # `--json` has every metric
@@ -73,16 +74,15 @@ def diff_cmd(
 
 
 def promote_cmd(
-    artifact_id: str = typer.Argument(..., help="Artifact id, STYLE@vN, job id or unique prefix."),
+    artifact_id: str = typer.Argument(..., help="Artifact id, STYLE@vN, job id or unique id prefix."),
     json_out: bool = JsonOpt,
     home: Path | None = HomeOpt,
 ) -> None:
     """Make this version the one its style name resolves to (history kept, nothing deleted)."""
     from zlt.artifacts.promote import promote
-    from zlt.artifacts.versions import resolve_row
 
     h = home_path(home)
-    out = promote(h, resolve_row(h, artifact_id)["id"])
+    out = promote(h, resolve_id(h, artifact_id))
     if json_out:
         print_json({"ok": True, **out})
     else:
@@ -105,14 +105,13 @@ def rollback_cmd(
 
 
 def resolve_cmd(
-    ref: str = typer.Argument(..., help="Style name (current version), STYLE@vN, artifact id or folder."),
+    ref: str = typer.Argument(..., help="Style name (current version), STYLE@vN, 'latest', artifact id, job id, "
+                              "unique id prefix, or an artifact folder."),
     json_out: bool = JsonOpt,
     home: Path | None = HomeOpt,
 ) -> None:
     """Print the folder a name resolves to (a style name gives its current version)."""
-    from zlt.artifacts.versions import resolve_artifact_ref
-
-    path = resolve_artifact_ref(ref, home_path(home))
+    path = resolve_folder(home_path(home), ref)
     if json_out:
         print_json({"ok": True, "ref": ref, "id": path.name, "path": str(path), "lora": str(path / "lora.safetensors")})
     else:

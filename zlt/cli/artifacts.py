@@ -7,6 +7,7 @@ from typing import Any
 
 import typer
 
+from zlt.artifacts.resolve import resolve_row
 from zlt.cli.common import HomeOpt, JsonOpt, command, home_path, print_json
 from zlt.core.errors import EXIT_JOB_FAILED, BadInputError
 
@@ -16,7 +17,8 @@ artifacts_app = typer.Typer(
     no_args_is_help=True,
 )
 
-IdArg = typer.Argument(..., help="Artifact id (the folder name), its job id, or a unique id prefix.")
+IdArg = typer.Argument(..., help="Artifact: id, unique id prefix, job id, style name (its current version), "
+                       "STYLE@vN or 'latest' (see 'zlt artifacts list').")
 
 
 def _fmt_loss(x: Any) -> str:
@@ -167,17 +169,16 @@ def export_cmd(
     fmt: str = typer.Option(..., "--format", "-f", help="Key format: comfyui, diffusers, kohya (musubi)."),
     out: Path | None = typer.Option(None, "--out", "-o", help="File or folder to write (default: ./<id>.<format>.safetensors)."),
     step: str | None = typer.Option(None, "--step", help="Export the kept checkpoint of this step instead of the "
-                                    "final weights; 'best' is the step the last 'zlt eval' picked."),
+                                    "final weights; 'best' is the step the last 'zlt eval' picked (same as ID@STEP, "
+                                    "ID@best)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing output file."),
     json_out: bool = JsonOpt,
     home: Path | None = HomeOpt,
 ) -> None:
     """Write the LoRA in another key format (the registry copy stays as it is)."""
     from zlt.artifacts import export_artifact
-    from zlt.eval.record import export_step
 
-    h = home_path(home)
-    path = export_artifact(h, artifact_id, fmt, out, step=export_step(h, artifact_id, step), overwrite=force)
+    path = export_artifact(home_path(home), artifact_id, fmt, out, step=step, overwrite=force)
     if json_out:
         print_json({"ok": True, "path": str(path), "format": fmt})
     else:
@@ -195,10 +196,9 @@ def rm_cmd(
 ) -> None:
     """Delete an artifact folder (weights, checkpoints, everything) and its index entry."""
     from zlt.artifacts import get_artifact, remove_artifact
-    from zlt.artifacts.store import resolve
 
     h = home_path(home)
-    row = resolve(h, artifact_id)
+    row = resolve_row(h, artifact_id, moving=False)  # a style name or 'latest' is not what one deletes
     if not force:  # refuse before asking
         from zlt.artifacts.promote import current_id
 

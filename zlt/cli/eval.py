@@ -6,12 +6,14 @@ from pathlib import Path
 
 import typer
 
+from zlt.artifacts.resolve import resolve_id
 from zlt.cli.common import HomeOpt, JsonOpt, command, home_path, print_json
 
 
 @command
 def eval_cmd(
-    artifact_id: str = typer.Argument(..., help="Artifact id (the folder name), its job id, or a unique id prefix."),
+    artifact_id: str = typer.Argument(..., help="Artifact: id, unique id prefix, job id, style name (its current "
+                                      "version), STYLE@vN or 'latest'."),
     prompts: Path | None = typer.Option(None, "--prompts", help="Held-out prompts: a text file, one a line "
                                         "('\\[trigger]' marks where the trigger goes), or a JSON/YAML list. "
                                         "Default: 8 varied subjects."),
@@ -40,6 +42,7 @@ def eval_cmd(
     from zlt.eval.prompts import read_prompts_file
 
     h = home_path(home)
+    artifact_id = resolve_id(h, artifact_id)  # once: 'latest' or a style name must not move between the steps below
     if submit:
         _submit(h, artifact_id, json_out, train_images, prompts=read_prompts_file(prompts) if prompts else None,
                 seeds=seeds, checkpoints=checkpoints, clip=clip, scale=scale, steps=steps, guidance=guidance, size=size)
@@ -66,7 +69,8 @@ def eval_cmd(
 
 def _submit(home: Path, artifact_id: str, json_out: bool, train_images: Path | None, **fields: object) -> None:
     from zlt.core.errors import BadInputError
-    from zlt.eval.jobs import EvalRequest, submit_evaluation
+    from zlt.eval.request import EvalRequest
+    from zlt.flows.evaluation import submit_evaluation
 
     if train_images is not None:
         raise BadInputError("--train-images cannot be queued: a job reads the training images the artifact names",

@@ -10,8 +10,9 @@ import typer
 
 from zlt.cli.common import HomeOpt, JsonOpt, command, home_path, print_json
 
-ArtifactArg = typer.Argument(..., help="Artifact id (see 'zlt artifacts list'), its job id, a unique id prefix, or "
-                             "'latest' (the newest artifact).")
+ArtifactArg = typer.Argument(..., help="Artifact id (see 'zlt artifacts list'), its job id, a unique id prefix, a "
+                             "style name (its current version), STYLE@vN, or 'latest' (the newest artifact); ID@STEP "
+                             "or ID@best picks a checkpoint.")
 ScaleOpt = typer.Option(0.8, "--scale", help="LoRA scale of ARTIFACT (0 = base model; 0.7-1.0 usual).")
 CheckpointOpt = typer.Option(None, "--checkpoint", help="Use ARTIFACT's kept checkpoint of this step, not the final weights.")
 LoraOpt = typer.Option(None, "--lora", help="Stack another LoRA: ID, ID:SCALE or ID@STEP:SCALE (repeatable).")
@@ -45,11 +46,11 @@ def _progress(json_out: bool):
 
 def _finish(kind: str, request: dict[str, Any], home: Path | None, json_out: bool, submit: bool, priority: int,
             no_worker: bool) -> None:
-    from zlt.infer.jobs import parse_request
+    from zlt.infer.params import parse_request
 
     params = parse_request(kind, request)
     if submit:
-        from zlt.infer.jobs import submit_generation
+        from zlt.flows.generation import submit_generation
 
         st = submit_generation(home_path(home), kind, params, priority=priority, start_worker=not no_worker)
         if json_out:

@@ -1,4 +1,5 @@
-"""`zlt submit | status | jobs | logs | cancel | retry | worker | workers`: training as an asynchronous job.
+"""`zlt submit | status | jobs | logs | cancel | retry` (and `worker | workers`, zlt/cli/workers.py): training as an
+asynchronous job.
 
 Exit codes: 0 ok, 1 job failed (`status --wait/--watch` ending failed or cancelled, `worker --once`
 when a job it ran failed), 2 bad input, 3 environment not ready.
@@ -26,6 +27,7 @@ from zlt.cli.common import (
     home_path,
     print_json,
 )
+from zlt.cli.workers import register as register_workers
 
 TERMINAL_EXIT = {"succeeded": 0, "failed": 1, "cancelled": 1}
 
@@ -79,14 +81,14 @@ def submit(
     """Validate a spec, queue it as a job and print the job id at once. `zlt submit --generate ARTIFACT ...` and
     `zlt submit --transfer ARTIFACT ...` queue a generation or style transfer instead (zlt generate/transfer's
     options, as with their --submit)."""
+    from zlt.flows.gate import admit  # lazy: pulls pydantic (the spec models), kept out of `zlt --help`
     from zlt.jobs.api import submit_job
-    from zlt.spec import load_spec
 
-    loaded = load_spec(spec, set_ or [])
-    for w in loaded.warnings:
+    admitted = admit(spec, sets=set_ or [], backend=backend, mode="submit")
+    for w in admitted.warnings:
         _err(f"warning: {w}")
     options = {"ai_toolkit": ai_toolkit, "musubi": musubi, "vram_gb": vram_gb}
-    st = submit_job(home_path(home), loaded, priority=priority, backend=backend, profile=profile,
+    st = submit_job(home_path(home), admitted.loaded, priority=priority, profile=profile, listing=admitted.listing,
                     skip_preflight=skip_preflight, start_worker=not no_worker, options=options)
     if json_out:
         print_json(st)
@@ -148,7 +150,7 @@ def _warn_if_no_worker(home: Path, st: dict) -> None:
     # check only adds something when the status has no such line.
     if st["state"] != "queued" or st.get("waiting"):
         return
-    from zlt.jobs.db import store_url
+    from zlt.db.connect import store_url
     from zlt.jobs.spawn import worker_running
 
     if store_url(home):
@@ -293,7 +295,7 @@ def retry(
     json_out: bool = JsonOpt,
 ) -> None:
     """Run a failed or cancelled job again, resuming from its latest checkpoint."""
-    from zlt.jobs.api import retry_job
+    from zlt.flows.retry import retry as retry_job  # lazy: the gate pulls pydantic
 
     st = retry_job(home_path(home), job_id, start_worker=not no_worker)
     if json_out:
@@ -303,100 +305,6 @@ def retry(
         _err(f"requeued {st['name']} (attempt {st['attempts'] + 1}); follow it: zlt status {st['job_id']} --watch")
 
 
-def worker(
-    gpus: str = typer.Option(None, "--gpus", help="GPU ids to run jobs on, e.g. 0,1 (default: all; no NVIDIA GPU: one slot)."),
-    once: bool = typer.Option(False, "--once", help="Run queued jobs until none is left, then exit."),
-    background: bool = typer.Option(False, "--background", hidden=True, help="Started by submit: single, exits when idle."),
-    idle_exit: float = typer.Option(None, "--idle-exit", hidden=True, help="Exit after this many idle seconds."),
-    poll: float = typer.Option(1.0, "--poll", hidden=True, help="Seconds between queue checks.", min=0.05),
-    home: Path = HomeOpt,
-    json_out: bool = JsonOpt,
-) -> None:
-    """Run queued jobs: one job per GPU at a time, highest priority then oldest first."""
-    from zlt.jobs.spawn import hold_worker_presence, try_hold_auto_worker
-    from zlt.jobs.store import JobStore
-    from zlt.jobs.worker import Worker, WorkerOptions, check_slots, default_slots, parse_gpu_list
-
-    h = home_path(home)
-    slots = parse_gpu_list(gpus) if gpus else default_slots()
-    if gpus:
-        check_slots(slots)
-    auto_lock = None
-    if background:
-        auto_lock = try_hold_auto_worker(h)
-        if auto_lock is None:
-            return  # another background worker already serves this home
-        if idle_exit is None:
-            idle_exit = 300.0
-    presence = hold_worker_presence(h)
-    store = JobStore(h)
-
-    def log(msg: str) -> None:
-        out = sys.stdout if background else sys.stderr
-        out.write(msg + "\n")
-        out.flush()
-
-    w = Worker(store, WorkerOptions(gpus=slots, once=once, poll_s=poll, idle_exit_s=idle_exit), log=log)
-    w.install_signal_handlers()
-    try:
-        summary = w.run()
-    finally:
-        store.close()
-        presence.close()
-        if auto_lock is not None:
-            auto_lock.close()
-    if json_out:
-        print_json(summary.to_dict())
-    elif once:
-        for jid, state in summary.jobs.items():
-            print(f"{jid}\t{state}")
-    if once and summary.failed:
-        raise typer.Exit(1)
-
-
-def workers(home: Path = HomeOpt, json_out: bool = JsonOpt) -> None:
-    """List live workers on every host sharing this store: GPUs (name, memory) and the jobs they run."""
-    from zlt.jobs.api import list_workers
-    from zlt.jobs.display import workers_table
-
-    found = list_workers(home_path(home))
-    if json_out:
-        print_json(found)
-    elif found:
-        print(workers_table(found))
-    else:
-        _err("no live worker (start one with 'zlt worker'; 'zlt serve' keeps one running)")
-
-
-def job_run(
-    job_id: str = typer.Argument(...),
-    token: str = typer.Option(..., "--token"),
-    attempt: int = typer.Option(1, "--attempt"),
-    gpus: str = typer.Option("", "--gpus"),
-    resume: bool = typer.Option(False, "--resume"),
-    home: Path = HomeOpt,
-) -> None:
-    """Internal: run one claimed job (started by the worker, tied to it by stdin)."""
-    import signal
-
-    from zlt.jobs.runjob import SHUTDOWN, StopControl, run_claimed_job, watch_parent
-    from zlt.jobs.store import JobStore, parse_gpus
-
-    control = StopControl()
-    # Ctrl+C in the worker's terminal reaches us too; the worker decides, and tells us over stdin.
-    # A no-op handler, not SIG_IGN: an ignored SIGINT would be inherited by the trainer, and the
-    # runner's graceful stop (SIGINT first) would no longer reach it.
-    signal.signal(signal.SIGINT, lambda *_: None)
-    signal.signal(signal.SIGTERM, lambda *_: control.stop(SHUTDOWN))
-    watch_parent(sys.stdin.fileno(), control)
-    store = JobStore(home_path(home))
-    try:
-        state = run_claimed_job(store, job_id, token, parse_gpus(gpus), attempt=attempt, resume=resume, control=control)
-    finally:
-        store.close()
-    print(f"{job_id} -> {state}", flush=True)
-
-
 def register(app: typer.Typer) -> None:
     app.command("submit")(command(submit))
     app.command("status")(command(status))
@@ -404,6 +312,4 @@ def register(app: typer.Typer) -> None:
     app.command("logs")(command(logs))
     app.command("cancel")(command(cancel))
     app.command("retry")(command(retry))
-    app.command("worker")(command(worker))
-    app.command("workers")(command(workers))
-    app.command("_job-run", hidden=True)(command(job_run))
+    register_workers(app)

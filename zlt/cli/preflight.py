@@ -41,7 +41,7 @@ def preflight(
 ) -> None:
     """Check everything a job needs before it starts: GPU, VRAM fit, RAM, disk, trainer install, model files,
     dataset. Every check is reported, each failure with a one-line fix."""
-    from zlt.preflight import run_preflight
+    from zlt.flows.preflight import preflight as run_preflight
     from zlt.preflight.report import render_checks, render_explain
     from zlt.spec import load_spec
 

@@ -45,7 +45,7 @@ def retrain(
     json_out: bool = JsonOpt,
 ) -> None:
     """Train a finished LoRA further (more steps, more data, other settings) as the next version of its style."""
-    from zlt.artifacts.retrain import plan_retrain, submit_retrain
+    from zlt.flows.retrain import plan_retrain, submit_retrain  # lazy: pulls pydantic (the spec models)
 
     h = home_path(home)
     args = dict(steps=steps, more_steps=more_steps, dataset=str(dataset) if dataset else None, sets=set_ or [],

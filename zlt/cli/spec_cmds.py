@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from zlt.cli.common import BackendOpt, JsonOpt, ProfileOpt, SetOpt, VramOpt, backend_sets, command, print_json
+from zlt.cli.common import BackendOpt, JsonOpt, ProfileOpt, SetOpt, VramOpt, command, print_json
 from zlt.core.errors import BadInputError
 
 
@@ -47,13 +47,14 @@ def init(
 @command
 def validate(
     spec: Path = typer.Argument(..., help="Job spec (YAML or JSON)."),
+    backend: str | None = BackendOpt,
     sets: list[str] = SetOpt,
     json_out: bool = JsonOpt,
 ) -> None:
-    """Check a spec without rendering; every problem is reported at once."""
-    from zlt.spec import load_spec
+    """Check a spec without rendering; every problem is reported at once. `ok` means submit and train accept it."""
+    from zlt.flows.gate import admit  # lazy: pulls pydantic (the spec models), kept out of `zlt --help`
 
-    loaded = load_spec(spec, sets or [])
+    loaded = admit(spec, sets=sets or [], backend=backend, mode="validate").loaded
     if json_out:
         print_json({"ok": True, "source": loaded.source, "warnings": loaded.warnings, "spec": loaded.resolved()})
     else:
@@ -95,10 +96,12 @@ def render(
     json_out: bool = JsonOpt,
 ) -> None:
     """Render the trainer config (ai-toolkit YAML, or musubi TOML + argv) for a spec and hardware profile."""
-    from zlt.render import RenderContext, render_spec, select_profile, write_render
-    from zlt.spec import load_spec
+    from zlt.backends import render_spec
+    from zlt.flows.gate import admit  # lazy: pulls pydantic (the spec models), kept out of `zlt --help`
+    from zlt.preflight.select import select_profile
+    from zlt.render import RenderContext, write_render
 
-    loaded = load_spec(spec, (sets or []) + backend_sets(backend))
+    loaded = admit(spec, sets=sets or [], backend=backend, mode="render").loaded
     be = loaded.spec.training.backend
     prof, notes = select_profile(loaded.spec, be, profile, vram_gb)
     ctx = RenderContext(config_dir=out.resolve() if out else None, output_dir=(out.resolve() / "output") if out else Path("output"))
@@ -106,7 +109,7 @@ def render(
     warnings = loaded.warnings + notes + result.warnings
     rows = None
     if explain:
-        from zlt.render.parity import explain_rows
+        from zlt.backends.parity import explain_rows
 
         rows = explain_rows(loaded, result)
         if not json_out:

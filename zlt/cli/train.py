@@ -172,19 +172,21 @@ def _train(spec, backend, profile, vram_gb, workdir, skip_preflight, ai_toolkit,
            sets, home, json_out) -> None:
     from zlt.cli.common import console
     from zlt.core.paths import job_dir as default_job_dir
-    from zlt.jobs.foreground import ForegroundRun, run_foreground
-    from zlt.spec import load_spec
+    from zlt.flows.foreground import ForegroundRun, run_foreground
+    from zlt.flows.gate import admit  # lazy: pulls pydantic (the spec models), kept out of `zlt --help`
 
     if resume and workdir is None:
         raise BadInputError("--resume needs --workdir: the folder of the job to continue",
                             hint="pass the job folder, e.g. --workdir ~/.local/share/zlt/jobs/<job id>")
     gpu_list = _parse_gpus(gpus)
-    loaded = load_spec(spec, gpu_sets(sets, gpu_list))
+    # The gate first: a spec, backend or dataset problem is exit 2 before any job is recorded, as validate,
+    # render and submit say it. The machine is checked by the run's own preflight (exit 3).
+    loaded = admit(spec, sets=gpu_sets(sets, gpu_list), backend=backend, mode="train").loaded
     h = home_path(home)
     wd = Path(workdir).expanduser().resolve() if workdir else None
     job_id = _job_id_for(wd, resume)
     run = ForegroundRun(
-        loaded=loaded, home=h, job_id=job_id, job_dir=wd or default_job_dir(h, job_id), backend=backend,
+        loaded=loaded, home=h, job_id=job_id, job_dir=wd or default_job_dir(h, job_id), backend=None,
         profile=profile, vram_gb=vram_gb, skip_preflight=skip_preflight, resume=resume, gpus=gpu_list,
         ai_toolkit=ai_toolkit, musubi=musubi, stop_grace_s=grace,
     )

@@ -73,6 +73,9 @@ def cause_of(err: BaseException, stage: str | None = None) -> Cause:
         return Cause.PREFLIGHT
     if stage == "preparing_dataset":
         return Cause.DATASET
+    errors = getattr(err, "errors", None)  # a SpecError: every problem in the dataset section is the dataset's
+    if errors and all(getattr(e, "path", "").startswith("dataset") for e in errors):
+        return Cause.DATASET
     if isinstance(err, BadInputError):
         return Cause.BAD_CONFIG
     return Cause.UNKNOWN

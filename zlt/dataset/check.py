@@ -11,6 +11,7 @@ from zlt.dataset.images import MAX_PIXELS, SIXTEEN_BIT_MODES, ImageProbe, decode
 from zlt.dataset.parallel import map_files
 from zlt.dataset.report import DatasetReport, Finding, ImageRecord, finding
 from zlt.dataset.scan import ScanResult, scan_dataset
+from zlt.spec import load_spec_data
 from zlt.spec.models import JobSpec
 from zlt.spec.presets import IMAGE_COUNT_ADVICE
 
@@ -30,7 +31,6 @@ _ORIENTATION = {2: "mirrored", 3: "rotated 180", 4: "flipped", 5: "transposed", 
 
 def default_spec() -> JobSpec:
     """The style preset's resolved defaults: what `check` and `prepare` use without `--spec`."""
-    from zlt.spec import load_spec_data
 
     return load_spec_data({}).spec
 

@@ -15,10 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from zlt.core.errors import BadInputError
+from zlt.core.fsutil import atomic_write_json
+from zlt.eval import metrics as m
 from zlt.eval.best import Rule, pick_best
-from zlt.eval.clip import DEFAULT_CLIP, require_clip
-from zlt.eval.images import DrawSettings, ImageFn
-from zlt.eval.live import LivePrior, fingerprint
+from zlt.eval.clip import DEFAULT_CLIP, ClipScorer, require_clip
+from zlt.eval.images import DrawSettings, ImageFn, InferImages
+from zlt.eval.live_rows import LivePrior, fingerprint
+from zlt.eval.pictures import contact_sheet, curves, thumb_size
 from zlt.eval.plan import (
     ArtifactView,
     list_images,
@@ -28,6 +31,8 @@ from zlt.eval.plan import (
     training_image_dir,
 )
 from zlt.eval.prompts import EvalPrompt, build_prompts, training_overlap
+from zlt.eval.record import publish_eval, staging_dir
+from zlt.render.common import sample_steps_guidance
 
 SCHEMA = "zlt.eval_report/1"
 MAX_GRID = 64  # images per checkpoint (zlt generate draws at most 64 per request)
@@ -72,8 +77,6 @@ def draw_settings(view: ArtifactView, opts: EvalOptions) -> DrawSettings:
 
 def settings_from_spec(spec: Any, opts: EvalOptions) -> DrawSettings:
     """A spec's inference settings (also what the evaluation while training draws with)."""
-    from zlt.render.common import sample_steps_guidance
-
     steps, guidance = sample_steps_guidance(spec)  # the spec's, else the variant's (turbo 9/0, base 30/4)
     s = DrawSettings(base_model=spec.model.base.name, precision=spec.model.base.precision, steps=steps,
                      guidance=guidance, size=spec.dataset.resolution)
@@ -95,8 +98,6 @@ def _overrides(s: DrawSettings, opts: EvalOptions) -> DrawSettings:
 
 def score_images(scorer: Any, images: list[Any], prompts: list[EvalPrompt], seeds: list[int], train_emb: Any) -> dict[str, Any]:
     import numpy as np
-
-    from zlt.eval import metrics as m
 
     emb = scorer.images(images)
     texts = scorer.texts([p.plain for p in prompts])
@@ -143,8 +144,6 @@ def evaluate_artifact(
     t_start = time.perf_counter()
 
     if scorer is None:
-        from zlt.eval.clip import ClipScorer
-
         say(f"loading metric model {opts.clip}")
         scorer = ClipScorer(opts.clip, device=opts.device or default_device(opts.gpu))
     fp = fingerprint(opts.clip, [p.text for p in prompts], seeds, settings.to_dict(), train_dir, len(train_paths))
@@ -155,8 +154,6 @@ def evaluate_artifact(
     reuse = {t: _prior_row(prior, fp, view, t) for t in targets}
     load_s = 0.0
     if image_fn is None and any(r is None for r in reuse.values()):
-        from zlt.eval.images import InferImages
-
         t_load = time.perf_counter()
         say(f"loading pipeline {settings.base_model}")
         image_fn = InferImages(home, view.id, settings, cache=pipeline_cache, gpu=opts.gpu)
@@ -167,7 +164,6 @@ def evaluate_artifact(
     cells = [(i, seeds[0] + i * len(seeds) + j) for i in range(len(prompts)) for j in range(len(seeds))]
     rows: list[dict[str, Any]] = []
     thumbs: list[list[Any]] = []  # full images go to disk as they come: memory holds one row at a time
-    from zlt.eval.record import staging_dir
 
     staging = staging_dir(view.folder)
     try:
@@ -273,8 +269,6 @@ def save_row_images(staging: Path, row: dict[str, Any], images: list[Any], cells
 def _thumb(im: Any, size: int) -> Any:
     from PIL import Image
 
-    from zlt.eval.pictures import thumb_size
-
     side = thumb_size(size)
     out = im.convert("RGB").resize((side, side), Image.Resampling.LANCZOS)
     out.info = dict(im.info)  # keeps what a caller attached (the tests' embeddings)
@@ -334,10 +328,6 @@ def _report(view: ArtifactView, opts: EvalOptions, settings: DrawSettings, promp
 def _write(home: Path, view: ArtifactView, report: dict[str, Any], rows: list[dict[str, Any]],
            thumbs: list[list[Any]], columns: list[str], staging: Path) -> None:
     """Contact sheet, curves and report into `staging` (which already holds the images), then publish it."""
-    from zlt.core.fsutil import atomic_write_json
-    from zlt.eval.pictures import contact_sheet, curves
-    from zlt.eval.record import publish_eval
-
     best = report["best"]["step"]
     geo = contact_sheet(rows, thumbs, columns, staging / "contact_sheet.png", best)
     report["contact_sheet"] = {"file": "eval/contact_sheet.png", "rows": geo.rows, "cols": geo.cols,

@@ -15,6 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from zlt.eval.plan import Target
+from zlt.infer.params import GenerateParams
+from zlt.infer.pipeline import PipelineCache, plan_device
+from zlt.infer.resolve import resolve_artifact
+from zlt.infer.run import generate
 
 ImageFn = Callable[[Target, list[str], int, int], list[Any]]
 
@@ -39,23 +43,16 @@ class InferImages:
 
     def __init__(self, home: Path, artifact_id: str, settings: DrawSettings, cache: Any = None,
                  gpu: int | None = None) -> None:
-        from zlt.infer import PipelineCache
-
         self.home, self.artifact_id, self.settings, self.gpu = Path(home), artifact_id, settings, gpu
         # a worker passes its own cache: an evaluation after a generation on that base model loads nothing
         self.cache = cache if cache is not None else PipelineCache(max_pipelines=1, max_adapters=2)
 
     def warm(self) -> None:
         """Load the base pipeline now, so its load time is not counted against the first checkpoint."""
-        from zlt.infer import resolve_artifact
-        from zlt.infer.pipeline import plan_device
-
         art = resolve_artifact(self.artifact_id, self.home)
         self.cache.entry(art.base_model, plan_device(art.base_model, None, self.gpu))
 
     def __call__(self, target: Target, prompts: list[str], count: int, seed: int) -> list[Any]:
-        from zlt.infer import GenerateParams, generate
-
         s = self.settings
         checkpoint = None if target.base or target.final else target.step
         params = GenerateParams(

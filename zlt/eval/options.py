@@ -7,6 +7,7 @@ from typing import Any
 
 from zlt.eval.best import Rule
 from zlt.eval.evaluate import EvalOptions
+from zlt.eval.plan import open_artifact
 
 
 def from_spec(spec: Any) -> EvalOptions:
@@ -21,8 +22,6 @@ def from_spec(spec: Any) -> EvalOptions:
 
 def options_for(home: Path, artifact_id: str, **overrides: Any) -> EvalOptions:
     """The artifact's spec defaults; every override that is not None replaces its field."""
-    from zlt.eval.plan import open_artifact
-
     opts = from_spec(open_artifact(home, artifact_id).spec)
     for key, value in overrides.items():
         if value is None:

@@ -10,7 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from zlt.artifacts.layout import META_FILE
+from zlt.artifacts.resolve import resolve_row
 from zlt.core.errors import BadInputError, NotFoundError
+from zlt.spec import load_spec
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 MAX_TRAIN_IMAGES = 1000
@@ -77,10 +80,7 @@ def _source(entry: dict[str, Any] | None) -> str | None:
 
 
 def open_artifact(home: Path, artifact_id: str) -> ArtifactView:
-    from zlt.artifacts import store
-    from zlt.artifacts.collect import META_FILE
-
-    row = store.resolve(Path(home), artifact_id)
+    row = resolve_row(Path(home), artifact_id)
     folder = Path(row["path"])
     if not folder.is_dir():
         raise NotFoundError(f"artifact '{row['id']}' is indexed but its folder {folder} is gone",
@@ -92,8 +92,6 @@ def open_artifact(home: Path, artifact_id: str) -> ArtifactView:
                             hint="evaluation needs the artifact's training_meta.json (output.save.training_meta)") from None
     spec = None
     if (folder / "spec.yaml").is_file():
-        from zlt.spec import load_spec
-
         spec = load_spec(folder / "spec.yaml").spec
     return ArtifactView(id=row["id"], folder=folder, meta=meta, spec=spec, index_meta=row["meta"])
 

@@ -5,12 +5,22 @@ from __future__ import annotations
 
 from typing import Any
 
+from zlt.eval.clip import check_clip
+from zlt.infer.pipeline import gpu_plan
+from zlt.preflight.report import Check
+
+
+def eval_checks(spec: Any, profile: Any, report: Any) -> list[Any]:
+    """The preflight checks evaluation adds to a training job: the metric model, and the second pipeline of
+    `eval.every` / `eval.early_stop` beside the trainer (`run_preflight(extra_checks=...)`)."""
+    if not (spec.eval.enable or spec.eval.during_training_every(spec.output.save.every)):
+        return []
+    training_gb = report.estimate.total_gb if report.estimate else None
+    return [eval_model_check(spec), *live_eval_checks(spec, profile, training_gb, report.budget_gb)]
+
 
 def eval_model_check(spec: Any) -> Any:
     """A preflight Check named `eval_model` (pass, warn when it would be downloaded, fail when it cannot load)."""
-    from zlt.eval.clip import check_clip
-    from zlt.preflight.report import Check
-
     c = check_clip(spec.eval.models.clip)
     status = "fail" if not c.ok else "warn" if c.source == "download" else "pass"
     return Check("eval_model", status, f"eval.models.clip: {c.message}", c.hint if not c.ok else "",
@@ -27,8 +37,6 @@ def live_pipeline_gb(spec: Any, profile: Any, free_gb: float) -> dict[str, float
     The pipeline is placed as `zlt generate` places it on a card with `free_gb` (what training leaves; the evaluator
     asks CUDA for the real free memory when it starts): float8 transformer where a profile of that size quantises,
     model CPU offload below 24 GB (zlt/infer/pipeline.py `gpu_plan`)."""
-    from zlt.infer.pipeline import gpu_plan
-
     c = profile.estimator
     plan = gpu_plan(max(free_gb, 0.0))
     transformer = c.transformer_params_b * 1e9 * (c.quant_bytes_per_param if plan.float8 else 2.0) / GIB
@@ -48,8 +56,6 @@ def live_pipeline_gb(spec: Any, profile: Any, free_gb: float) -> dict[str, float
 def live_eval_checks(spec: Any, profile: Any, training_gb: float | None, budget_gb: float | None) -> list[Any]:
     """Checks for `eval.every` / `eval.early_stop`: the GPU must hold the trainer and a second pipeline at once,
     and the checkpoints the early-stop rule compares should outlive the run."""
-    from zlt.preflight.report import Check
-
     every = spec.eval.during_training_every(spec.output.save.every)
     if not every:
         return []

@@ -15,7 +15,9 @@ import socket
 from pathlib import Path
 from typing import Any
 
+from zlt.artifacts import store
 from zlt.artifacts.backends import TRASH_PREFIX, LocalRegistry
+from zlt.artifacts.layout import META_FILE
 from zlt.core.fsutil import atomic_write_json, sha256_file
 
 EVAL_DIR = "eval"
@@ -47,9 +49,6 @@ def publish_eval(home: Path, artifact_id: str, folder: Path, staging: Path, summ
 
 
 def _publish(home: Path, artifact_id: str, folder: Path, staging: Path, summary: dict[str, Any]) -> dict[str, Any]:
-    from zlt.artifacts import store
-    from zlt.artifacts.collect import META_FILE
-
     target = folder / EVAL_DIR
     trash = None
     if target.exists():
@@ -74,29 +73,3 @@ def _publish(home: Path, artifact_id: str, folder: Path, staging: Path, summary:
         "files": dict(sorted(index_files.items())), "best_step": summary.get("best_step"), "eval": {
             k: summary.get(k) for k in ("best_step", "best_file", "evaluated_at", "clip_model", "passed")},
     })
-
-
-def export_step(home: Path, artifact_id: str, step: str | None) -> int | None:
-    """`--step` of `zlt artifacts export`: a step number, 'best' (what the last evaluation picked), or None (final).
-    The final weights' step, and a best step that is the final one, give None: lora.safetensors."""
-    from zlt.artifacts import store
-    from zlt.core.errors import BadInputError
-
-    if step is None:
-        return None
-    text = step.strip().lower()
-    row = store.resolve(Path(home), artifact_id)
-    meta = row["meta"]
-    if text == "best":
-        best = meta.get("best_step")
-        if best is None:
-            raise BadInputError(f"artifact '{row['id']}' has not been evaluated: there is no best step yet",
-                                hint=f"run 'zlt eval {row['id']}' first, or pass a step number")
-        value = int(best)
-    elif text.isdigit():
-        value = int(text)
-    else:
-        raise BadInputError(f"--step {step!r}: not a step number or 'best'", hint="e.g. --step 750 or --step best")
-    if value == meta.get("final_step") and value not in (meta.get("checkpoint_steps") or []):
-        return None
-    return value

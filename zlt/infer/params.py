@@ -26,7 +26,7 @@ class _Strict(BaseModel):
 class LoraUse(_Strict):
     """One LoRA applied with its own scale (several may be stacked)."""
 
-    artifact: str = Field(min_length=1, max_length=256, description="Artifact id, its job id, or a unique id prefix.")
+    artifact: str = Field(min_length=1, max_length=256, description="Artifact reference: id, unique id prefix, job id, style name (its current version), STYLE@vN or 'latest'; ID@STEP / ID@best picks a checkpoint.")
     scale: float = Field(0.8, ge=-4.0, le=4.0, description="LoRA scale (0 = base model, 0.7-1.0 usual).")
     checkpoint: int | None = Field(None, ge=0, description="Use the kept checkpoint of this step instead of the final weights.")
 
@@ -109,6 +109,16 @@ def validate(model: type[_Common], data: dict[str, Any], prefix: str) -> Any:
         raise SpecError(errors, source=f"{prefix} request") from None
 
 
+KINDS = ("generate", "transfer")  # the two requests a generation job may hold
+
+
+def parse_request(kind: str, data: dict[str, Any]) -> GenerateParams | TransferParams:
+    """A request dict (a job's frozen request, an HTTP or MCP body) -> its params; errors named `kind.field`."""
+    if kind not in KINDS:
+        raise BadInputError(f"kind {kind!r}: not a generation kind", hint=f"use one of: {', '.join(KINDS)}")
+    return validate(GenerateParams if kind == "generate" else TransferParams, data, kind)
+
+
 def parse_size(text: str) -> tuple[int, int]:
     """'1024x768' -> (1024, 768) as (width, height)."""
     m = SIZE_RE.match(text or "")
@@ -118,7 +128,7 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def parse_lora(text: str, default_scale: float) -> dict[str, Any]:
-    """'ID', 'ID:0.8' or 'ID@500:0.8' (checkpoint step 500) -> a LoraUse dict."""
+    """'ID', 'ID:0.8' or 'ID@500:0.8' (checkpoint step 500; any artifact reference) -> a LoraUse dict."""
     ref, scale = text, default_scale
     if ":" in text:
         ref, _, tail = text.rpartition(":")
@@ -127,13 +137,7 @@ def parse_lora(text: str, default_scale: float) -> dict[str, Any]:
         except ValueError:
             raise BadInputError(f"generate.loras: {text!r}: scale {tail!r} is not a number",
                                 hint="write --lora ID:0.8") from None
-    checkpoint = None
-    if "@" in ref:
-        ref, _, step = ref.rpartition("@")
-        if not step.isdigit():
-            raise BadInputError(f"generate.loras: {text!r}: checkpoint {step!r} is not a step number",
-                                hint="write --lora ID@2500:0.8")
-        checkpoint = int(step)
-    if not ref.strip():
+    if not ref.strip() or ref.strip().startswith("@"):
         raise BadInputError(f"generate.loras: {text!r} names no artifact", hint="write --lora ID:0.8")
-    return {"artifact": ref.strip(), "scale": scale, "checkpoint": checkpoint}
+    # ID@STEP, ID@best and STYLE@vN stay in the reference: zlt.artifacts.resolve reads them
+    return {"artifact": ref.strip(), "scale": scale, "checkpoint": None}

@@ -18,7 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from zlt.core.constants import TINY_MODEL
 from zlt.core.errors import BadInputError, EnvNotReadyError
+from zlt.profiles import largest_profile_within
+from zlt.trainer.config import ModelConfig
+from zlt.trainer.models import _from_pretrained_kwargs, _load_error
+from zlt.trainer.tiny import build_tiny_pipeline
 
 OFFLOAD_BELOW_GB = 24.0
 
@@ -39,8 +44,6 @@ class DevicePlan:
 def gpu_plan(vram_gb: float, bf16: bool = True, index: int = 0) -> DevicePlan:
     """Pure: the plan for a CUDA GPU of `vram_gb`, from the same hardware profiles training uses: the transformer is
     float8 where the profile quantises it for training (12-24 GB), and below 24 GB the pipeline is offloaded."""
-    from zlt.profiles import largest_profile_within
-
     profile = largest_profile_within(vram_gb)
     float8 = profile.ai_toolkit.quantize if profile is not None else True
     return DevicePlan(f"cuda:{index}", "bf16" if bf16 else "fp16", vram_gb < OFFLOAD_BELOW_GB, float8,
@@ -61,8 +64,6 @@ def cuda_ordinal(gpus: list[int] | None) -> int | None:
 def plan_device(base_model: dict[str, Any], vram_gb: float | None = None, gpu: int | None = None) -> DevicePlan:
     """Where and how the pipeline runs: the tiny model on the CPU in fp32; a real model on CUDA per `gpu_plan`;
     on a machine without CUDA, the CPU in fp32 (slow but real). `gpu`: the CUDA device index (a worker's slot)."""
-    from zlt.spec.models import TINY_MODEL
-
     if base_model.get("name") == TINY_MODEL:
         return DevicePlan("cpu", "fp32", False, profile="cpu")
     import torch
@@ -99,16 +100,9 @@ def upcast_lora(pipe, plan: DevicePlan) -> None:
 
 def load_base_pipeline(base_model: dict[str, Any], plan: DevicePlan):
     """A ZImagePipeline of the base model, placed per `plan`. Never downloads when HF_HUB_OFFLINE is set."""
-    from zlt.spec.models import TINY_MODEL
-
     if base_model.get("name") == TINY_MODEL:
-        from zlt.trainer.tiny import build_tiny_pipeline
-
         return build_tiny_pipeline()
     from diffusers import ZImagePipeline
-
-    from zlt.trainer.config import ModelConfig
-    from zlt.trainer.models import _from_pretrained_kwargs, _load_error
 
     source = base_model.get("source") or "huggingface"
     model = ModelConfig(name=str(base_model["name"]), source=source if source != "builtin" else "huggingface",

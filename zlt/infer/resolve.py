@@ -1,7 +1,8 @@
-"""From what a user names (an artifact id, its job id, a prefix) to the LoRA file, its hash, trigger and base model.
+"""From what a user names (any artifact reference, `ID@STEP` and `ID@best` included) to the LoRA file, its hash,
+trigger and base model.
 
-`resolve_artifact(ref)` is the one place that maps a reference to an artifact, so other ways of naming one (a style
-name, a version) can be added here without touching generate/transfer.
+Which artifact a reference names is decided by zlt.artifacts.resolve, the one resolver every command uses; this
+module adds what inference needs: the weights of the step, the base model, the trigger.
 """
 
 from __future__ import annotations
@@ -11,11 +12,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from zlt.core.errors import BadInputError, NotFoundError
+import yaml
 
-LORA_FILE = "lora.safetensors"
-GENERATIONS_DIR = "generations"
-LATEST = "latest"  # the newest artifact (what `make demo` generates from)
+from zlt.artifacts.layout import GENERATIONS_DIR, LORA_FILE, checkpoint_file
+from zlt.artifacts.resolve import LATEST, existing_folder, resolve
+from zlt.core.errors import BadInputError, NotFoundError
+from zlt.core.fsutil import sha256_file
+from zlt.core.paths import zlt_home
+from zlt.lora.safetensors_io import read_header
+from zlt.render.common import VARIANT_SAMPLING, sample_steps_guidance
+from zlt.spec import load_spec
+
+__all__ = ["GENERATIONS_DIR", "LATEST", "LORA_FILE", "ArtifactRef", "ResolvedLora", "describe", "lora_file",
+           "resolve_artifact", "resolve_loras", "sampling_defaults"]
 
 
 @dataclass(frozen=True)
@@ -27,6 +36,7 @@ class ArtifactRef:
     base_model: dict[str, Any]  # training_meta.json's base_model: name, source, precision, variant, ...
     trigger: str  # modelspec.trigger_phrase of lora.safetensors ('' when none)
     recorded: dict[str, str] = field(default_factory=dict)  # relative path -> sha256 recorded at collection
+    step: int | None = None  # the checkpoint the reference named (ID@STEP, ID@best); None: the final weights
 
     @property
     def base_name(self) -> str:
@@ -53,8 +63,6 @@ class ResolvedLora:
 
 
 def _home(home: Path | None) -> Path:
-    from zlt.core.paths import zlt_home
-
     return Path(home) if home is not None else zlt_home()
 
 
@@ -73,8 +81,6 @@ def _base_model(folder: Path) -> dict[str, Any]:
         return base
     spec = folder / "spec.yaml"
     if spec.is_file():
-        import yaml
-
         try:
             data = yaml.safe_load(spec.read_text(encoding="utf-8")) or {}
             base = ((data.get("model") or {}).get("base")) or {}
@@ -86,57 +92,39 @@ def _base_model(folder: Path) -> dict[str, Any]:
 
 
 def _trigger(folder: Path) -> str:
-    from zlt.artifacts.safetensors_io import read_header
-
     try:
         return read_header(folder / LORA_FILE).metadata.get("modelspec.trigger_phrase", "") or ""
     except BadInputError:
         return ""
 
 
-def _newest(home: Path) -> dict[str, Any]:
-    from zlt.artifacts import store
-
-    rows = store.fetch_all(home)
-    if not rows:
-        raise NotFoundError("no artifact yet, so none is the latest", hint="train one first ('zlt train SPEC')")
-    return rows[-1]
-
-
-def resolve_artifact(ref: str, home: Path | None = None, *, field_name: str = "generate.loras") -> ArtifactRef:
-    """An artifact by id, STYLE@vN, style name (its current version), job id or unique prefix, or `latest` (the
-    newest one). NotFoundError naming `field_name` when there is none."""
-    from zlt.artifacts.versions import resolve_row
-
-    ref = (ref or "").strip()
+def resolve_artifact(ref: str, home: Path | None = None, *, field_name: str = "generate.loras",
+                     step: int | str | None = None) -> ArtifactRef:
+    """The artifact `ref` names (any form of zlt.artifacts.resolve; `step` is a checkpoint option beside it), with
+    what inference needs. Errors name `field_name`."""
     try:
-        row = _newest(_home(home)) if ref == LATEST else resolve_row(_home(home), ref)
+        picked = resolve(_home(home), ref, step=step)
+        folder = existing_folder(picked.row)
     except NotFoundError as e:
         raise NotFoundError(f"{field_name}: {e.message}", hint=e.hint) from None
     except BadInputError as e:
         raise BadInputError(f"{field_name}: {e.message}", hint=e.hint) from None
-    folder = Path(row["path"])
-    if not folder.is_dir():
-        raise NotFoundError(f"{field_name}: artifact '{row['id']}' is indexed but its folder {folder} is gone",
-                            hint="restore the folder, or pick another artifact ('zlt artifacts list')")
+    row = picked.row
     base = _base_model(folder)
     if not base:
         raise BadInputError(f"{field_name}: artifact '{row['id']}' does not say which base model it was trained on",
                             hint="its training_meta.json and spec.yaml lack model.base.name")
     recorded = {k: v.get("sha256") for k, v in (row["meta"].get("files") or {}).items() if isinstance(v, dict)}
-    return ArtifactRef(id=row["id"], path=folder, base_model=base, trigger=_trigger(folder), recorded=recorded)
+    return ArtifactRef(id=row["id"], path=folder, base_model=base, trigger=_trigger(folder), recorded=recorded,
+                       step=picked.step)
 
 
 def sampling_defaults(art: ArtifactRef) -> tuple[int, float]:
     """Steps and guidance the artifact was sampled with while training: its spec's training.sample settings, else
     its base model variant's (zlt.render.common.VARIANT_SAMPLING: turbo 9/0, deturbo 25/2, base 30/4)."""
-    from zlt.render.common import VARIANT_SAMPLING, sample_steps_guidance
-
     spec_file = art.path / "spec.yaml"
     if spec_file.is_file():
         try:
-            from zlt.spec import load_spec
-
             return sample_steps_guidance(load_spec(spec_file).spec)
         except (BadInputError, OSError):
             pass  # an unreadable spec: the variant still says how the model samples
@@ -151,7 +139,7 @@ def lora_file(art: ArtifactRef, checkpoint: int | None, *, field_name: str = "ge
             raise NotFoundError(f"{field_name}: artifact '{art.id}' has no {LORA_FILE}",
                                 hint="it was collected with output.save.lora_weights: false; pick a checkpoint")
         return path
-    path = art.path / "checkpoints" / f"step_{checkpoint:06d}.safetensors"
+    path = art.path / checkpoint_file(checkpoint)
     if not path.is_file():
         kept = sorted(int(p.stem.removeprefix("step_")) for p in (art.path / "checkpoints").glob("step_*.safetensors")
                       if p.stem.removeprefix("step_").isdigit())
@@ -161,20 +149,19 @@ def lora_file(art: ArtifactRef, checkpoint: int | None, *, field_name: str = "ge
 
 
 def resolve_loras(uses: list[Any], home: Path | None = None, *, prefix: str = "generate") -> list[ResolvedLora]:
-    """Every LoraUse -> ResolvedLora; all on one base model; each file checked against its recorded sha256."""
-    from zlt.core.fsutil import sha256_file
-
+    """Every LoraUse -> ResolvedLora; all on one base model; each file checked against its recorded sha256. The
+    checkpoint is the use's `checkpoint`, or the step its artifact reference names (ID@STEP, ID@best)."""
     out: list[ResolvedLora] = []
     for use in uses:
-        art = resolve_artifact(use.artifact, home, field_name=f"{prefix}.loras")
-        path = lora_file(art, use.checkpoint, field_name=f"{prefix}.checkpoint")
+        art = resolve_artifact(use.artifact, home, field_name=f"{prefix}.loras", step=use.checkpoint)
+        path = lora_file(art, art.step, field_name=f"{prefix}.checkpoint")
         digest = sha256_file(path)
         rel = path.relative_to(art.path).as_posix()
         expected = art.recorded.get(rel)
         if expected and expected != digest:
             raise BadInputError(f"{prefix}.loras: {path} does not match the sha256 recorded when it was collected",
                                 hint=f"run 'zlt artifacts verify {art.id}'")
-        out.append(ResolvedLora(artifact=art, file=path, sha256=digest, scale=use.scale, checkpoint=use.checkpoint))
+        out.append(ResolvedLora(artifact=art, file=path, sha256=digest, scale=use.scale, checkpoint=art.step))
     digests = [r.sha256 for r in out]
     if len(set(digests)) != len(digests):
         raise BadInputError(f"{prefix}.loras: the same LoRA file is listed twice",

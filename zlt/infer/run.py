@@ -18,11 +18,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from zlt.core.constants import TINY_MODEL
 from zlt.core.errors import BadInputError, EnvNotReadyError
-from zlt.infer.images import contact_sheet, fit_size, open_input, png_bytes
+from zlt.core.fsutil import atomic_write_json
+from zlt.infer.images import contact_sheet, edge_map, fit_size, open_input, png_bytes
 from zlt.infer.params import GenerateParams, TransferParams
 from zlt.infer.pipeline import PipelineCache, default_cache, plan_device
-from zlt.infer.resolve import ResolvedLora, resolve_loras
+from zlt.infer.resolve import ResolvedLora, resolve_loras, sampling_defaults
 
 OUTPUTS_FILE = "outputs.json"
 SHEET_FILE = "contact_sheet.png"
@@ -73,8 +75,6 @@ def _common_params(loras: list[ResolvedLora], params: Any) -> dict[str, Any]:
 def _prepare(params: Any, home: Path | None, cache: PipelineCache | None, prefix: str, gpu: int | None):
     """The LoRAs resolved, the pipeline cache and device plan, and `params` with steps/guidance filled in from the
     first artifact where the request left them out."""
-    from zlt.infer.resolve import sampling_defaults
-
     loras = resolve_loras(params.loras, home, prefix=prefix)
     cache = cache if cache is not None else default_cache()
     plan = plan_device(loras[0].artifact.base_model, params.vram_gb, gpu)
@@ -221,7 +221,6 @@ def _control_maps(params: TransferParams, inputs: list[Any]) -> list[Any]:
     if params.control == "depth":
         raise BadInputError("transfer.control_images: --control depth needs depth maps (one per input)",
                             hint="zlt bundles no depth estimator: pass --control-image DEPTH.png per --image")
-    from zlt.infer.images import edge_map
 
     return [edge_map(im) for im in inputs]
 
@@ -243,8 +242,6 @@ def _outputs(result: GenerationResult, params: Any, loras: list[ResolvedLora], p
 
 
 def _sheet_title(result: GenerationResult) -> str:
-    from zlt.spec.models import TINY_MODEL
-
     first = result.params[0]
     title = f"{first['artifact_id']} on {first['base_model']}"
     if first["base_model"] == TINY_MODEL:
@@ -264,8 +261,6 @@ def _check_writable(parent: Path, prefix: str) -> None:
 
 def _save(result: GenerationResult, parent: Path) -> None:
     """Write everything into a hidden staging folder, then one rename: all or nothing."""
-    from zlt.core.fsutil import atomic_write_json
-
     final = parent / result.id
     if final.exists():
         raise BadInputError(f"generation {result.id} already exists under {parent}", hint="use another id")

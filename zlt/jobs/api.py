@@ -10,9 +10,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zlt.core.errors import BadInputError
+from zlt.core.events import read_events
+from zlt.core.fsutil import atomic_write_json, atomic_write_text
+from zlt.core.paths import job_dir, new_job_id
+from zlt.dataset.listing import dataset_listing
+from zlt.jobs.placement import why_waiting
+from zlt.jobs.spawn import ensure_worker
 from zlt.jobs.states import TERMINAL, IllegalTransition, JobStatus, parse_state
 from zlt.jobs.store import JobStore, NewJob
 from zlt.jobs.view import iso, status_dict
+from zlt.profiles import get_profile
+from zlt.spec import dump_spec_yaml
 
 if TYPE_CHECKING:
     from zlt.spec import LoadedSpec
@@ -53,21 +61,8 @@ def _check_options(options: dict[str, Any] | None) -> dict[str, Any]:
     return options
 
 
-def _with_backend(loaded: LoadedSpec, backend: str | None) -> LoadedSpec:
-    """Apply `--backend` to the spec itself, so the snapshot says what runs and cross-checks apply."""
-    from zlt.spec import BACKENDS, load_spec_data
-
-    if backend is None or backend == loaded.spec.training.backend:
-        return loaded
-    if backend not in BACKENDS:
-        raise BadInputError(f"--backend {backend!r}: no such backend", hint=f"use one of: {', '.join(BACKENDS)}")
-    return load_spec_data(loaded.spec.model_dump(mode="json"), sets=[f"training.backend={backend}"], source=loaded.source)
-
-
 def _check_profile(profile: str) -> str:
     if profile != "auto":
-        from zlt.profiles import get_profile
-
         get_profile(profile)
     return profile
 
@@ -79,22 +74,18 @@ def check_priority(priority: int, field: str) -> None:
 
 
 def submit_job(
-    home: Path, loaded: LoadedSpec, *, priority: int | None = None, backend: str | None = None,
-    profile: str = "auto", skip_preflight: bool = False, start_worker: bool = True, options: dict | None = None,
-    prepare_dir: Callable[[Path, LoadedSpec], None] | None = None,
+    home: Path, loaded: LoadedSpec, *, priority: int | None = None, profile: str = "auto",
+    skip_preflight: bool = False, start_worker: bool = True, options: dict | None = None,
+    prepare_dir: Callable[[Path, LoadedSpec], None] | None = None, listing: dict[str, Any] | None = None,
 ) -> dict:
-    """Validate, snapshot spec and dataset listing into a new job, queue it, and return its status.
+    """Snapshot a spec that passed the gate (zlt/flows/gate.py: `--backend` applied, paths fenced) and its dataset
+    listing (the gate's, else taken here) into a new job, queue it, and return its status.
 
     Nothing is queued when anything is wrong (BadInputError, exit 2). Starts a background worker
     unless one is running (or `start_worker=False`).
     """
-    from zlt.core.fsutil import atomic_write_json, atomic_write_text
-    from zlt.core.paths import job_dir, new_job_id
-    from zlt.jobs.snapshot import dataset_listing
-    from zlt.spec import dump_spec_yaml
 
     home = Path(home)
-    loaded = _with_backend(loaded, backend)
     spec = loaded.spec
     profile = _check_profile(profile or "auto")
     opts = _check_options(options)
@@ -103,7 +94,7 @@ def submit_job(
     if priority is None:
         priority = spec.job.priority
     check_priority(priority, "--priority")
-    listing = dataset_listing(Path(spec.dataset.path))
+    listing = listing if listing is not None else dataset_listing(Path(spec.dataset.path))
     spec_json = spec.model_dump_json()
 
     with open_store(home) as store:
@@ -127,7 +118,7 @@ def submit_job(
             )
             try:
                 row = store.create(new)
-            except sqlite3.IntegrityError:  # both dialects raise this class (zlt/jobs/dialect.py)
+            except sqlite3.IntegrityError:  # both dialects raise this class (zlt/db/dialect.py)
                 continue  # id taken by a concurrent submit in the same second: draw another
             break
         else:
@@ -136,8 +127,6 @@ def submit_job(
         start_worker = start_worker and not store.db.pg
         result = status_dict(row) if start_worker else _status(store, row)  # a worker is about to start
     if start_worker:
-        from zlt.jobs.spawn import ensure_worker
-
         ensure_worker(home)
     return result
 
@@ -147,8 +136,6 @@ def _reap(store: JobStore) -> None:
     PostgreSQL store the GPU hosts' workers do, not whichever machine asked for a status)."""
     requeued = [j for j, state in store.reap() if state == JobStatus.QUEUED]
     if requeued and not store.db.pg:
-        from zlt.jobs.spawn import ensure_worker
-
         ensure_worker(store.home)
 
 
@@ -156,8 +143,6 @@ def _status(store: JobStore, row: Any, workers: list[dict] | None = None, now: f
     """The status object, with why a queued job waits when no live worker can take it."""
     waiting = None
     if row["state"] == JobStatus.QUEUED.value:
-        from zlt.jobs.placement import why_waiting
-
         waiting = why_waiting(row, store.live_workers() if workers is None else workers, now)
     return status_dict(row, now, waiting)
 
@@ -208,8 +193,6 @@ def retry_job(home: Path, job_id: str, *, start_worker: bool = True) -> dict:
         start_worker = start_worker and not store.db.pg
         result = status_dict(row) if start_worker else _status(store, row)  # a worker is about to start
     if start_worker:
-        from zlt.jobs.spawn import ensure_worker
-
         ensure_worker(home)
     return result
 
@@ -239,7 +222,6 @@ def list_workers(home: Path) -> list[dict]:
 
 def job_events(home: Path, job_id: str, after_seq: int = 0) -> list[dict]:
     """The job's event stream (events.jsonl) after `after_seq`."""
-    from zlt.core.events import read_events
 
     with open_store(home) as store:
         row = store.get(job_id)

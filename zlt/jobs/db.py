@@ -1,27 +1,21 @@
-"""The job store's database: SQLite under ZLT_HOME by default, or a shared PostgreSQL server.
+"""The job table's schema: the ordered migrations of `jobs`, `job_events` and `workers`.
 
-`ZLT_STORE=postgresql://...` (or `store = "postgresql://..."` in the user config) selects PostgreSQL;
-otherwise the store is `<ZLT_HOME>/zlt.db` (SQLite, WAL). Both run the same numbered migrations and the
-same queries: they are written once, with `?` placeholders, in the SQL both dialects share; `Database`
-translates the few spellings that differ (see `zlt.jobs.dialect`). Schema changes are ordered, uniquely
-numbered migrations recorded in `migrations`; they run when the store opens. Append new ones at the end
-of MIGRATIONS in portable SQL (TEXT, INTEGER, REAL, `INTEGER PRIMARY KEY AUTOINCREMENT`); never edit one
-that has shipped.
+The job store and the artifact registry share one database (zlt.db: SQLite under ZLT_HOME or the PostgreSQL
+server `ZLT_STORE` names) but each owns its tables and their migrations; the registry's live in
+zlt.artifacts.tables. Numbers are unique across both lists (one `migrations` table records them by name): append
+new ones at the end of MIGRATIONS, numbered after the highest of either list, and never edit one that has shipped.
 """
 
 from __future__ import annotations
 
-import os
-import sqlite3
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from zlt.core.paths import db_path
-from zlt.jobs.dialect import Database, Row, split_statements, sqlite_database
+from zlt.db.connect import connect as connect_db
+from zlt.db.dialect import Database, Row
+from zlt.db.migrate import Migration
 
-__all__ = ["MIGRATIONS", "Database", "Row", "connect", "migrate", "split_statements", "store_url"]
+__all__ = ["MIGRATIONS", "Database", "Row", "connect"]
 
 
 def m001_jobs(db: Any) -> None:
@@ -70,25 +64,6 @@ def m001_jobs(db: Any) -> None:
     )
 
 
-def m002_artifacts(db: Any) -> None:
-    db.executescript(
-        """
-        CREATE TABLE artifacts (
-            id TEXT PRIMARY KEY,
-            job_id TEXT,
-            name TEXT NOT NULL,
-            path TEXT NOT NULL,
-            created_at REAL NOT NULL,
-            backend TEXT,
-            spec_sha256 TEXT,
-            dataset_sha256 TEXT,
-            meta_json TEXT NOT NULL DEFAULT '{}'
-        );
-        CREATE INDEX artifacts_job ON artifacts (job_id);
-        """
-    )
-
-
 def m003_job_runtime(db: Any) -> None:
     """What the async worker needs: who runs a job (lease token, host, pid), resume bookkeeping, the
     submit-time snapshot, a listing index, and a table of live workers."""
@@ -133,153 +108,67 @@ def m004_shared_store(db: Any) -> None:
     )
 
 
-def m010_artifact_versions(db: Any) -> None:
-    """Versions of one style (artifacts.name) form a line v0, v1, ...; each version names its parent and its
-    lineage; promotions say which version a style name resolves to. Existing rows are numbered in creation order."""
+def m011_job_kind(db: Any) -> None:
+    """What a job asks a worker to do (zlt.core.kinds.JobKind) gets its own column. Until now generation and
+    evaluation jobs were told apart by a `backend` of 'infer' / 'eval' (and a `kind` in their snapshot)."""
     db.executescript(
         """
-        ALTER TABLE artifacts ADD COLUMN version INTEGER;
-        ALTER TABLE artifacts ADD COLUMN parent_id TEXT;
-        ALTER TABLE artifacts ADD COLUMN lineage_json TEXT NOT NULL DEFAULT '{}';
-        UPDATE artifacts SET version = (
-            SELECT COUNT(*) FROM artifacts AS older
-            WHERE older.name = artifacts.name
-              AND (older.created_at < artifacts.created_at
-                   OR (older.created_at = artifacts.created_at AND older.id < artifacts.id))
-        );
-        CREATE UNIQUE INDEX artifacts_style_version ON artifacts (name, version);
-        CREATE TABLE artifact_promotions (
-            style TEXT NOT NULL,
-            seq INTEGER NOT NULL,
-            artifact_id TEXT NOT NULL,
-            previous_id TEXT,
-            action TEXT NOT NULL,
-            ts REAL NOT NULL,
-            PRIMARY KEY (style, seq)
-        );
+        ALTER TABLE jobs ADD COLUMN kind TEXT NOT NULL DEFAULT 'train';
+        UPDATE jobs SET kind = 'generate' WHERE backend = 'infer';
+        UPDATE jobs SET kind = 'evaluate' WHERE backend = 'eval';
         """
     )
 
 
-MIGRATIONS: list[tuple[str, Callable[[Any], None]]] = [
+def m012_job_request(db: Any) -> None:
+    """A generation or evaluation request gets its own column instead of `spec_json`, and `backend` holds only a
+    real backend: both become NULL for jobs that are not trainings (SQLite cannot drop NOT NULL in place, so
+    there the table is rebuilt, indexes included)."""
+    db.executescript(
+        """
+        ALTER TABLE jobs ADD COLUMN request_json TEXT;
+        UPDATE jobs SET request_json = spec_json WHERE kind <> 'train';
+        """
+    )
+    if db.pg:
+        db.executescript(
+            """
+            ALTER TABLE jobs ALTER COLUMN backend DROP NOT NULL;
+            ALTER TABLE jobs ALTER COLUMN spec_json DROP NOT NULL;
+            """
+        )
+    else:
+        _rebuild_jobs_nullable(db, ("backend TEXT NOT NULL", "spec_json TEXT NOT NULL"))
+    db.execute("UPDATE jobs SET backend = NULL, spec_json = NULL WHERE kind <> 'train'")
+
+
+def _rebuild_jobs_nullable(db: Any, columns: tuple[str, ...]) -> None:
+    """SQLite: the jobs table again, with `columns` (as declared) allowed to be NULL; rows and indexes kept."""
+    (table_sql,) = db.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'jobs'").fetchone()
+    indexes = [r[0] for r in db.execute(
+        "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'jobs' AND sql IS NOT NULL").fetchall()]
+    new_sql = table_sql.replace("CREATE TABLE jobs", "CREATE TABLE jobs_rebuilt", 1)
+    for declared in columns:
+        if declared not in new_sql:
+            raise RuntimeError(f"jobs table: column {declared!r} not found in {table_sql!r}")
+        new_sql = new_sql.replace(declared, declared.removesuffix(" NOT NULL"), 1)
+    db.execute(new_sql)
+    db.execute("INSERT INTO jobs_rebuilt SELECT * FROM jobs")
+    db.execute("DROP TABLE jobs")
+    db.execute("ALTER TABLE jobs_rebuilt RENAME TO jobs")
+    for sql in indexes:
+        db.execute(sql)
+
+
+MIGRATIONS: list[Migration] = [
     ("m001_jobs", m001_jobs),
-    ("m002_artifacts", m002_artifacts),
     ("m003_job_runtime", m003_job_runtime),
     ("m004_shared_store", m004_shared_store),
-    ("m010_artifact_versions", m010_artifact_versions),
+    ("m011_job_kind", m011_job_kind),
+    ("m012_job_request", m012_job_request),
 ]
 
 
-class _InTransaction:
-    """Hands a migration the connection, but runs `executescript` statement by statement.
-
-    sqlite3's own `executescript` COMMITs any open transaction first, which would split a migration
-    from its `migrations` row; executing each statement keeps the whole migration one transaction (on
-    PostgreSQL, DDL is transactional too).
-    """
-
-    def __init__(self, db: Database) -> None:
-        self._db = db
-
-    def execute(self, sql: str, params: tuple = ()) -> Any:
-        return self._db.execute(self._db.ddl(sql), params)
-
-    def executescript(self, script: str) -> None:
-        for statement in split_statements(script):
-            self._db.execute(self._db.ddl(statement))
-
-
-def migrate(db: Database | sqlite3.Connection) -> list[str]:
-    """Apply pending migrations, each in its own transaction. Returns the names applied."""
-    if isinstance(db, sqlite3.Connection):
-        db = Database(db, "sqlite")
-    fast = _pending(db)
-    if fast is not None and not fast:
-        return []
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        db.lock_migrations()
-        db.execute(db.ddl("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)"))
-        db.execute("COMMIT")
-    except BaseException:
-        db.rollback_quietly()
-        raise
-    applied = []
-    for name, fn in MIGRATIONS:
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            db.lock_migrations()
-            # Another process may have applied it while we waited for the lock.
-            if db.execute("SELECT 1 FROM migrations WHERE name = ?", (name,)).fetchone():
-                db.execute("ROLLBACK")
-                continue
-            fn(_InTransaction(db))
-            db.execute("INSERT INTO migrations (name, applied_at) VALUES (?, ?)", (name, time.time()))
-            db.execute("COMMIT")
-        except BaseException:
-            db.rollback_quietly()
-            raise
-        applied.append(name)
-    return applied
-
-
-def _pending(db: Database) -> list[str] | None:
-    """Migrations not yet applied, read without a write lock (None: no migrations table yet)."""
-    if not db.table_exists("migrations"):
-        return None
-    done = {r[0] for r in db.execute("SELECT name FROM migrations").fetchall()}
-    return [n for n, _ in MIGRATIONS if n not in done]
-
-
-def store_url(home: Path | None = None) -> str | None:
-    """The PostgreSQL URL the store lives at, or None for the embedded SQLite file.
-
-    `ZLT_STORE` beats `store` in the user config; `ZLT_STORE=sqlite` forces SQLite.
-    """
-    value = os.environ.get("ZLT_STORE", "").strip()
-    if not value:
-        value = _config_store() or ""
-    if not value or value.lower() in ("sqlite", "default"):
-        return None
-    if not value.startswith(("postgresql://", "postgres://")):
-        from zlt.core.errors import BadInputError
-
-        raise BadInputError(f"ZLT_STORE={value!r}: not a PostgreSQL URL",
-                            hint="use postgresql://user@host:5432/dbname, or unset it for the SQLite store")
-    return value
-
-
-def _config_store() -> str | None:
-    """`store` from the user config, read with tomllib alone so `zlt status` stays fast."""
-    from zlt.core.paths import user_config_path
-
-    p = user_config_path()
-    if not p.is_file():
-        return None
-    try:
-        import tomllib
-    except ImportError:  # pragma: no cover - Python 3.10
-        import tomli as tomllib  # type: ignore[no-redef]
-    try:
-        value = tomllib.loads(p.read_text(encoding="utf-8")).get("store")
-    except (OSError, ValueError):
-        return None  # the full loader reports a broken config where it is used
-    return value if isinstance(value, str) else None
-
-
 def connect(home: Path, *, timeout: float = 30.0) -> Database:
-    """Open (and migrate) the store. Autocommit mode: callers open transactions explicitly."""
-    url = store_url(home)
-    if url is not None:
-        from zlt.jobs.pg import pg_database
-
-        db = pg_database(url, timeout=timeout)
-    else:
-        home.mkdir(parents=True, exist_ok=True)
-        db = sqlite_database(db_path(home), timeout=timeout)
-    try:
-        migrate(db)
-    except BaseException:
-        db.close()
-        raise
-    return db
+    """Open the store with the job tables migrated. Autocommit mode: callers open transactions explicitly."""
+    return connect_db(Path(home), MIGRATIONS, timeout=timeout)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from zlt.jobs.view import iso
+
 
 def duration(seconds: float | None) -> str:
     if seconds is None:
@@ -97,7 +99,6 @@ def status_line(st: dict[str, Any], ts: str) -> str:
 
 def event_line(ev: dict[str, Any]) -> str:
     """One event for people: `seq time type key=value ...`."""
-    from zlt.jobs.view import iso
 
     skip = {"job_id", "seq", "ts", "type"}
     fields = " ".join(f"{k}={v}" for k, v in ev.items() if k not in skip and v not in (None, [], ""))

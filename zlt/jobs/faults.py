@@ -8,6 +8,9 @@
 - A **trainer failure** (exit code, CUDA OOM, host OOM, divergence) uses the budget.
 - An **input error** (bad config, bad model path or adapter file, bad dataset) is never retried
   automatically: the same input fails the same way (`zlt retry` still runs it again on request).
+
+Which cause is which lives in zlt.core.causes (the one `Cause` vocabulary); this module only prices the
+infrastructure fault.
 """
 
 from __future__ import annotations
@@ -15,11 +18,11 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from zlt.core.causes import INPUT_ERROR_CAUSES, NOT_RETRIED_CAUSES, is_input_error, retryable  # noqa: F401
+from zlt.core.causes import Cause
 from zlt.jobs.states import JobStatus
 
 if TYPE_CHECKING:
-    from zlt.jobs.db import Row
+    from zlt.db.dialect import Row
     from zlt.jobs.store import JobStore
 
 INFRA_RETRY_CAP = 50
@@ -38,11 +41,11 @@ def requeue_after_fault(store: JobStore, row: Row, token: str | None, why: str, 
     if n > INFRA_RETRY_CAP:
         return store.transition(row["id"], JobStatus.FAILED, token=token, message=f"abandoned: {why}; "
                                 f"{INFRA_RETRY_CAP} infrastructure faults, giving up",
-                                error_cause="abandoned", error_message=f"abandoned: {why}", **fields)
+                                error_cause=Cause.ABANDONED.value, error_message=f"abandoned: {why}", **fields)
     wait = backoff_s(n)
     return store.transition(
         row["id"], JobStatus.QUEUED, token=token, resume=1, infra_retries=n, not_before=store.clock() + wait,
-        error_cause="abandoned", error_message=f"abandoned: {why}",
+        error_cause=Cause.ABANDONED.value, error_message=f"abandoned: {why}",
         message=f"abandoned: {why}; requeued after an infrastructure fault ({n}/{INFRA_RETRY_CAP}, "
                 f"no retry used; eligible in {wait:g}s)", **fields,
     )

@@ -11,13 +11,30 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import time
 from typing import Any
 
+import psutil
+
+from zlt.core.errors import NotFoundError
+from zlt.core.paths import jobs_dir
+
+
+def process_alive(pid: int, started: float | None) -> bool:
+    """True when `pid` runs and (if known) was started at `started`; a zombie counts as gone."""
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return started is None or abs(proc.create_time() - started) < 1.0
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.AccessDenied:
+        return True  # someone else's process with that pid exists; do not guess it away
+
 
 def find_orphans(job_dir: str) -> list[int]:
-    import psutil
-
     needle = os.path.join(job_dir, "")  # "<job_dir>/": no match on a sibling job whose id extends ours
     me = os.getpid()
     found = []
@@ -40,8 +57,6 @@ def find_orphans(job_dir: str) -> list[int]:
 def kill_orphans(job_dir: str, *, grace_s: float = 5.0, pids: list[int] | None = None) -> list[int]:
     """SIGTERM the process groups of the job's leftover processes (or of `pids`), SIGKILL what remains
     after `grace_s`."""
-    import psutil
-
     pids = find_orphans(job_dir) if pids is None else pids
     if not pids:
         return []
@@ -68,8 +83,6 @@ def _signal_group(pid: int, sig: int) -> None:
 
 
 def _zombie(pid: int) -> bool:
-    import psutil
-
     try:
         return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     except psutil.Error:
@@ -85,14 +98,6 @@ def sweep_host(store: Any) -> dict[str, list[int]]:
     host's when the host id in its environment (inherited from its worker) is ours: containers, or tests
     that play several hosts on one machine, see processes that belong to other host ids.
     """
-    import socket
-
-    import psutil
-
-    from zlt.core.errors import NotFoundError
-    from zlt.core.paths import jobs_dir
-    from zlt.jobs.reaper import process_alive
-
     root = os.path.join(str(jobs_dir(store.home)), "")
     found: dict[str, list[int]] = {}
     for proc in psutil.process_iter(["pid", "cmdline"]):

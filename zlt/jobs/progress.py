@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from zlt.core.events import evaluation_summary
 from zlt.jobs.states import IllegalTransition, JobStatus
 from zlt.jobs.store import JobStore, LeaseLost
 
@@ -127,7 +128,5 @@ class StoreSink:
 
 
 def evaluation_note(ev: dict[str, Any]) -> str:
-    from zlt.core.events import evaluation_summary
-
     stop = f"; early stop: {ev.get('reason')}" if ev.get("decision") == "stop" else ""
     return evaluation_summary(ev) + stop

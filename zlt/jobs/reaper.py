@@ -11,26 +11,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from zlt.jobs.faults import requeue_after_fault
+from zlt.jobs.orphans import kill_orphans, process_alive
+from zlt.jobs.records import LeaseLost
 from zlt.jobs.states import IllegalTransition, JobStatus
 
 if TYPE_CHECKING:
-    from zlt.jobs.db import Row
+    from zlt.db.dialect import Row
     from zlt.jobs.store import JobStore
-
-
-def process_alive(pid: int, started: float | None) -> bool:
-    """True when `pid` runs and (if known) was started at `started`; a zombie counts as gone."""
-    import psutil
-
-    try:
-        proc = psutil.Process(pid)
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return False
-        return started is None or abs(proc.create_time() - started) < 1.0
-    except psutil.NoSuchProcess:
-        return False
-    except psutil.AccessDenied:
-        return True  # someone else's process with that pid exists; do not guess it away
 
 
 def is_abandoned(store: JobStore, row: Row, now: float) -> str | None:
@@ -56,8 +43,6 @@ def end_abandoned(store: JobStore, row: Row, why: str) -> Row:
     """
     token = row["lease_token"]
     if row["host"] == store.host:
-        from zlt.jobs.orphans import kill_orphans
-
         killed = kill_orphans(row["job_dir"])
         if killed:
             why += f"; ended leftover trainer process(es) {', '.join(map(str, killed))}"
@@ -69,8 +54,6 @@ def end_abandoned(store: JobStore, row: Row, why: str) -> Row:
 
 def reap(store: JobStore) -> list[tuple[str, JobStatus]]:
     """End or requeue every active job whose runner is gone. Returns (job_id, new state)."""
-    from zlt.jobs.store import LeaseLost
-
     now = store.clock()
     with store._lock:
         rows = store.db.execute("SELECT * FROM jobs WHERE state IN ('preparing', 'running')").fetchall()

@@ -19,6 +19,9 @@ import time
 from pathlib import Path
 from typing import IO
 
+from zlt.core.fsutil import atomic_write_json
+from zlt.jobs.orphans import process_alive
+
 START_GRACE_S = 30.0
 LOG_ROTATE_BYTES = 10 * 1024 * 1024
 
@@ -67,8 +70,6 @@ def worker_running(home: Path) -> bool:
 
 
 def _recently_spawned(home: Path) -> bool:
-    from zlt.jobs.reaper import process_alive
-
     try:
         info = json.loads((run_dir(home) / "worker.pid").read_text(encoding="utf-8"))
         pid, spawned = int(info["pid"]), float(info["spawned_at"])
@@ -83,8 +84,6 @@ def worker_argv(home: Path) -> list[str]:
 
 def ensure_worker(home: Path) -> int | None:
     """Start a background worker unless one is running or starting. Returns the new worker's pid, or None."""
-    from zlt.core.fsutil import atomic_write_json
-
     home = Path(home)
     with _open_lock(run_dir(home) / "spawn.lock") as guard:
         fcntl.flock(guard, fcntl.LOCK_EX)

@@ -7,7 +7,12 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
-from zlt.jobs.store import parse_gpus
+from zlt.core.kinds import JobKind
+from zlt.jobs.records import parse_gpus
+
+# What the status's `backend` says for a job that runs no training backend: the names clients knew before the
+# jobs table had a `kind` column (the column itself holds NULL for these).
+_RUNS_ON = {JobKind.GENERATE.value: "infer", JobKind.EVALUATE.value: "eval"}
 
 STATUS_KEYS: tuple[str, ...] = (
     "job_id", "name", "state", "phase", "step", "total", "percent", "loss", "lr", "it_s", "eta_s", "attempts",
@@ -59,7 +64,7 @@ def status_dict(row: Any, now: float | None = None, waiting: str | None = None) 
         "attempts": row["attempts"],
         "max_retries": row["max_retries"],
         "priority": row["priority"],
-        "backend": row["backend"],
+        "backend": row["backend"] or _RUNS_ON.get(row["kind"]),
         "profile": row["profile"],
         "created_at": iso(row["created_at"]),
         "started_at": iso(row["started_at"]),

@@ -23,10 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from zlt.core.errors import BadInputError
+from zlt.jobs.orphans import sweep_host
 from zlt.jobs.placement import unseen_paths
 from zlt.jobs.reaper import end_abandoned
+from zlt.jobs.records import Claim
 from zlt.jobs.states import ACTIVE, JobStatus
-from zlt.jobs.store import HOST, Claim, JobStore
+from zlt.jobs.store import HOST, JobStore
 
 
 class RunningJob(Protocol):
@@ -79,17 +82,6 @@ def subprocess_launcher(home: Path, log_path: Path) -> Launcher:
     return launch
 
 
-def default_launcher(home: Path) -> Launcher:
-    """Training jobs in their own process; generation jobs (zlt.infer) and evaluation jobs (zlt.eval) in a thread,
-    on one pipeline cache kept loaded between them (emptied before a training job that claims a GPU)."""
-    from zlt.eval.jobs import RUNNERS as EVALUATIONS
-    from zlt.infer.jobs import RUNNERS as GENERATIONS
-    from zlt.jobs.inprocess import inprocess_launcher
-
-    return inprocess_launcher(home, subprocess_launcher(home, home / "logs" / "jobs.log"),
-                              {**GENERATIONS, **EVALUATIONS})
-
-
 @dataclass
 class WorkerOptions:
     gpus: list[int]
@@ -116,12 +108,18 @@ class WorkerSummary:
 
 
 class Worker:
-    def __init__(self, store: JobStore, opts: WorkerOptions, *, launcher: Launcher | None = None,
-                 log: Callable[[str], None] | None = None) -> None:
+    """Claims jobs and starts each with the `launcher` its caller hands it (zlt.flows.kinds.worker_launcher for
+    `zlt worker`): this loop knows no kind of job. `on_start(log)` runs once the worker is registered (the artifact
+    index's start-up repair, for `zlt worker`)."""
+
+    def __init__(self, store: JobStore, opts: WorkerOptions, *, launcher: Launcher,
+                 log: Callable[[str], None] | None = None,
+                 on_start: Callable[[Callable[[str], None]], None] | None = None) -> None:
         self.store = store
         self.opts = opts
         self.worker_id = f"{HOST}:{os.getpid()}:{secrets.token_hex(2)}"
-        self.launcher = launcher or default_launcher(store.home)
+        self.launcher = launcher
+        self.on_start = on_start
         self.stop_event = threading.Event()
         self.running: dict[str, tuple[Claim, RunningJob]] = {}  # by lease token: one job may be re-claimed
         # while its previous process is still exiting
@@ -145,9 +143,8 @@ class Worker:
         self.store.register_worker(self.worker_id, os.getpid(), self.opts.gpus, info)
         shown = ", ".join(f"{g['index']}: {g['name']} {g['vram_gb']:g} GiB" for g in info) or "no NVIDIA GPU"
         self.log(f"started on {self.store.host}, slots {self.opts.gpus} ({shown})")
-        from zlt.artifacts.reindex import startup_reindex
-
-        startup_reindex(self.store.home, self.log)
+        if self.on_start is not None:
+            self.on_start(self.log)
         last_beat = last_busy = time.monotonic()
         last_sweep = float("-inf")
         try:
@@ -223,8 +220,6 @@ class Worker:
     def _sweep(self) -> None:
         """End trainers on this host whose job is no longer run here (their runner died with its worker):
         the job may already run again elsewhere, and two trainers must never write one job folder."""
-        from zlt.jobs.orphans import sweep_host
-
         try:
             for job_id, pids in sweep_host(self.store).items():
                 self.log(f"ended leftover trainer process(es) of {job_id}: {', '.join(map(str, pids))}")
@@ -245,8 +240,6 @@ class Worker:
 
 def parse_gpu_list(text: str) -> list[int]:
     """`--gpus 0,1` -> [0, 1]; BadInputError on anything else."""
-    from zlt.core.errors import BadInputError
-
     out: list[int] = []
     for part in text.split(","):
         part = part.strip()
@@ -312,8 +305,6 @@ def default_slots() -> list[int]:
 
 def check_slots(gpus: list[int]) -> None:
     """On a machine with NVIDIA GPUs, every listed id must exist; without one, ids are plain slots."""
-    from zlt.core.errors import BadInputError
-
     n = nvidia_gpu_count()
     if n:
         missing = [g for g in gpus if g >= n]

@@ -27,7 +27,7 @@ _EXPORTS = {
     "VramEstimate": "zlt.preflight.vram",
     "estimate": "zlt.preflight.vram",
     "smallest_fitting_profile": "zlt.preflight.vram",
-    "suggest_levers": "zlt.preflight.vram",
+    "suggest_levers": "zlt.preflight.levers",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -4,14 +4,21 @@ returns `Check`s; nothing here raises for an environment problem (only for bad i
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from zlt import backends
 from zlt.core.errors import BadInputError
+from zlt.core.paths import zlt_home
+from zlt.preflight.environment import dataset_checks, host_checks, model_checks, trainer_checks
 from zlt.preflight.gpu import GpuInfo, GpuProbe, parse_assume_gpu, scan_gpus
+from zlt.preflight.levers import levers_to_fit, suggest_levers
 from zlt.preflight.report import Check, PreflightReport
-from zlt.profiles import HardwareProfile
-from zlt.spec.models import BACKENDS, JobSpec
+from zlt.preflight.tokenizer import check_musubi_tokenizer
+from zlt.preflight.vram import estimate, smallest_fitting_profile
+from zlt.profiles import HardwareProfile, get_profile, gpu_profiles, largest_profile_within, load_profiles
+from zlt.spec.models import JobSpec
 
 _DEFAULT_PLAN_PROFILE = "24gb"
 
@@ -86,8 +93,6 @@ def gpu_checks(spec: JobSpec, backend: str, gpus: list[GpuInfo], facts: dict[str
 
 def _choose_profile(spec: JobSpec, backend: str, name: str, gpus: list[GpuInfo], cpu_ok: bool
                     ) -> tuple[HardwareProfile, str]:
-    from zlt.profiles import get_profile, gpu_profiles, largest_profile_within, load_profiles
-
     if name != "auto":
         return get_profile(name), "named"
     if cpu_ok and not gpus:
@@ -103,13 +108,10 @@ def _choose_profile(spec: JobSpec, backend: str, name: str, gpus: list[GpuInfo],
 
 def vram_check(spec: JobSpec, backend: str, profile: HardwareProfile, gpus: list[GpuInfo],
                facts: dict[str, Any], report: PreflightReport) -> Check:
-    from zlt.preflight.levers import levers_to_fit, suggest_levers
-    from zlt.preflight.vram import estimate, smallest_fitting_profile
-
     est = estimate(spec, profile, backend)
     report.estimate = est
     if profile.is_cpu:
-        ok = spec.is_tiny and backend == "lightning"
+        ok = spec.is_tiny and backends.get(backend).trains_tiny_model
         return Check("vram", "pass" if ok else "fail",
                      "tiny test model on the CPU: no GPU memory needed" if ok else
                      f"profile cpu cannot train {spec.model.base.name} with {backend}",
@@ -171,8 +173,6 @@ def _misfit_fix(spec: JobSpec, chosen: list[GpuInfo], facts: dict[str, Any], tot
     if spec.training.batch_size > profile.max_batch_size:
         fixes.append(f"--set training.batch_size={profile.max_batch_size} (profile {profile.name}'s max)")
     if report.smallest_profile:
-        from zlt.profiles import get_profile
-
         need = get_profile(report.smallest_profile).vram_gb
         # A bigger profile is a fix only for a card that has its memory; else it is what the job needs.
         if need <= budget:
@@ -186,20 +186,20 @@ def run_preflight(spec: JobSpec, *, backend: str | None = None, profile: str = "
                   assume_gpu: str | None = None, ai_toolkit: str | None = None, musubi: str | None = None,
                   home: Path | None = None, probe: GpuProbe | None = None, check_data: bool = True,
                   disk_usage: Any = None, memory: Any = None, check_python: bool = True,
-                  gpus: list[int] | None = None) -> PreflightReport:
+                  gpus: list[int] | None = None,
+                  extra_checks: Callable[[JobSpec, HardwareProfile, PreflightReport], list[Check]] | None = None,
+                  ) -> PreflightReport:
     """Every check at once. Raises BadInputError only for bad arguments (unknown backend/profile, bad
     --assume-gpu); environment problems are failed checks (`report.exit_code` 3).
 
     `gpus`: the GPU indexes the trainer will get (the runner's --gpus); default: $CUDA_VISIBLE_DEVICES.
     `disk_usage` / `memory` describe the host instead of asking it (tests); `check_python=False` skips
-    starting the trainer's Python to see what it imports."""
-    from zlt.core.paths import zlt_home
-
-    backend = backend or spec.training.backend
-    if backend not in BACKENDS:
-        raise BadInputError(f"--backend {backend!r}: unknown backend", hint=f"use one of: {', '.join(BACKENDS)}")
+    starting the trainer's Python to see what it imports. `extra_checks(spec, profile, report)` adds the checks of
+    stages above this one (zlt.flows.preflight passes evaluation's)."""
+    b = backends.get(backend or spec.training.backend)  # BadInputError naming training.backend
+    backend = b.name
     home = zlt_home(home)
-    cpu_ok = spec.is_tiny and backend == "lightning" and profile in ("auto", "cpu")
+    cpu_ok = spec.is_tiny and b.trains_tiny_model and profile in ("auto", "cpu")
     visible = ",".join(str(i) for i in gpus) if gpus is not None else None
     devices, gpu_check, facts = _gpu_target(spec, assume_gpu, vram_gb, probe, visible)
     chosen_profile, _why = _choose_profile(spec, backend, profile, devices, cpu_ok)
@@ -213,26 +213,19 @@ def run_preflight(spec: JobSpec, *, backend: str | None = None, profile: str = "
     else:
         checks.extend(gpu_checks(spec, backend, devices, facts, cpu_ok))
     checks.append(vram_check(spec, backend, chosen_profile, devices, facts, report))
-    from zlt.preflight.environment import dataset_checks, host_checks, model_checks, trainer_checks
-
     model_results = model_checks(spec, backend, home)
-    if backend == "musubi" and not spec.is_tiny:
-        from zlt.preflight.tokenizer import check_musubi_tokenizer
-
+    if b.needs_hub_tokenizer and not spec.is_tiny:
         t = check_musubi_tokenizer()
         model_results.append(Check("model", t.status, f"{t.what} {t.ref}: {t.message}",
                                    t.fix if t.status != "pass" else "", details=t.to_dict()))
     checks.extend(model_results)
     download = sum(float(c.details.get("download_gb") or 0.0) for c in model_results)
     checks.extend(host_checks(spec, backend, chosen_profile, home, download, disk_usage, memory))
-    checks.extend(trainer_checks(backend, ai_toolkit if backend == "ai-toolkit" else musubi, devices, check_python,
+    explicit = {"ai_toolkit": ai_toolkit, "musubi": musubi}.get(b.install.config_key) if b.install else None
+    checks.extend(trainer_checks(backend, explicit, devices, check_python,
                                  assumed=bool(assume_gpu or vram_gb is not None), tiny=spec.is_tiny))
-    if spec.eval.enable or spec.eval.during_training_every(spec.output.save.every):
-        from zlt.eval.preflight import eval_model_check, live_eval_checks
-
-        checks.append(eval_model_check(spec))
-        checks.extend(live_eval_checks(spec, chosen_profile, report.estimate.total_gb if report.estimate else None,
-                                       report.budget_gb))
+    if extra_checks is not None:  # the stages above preflight (evaluation) add theirs: zlt.flows.preflight
+        checks.extend(extra_checks(spec, chosen_profile, report))
     if check_data:
         checks.extend(dataset_checks(spec))
     return report

@@ -9,8 +9,14 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
+from zlt import __version__
 from zlt.core.errors import EXIT_ENV_NOT_READY, EXIT_OK
+from zlt.core.paths import user_config_path, zlt_home
+from zlt.preflight.environment import config_check
 from zlt.preflight.gpu import GpuInfo, GpuProbe, NvmlProbe, scan_gpus
+from zlt.preflight.home import home_problem
+from zlt.preflight.install import locate_trainer
+from zlt.preflight.models import hf_cache_dir, hub_offline
 from zlt.preflight.report import Check, Status
 
 _PACKAGES = ("torch", "diffusers", "peft", "transformers", "lightning-fabric", "accelerate", "nvidia-ml-py", "psutil")
@@ -58,16 +64,9 @@ def _package_versions() -> dict[str, str | None]:
 
 def environment_report(*, probe: GpuProbe | None = None, ai_toolkit: str | None = None, musubi: str | None = None,
                        check_python: bool = True, home_dir: Any = None) -> DoctorReport:
-    from zlt import __version__
-    from zlt.core.paths import user_config_path
-    from zlt.preflight.environment import config_check
-    from zlt.preflight.install import locate_trainer
-    from zlt.preflight.models import hf_cache_dir, hub_offline
 
     rows = [Check("zlt", "pass", f"zlt {__version__}, Python {platform.python_version()} ({sys.executable}), "
                   f"{platform.system()} {platform.machine()}")]
-    from zlt.core.paths import zlt_home
-    from zlt.preflight.home import home_problem
 
     home = zlt_home(home_dir)
     bad_home = home_problem(home, create=False)

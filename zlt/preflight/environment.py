@@ -6,7 +6,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from zlt import backends
+from zlt.config import load_user_config
+from zlt.core.errors import ZltError
+from zlt.core.paths import default_registry_dir, user_config_path
+from zlt.dataset import check_dataset
 from zlt.preflight.gpu import GpuInfo
+from zlt.preflight.host import cpu_count, disk_needs, ram_check
+from zlt.preflight.install import _apply_probe, locate_trainer, probe_python
+from zlt.preflight.models import check_model_files, hf_cache_dir
 from zlt.preflight.report import Check, Status
 from zlt.profiles import HardwareProfile
 from zlt.spec.models import JobSpec
@@ -15,8 +23,6 @@ MIN_CPUS = 4
 
 
 def model_checks(spec: JobSpec, backend: str, home: Path) -> list[Check]:
-    from zlt.preflight.models import check_model_files
-
     out = []
     for r in check_model_files(spec, backend, home):
         out.append(Check("model", r.status, f"{r.what} {r.ref}: {r.message}", r.fix if r.status != "pass" else "",
@@ -26,10 +32,6 @@ def model_checks(spec: JobSpec, backend: str, home: Path) -> list[Check]:
 
 def host_checks(spec: JobSpec, backend: str, profile: HardwareProfile, home: Path, download_gb: float,
                 disk_usage: Any = None, memory: Any = None) -> list[Check]:
-    from zlt.core.paths import default_registry_dir
-    from zlt.preflight.host import cpu_count, disk_needs, ram_check
-    from zlt.preflight.models import hf_cache_dir
-
     out = []
     ram = ram_check(spec, profile, backend, memory=memory)
     msg = f"{ram.available_gb:.1f} GiB free of {ram.total_gb:.1f} GiB; loading the model wants ~{ram.need_gb:.0f} GiB"
@@ -60,10 +62,6 @@ def host_checks(spec: JobSpec, backend: str, profile: HardwareProfile, home: Pat
 
 def config_check() -> Check | None:
     """A failed check when the user config file cannot be read; None when it is fine or absent."""
-    from zlt.config import load_user_config
-    from zlt.core.errors import ZltError
-    from zlt.core.paths import user_config_path
-
     try:
         load_user_config()
     except ZltError as e:
@@ -73,8 +71,6 @@ def config_check() -> Check | None:
 
 def trainer_checks(backend: str, explicit: str | None, gpus: list[GpuInfo], check_python: bool,
                    assumed: bool = False, tiny: bool = False) -> list[Check]:
-    from zlt.preflight.install import _apply_probe, locate_trainer, probe_python
-
     out = []
     broken = config_check()
     if broken is not None:
@@ -88,7 +84,7 @@ def trainer_checks(backend: str, explicit: str | None, gpus: list[GpuInfo], chec
     versions = ", ".join(f"{k} {v}" for k, v in inst.versions.items() if k in ("python", "torch", "accelerate",
                                                                                "diffusers"))
     real_gpus = [g for g in gpus if not g.assumed]
-    if backend == "lightning" and inst.ok and real_gpus and check_python and not tiny:
+    if backends.get(backend).builtin and inst.ok and real_gpus and check_python and not tiny:
         # the built-in trainer runs in zlt's own Python: ask a child process whether its torch sees CUDA
         _apply_probe(inst, probe_python(inst.python, ["torch"]), ["torch"], "pip install 'zlt[train]'")
         details = inst.to_dict()
@@ -112,8 +108,6 @@ def trainer_checks(backend: str, explicit: str | None, gpus: list[GpuInfo], chec
 def dataset_checks(spec: JobSpec) -> list[Check]:
     """The dataset check, summarised: errors block, warnings are counted."""
     path = Path(spec.dataset.path)
-    from zlt.dataset import check_dataset
-
     try:
         report = check_dataset(path, spec)
     except Exception as e:  # a ZltError for a missing folder, or anything the checker trips on

@@ -12,7 +12,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from zlt import backends
 from zlt.preflight.report import Status
+from zlt.preflight.vram import lora_param_count
 from zlt.profiles import HardwareProfile
 from zlt.spec.models import JobSpec
 
@@ -82,8 +84,6 @@ def dataset_stats(path: Path) -> tuple[int, float]:
 
 
 def lora_file_gb(spec: JobSpec, backend: str) -> float:
-    from zlt.preflight.vram import lora_param_count
-
     per = {"bf16": 2, "fp16": 2, "fp32": 4}[spec.output.save.dtype]
     return lora_param_count(spec, backend) * per / GIB
 
@@ -153,10 +153,7 @@ def ram_need_gb(spec: JobSpec, profile: HardwareProfile, backend: str) -> tuple[
     bf16 = 2.0 if spec.model.base.precision != "fp32" else 4.0
     transformer = c.transformer_params_b * 1e9 * bf16 / GIB
     text_encoder = c.text_encoder_params_b * 1e9 * bf16 / GIB
-    parked = 0.0
-    if backend == "musubi":
-        parked = transformer * profile.musubi.blocks_to_swap / 30  # swapped blocks live in host memory
-        text_encoder = 0.0  # encoded in its own process before training
+    parked, text_encoder = backends.get(backend).host_ram(profile, transformer, text_encoder)
     minimum = max(transformer, text_encoder) + RUNTIME_RAM_GB / 2
     return transformer + text_encoder + parked + RUNTIME_RAM_GB, minimum
 

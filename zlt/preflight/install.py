@@ -10,6 +10,8 @@ imports torch here. `vendor/*.toml` pins the upstream commit zlt was written aga
 
 from __future__ import annotations
 
+import importlib.metadata
+import importlib.util
 import json
 import os
 import subprocess
@@ -18,11 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from zlt import backends
+from zlt.backends.base import InstallFacts
+from zlt.config import load_user_config, tomllib
+from zlt.core.errors import BadInputError, EnvNotReadyError, ZltError
 from zlt.core.paths import data_dir, user_config_path
+from zlt.run.launch import TrainerLocation
 
-_ENV = {"ai-toolkit": "ZLT_AI_TOOLKIT", "musubi": "ZLT_MUSUBI"}
-_KEY = {"ai-toolkit": "ai_toolkit", "musubi": "musubi"}
-_FLAG = {"ai-toolkit": "--ai-toolkit", "musubi": "--musubi"}
 _TRAIN_MODULES = ("torch", "diffusers", "peft", "transformers", "lightning_fabric")
 PROBE_TIMEOUT_S = 180.0  # a cold `import torch` on a network filesystem can take a minute
 
@@ -92,7 +96,6 @@ class TrainerInstall:
 
 def vendor_pins() -> dict[str, VendorPin]:
     """The supported upstream versions in vendor/*.toml, by backend."""
-    from zlt.config import tomllib
 
     pins: dict[str, VendorPin] = {}
     for path in sorted(data_dir("vendor").glob("*.toml")):
@@ -135,8 +138,6 @@ def git_commit(root: Path) -> str | None:
 
 def _config(key: str) -> tuple[str | None, str | None]:
     """(value, where it came from) from the user config; a broken config reads as empty here (doctor says why)."""
-    from zlt.config import load_user_config
-    from zlt.core.errors import ZltError
 
     try:
         value = load_user_config().get(key)
@@ -145,21 +146,21 @@ def _config(key: str) -> tuple[str | None, str | None]:
     return (str(Path(value).expanduser()), f"{user_config_path()} ({key})") if value else (None, None)
 
 
-def _find_root(backend: str, explicit: str | None) -> tuple[Path | None, str | None]:
+def _find_root(facts: InstallFacts, explicit: str | None) -> tuple[Path | None, str | None]:
     if explicit:
-        return Path(explicit).expanduser(), _FLAG[backend]
-    env = os.environ.get(_ENV[backend])
+        return Path(explicit).expanduser(), facts.flag
+    env = os.environ.get(facts.env)
     if env:
-        return Path(env).expanduser(), f"${_ENV[backend]}"
-    value, where = _config(_KEY[backend])
+        return Path(env).expanduser(), f"${facts.env}"
+    value, where = _config(facts.config_key)
     return (Path(value), where) if value else (None, None)
 
 
-def _find_python(backend: str, root: Path | None) -> tuple[str, str]:
-    env_name = f"{_ENV[backend]}_PYTHON"
+def _find_python(facts: InstallFacts, root: Path | None) -> tuple[str, str]:
+    env_name = f"{facts.env}_PYTHON"
     if os.environ.get(env_name):
         return os.environ[env_name], f"${env_name}"
-    value, where = _config(f"{_KEY[backend]}_python")
+    value, where = _config(f"{facts.config_key}_python")
     if value:
         return value, where or "config"
     if root is not None:
@@ -199,7 +200,8 @@ def probe_python(python: str, modules: list[str], extra_path: list[str] | None =
 def _apply_probe(inst: TrainerInstall, probe: dict[str, Any], needed: list[str], install_hint: str) -> None:
     if "error" in probe:
         inst.problems.append(probe["error"])
-        inst.fix = inst.fix or f"point ${_ENV.get(inst.backend, 'ZLT')}_PYTHON at the trainer's environment"
+        facts = backends.get(inst.backend).install
+        inst.fix = inst.fix or f"point ${facts.env if facts else 'ZLT'}_PYTHON at the trainer's environment"
         return
     inst.versions["python"] = probe.get("python", "?")
     inst.versions.update(probe.get("modules", {}))
@@ -215,33 +217,34 @@ def _apply_probe(inst: TrainerInstall, probe: dict[str, Any], needed: list[str],
 
 def locate_trainer(backend: str, explicit: str | None = None, *, check_python: bool = True) -> TrainerInstall:
     """Find `backend`'s install and say whether it can run. Never raises for a missing install."""
-    if backend == "lightning":
-        return _locate_builtin()
-    if backend not in _ENV:
-        return TrainerInstall(backend, None, sys.executable, None, None, False, [f"unknown backend {backend!r}"],
-                              "use one of: ai-toolkit, musubi, lightning")
+    try:
+        facts = backends.get(backend).install
+    except BadInputError as e:
+        return TrainerInstall(backend, None, sys.executable, None, None, False, [e.message], e.hint)
+    if facts is None:
+        return _locate_builtin(backend)
     pin = vendor_pins().get(backend)
-    root, source = _find_root(backend, explicit)
-    python, python_source = _find_python(backend, root)
+    root, source = _find_root(facts, explicit)
+    python, python_source = _find_python(facts, root)
     inst = TrainerInstall(backend, root, python, None, None, False, source=source, python_source=python_source,
                           pinned_commit=pin.commit if pin else None)
     if root is None:
         inst.problems.append(f"no {backend} checkout configured")
-        inst.fix = (f"pass {_FLAG[backend]} PATH, set {_ENV[backend]}, or add {_KEY[backend]} = \"/path\" to "
+        inst.fix = (f"pass {facts.flag} PATH, set {facts.env}, or add {facts.config_key} = \"/path\" to "
                     f"{user_config_path()}" + (f" (install: {pin.install})" if pin and pin.install else ""))
         return inst
     root = root.resolve()
     inst.root = root
     if not root.is_dir():
         inst.problems.append(f"{root} (from {source}) does not exist")
-        inst.fix = f"clone {pin.repo if pin else backend} there, or point {_FLAG[backend]} at your checkout"
+        inst.fix = f"clone {pin.repo if pin else backend} there, or point {facts.flag} at your checkout"
         return inst
     required = pin.required_files if pin else []
     missing = [rel for rel in required if not (root / rel).exists()]
     if missing:
         inst.problems.append(f"{root} is not a usable {backend} checkout: missing {', '.join(missing)}")
         inst.fix = (f"git pull in {root} (Z-Image support is recent)" if (root / ".git").exists() and
-                    (root / (pin.entry if pin else "")).exists() else f"point {_FLAG[backend]} at the folder you cloned")
+                    (root / (pin.entry if pin else "")).exists() else f"point {facts.flag} at the folder you cloned")
     inst.entry = root / pin.entry if pin else None
     inst.commit = git_commit(root)
     if pin and inst.commit and inst.commit != pin.commit:
@@ -251,23 +254,20 @@ def locate_trainer(backend: str, explicit: str | None = None, *, check_python: b
         inst.warnings.append(f"cannot read the checkout's commit (no .git); zlt is tested against {pin.commit[:10]}")
     if check_python:
         modules = list(pin.python_modules) if pin else ["torch"]
-        src = [str(root / "src")] if backend == "musubi" else None
+        src = [str(root / facts.probe_src)] if facts.probe_src else None
         hint = f"install the trainer's requirements into {python}" + (f" ({pin.install})" if pin and pin.install else "")
         answer = probe_python(python, modules, src)
         _apply_probe(inst, answer, modules, hint)
-        if backend == "musubi" and "accelerate" in answer.get("modules", {}):
+        if facts.accelerate_cli and "accelerate" in answer.get("modules", {}):
             launcher = Path(python).parent / "accelerate"
             inst.versions["accelerate_cli"] = str(launcher) if launcher.exists() else f"{python} -m accelerate"
     inst.ok = not inst.problems
     return inst
 
 
-def _locate_builtin() -> TrainerInstall:
+def _locate_builtin(backend: str) -> TrainerInstall:
     """The built-in trainer: this Python with the [train] extra. find_spec only: torch is not imported."""
-    import importlib.metadata
-    import importlib.util
-
-    inst = TrainerInstall("lightning", None, sys.executable, None, None, False, source="built in",
+    inst = TrainerInstall(backend, None, sys.executable, None, None, False, source="built in",
                           python_source="the Python running zlt")
     inst.versions["python"] = ".".join(map(str, sys.version_info[:3]))
     missing = []
@@ -285,3 +285,14 @@ def _locate_builtin() -> TrainerInstall:
         inst.fix = "pip install 'zlt[train]' (with a torch build that matches your CUDA driver)"
     inst.ok = not inst.problems
     return inst
+
+
+def locate(backend: str, explicit: str | None = None) -> TrainerLocation:
+    """The checkout and interpreter for `backend`; raises EnvNotReadyError when there is none.
+    Whether its Python can import the trainer's packages is preflight's question, not asked here."""
+    if backends.get(backend).builtin:
+        return TrainerLocation(backend, None, sys.executable, "built in")
+    inst = locate_trainer(backend, explicit, check_python=False)
+    if not inst.ok:
+        raise EnvNotReadyError(f"{backend}: " + "; ".join(inst.problems), hint=inst.fix)
+    return TrainerLocation(backend, inst.root, inst.python, inst.source, inst.commit)

@@ -10,12 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from zlt import backends
 from zlt.preflight.vram import estimate, plan
-from zlt.profiles import HardwareProfile
+from zlt.profiles import HardwareProfile, gpu_profiles
 from zlt.spec.models import JobSpec
 
 _RESOLUTION_STEPS = (1536, 1280, 1024, 768, 512)
-_SWAP_STEPS = (4, 8, 16, 24, 28)  # musubi allows up to 28 of the 30 blocks
 
 
 @dataclass
@@ -84,8 +84,6 @@ def _with_profile(profile: HardwareProfile, section: str, **values: Any) -> Hard
 
 def _bundled_with(section: str, key: str, value: Any, below: float) -> HardwareProfile | None:
     """The largest bundled GPU profile, no bigger than `below` GB, whose `section.key` is `value`."""
-    from zlt.profiles import gpu_profiles
-
     hits = [p for p in gpu_profiles() if getattr(getattr(p, section), key) == value and p.vram_gb <= below]
     return hits[-1] if hits else None
 
@@ -115,9 +113,8 @@ def _moves(spec: JobSpec, profile: HardwareProfile, backend: str, budget: float)
     if not p.gradient_checkpointing:
         out.append(_set_move("gradient_checkpointing", "gradient checkpointing on",
                              {"training.gradient_checkpointing": True}))
-    quantizable = backend in ("ai-toolkit", "musubi", "lightning") and (
-        p.transformer_bytes > q8 or (backend == "ai-toolkit" and p.text_encoder_resident and p.text_encoder_bytes > q8)
-    )
+    quantizable = p.transformer_bytes > q8 or (
+        backends.get(backend).quantizes_text_encoder and p.text_encoder_resident and p.text_encoder_bytes > q8)
     if quantizable:
         out.append(_set_move("quantize", "quantise to float8",
                              {"model.base.quantize": "float8"}))
@@ -128,22 +125,11 @@ def _moves(spec: JobSpec, profile: HardwareProfile, backend: str, budget: float)
         capped = [r for r in lower if r <= profile.resolution_cap]
         res = fitting[0] if fitting else (capped or lower)[0]  # nothing fits alone: one step down, not the floor
         out.append(_set_move("resolution", f"train at {res} px", {"dataset.resolution": res}))
-    if backend == "ai-toolkit" and not profile.ai_toolkit.cache_text_embeddings:
-        out.append(_profile_move("cache_text_embeddings", "cache text embeddings",
-                                 profile, "ai_toolkit", "cache_text_embeddings", True))
-    if backend == "lightning" and not profile.lightning.cache_text_embeddings:
-        out.append(_profile_move("cache_text_embeddings", "cache text embeddings",
-                                 profile, "lightning", "cache_text_embeddings", True))
-    if backend == "ai-toolkit" and not profile.ai_toolkit.low_vram:
-        out.append(_profile_move("low_vram", "low_vram (load via host memory)",
-                                 profile, "ai_toolkit", "low_vram", True))
-    if backend == "musubi" and profile.musubi.blocks_to_swap < _SWAP_STEPS[-1]:
-        steps = [n for n in _SWAP_STEPS if n > profile.musubi.blocks_to_swap]
-        fitting = [n for n in steps if estimate(spec, _with_profile(profile, "musubi", blocks_to_swap=n),
-                                                backend).total_gb <= budget]
-        n = fitting[0] if fitting else steps[-1]
-        out.append(_profile_move("low_vram", f"swap {n} blocks to host memory", profile,
-                                 "musubi", "blocks_to_swap", n))
+    def fits(variant: HardwareProfile) -> bool:
+        return estimate(spec, variant, backend).total_gb <= budget
+
+    for lever in backends.get(backend).profile_levers(profile, fits):
+        out.append(_profile_move(lever.name, lever.title, profile, lever.section, lever.key, lever.value))
     rank = spec.model.lora.rank
     if rank > 4:
         ranks = [r for r in (rank // 2, rank // 4, rank // 8) if r >= 4] or [4]

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from zlt import backends
 from zlt.preflight.report import Status
 from zlt.spec.models import JobSpec
 
@@ -249,7 +250,7 @@ def check_musubi_files(spec: JobSpec, home: Path) -> list[ModelFileCheck]:
 
 def check_model_files(spec: JobSpec, backend: str, home: Path) -> list[ModelFileCheck]:
     """Every model file the backend will need, each a pass / warn / fail with a one-line fix."""
-    if backend == "musubi" and not spec.is_tiny:
+    if backends.get(backend).reads_weight_files and not spec.is_tiny:
         return check_musubi_files(spec, home)
     out = [check_base_model(spec)]
     adapter = check_adapter(spec)

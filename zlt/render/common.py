@@ -40,17 +40,12 @@ def sample_prompts(spec: JobSpec) -> list[str]:
     return [p.replace("[trigger]", trig).strip() for p in spec.training.sample.prompts if p.strip()]
 
 
-def resolve_gradient_checkpointing(spec: JobSpec, profile: HardwareProfile, backend: str) -> tuple[bool, str]:
-    """(on, why). A value in the spec always wins; unset (null), the hardware profile's lever for the backend decides."""
+def resolve_gradient_checkpointing(spec: JobSpec, lever: tuple[bool, str]) -> tuple[bool, str]:
+    """(on, why). A value in the spec always wins; unset (null), the backend's profile lever (`lever`) decides."""
     set_value = spec.training.gradient_checkpointing
     if set_value is not None:
         return set_value, "set in the spec"
-    if backend == "ai-toolkit":
-        return profile.ai_toolkit.gradient_checkpointing, f"profile {profile.name} (ai_toolkit lever)"
-    if backend == "musubi":
-        return profile.musubi.gradient_checkpointing, f"profile {profile.name} (musubi lever)"
-    on = profile.lightning.gradient_checkpointing and not profile.is_cpu
-    return on, f"profile {profile.name} (lightning lever)"
+    return lever
 
 
 # Sampling defaults per variant, in diffusers' ZImagePipeline convention (guidance 0 = no CFG). Turbo: the model
@@ -118,16 +113,16 @@ def target_children(spec: JobSpec) -> list[str]:
     return out
 
 
-def spec_warnings(spec: JobSpec, backend: str) -> list[str]:
-    """Warnings every backend gives for the same reason."""
+def spec_warnings(spec: JobSpec, backend: str, *, multi_gpu: bool, reads_weight_files: bool) -> list[str]:
+    """Warnings every backend gives for the same reason (`multi_gpu`, `reads_weight_files`: what it can do)."""
     out: list[str] = []
     if not spec.model.lora.enable:
         out.append("model.lora.enable: false is not a training mode; zlt trains a LoRA (the only mode it offers)")
     gpus = spec.job.resources.gpu
-    if backend != "lightning" and gpus > 1:
+    if not multi_gpu and gpus > 1:
         out.append(f"job.resources.gpu: {backend} is launched as one process; it trains on one of the {gpus} GPUs")
     base = spec.model.base
-    if backend != "musubi":
+    if not reads_weight_files:
         for name in ("dit", "vae", "text_encoder"):
             if getattr(base, name):
                 out.append(f"model.base.{name}: only musubi reads single weight files; {backend} loads "

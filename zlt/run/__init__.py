@@ -1,9 +1,5 @@
-"""Launch a trainer subprocess, parse its output into events, supervise it, collect checkpoints.
+"""Run a trainer subprocess: launch it, parse its output into events, supervise it, find its checkpoints.
 
-`run_training(TrainRequest(...))` is the one entry point (zlt train, the job worker, the HTTP API).
+The flow that composes these with preflight, the dataset, rendering and the artifact is `zlt.flows.training`
+(`run_training(TrainRequest(...))`, the one entry point for zlt train, the job worker and the HTTP API).
 """
-
-from zlt.run.classify import INPUT_ERROR_CAUSES, is_input_error
-from zlt.run.pipeline import RunOutcome, TrainRequest, run_training
-
-__all__ = ["INPUT_ERROR_CAUSES", "RunOutcome", "TrainRequest", "is_input_error", "run_training"]

@@ -9,6 +9,8 @@ import json
 import sys
 from typing import IO, Any
 
+from zlt.core.events import evaluation_summary
+
 
 class NdjsonSink:
     """One compact JSON object per line, flushed at once, so a reader can follow the run live."""
@@ -138,7 +140,6 @@ def evaluation_line(d: dict) -> str:
     """One line for a checkpoint scored while training (rich markup), two when it stopped the run."""
     from rich.markup import escape
 
-    from zlt.core.events import evaluation_summary
 
     line = "[magenta]eval[/]" + escape(evaluation_summary(d)).removeprefix("eval")
     if d.get("decision") == "stop":

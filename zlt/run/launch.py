@@ -1,6 +1,6 @@
-"""Where a trainer lives and how its process is started.
+"""Where a trainer lives (`TrainerLocation`) and the environment its process starts with.
 
-The checkout and its interpreter come from `zlt.preflight.install.locate_trainer` (one rule for
+The checkout and its interpreter come from `zlt.preflight.install.locate` (one rule for
 preflight and runner): `--ai-toolkit PATH` / `--musubi PATH`, else `ZLT_AI_TOOLKIT` / `ZLT_MUSUBI`,
 else the user config; the interpreter is `ZLT_AI_TOOLKIT_PYTHON` / `ZLT_MUSUBI_PYTHON` (or the
 config's `*_python`), else `<checkout>/venv/bin/python`, else `<checkout>/.venv/bin/python`, else
@@ -10,12 +10,9 @@ the interpreter running zlt.
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-from zlt.core.errors import EnvNotReadyError
 
 
 @dataclass
@@ -29,19 +26,6 @@ class TrainerLocation:
     def to_dict(self) -> dict[str, Any]:
         return {"backend": self.backend, "root": str(self.root) if self.root else None, "python": self.python,
                 "source": self.source, "commit": self.commit}
-
-
-def locate(backend: str, explicit: str | None = None) -> TrainerLocation:
-    """The checkout and interpreter for `backend`; raises EnvNotReadyError when there is none.
-    Whether its Python can import the trainer's packages is preflight's question, not asked here."""
-    if backend == "lightning":
-        return TrainerLocation(backend, None, sys.executable, "built in")
-    from zlt.preflight.install import locate_trainer
-
-    inst = locate_trainer(backend, explicit, check_python=False)
-    if not inst.ok:
-        raise EnvNotReadyError(f"{backend}: " + "; ".join(inst.problems), hint=inst.fix)
-    return TrainerLocation(backend, inst.root, inst.python, inst.source, inst.commit)
 
 
 def child_env(gpus: list[int] | None = None, base: dict[str, str] | None = None) -> dict[str, str]:

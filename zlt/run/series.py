@@ -3,7 +3,7 @@
 `<job>/progress.jsonl` gets `{"step", "total", "loss", "lr", "it_s", "t", "attempt"}` (t: unix seconds when the
 line was parsed; `loss_nonfinite: true` with a null loss for nan/inf). Redraws of one step are folded into the
 last. Where the trainer writes its own per-step log (the built-in trainer's `loss_log.jsonl`, ai-toolkit's
-`loss_log.db`) that log is preferred (`zlt.artifacts.curve.load_curve`); this file is the fallback that every
+`loss_log.db`) that log is preferred (`zlt.run.curve.load_curve`); this file is the fallback that every
 backend has. The result summary, training_meta.json, loss.png and the CLI line all read the same curve.
 """
 
@@ -16,7 +16,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
 
-from zlt.core.events import Progress, finite_or_none
+from zlt.core.events import Progress, finite_or_none, read_events
+from zlt.run.curve import load_curve, summarize
 
 SERIES_FILE = "progress.jsonl"
 
@@ -51,11 +52,12 @@ class SeriesWriter:
             self._fh = None
 
 
-def series_sink(backend: str, series: SeriesWriter) -> Callable[[Progress], None]:
-    """What the interpreter calls with every training progress. ai-toolkit sets a step's loss on its bar before
-    moving the bar on (jobs/process/BaseSDTrainProcess.py: set_postfix_str, then update(step + 1 - n)), so the
-    loss last drawn at n=k is step k+1's; musubi moves its bar first (update, then set_postfix)."""
-    if backend != "ai-toolkit":
+def series_sink(series: SeriesWriter, loss_is_next_steps: bool = False) -> Callable[[Progress], None]:
+    """What the interpreter calls with every training progress. `loss_is_next_steps`: the trainer sets a step's
+    loss on its bar before moving the bar on (ai-toolkit's jobs/process/BaseSDTrainProcess.py: set_postfix_str, then
+    update(step + 1 - n)), so the loss last drawn at n=k is step k+1's; musubi moves its bar first (update, then
+    set_postfix). The backend says which (`Backend.loss_is_next_steps`)."""
+    if not loss_is_next_steps:
         return series.add
     return lambda ev: series.add(replace(ev, step=min(ev.step + 1, ev.total)))
 
@@ -63,8 +65,6 @@ def series_sink(backend: str, series: SeriesWriter) -> Callable[[Progress], None
 def summarize_run(job_dir: Path, output_roots: list[Path]) -> tuple[dict[str, Any], str | None]:
     """The run's one series summarised (first/final loss, average it/s, source): what the result, the CLI line,
     training_meta.json and loss.png share. Returns (summary, a problem to warn about or None)."""
-    from zlt.artifacts.curve import load_curve, summarize
-    from zlt.core.events import read_events
 
     try:
         curve, _notes = load_curve(read_events(job_dir / "events.jsonl"), output_roots, job_dir)

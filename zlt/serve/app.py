@@ -31,8 +31,9 @@ from zlt.serve.sse import StreamSettings, event_frames, resume_point
 from zlt.serve.uploads import Limits, UploadRefused, extract_zip
 
 JOB_ID = PathParam(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$", description="Job id (or a unique prefix).")
-ARTIFACT_ID = PathParam(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,255}$",
-                        description="Artifact id, its job's id, or a unique prefix.")
+ARTIFACT_ID = PathParam(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,255}$",
+                        description="Artifact id, unique id prefix, job id, style name (its current version), "
+                                    "STYLE@vN or 'latest' (zlt.artifacts.resolve).")
 Backend = Literal["ai-toolkit", "musubi", "lightning"]
 State = Literal["queued", "preparing", "running", "succeeded", "failed", "cancelled"]
 

@@ -15,11 +15,16 @@ from fastapi.responses import JSONResponse
 from pydantic import Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from zlt.artifacts import artifact_file
+from zlt.artifacts.resolve import resolve_id
 from zlt.core.errors import FieldError, NotFoundError, SpecError
-from zlt.eval.jobs import EvalRequest
+from zlt.eval.request import EvalRequest
+from zlt.flows.evaluation import submit_evaluation
+from zlt.serve.mcp_tool import Tool, ToolArgs
 
-ARTIFACT_ID = PathParam(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,255}$",
-                        description="Artifact id, its job's id, or a unique prefix.")
+ARTIFACT_ID = PathParam(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,255}$",
+                        description="Artifact id, unique id prefix, job id, style name (its current version), "
+                                    "STYLE@vN or 'latest' (zlt.artifacts.resolve).")
 
 
 def parse_request(data: Any) -> EvalRequest:
@@ -34,15 +39,12 @@ def parse_request(data: Any) -> EvalRequest:
 
 
 def submit(home: Path, artifact_id: str, data: Any, priority: int = 0) -> dict[str, Any]:
-    from zlt.eval.jobs import submit_evaluation
-
     return submit_evaluation(home, artifact_id, parse_request(data), priority=priority)
 
 
 def report(home: Path, artifact_id: str) -> dict[str, Any]:
     """The artifact's last evaluation report (eval/report.json). NotFoundError when it has none."""
-    from zlt.artifacts import artifact_file
-
+    artifact_id = resolve_id(home, artifact_id)  # an unknown artifact says so, not "not evaluated"
     try:
         path = artifact_file(home, artifact_id, "eval/report.json")
     except NotFoundError:
@@ -80,14 +82,14 @@ def routes(api: APIRouter, cfg: Any, json_body: Any, errors: Any) -> None:
 
 def eval_tools(home: Path) -> list[Any]:
     """MCP tools (added to zlt mcp's list)."""
-    from zlt.serve.mcp_server import Tool, _Args
-
     class EvaluateArgs(EvalRequest):
-        artifact_id: str = Field(min_length=1, max_length=256, description="Artifact id (from list_artifacts).")
+        artifact_id: str = Field(min_length=1, max_length=256, description="Artifact id (from list_artifacts), id prefix, "
+                                 "job id, style name, STYLE@vN or 'latest'.")
         priority: int = Field(0, ge=-100, le=100, description="Queue priority, higher first.")
 
-    class ReportArgs(_Args):
-        artifact_id: str = Field(min_length=1, max_length=256, description="Artifact id (from list_artifacts).")
+    class ReportArgs(ToolArgs):
+        artifact_id: str = Field(min_length=1, max_length=256, description="Artifact id (from list_artifacts), id prefix, "
+                                 "job id, style name, STYLE@vN or 'latest'.")
 
     home = Path(home)
     return [

@@ -21,6 +21,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from zlt.core.errors import BadInputError, NotFoundError
+from zlt.flows.generation import job_kind, submit_generation
+from zlt.infer.images import open_input
+from zlt.infer.params import GenerateParams, TransferParams, parse_request
+from zlt.jobs.api import open_store
+from zlt.jobs.view import status_dict
 from zlt.serve.uploads import MiB, UploadRefused, UploadTooLarge
 
 JOB_ID = PathParam(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$", description="Job id (or a unique prefix).")
@@ -76,17 +81,11 @@ def fence_request(kind: str, data: Any, data_roots: tuple[Path, ...] | None) -> 
 
 
 def submit(home: Path, kind: str, data: dict[str, Any], priority: int = 0) -> dict[str, Any]:
-    from zlt.infer.jobs import parse_request, submit_generation
-
     return submit_generation(home, kind, parse_request(kind, data), priority=priority)
 
 
 def generation(home: Path, job_id: str) -> dict[str, Any]:
     """A generation job's status, and once it succeeded, its outputs.json."""
-    from zlt.infer.jobs import job_kind
-    from zlt.jobs.api import open_store
-    from zlt.jobs.view import status_dict
-
     with open_store(home) as store:
         row = store.get(job_id)
         status = status_dict(row)
@@ -116,8 +115,6 @@ def generation_file(home: Path, job_id: str, name: str) -> Path:
 
 async def _save_uploads(form: Any, folder: Path) -> dict[str, list[str]]:
     """Each uploaded image checked (header first, then decoded) and written under `folder`."""
-    from zlt.infer.images import open_input
-
     saved: dict[str, list[str]] = {f: [] for f in UPLOAD_FIELDS}
     for key in form:
         if key not in (*UPLOAD_FIELDS, "request"):
@@ -154,8 +151,6 @@ def _inline(schema: dict[str, Any]) -> dict[str, Any]:
 
 def request_bodies() -> tuple[dict[str, Any], dict[str, Any]]:
     """OpenAPI request bodies of the two POST routes, from the same pydantic models the library validates with."""
-    from zlt.infer.params import GenerateParams, TransferParams
-
     gen = {"requestBody": {"required": True, "description": "Generation parameters (docs/generate.md).",
                            "content": {"application/json": {"schema": _inline(GenerateParams.model_json_schema())}}}}
     tr_schema = _inline(TransferParams.model_json_schema())

@@ -12,7 +12,9 @@ from typing import Any
 from pydantic import Field
 
 from zlt.infer.params import GenerateParams, TransferParams
+from zlt.serve.generations import fence_request, generation, submit
 from zlt.serve.intake import Fence
+from zlt.serve.mcp_tool import JobArgs, Tool
 
 
 class GenerateArgs(GenerateParams):
@@ -28,9 +30,6 @@ def _request(args: Any) -> dict[str, Any]:
 
 
 def generation_tools(home: Path, fence: Fence) -> list[Any]:
-    from zlt.serve.generations import fence_request, generation, submit
-    from zlt.serve.mcp_server import JobArgs, Tool
-
     home = Path(home)
     where = ("files inside the server's data roots" if fence.data_roots is not None else "files on this machine")
     return [

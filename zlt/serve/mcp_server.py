@@ -12,22 +12,20 @@ A tool that fails returns `isError: true` with the same error object the CLI pri
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from zlt.core.errors import FieldError, SpecError, ZltError
 from zlt.serve import tools
+from zlt.serve.evaluations import eval_tools
 from zlt.serve.intake import Fence, SubmitOptions
+from zlt.serve.mcp_generations import generation_tools
+from zlt.serve.mcp_tool import JobArgs, Tool, spec_sections  # noqa: F401 - spec_sections: part of this API
+from zlt.serve.mcp_tool import ToolArgs as _Args
 
 SPEC_DESCRIPTION = "A zlt job spec (the JSON form of the YAML `zlt init` writes; schema: `zlt schema`)."
-
-
-class _Args(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class ValidateArgs(_Args):
@@ -51,10 +49,6 @@ class SubmitArgs(_Args):
     skip_preflight: bool = Field(False, description="Skip the GPU/trainer checks before the run.")
 
 
-class JobArgs(_Args):
-    job_id: str = Field(min_length=1, max_length=128, description="Job id (or a unique prefix) from submit_lora_job.")
-
-
 class ListJobsArgs(_Args):
     state: Literal["queued", "preparing", "running", "succeeded", "failed", "cancelled"] | None = Field(
         None, description="Only jobs in this state.")
@@ -73,7 +67,8 @@ class EventsArgs(_Args):
 
 class ArtifactArgs(_Args):
     artifact_id: str = Field(min_length=1, max_length=256,
-                             description="Artifact id, its job's id, or a unique prefix (see list_artifacts).")
+                             description="Artifact id (see list_artifacts), unique id prefix, job id, style name "
+                                         "(its current version), STYLE@vN or 'latest'.")
 
 
 def spec_schema(dataset_path: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -105,29 +100,6 @@ def input_schema(args: type[_Args], dataset_path: str | None = None) -> dict[str
         schema["$defs"]["JobSpec"] = spec
         schema["properties"]["spec"] = {"$ref": "#/$defs/JobSpec", "description": SPEC_DESCRIPTION}
     return schema
-
-
-def spec_sections() -> str:
-    """'model: Base model and LoRA. dataset: ...' from the JobSpec field descriptions."""
-    from zlt.spec.models import JobSpec
-
-    return " ".join(f"{name}: {f.description}" for name, f in JobSpec.model_fields.items())
-
-
-@dataclass
-class Tool:
-    name: str
-    summary: str
-    args: type[_Args]
-    run: Callable[[Any], Any]
-    with_spec: bool = False
-
-    def description(self) -> str:
-        if not self.with_spec:
-            return self.summary
-        return (f"{self.summary} Spec sections — {spec_sections()} The preset ('style' or 'character') fills in "
-                "whatever the spec leaves out; each field's schema default is the 'style' value and "
-                "x-preset-defaults lists both.")
 
 
 def make_tools(home: Path, fence: Fence) -> list[Tool]:
@@ -167,14 +139,10 @@ def make_tools(home: Path, fence: Fence) -> list[Tool]:
 
 
 def _generation_tools(home: Path, fence: Fence) -> list[Tool]:
-    from zlt.serve.mcp_generations import generation_tools
-
     return generation_tools(home, fence)
 
 
 def _eval_tools(home: Path) -> list[Tool]:
-    from zlt.serve.evaluations import eval_tools
-
     return eval_tools(home)
 
 

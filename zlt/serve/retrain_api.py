@@ -1,21 +1,24 @@
 """`POST /v1/artifacts/{ref}/retrain` and the MCP tool `retrain_lora`: `zlt retrain` for remote callers.
 
-The body is checked strictly (unknown keys are refused) and fenced like a submitted spec: `dataset` must lie inside
-the server's data roots, and `set` may not name paths (dataset.path, output.registry.path, job.callback_url) where a
-fence is active.
+The body is checked strictly (unknown keys are refused). The spec the retrain will run (the parent's, with `dataset`,
+`set` in any syntax and `backend` applied) passes the gate with the server's roots (zlt/flows/gate.py): a path an
+override changes must lie inside the roots, whatever its spelling (`output.registry={path: ...}` included).
 """
 
 from __future__ import annotations
 
+import json
+from contextlib import closing
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from zlt.core.errors import BadInputError, FieldError, SpecError
+from zlt.flows.retrain import submit_retrain
+from zlt.jobs.db import connect
 from zlt.serve.intake import Fence
-
-FENCED_SETS = ("dataset.path", "output.registry.path", "job.callback_url")
+from zlt.serve.webhooks import Subscriptions, check_callback_url
 
 
 class RetrainBody(BaseModel):
@@ -50,26 +53,11 @@ def parse_body(data: Any, source: str = "<http>") -> RetrainBody:
 
 def retrain(home: Path, ref: str, body: RetrainBody, fence: Fence) -> dict[str, Any]:
     """Queue the retrain; returns the job status with its `retrain` block."""
-    from zlt.artifacts.retrain import submit_retrain
-
-    dataset = body.dataset
-    if fence.data_roots is not None:
-        from zlt.serve.uploads import fence_dataset_path
-
-        if dataset is not None:
-            dataset = str(fence_dataset_path(dataset, list(fence.data_roots), fence.limits))
-        for s in body.set:
-            key = s.split("=", 1)[0].strip()
-            if key in FENCED_SETS:
-                raise BadInputError(f"set: {key} cannot be changed through this server",
-                                    hint="give a new dataset folder as 'dataset'" if key == "dataset.path" else "")
-    result = submit_retrain(home, ref, steps=body.steps, more_steps=body.more_steps, dataset=dataset, sets=body.set,
-                            backend=body.backend, profile=body.profile, priority=body.priority,
-                            skip_preflight=body.skip_preflight)
+    result = submit_retrain(home, ref, steps=body.steps, more_steps=body.more_steps, dataset=body.dataset,
+                            sets=body.set, backend=body.backend, profile=body.profile, priority=body.priority,
+                            skip_preflight=body.skip_preflight, roots=fence.roots())
     url = result.get("callback_url") or _callback_url(home, result["job_id"])
     if url:  # the parent's job.callback_url came along with its spec: deliver this job's events there too
-        from zlt.serve.webhooks import Subscriptions, check_callback_url
-
         try:
             Subscriptions(home).subscribe(result["job_id"], check_callback_url(url))
         except BadInputError as e:
@@ -78,14 +66,9 @@ def retrain(home: Path, ref: str, body: RetrainBody, fence: Fence) -> dict[str, 
 
 
 def _callback_url(home: Path, job_id: str) -> str | None:
-    import json
-    from contextlib import closing
-
-    from zlt.jobs.db import connect
-
     with closing(connect(Path(home))) as db:
         row = db.execute("SELECT spec_json FROM jobs WHERE id = ?", (job_id,)).fetchone()
     try:
-        return ((json.loads(row[0]) if row else {}).get("job") or {}).get("callback_url")
+        return ((json.loads(row[0] or "{}") if row else {}).get("job") or {}).get("callback_url")
     except ValueError:
         return None

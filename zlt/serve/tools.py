@@ -3,25 +3,24 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
-from zlt.serve.intake import Fence, SubmitOptions, load_client_spec, resubscribe, submit_client_spec
+from zlt.serve.intake import (
+    Fence,
+    SubmitOptions,
+    admit_client_spec,
+    load_client_spec,
+    resubscribe,
+    submit_client_spec,
+)
 
 
 def validate_spec(data: Any, fence: Fence, *, base_dir: Path | None = None) -> dict[str, Any]:
     """What `zlt validate --json` prints: the resolved spec (preset defaults filled in) and warnings.
 
-    The dataset folder must exist, as submit will insist: ok here means submit will not refuse the spec."""
-    from zlt.core.errors import FieldError, SpecError
-
+    The gate checks the dataset folder as submit does: ok here means submit will not refuse the spec."""
     loaded = load_client_spec(data, fence, base_dir=base_dir)
-    ds = Path(loaded.spec.dataset.path)
-    if not ds.is_dir():
-        why = "is not a folder" if ds.exists() else "does not exist"
-        raise SpecError([FieldError("dataset.path", f"{ds} {why}", "give the folder that holds the training images")],
-                        fence.source)
     return {"ok": True, "source": loaded.source, "warnings": loaded.warnings, "spec": loaded.resolved()}
 
 
@@ -30,19 +29,13 @@ def render_config(data: Any, fence: Fence, *, backend: str | None = None, profil
     """What `zlt render --json` prints: the trainer's config files and argv for a spec x hardware profile.
 
     A spec without `dataset.path` still renders (against the placeholder folder 'dataset'), so an agent can
-    preview a config before it has data.
+    preview a config before it has data; `backend` is judged by the spec's rules (the tiny model trains only on
+    lightning), through the gate as every door does.
     """
-    from zlt.render import render_spec, select_profile
+    from zlt.backends import render_spec
+    from zlt.preflight.select import select_profile
 
-    ds = data.get("dataset") if isinstance(data, dict) else None
-    if isinstance(data, dict) and (ds is None or (isinstance(ds, dict) and "path" not in ds)):
-        data = {**data, "dataset": {**(ds or {}), "path": "dataset"}}
-        fence = dataclasses.replace(fence, data_roots=None)
-    if backend and isinstance(data, dict):
-        # The backend that will run is judged by the spec's rules (the tiny model trains only on lightning).
-        tr = data.get("training")
-        data = {**data, "training": {**(tr if isinstance(tr, dict) else {}), "backend": backend}}
-    loaded = load_client_spec(data, fence, base_dir=base_dir)
+    loaded = admit_client_spec(data, fence, mode="render", backend=backend, base_dir=base_dir).loaded
     be = loaded.spec.training.backend
     prof, notes = select_profile(loaded.spec, be, profile or "auto", vram_gb)
     result = render_spec(loaded.spec, be, prof)
@@ -74,7 +67,7 @@ def cancel(home: Path, job_id: str) -> dict[str, Any]:
 
 
 def retry(home: Path, job_id: str) -> dict[str, Any]:
-    from zlt.jobs import retry_job
+    from zlt.flows.retry import retry as retry_job
 
     result = retry_job(home, job_id)
     resubscribe(home, result["job_id"])

@@ -4,8 +4,8 @@
   files, no encrypted members, a cap on members and on total uncompressed bytes (counted while writing, not
   trusted from the header), a cap on per-member compression ratio. Anything wrong refuses the whole upload
   and leaves nothing behind.
-- A dataset path is resolved (symlinks followed) and must lie inside one of the server's data roots, and so
-  must every file under it (`fence_dataset_path`).
+- A dataset *path* a client names is fenced by the gate (zlt/flows/fences.py `fence_dataset_path`), on the
+  resolved spec.
 """
 
 from __future__ import annotations
@@ -21,22 +21,10 @@ from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 from zlt.core.errors import BadInputError
+from zlt.flows.fences import Limits, MiB
 
-MiB = 1 << 20
 _WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:")
 _SKIPPED_PREFIXES = ("__MACOSX/",)  # Finder's resource forks: never part of a dataset
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Caps on what a client may send."""
-
-    max_upload_bytes: int = 512 * MiB  # request body of a multipart upload
-    max_json_bytes: int = 2 * MiB  # any other request body
-    max_extract_bytes: int = 2048 * MiB  # total uncompressed size of an uploaded zip
-    max_extract_files: int = 20_000  # members of an uploaded zip
-    max_ratio: int = 200  # uncompressed/compressed for any member larger than RATIO_FLOOR
-    max_dataset_files: int = 100_000  # files walked under a dataset path when checking the fence
 
 
 RATIO_FLOOR = 1 * MiB  # small members compress well legitimately (captions); only big ones are judged
@@ -192,67 +180,3 @@ def extract_zip(zip_file: Path | BinaryIO, uploads_dir: Path, limits: Limits, la
         return Extracted(root=final, files=files, bytes=limits.max_extract_bytes - budget)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # only our own temp folder: the accepted dataset was moved out
-
-
-def _inside(path: Path, root: Path) -> bool:
-    try:
-        path.relative_to(root)
-        return True
-    except ValueError:
-        return False
-
-
-def fence_dataset_path(raw: str, data_roots: list[Path], limits: Limits) -> Path:
-    """Resolve a dataset path a client named and insist it (and every file under it) lies in a data root.
-
-    A relative path is taken relative to each data root in turn (the first where it exists wins).
-    Raises BadInputError whose message starts with `dataset.path:`.
-    """
-    if not data_roots:
-        raise BadInputError(
-            "dataset.path: this server accepts no dataset paths (it was started without --data-root)",
-            hint="upload the dataset as a zip (multipart field 'dataset'), or restart with --data-root DIR",
-        )
-    roots = [Path(r).resolve() for r in data_roots]
-    p = Path(raw).expanduser()
-    candidates = [p] if p.is_absolute() else [r / p for r in roots]
-    resolved = None
-    for cand in candidates:
-        if cand.exists():
-            resolved = cand.resolve()
-            break
-    allowed = ", ".join(str(r) for r in roots)
-    if resolved is None:
-        raise BadInputError(f"dataset.path: {raw} does not exist under the data roots ({allowed})",
-                            hint="give a folder inside a data root, or upload a zip")
-    if not any(_inside(resolved, r) for r in roots):
-        raise BadInputError(f"dataset.path: {raw} is outside the server's data roots ({allowed})",
-                            hint="move the dataset into a data root, or upload it as a zip")
-    if not resolved.is_dir():
-        raise BadInputError(f"dataset.path: {raw} is not a folder", hint="point dataset.path at your image folder")
-    walked = 0
-    for dirpath, dirnames, filenames in os.walk(resolved, followlinks=False):
-        for name in dirnames + filenames:
-            walked += 1
-            if walked > limits.max_dataset_files:
-                raise BadInputError(f"dataset.path: {raw} holds more than {limits.max_dataset_files} files",
-                                    hint="point at a smaller folder")
-            entry = Path(dirpath) / name
-            if entry.is_symlink() and not any(_inside(entry.resolve(), r) for r in roots):
-                raise BadInputError(f"dataset.path: {entry} links outside the data roots",
-                                    hint="copy the file into the dataset instead of linking it")
-    return resolved
-
-
-def fence_output_path(raw: str, output_roots: list[Path]) -> Path:
-    """Resolve `output.registry.path` and insist it lies in an output root (BadInputError `output.registry.path:`)."""
-    roots = [Path(r).resolve() for r in output_roots]
-    p = Path(raw).expanduser()
-    if not p.is_absolute():
-        p = roots[0] / p
-    resolved = p.resolve()
-    if not any(_inside(resolved, r) for r in roots):
-        allowed = ", ".join(str(r) for r in roots)
-        raise BadInputError(f"output.registry.path: {raw} is outside the server's output roots ({allowed})",
-                            hint="leave it out to use the default registry, or restart zlt serve with --output-root")
-    return resolved

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from zlt.core.errors import BadInputError, FieldError, SpecError
-from zlt.spec.models import NAME_PATTERN, TINY_MODEL, JobSpec
+from zlt.spec.models import NAME_PATTERN, TINY_MODEL, TINY_MODEL_BACKENDS, JobSpec
 from zlt.spec.presets import PRESETS
 
 SOURCE_SPEC = "spec"
@@ -224,10 +224,10 @@ def cross_checks(data: dict[str, Any]) -> list[FieldError]:
         if not tiny and not 256 <= res <= 2048:
             errs.append(FieldError("dataset.resolution", f"{res} is outside 256..2048", "Z-Image trains at 512..1024"))
     backend = get("training.backend", str)
-    if tiny and backend is not None and backend != "lightning":
+    if tiny and backend is not None and backend not in TINY_MODEL_BACKENDS:
         errs.append(FieldError(
             "training.backend", f"'{backend}' cannot train the tiny test model {TINY_MODEL}",
-            "use backend 'lightning' or a real base model",
+            f"use backend {' or '.join(repr(b) for b in TINY_MODEL_BACKENDS)} or a real base model",
         ))
     every = get("output.save.every", int)
     if every is not None and steps is not None and every > steps:

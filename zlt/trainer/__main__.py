@@ -11,6 +11,11 @@ import signal
 import sys
 import traceback
 
+from zlt.core.errors import ZltError
+from zlt.trainer.config import load_trainer_config
+from zlt.trainer.emit import EventWriter, take_stdout
+from zlt.trainer.loop import StopFlag, Trainer
+
 
 def _install_signals(stop) -> None:
     """First SIGINT/SIGTERM during training: finish the step, save, exit 0. Before training, or a second
@@ -33,15 +38,10 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write("usage: python -m zlt.trainer TRAINER_JSON\n")
         return 0 if args in (["-h"], ["--help"]) else 1
 
-    from zlt.core.errors import ZltError
-    from zlt.trainer.emit import EventWriter, take_stdout
 
     events = EventWriter(take_stdout())
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     try:
-        from zlt.trainer.config import load_trainer_config
-        from zlt.trainer.loop import StopFlag, Trainer
-
         cfg = load_trainer_config(args[0])
         events.interval_s = cfg.progress_interval_s
         stop = StopFlag()

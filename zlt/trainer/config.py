@@ -1,6 +1,6 @@
 """The built-in trainer's own config (`trainer.json`): everything resolved, nothing left to presets.
 
-`zlt.render.lightning` writes it from spec x profile; `python -m zlt.trainer trainer.json` reads it. This module
+`zlt.backends.lightning.render` writes it from spec x profile; `python -m zlt.trainer trainer.json` reads it. This module
 imports no torch so the renderer and `zlt schema` stay fast.
 """
 

@@ -6,6 +6,8 @@ Samplers draw sigma in (0, 1) from a torch.Generator so the stream is saved and 
 
 from __future__ import annotations
 
+from zlt.trainer.weighting_table import AITOOLKIT_WEIGHTED
+
 SIGMA_EPS = 1e-4  # keeps sigma off 0 and 1, where the target degenerates
 
 N_TRAIN_TIMESTEPS = 1000  # ai-toolkit trains on linspace(1000, 1, 1000); its weight table has one value per step
@@ -18,8 +20,6 @@ def _table(device):
     import torch
 
     if device not in _TABLES:
-        from zlt.trainer.weighting_table import AITOOLKIT_WEIGHTED
-
         _TABLES[device] = torch.tensor(AITOOLKIT_WEIGHTED, dtype=torch.float32, device=device)
     return _TABLES[device]
 

@@ -14,7 +14,10 @@ from typing import Any
 
 from zlt.core.errors import BadInputError, EnvNotReadyError
 from zlt.core.fsutil import sha256_json
+from zlt.core.safetensors_guard import ensure_safetensors_path
+from zlt.trainer.accel import float8_storage
 from zlt.trainer.config import LoraConfig, ModelConfig, peft_target
+from zlt.trainer.tiny import build_tiny_components, tiny_identity
 
 DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
@@ -40,8 +43,6 @@ class Encoders:
 def model_identity(model: ModelConfig) -> str:
     """Cache-key part naming the encoders: the tiny model's definition, or the model path/id."""
     if model.is_tiny:
-        from zlt.trainer.tiny import tiny_identity
-
         return tiny_identity()
     return "model:" + sha256_json([model.name, model.weight_dtype])[:16]
 
@@ -86,7 +87,6 @@ def load_encoders(model: ModelConfig) -> Encoders:
     if model.is_tiny:
         from diffusers import ZImagePipeline
 
-        from zlt.trainer.tiny import build_tiny_components
 
         parts = build_tiny_components(transformer=False)
         pipe = ZImagePipeline(transformer=None, **parts)
@@ -102,7 +102,6 @@ def load_encoders(model: ModelConfig) -> Encoders:
         part.requires_grad_(False)
         part.eval()
     if model.quantize == "float8":  # the caching pass then holds ~4 GB of Qwen3 weights instead of ~8
-        from zlt.trainer.accel import float8_storage
 
         float8_storage(pipe.text_encoder, torch_dtype(model.weight_dtype))
     return Encoders(pipe=pipe)
@@ -111,8 +110,6 @@ def load_encoders(model: ModelConfig) -> Encoders:
 def load_sampling_parts(model: ModelConfig) -> tuple[Any, Any]:
     """(VAE, scheduler) for drawing samples when the pre-pass did not need the encoders (all cached)."""
     if model.is_tiny:
-        from zlt.trainer.tiny import build_tiny_components
-
         parts = build_tiny_components(transformer=False)
         return parts["vae"], parts["scheduler"]
     from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler
@@ -131,8 +128,6 @@ def load_sampling_parts(model: ModelConfig) -> tuple[Any, Any]:
 def load_transformer(model: ModelConfig):
     """The frozen ZImageTransformer2DModel in the configured weight dtype (on the CPU)."""
     if model.is_tiny:
-        from zlt.trainer.tiny import build_tiny_components
-
         tr = build_tiny_components(encoders=False)["transformer"]
         if model.weight_dtype != "fp32":
             tr = tr.to(torch_dtype(model.weight_dtype))
@@ -182,7 +177,6 @@ def merge_lora_file(transformer, path: Path, keep=None) -> int:
     import torch
     from diffusers import ZImagePipeline
 
-    from zlt.core.safetensors_guard import ensure_safetensors_path
 
     ensure_safetensors_path(path)
     state, metadata = ZImagePipeline.lora_state_dict(str(path), return_lora_metadata=True, use_safetensors=True)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from zlt.core.fsutil import sha256_json
+
 TINY_SEED = 0  # fixed, independent of the training seed, so cached latents stay valid across runs
 TINY_LABEL = "zlt/tiny-zimage: tiny random test model; its LoRA is a smoke test, not a useful style"
 
@@ -79,6 +81,5 @@ def build_tiny_pipeline(seed: int = TINY_SEED):
 
 def tiny_identity(seed: int = TINY_SEED) -> str:
     """Part of every cache key: changes when the tiny model's definition changes."""
-    from zlt.core.fsutil import sha256_json
 
     return "tiny:" + sha256_json([seed, TRANSFORMER_CONFIG, TEXT_ENCODER_CONFIG, VAE_CONFIG, CHAT_TEMPLATE])[:16]

@@ -1,0 +1,16 @@
+"""The preflight of a training job: every stage's checks at once (zlt.preflight's, and evaluation's, which sits
+above preflight and so is passed in here)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from zlt.eval.preflight import eval_checks
+from zlt.preflight import run_preflight
+from zlt.preflight.report import PreflightReport
+from zlt.spec.models import JobSpec
+
+
+def preflight(spec: JobSpec, **kwargs: Any) -> PreflightReport:
+    """`zlt.preflight.run_preflight` with evaluation's checks: what `zlt preflight`, the gate and the runner call."""
+    return run_preflight(spec, extra_checks=eval_checks, **kwargs)
