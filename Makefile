@@ -5,6 +5,8 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 TORCH  ?= torch==2.13.0
 PYTEST_ARGS ?=
+# Two test processes (pytest-xdist): the suite is mostly waiting on subprocesses, and CI has 2 cores.
+PYTEST_WORKERS ?= 2
 
 .PHONY: demo test pg-server lint bench clean-venv
 
@@ -41,7 +43,7 @@ pg-server:
 
 ## The whole test suite (what CI runs), on SQLite and on PostgreSQL.
 test: $(VENV)/.stamp-dev pg-server
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 lint: $(VENV)/.stamp-dev
 	$(VENV)/bin/ruff check zlt tests bench examples

@@ -99,7 +99,8 @@ def server(tmp_path_factory: pytest.TempPathFactory):
     make_images(root / "squares")
     env = {**os.environ, "ZLT_HOME": str(home), "ZLT_CONFIG": str(home / "config.toml"), "HF_HUB_OFFLINE": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "zlt", "serve", "--host", "127.0.0.1", "--port", "0", "--json",
-                             "--data-root", str(root), "--max-upload-mb", "1", "--max-extract-mb", "2"],
+                             "--data-root", str(root), "--max-upload-mb", "1", "--max-extract-mb", "2",
+                             "--callback-allow", "127.0.0.1"],  # the test's webhook receiver is on loopback
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     srv = Server(proc, json.loads(read_first_line(proc, 60)), home, root)
     yield srv

@@ -58,3 +58,14 @@ def test_no_module_over_400_lines(figures: dict):
 
 def test_no_backend_branch_outside_the_registry(figures: dict):
     assert figures["backend_branches_outside_registry"] == []
+
+
+def test_the_trainer_child_loads_no_spec_runner_or_renderer():
+    """What `python -m zlt.trainer TRAINER_JSON` imports before it trains: zlt.core and zlt.trainer only."""
+    code = ("import sys, zlt.trainer.__main__, zlt.trainer.loop, zlt.trainer.config; "
+            "print(' '.join(sorted(m for m in sys.modules if m.startswith('zlt.'))))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    loaded = out.stdout.split()
+    print(f"\nthe trainer child loads {len(loaded)} zlt modules")
+    assert loaded and all(m.startswith(("zlt.core", "zlt.trainer")) for m in loaded), loaded

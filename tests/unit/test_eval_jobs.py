@@ -81,7 +81,7 @@ def test_http_evaluate_is_202_and_the_report_is_404_until_there_is_one(art, clip
     from tests.serve_client import AUTH, serve_client
 
     monkeypatch.setattr("zlt.jobs.spawn.ensure_worker", lambda home: None)
-    with serve_client(zlt_home, [tmp_path]) as c:
+    with serve_client(zlt_home, [tmp_path], model_roots=[tmp_path]) as c:  # the CLIP lies in a model root
         r = c.get(f"/v1/artifacts/{art}/eval", headers=AUTH)
         assert r.status_code == 404 and "evaluate" in r.json()["hint"]
         r = c.post(f"/v1/artifacts/{art}/evaluate", headers=AUTH, json={"seeds": 0})

@@ -8,12 +8,22 @@ from pathlib import Path
 import pytest
 
 from tests.jobs_dialects import dialect, pg_server  # noqa: E402,F401
-from tests.unit.test_jobs_runjob import FakeTrainer, home, run_once, submit  # noqa: F401
+from tests.unit.test_jobs_runjob import FakeTrainer, run_once, submit
 from zlt.core.errors import SpecError
 from zlt.flows.retry import retry
 from zlt.jobs.store import JobStore
 
 pytestmark = pytest.mark.usefixtures("dialect")
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    from PIL import Image
+
+    ds = tmp_path / "ds"
+    ds.mkdir()
+    Image.new("RGB", (16, 16), "red").save(ds / "a.png")
+    return tmp_path / "home"
 
 
 def test_retry_of_a_job_whose_dataset_is_gone_is_refused_naming_the_field(home: Path, tmp_path: Path):

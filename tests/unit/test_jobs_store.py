@@ -264,19 +264,23 @@ def test_rows_read_like_sqlite_rows_and_queue_position_counts(store: JobStore, c
 
 def test_the_artifact_index_runs_on_the_same_store(store: JobStore, tmp_path: Path):
     """zlt/artifacts/store.py writes through connect(): the same SQL on both dialects, the same
-    IntegrityError class for a duplicate id, the job row updated in the same transaction."""
+    IntegrityError class for a duplicate id. The index writes only its own table; the job records its artifact
+    through the job store (by id), and a deleted artifact's jobs are cleared the same way (zlt.flows.job_artifacts)."""
     from zlt.artifacts import store as index
 
     store.create(new_job("j"))
     row = {"id": "a1", "job_id": "j", "name": "s", "path": "/x/a1", "created_at": 1.0, "backend": "lightning",
            "meta": {"k": 1}}
     index.insert(tmp_path, row)
+    assert store.get("j")["artifact_id"] is None  # the registry never writes the jobs table
+    assert store.record_artifact("j", "a1", "/x/a1") and not store.record_artifact("gone", "a1", "/x/a1")
     assert index.id_taken(tmp_path, "a1") and not index.id_taken(tmp_path, "a2")
     with pytest.raises(FileExistsError):
         index.insert(tmp_path, row)
     assert store.get("j")["artifact_id"] == "a1"
     assert [r["meta"] for r in index.fetch_all(tmp_path)] == [{"k": 1}]
     index.delete(tmp_path, "a1")
+    assert store.forget_artifact("a1") == 1
     assert index.fetch_all(tmp_path) == [] and store.get("j")["artifact_id"] is None
 
 

@@ -10,14 +10,15 @@ from typing import Any
 
 import pytest
 
-from zlt.backends import render_spec
-from zlt.backends.parity import MAPS, ZLT, leaf_fields, message_fields, parity_markdown
+from zlt.backends import names, render_spec
+from zlt.backends.parity import MAPS, ZLT, leaf_fields, parity_markdown
 from zlt.profiles import get_profile
 from zlt.render import RenderContext
 from zlt.spec import load_spec_data
-from zlt.spec.models import BACKENDS, JobSpec
+from zlt.spec.models import JobSpec
 
 REPO = Path(__file__).resolve().parents[2]
+BACKENDS = names()
 CTX = RenderContext(output_dir=Path("/jobs/j1/output"), config_dir=Path("/jobs/j1/render"), job_id="j1",
                     cache_dir=Path("/zlt/cache"), trainer_root=Path("/opt/trainer"), python="python",
                     zlt_python="python3", log_path=Path("/jobs/j1/trainer.log"), models_dir=Path("/models/z-image"))
@@ -132,8 +133,8 @@ def test_changing_a_field_changes_each_backends_output_or_warns(path):
             data = copy.deepcopy(base)
             _set(data, path, value)
             out, warnings = _render(data, backend)
-            about = [w for w in warnings if path in message_fields(w)]
-            about_before = [w for w in before[backend][1] if path in message_fields(w)]
+            about = [w for w in warnings if path in w.fields]
+            about_before = [w for w in before[backend][1] if path in w.fields]
             if out != before[backend][0] or about or about != about_before:
                 ok = True
                 break
@@ -142,12 +143,17 @@ def test_changing_a_field_changes_each_backends_output_or_warns(path):
     assert not silent, f"{path}: {silent} neither changed the render nor warned ({MAPS[silent[0]][path].where})"
 
 
-def test_message_fields_reads_the_lead_path():
-    assert message_fields("model.base.dit/vae/text_encoder: musubi needs local weight files") == {
-        "model.base.dit", "model.base.vae", "model.base.text_encoder"}
-    assert message_fields("training.warmup_steps: ai-toolkit's cosine schedule has no warmup") == {
-        "training.warmup_steps"}
-    assert message_fields("tiny test model: not a real style") == set()
+def test_each_warning_names_its_fields_where_it_is_made():
+    musubi = render_spec(load_spec_data({}).spec, "musubi", get_profile("24gb"), CTX)
+    weights = next(w for w in musubi.warnings if w.startswith("model.base.dit/vae/text_encoder: musubi needs local"))
+    assert set(weights.fields) == {"model.base.dit", "model.base.vae", "model.base.text_encoder"}
+    spec = load_spec_data({"training": {"warmup_steps": 50, "scheduler": "cosine"}}).spec
+    aitk = render_spec(spec, "ai-toolkit", get_profile("24gb"), CTX)
+    warmup = next(w for w in aitk.warnings if w.startswith("training.warmup_steps: ai-toolkit's cosine schedule"))
+    assert set(warmup.fields) == {"training.warmup_steps"}
+    tiny_spec = load_spec_data({"model": {"base": {"name": "zlt/tiny-zimage"}}, "training": {"backend": "lightning"}})
+    tiny = render_spec(tiny_spec.spec, "lightning", get_profile("cpu"), CTX)
+    assert [set(w.fields) for w in tiny.warnings if w.startswith("zlt/tiny-zimage:")] == [set()]
 
 
 def test_explain_rows_say_what_the_backend_does_and_which_source_decided():

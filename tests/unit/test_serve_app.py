@@ -141,3 +141,27 @@ def test_the_users_v0_registry_path_needs_the_operator_to_list_it(zlt_home: Path
     with serve_client(zlt_home, [data_root], output_roots=[out]) as c:
         r = c.post("/v1/specs/validate", headers=AUTH, json=body)
         assert r.status_code == 200, r.text
+
+
+def test_an_unknown_backend_gets_the_registrys_one_error_on_every_route(client, data_root: Path):
+    """`?backend=kohya` is judged by the gate, as `zlt submit --backend kohya` is: 422 naming training.backend with
+    the registry's choices, not FastAPI's own enum message; the OpenAPI document still lists the choices."""
+    from zlt import backends
+
+    (data_root / "ds").mkdir()
+    (data_root / "ds" / "a.png").write_bytes(b"x")
+    spec = {"model": {"base": {"name": "zlt/tiny-zimage", "source": "builtin"}}, "dataset": {"path": "ds",
+            "resolution": 64}, "training": {"max_steps": 8, "warmup_steps": 0}, "output": {"save": {"every": 4}}}
+    for route in ("/v1/specs/validate", "/v1/specs/render", "/v1/jobs", "/lora/train"):
+        r = client.post(f"{route}?backend=kohya", headers=AUTH, json=spec)
+        assert r.status_code == 422, (route, r.text)
+        err = r.json()["errors"]
+        assert [e["path"] for e in err] == ["training.backend"], (route, r.text)
+        assert "kohya" in err[0]["message"] and err[0]["hint"] == f"use one of: {', '.join(backends.names())}"
+    assert client.get("/v1/jobs", headers=AUTH).json() == []
+    doc = client.get("/openapi.json", headers=AUTH).json()
+    for path in ("/v1/specs/validate", "/v1/specs/render", "/v1/jobs"):
+        param = next(p for p in doc["paths"][path]["post"]["parameters"] if p["name"] == "backend")
+        assert param["schema"]["anyOf"][0] == {"type": "string", "enum": backends.names()}
+    r = client.post("/v1/specs/render?backend=lightning", headers=AUTH, json=spec)  # a known name still renders
+    assert r.status_code == 200 and r.json()["backend"] == "lightning", r.text

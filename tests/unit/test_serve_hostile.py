@@ -18,6 +18,7 @@ from zlt.serve.uploads import Limits  # noqa: E402
 def data_root(tmp_path: Path) -> Path:
     r = tmp_path / "data"
     (r / "style").mkdir(parents=True)
+    (r / "style" / "a.png").write_bytes(b"x")  # validate checks the folder holds images, as submit does
     return r
 
 

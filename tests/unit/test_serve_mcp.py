@@ -62,3 +62,24 @@ def test_an_sdk_client_lists_and_calls_the_tools_in_process(zlt_home: Path):
     assert all(t.description and t.input_schema["type"] == "object" for t in listed.tools)
     assert not jobs.is_error and jobs.structured_content == {"jobs": []}
     assert missing.is_error and missing.structured_content["error"] == "not_found"
+
+
+def test_an_unknown_backend_is_the_registrys_error_on_every_tool(zlt_home: Path, tmp_path: Path):
+    """backend='kohya' is judged by the gate (422-like tool error naming training.backend, the choices in the
+    hint), not by the argument schema, which still documents the registry's names as its enum."""
+    from zlt import backends
+
+    (tmp_path / "ds").mkdir()
+    (tmp_path / "ds" / "a.png").write_bytes(b"x")
+    spec = {"model": {"base": {"name": "zlt/tiny-zimage", "source": "builtin"}},
+            "dataset": {"path": str(tmp_path / "ds"), "resolution": 64}, "training": {"max_steps": 8, "warmup_steps": 0},
+            "output": {"save": {"every": 4}}}
+    tools = {t.name: t for t in make_tools(zlt_home, Fence(None, None))}
+    for name in ("validate_spec", "render_config", "submit_lora_job"):
+        schema = input_schema(tools[name].args)
+        assert schema["properties"]["backend"]["anyOf"][0] == {"type": "string", "enum": backends.names()}, name
+        result, is_error = call(tools[name], {"spec": spec, "backend": "kohya"})
+        assert is_error and result["error"] == "invalid_spec", (name, result)
+        assert [e["path"] for e in result["errors"]] == ["training.backend"], (name, result)
+        assert result["errors"][0]["hint"] == f"use one of: {', '.join(backends.names())}"
+    assert call(tools["list_jobs"], {})[0]["jobs"] == []

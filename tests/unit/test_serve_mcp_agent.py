@@ -43,6 +43,7 @@ def test_validate_spec_refuses_a_dataset_that_does_not_exist(zlt_home: Path, tmp
     result, is_error = call(tools(zlt_home)["validate_spec"], {"spec": {"dataset": {"path": str(tmp_path / "nope")}}})
     assert is_error and [e["path"] for e in result["errors"]] == ["dataset.path"]
     (tmp_path / "ds").mkdir()
+    (tmp_path / "ds" / "a.png").write_bytes(b"x")  # the gate checks the folder holds images, as submit does
     result, is_error = call(tools(zlt_home)["validate_spec"], {"spec": {"dataset": {"path": str(tmp_path / "ds")}}})
     assert not is_error, result
 
@@ -63,12 +64,16 @@ def test_events_retry_and_artifact_details_are_tools(zlt_home: Path, tmp_path: P
 
     started: list[Path] = []
     monkeypatch.setattr(zlt.jobs.spawn, "ensure_worker", started.append)  # no background worker in a unit test
+    monkeypatch.setattr("zlt.jobs.api.ensure_worker", started.append, raising=False)  # its own name for it
     from zlt.jobs.states import JobStatus
     from zlt.jobs.store import JobStore
 
     job = make_job_dir(tmp_path)
+    (tmp_path / "ds").mkdir()
+    (tmp_path / "ds" / "a.png").write_bytes(b"x")  # a retry passes the gate again: its dataset must still be there
     store = JobStore(zlt_home)
-    store.create(new_job("20260801-120000-abc123", job_dir=str(job), gpus_needed=0))
+    store.create(new_job("20260801-120000-abc123", job_dir=str(job), gpus_needed=0,
+                         spec_json=json.dumps({"dataset": {"path": str(tmp_path / "ds")}})))
     claim = store.claim("w", [])
     store.transition(claim.job_id, JobStatus.FAILED, token=claim.token, error_cause="unknown")
     store.close()

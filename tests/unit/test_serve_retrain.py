@@ -24,6 +24,7 @@ def artifact(tmp_path: Path, zlt_home: Path, monkeypatch: pytest.MonkeyPatch) ->
 
     spawned: list[Path] = []
     monkeypatch.setattr(zlt.jobs.spawn, "ensure_worker", spawned.append)  # queue only: no background worker here
+    monkeypatch.setattr("zlt.jobs.api.ensure_worker", spawned.append, raising=False)  # its own name for it
     job = make_job_dir(tmp_path / "jobs")
     (job / "dataset").mkdir()
     Image.new("RGB", (64, 64), (10, 20, 30)).save(job / "dataset" / "a.png")
@@ -94,6 +95,7 @@ def test_the_parents_callback_url_is_subscribed_for_the_retrain(tmp_path: Path, 
     from zlt.serve.webhooks import Subscriptions
 
     monkeypatch.setattr(zlt.jobs.spawn, "ensure_worker", lambda home: None)
+    monkeypatch.setattr("zlt.jobs.api.ensure_worker", lambda home: None, raising=False)
     job = make_job_dir(tmp_path / "jobs", spec={"job": {"callback_url": "https://agents.example.com/hooks/zlt"}})
     (job / "dataset").mkdir()
     Image.new("RGB", (64, 64)).save(job / "dataset" / "a.png")
@@ -102,3 +104,19 @@ def test_the_parents_callback_url_is_subscribed_for_the_retrain(tmp_path: Path, 
         r = c.post("/v1/artifacts/watercolor/retrain", headers=AUTH, json={"steps": 300})
     assert r.status_code == 202, r.text
     assert Subscriptions(zlt_home).load(r.json()["job_id"])["url"] == "https://agents.example.com/hooks/zlt"
+
+
+def test_an_unknown_backend_is_the_registrys_error_over_http_and_mcp(client, artifact: str, zlt_home: Path):
+    from zlt import backends
+
+    r = client.post(f"/v1/artifacts/{artifact}/retrain", headers=AUTH, json={"backend": "kohya"})
+    assert r.status_code == 422, r.text
+    assert [e["path"] for e in r.json()["errors"]] == ["training.backend"]
+    assert r.json()["errors"][0]["hint"] == f"use one of: {', '.join(backends.names())}"
+    tool = next(t for t in make_tools(zlt_home, Fence(None, None)) if t.name == "retrain_lora")
+    result, is_error = call(tool, {"artifact": artifact, "backend": "kohya"})
+    assert is_error and [e["path"] for e in result["errors"]] == ["training.backend"], result
+    assert client.get("/v1/jobs", headers=AUTH).json() == []
+    schema = client.get("/openapi.json", headers=AUTH).json()["paths"]["/v1/artifacts/{ref}/retrain"]["post"]
+    backend = schema["requestBody"]["content"]["application/json"]["schema"]["properties"]["backend"]
+    assert backend["anyOf"][0] == {"type": "string", "enum": backends.names()}

@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from zlt.core.errors import SpecError
+from zlt.flows.gate import admit
 from zlt.spec import load_spec, load_spec_data
 from zlt.spec.models import JobSpec
 from zlt.spec.presets import CHARACTER, STYLE
@@ -102,8 +103,8 @@ def test_resolution_bounds(res, ok):
 
 def test_tiny_model_allows_small_resolution_only_with_lightning():
     load_spec_data({"model": {"base": {"name": "zlt/tiny-zimage"}}, "dataset": {"resolution": 64}})
-    with pytest.raises(SpecError) as ei:
-        load_spec_data({"model": {"base": {"name": "zlt/tiny-zimage"}}, "training": {"backend": "musubi"}})
+    with pytest.raises(SpecError) as ei:  # the backend registry's rule: the gate applies it
+        admit({"model": {"base": {"name": "zlt/tiny-zimage"}}, "training": {"backend": "musubi"}}, mode="render")
     assert ei.value.errors[0].path == "training.backend"
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from zlt.backends.lightning import LIGHTNING
 from zlt.backends.lightning.render import trainer_config_from_render
-from zlt.cli.train import gpu_sets
+from zlt.cli.impl.train import gpu_sets
 from zlt.profiles import get_profile
 from zlt.render.base import RenderContext
 from zlt.spec.load import load_spec_data

@@ -19,7 +19,7 @@ from zlt.artifacts import store
 from zlt.artifacts.backends import LocalRegistry, open_registry
 from zlt.artifacts.jobdir import CheckpointEntry, JobFiles, read_job_dir
 from zlt.artifacts.layout import LORA_FILE, META_FILE
-from zlt.artifacts.lineage import FOLDER_KEY, folder_lineage, job_lineage
+from zlt.artifacts.lineage import FOLDER_KEY, JobDirs, folder_lineage, job_lineage
 from zlt.artifacts.metadata import LoraFacts, build_lora_metadata, source_epoch, source_step, with_data_hash
 from zlt.artifacts.trained import Trained, describe_trained, differences, target_name
 from zlt.artifacts.trainmeta import build_training_meta
@@ -301,8 +301,11 @@ def _name_values(job: JobFiles, created_at: float, curve: Curve) -> NameValues:
     )
 
 
-def collect_artifact(job_dir: Path, *, home: Path, attempts: int = 1, now: float | None = None) -> ArtifactRecord:
-    """Build, publish and index the artifact of a finished job. Returns its record (`.id` is the folder name)."""
+def collect_artifact(job_dir: Path, *, home: Path, attempts: int = 1, now: float | None = None,
+                     job_dirs: JobDirs | None = None) -> ArtifactRecord:
+    """Build, publish and index the artifact of a finished job. Returns its record (`.id` is the folder name).
+    Only the registry is written: the job records the artifact it left itself (zlt.flows.finish.record_end at the
+    end of its run; zlt.flows.artifacts.collect for a collection afterwards). `job_dirs`: see lineage.images_of."""
     home = Path(home)
     job = read_job_dir(Path(job_dir))
     spec = job.spec
@@ -333,7 +336,7 @@ def collect_artifact(job_dir: Path, *, home: Path, attempts: int = 1, now: float
             "job_id": job.job_id, "name": spec.name, "created_at": created_at, "backend": job.backend,
             "spec_sha256": spec_sha256, "dataset_sha256": job.dataset.get("dataset_sha256"), "meta": index_meta,
         }
-        row.update(job_lineage(job, home))  # parent_id + lineage (zlt/artifacts/lineage.py)
+        row.update(job_lineage(job, home, job_dirs))  # parent_id + lineage (zlt/artifacts/lineage.py)
         path = _publish(registry, staging, home, pattern, values, row)
     except BaseException:
         registry.abort(staging)

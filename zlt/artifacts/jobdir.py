@@ -15,6 +15,8 @@ from typing import Any
 
 from zlt.core.errors import BadInputError, NotFoundError, SpecError
 from zlt.core.events import read_events
+from zlt.run.checkpoints import HeaderError, is_resume_state, read_safetensors_header
+from zlt.spec.load import load_spec
 from zlt.spec.models import JobSpec
 
 # Step numbers in upstream file names: ai-toolkit `<name>_000000250`, musubi `<name>-step00000250`,
@@ -65,8 +67,6 @@ def _read_json(path: Path, warnings: list[str]) -> Any:
 
 def _is_resume_state(path: Path) -> bool:
     """The built-in trainer's optimizer/RNG state files share the LoRA files' names (in `state/`)."""
-    from zlt.run.checkpoints import HeaderError, is_resume_state, read_safetensors_header
-
     try:
         meta = read_safetensors_header(path).get("__metadata__") or {}
     except (HeaderError, OSError):
@@ -137,8 +137,6 @@ def _checkpoint_entries(raw: Any, job_dir: Path, output_dir: Path, warnings: lis
 
 
 def read_job_dir(job_dir: Path) -> JobFiles:
-    from zlt.spec.load import load_spec
-
     job_dir = Path(job_dir).expanduser().resolve()
     if not job_dir.is_dir():
         raise NotFoundError(f"{job_dir}: job folder not found", hint="pass the folder the runner wrote (zlt jobs show ID)")

@@ -11,19 +11,22 @@ it even after the prepared dataset cache is gone.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zlt.artifacts import store
 from zlt.core.errors import ZltError
+from zlt.core.paths import job_dir as default_job_dir
 from zlt.dataset.listing import dataset_listing
-from zlt.db.connect import open_database
 
 if TYPE_CHECKING:
     from zlt.artifacts.jobdir import JobFiles
 
 RETRAIN_FILE = "retrain.json"
 FOLDER_KEY = "lineage"  # the key of training_meta.json that holds the folder's own lineage
+
+JobDirs = Callable[[str], Path | None]  # job id -> its folder, or None
 
 
 def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
@@ -86,12 +89,17 @@ def read_retrain(job_dir: Path) -> dict[str, Any] | None:
     return doc if isinstance(doc, dict) else None
 
 
-def images_of(home: Path, row: dict[str, Any]) -> dict[str, str] | None:
-    """An indexed artifact's image set: recorded in its lineage, else read from its job's manifest if still there."""
-    images = (row.get("lineage") or {}).get("images")
+def images_of(home: Path, row: dict[str, Any], job_dirs: JobDirs | None = None) -> dict[str, str] | None:
+    """An indexed artifact's image set: recorded in its lineage, else read from its job's manifest if still there.
+    `job_dirs` finds a job's folder by id (the flows layer asks the job store); by default the folder the lineage
+    names, else the default job folder (zlt.core.paths.job_dir)."""
+    lineage = row.get("lineage") or {}
+    images = lineage.get("images")
     if isinstance(images, dict):
         return images
-    job_dir = job_dir_of(home, row.get("job_id"))
+    job_dir = Path(lineage["job_dir"]) if lineage.get("job_dir") else None
+    if job_dir is None or not job_dir.is_dir():
+        job_dir = (job_dirs or default_job_dirs(home))(row["job_id"]) if row.get("job_id") else None
     try:
         doc = json.loads((job_dir / "dataset.json").read_text(encoding="utf-8")) if job_dir else None
     except (OSError, ValueError):
@@ -99,22 +107,21 @@ def images_of(home: Path, row: dict[str, Any]) -> dict[str, str] | None:
     return manifest_images(doc.get("manifest")) if isinstance(doc, dict) else None
 
 
-def job_dir_of(home: Path, job_id: str | None) -> Path | None:
-    if not job_id:
-        return None
-    from contextlib import closing
+def default_job_dirs(home: Path) -> JobDirs:
+    """A job's folder where the runner puts it by default, when it is there. zlt.artifacts never reads the jobs
+    table (the two refer to each other by id only): a caller that knows better passes its own lookup."""
+    def lookup(job_id: str) -> Path | None:
+        folder = default_job_dir(Path(home), job_id)
+        return folder if folder.is_dir() else None
+    return lookup
 
 
-    with closing(open_database(Path(home))) as db:  # the jobs table by id only: zlt.jobs is not imported here
-        r = db.execute("SELECT job_dir FROM jobs WHERE id = ?", (job_id,)).fetchone() if db.table_exists("jobs") else None
-    return Path(r[0]) if r else None
-
-
-def job_lineage(job: JobFiles, home: Path) -> dict[str, Any]:
-    """`parent_id` and `lineage` for the index row of the artifact collected from `job`."""
+def job_lineage(job: JobFiles, home: Path, job_dirs: JobDirs | None = None) -> dict[str, Any]:
+    """`parent_id` and `lineage` for the index row of the artifact collected from `job`. `job_dirs`: how to find
+    the parent's job folder when its image set is not recorded (images_of)."""
     images = manifest_images(job.dataset.get("manifest"))
     # Where the trainer state lives and what the dataset folder looked like: what `zlt retrain` needs to resume
-    # a parent that is not in the job store (`zlt train`).
+    # a parent whose job row is gone (another home, a copied or exported artifact): the folder carries it.
     lineage: dict[str, Any] = {"dataset_sha256": job.dataset.get("dataset_sha256"), "images": images,
                                "job_dir": str(job.job_dir), "listing_sha256": _listing_sha(job.dataset.get("source"))}
     retrain = read_retrain(job.job_dir)
@@ -130,7 +137,7 @@ def job_lineage(job: JobFiles, home: Path) -> dict[str, Any]:
         parent = store.resolve_exact(Path(home), parent_id)
     except ZltError:
         parent = None  # removed since: the recorded id still names it
-    lineage["dataset_changes"] = image_changes(images_of(home, parent) if parent else None, images)
+    lineage["dataset_changes"] = image_changes(images_of(home, parent, job_dirs) if parent else None, images)
     return {"parent_id": parent_id, "lineage": lineage}
 
 

@@ -185,9 +185,10 @@ def export_artifact(
     return dest.resolve()
 
 
-def remove_artifact(home: Path, artifact_id: str, *, force: bool = False) -> None:
-    """Delete an artifact folder and its index entry (the caller has asked the user). The promoted current
-    version of a style is refused unless `force`; its promotion history stays."""
+def remove_artifact(home: Path, artifact_id: str, *, force: bool = False) -> str:
+    """Delete an artifact folder and its index entry (the caller has asked the user); returns its id. The promoted
+    current version of a style is refused unless `force`; its promotion history stays. Jobs that named it are the
+    caller's to clear (zlt.flows.job_artifacts.remove_artifact): the registry never writes the jobs table."""
     home = Path(home)
     row = resolve_row(home, artifact_id, moving=False)  # a style name or 'latest' is not what one deletes
     if not force and current_id(home, row["name"]) == row["id"]:
@@ -205,6 +206,7 @@ def remove_artifact(home: Path, artifact_id: str, *, force: bool = False) -> Non
             )
         LocalRegistry(folder.parent).remove(folder)
     store.delete(home, row["id"])
+    return str(row["id"])
 
 
 def artifact_file(home: Path, artifact_id: str, name: str) -> Path:

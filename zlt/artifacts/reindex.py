@@ -7,14 +7,15 @@ changed since still fails `verify`); a hidden `.staging-*` folder is an unfinish
 reported. Rows whose folder is gone are reported, never dropped: nothing is deleted here.
 
 Version, parent and lineage come from the folder itself (training_meta.json `lineage`, written at collection);
-a folder collected before folders recorded their line falls back to its job's folder, when that is still there,
-and to the version its name was rendered with.
+a folder collected before folders recorded their line falls back to its job's folder, when that is still there
+(found by the caller's lookup: the job store is not read here), and to the version its name was rendered with.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from zlt.artifacts import store
 from zlt.artifacts.backends import STAGING_PREFIX, TRASH_PREFIX
 from zlt.artifacts.jobdir import read_job_dir, to_timestamp
 from zlt.artifacts.layout import LORA_FILE, META_FILE
-from zlt.artifacts.lineage import job_dir_of, job_lineage, read_folder_lineage
+from zlt.artifacts.lineage import JobDirs, default_job_dirs, job_lineage, read_folder_lineage
 from zlt.core.errors import ZltError
 from zlt.core.fsutil import sha256_file
 from zlt.core.naming import NameValues, render_name, uses_version
@@ -44,7 +45,7 @@ def registry_roots(home: Path, extra: list[Path] | None = None) -> list[Path]:
     return out
 
 
-def _row_from_folder(home: Path, folder: Path, meta: dict[str, Any]) -> dict[str, Any]:
+def _row_from_folder(home: Path, folder: Path, meta: dict[str, Any], job_dirs: JobDirs) -> dict[str, Any]:
     files = dict(meta.get("files") or {})
     files[META_FILE] = {"sha256": sha256_file(folder / META_FILE), "size": (folder / META_FILE).stat().st_size}
     summary = meta.get("curve_summary") or {}
@@ -67,7 +68,7 @@ def _row_from_folder(home: Path, folder: Path, meta: dict[str, Any]) -> dict[str
     if recorded is not None:
         row.update(parent_id=recorded["parent_id"], lineage=recorded["lineage"], version=recorded["version"])
     else:
-        row.update(_lineage(home, meta.get("job_id")))
+        row.update(_lineage(home, meta.get("job_id"), job_dirs))
         row["version"] = _version_in_name(folder, meta)
     return row
 
@@ -89,21 +90,26 @@ def _version_in_name(folder: Path, meta: dict[str, Any]) -> int | None:
         return None
 
 
-def _lineage(home: Path, job_id: str | None) -> dict[str, Any]:
+def _lineage(home: Path, job_id: str | None, job_dirs: JobDirs) -> dict[str, Any]:
     """The lineage collection would have recorded, when the job's folder is still there."""
-    job_dir = job_dir_of(home, job_id)
+    job_dir = job_dirs(job_id) if job_id else None
     if job_dir is None or not job_dir.is_dir():
         return {}
     try:
-        return job_lineage(read_job_dir(job_dir), home)
+        return job_lineage(read_job_dir(job_dir), home, job_dirs)
     except Exception:  # noqa: BLE001 - lineage is a bonus; the folder gets indexed regardless
         return {}
 
 
-def reindex(home: Path, registries: list[Path] | None = None, *, min_age_s: float = 0.0) -> dict[str, Any]:
+def reindex(home: Path, registries: list[Path] | None = None, *, min_age_s: float = 0.0,
+            job_dirs: JobDirs | None = None) -> dict[str, Any]:
     """Index every complete, unindexed artifact folder; report staging folders and rows whose folder is gone.
-    `min_age_s` leaves alone folders finished more recently (a collector may be about to write their row)."""
+    `min_age_s` leaves alone folders finished more recently (a collector may be about to write their row).
+    `job_dirs` finds a job's folder by id, for a folder that records no lineage of its own (the flows layer asks
+    the job store; by default, the default job folder). Only the index is written: pointing each job at the
+    artifact it left is the caller's (zlt.flows.artifacts.reindex_artifacts)."""
     home = Path(home)
+    job_dirs = job_dirs or default_job_dirs(home)
     indexed = {row["id"]: row for row in store.fetch_all(home)}
     paths = {Path(r["path"]).resolve() for r in indexed.values()}
     report: dict[str, Any] = {"indexed": [], "incomplete": [], "missing": [], "skipped": [], "registries": []}
@@ -131,7 +137,7 @@ def reindex(home: Path, registries: list[Path] | None = None, *, min_age_s: floa
             if entry.name in indexed:
                 report["skipped"].append({"path": str(entry), "why": f"id '{entry.name}' is indexed at another path"})
                 continue
-            row = _row_from_folder(home, entry.resolve(), meta)
+            row = _row_from_folder(home, entry.resolve(), meta, job_dirs)
             try:
                 version = store.insert(home, row)
             except FileExistsError:
@@ -144,11 +150,12 @@ def reindex(home: Path, registries: list[Path] | None = None, *, min_age_s: floa
     return report
 
 
-def startup_reindex(home: Path, log) -> None:
+def startup_reindex(home: Path, log, *, index: Callable[..., dict[str, Any]] = reindex) -> None:
     """What a worker does when it starts: close the crash window of an earlier collection, report leftovers.
-    Never stops the worker: a problem here is logged."""
+    Never stops the worker: a problem here is logged. `index`: reindex, or the flows layer's reindex that also
+    points each job at the artifact it left (zlt.flows.artifacts.reindex_artifacts)."""
     try:
-        rep = reindex(Path(home), min_age_s=STARTUP_MIN_AGE_S)
+        rep = index(Path(home), min_age_s=STARTUP_MIN_AGE_S)
     except Exception as e:  # noqa: BLE001 - the index is repairable later with `zlt artifacts reindex`
         log(f"artifact index check failed: {e!r}; run 'zlt artifacts reindex'")
         return

@@ -40,21 +40,5 @@ class RetrainPlan:
                 "why_warm": self.why_warm, "adjusted": self.adjusted}
 
 
-def _listing_sha(home: Path, job_id: str | None) -> str | None:
-    import json
-    from contextlib import closing
-
-    from zlt.db.connect import open_database
-
-    if not job_id:
-        return None
-    with closing(open_database(Path(home))) as db:  # the jobs table by id only: zlt.jobs is not imported here
-        r = db.execute("SELECT snapshot_json FROM jobs WHERE id = ?", (job_id,)).fetchone() if db.table_exists("jobs") else None
-    try:
-        return (json.loads(r[0]).get("dataset") or {}).get("listing_sha256") if r else None
-    except ValueError:
-        return None
-
-
 def next_version_hint(home: Path, style: str) -> int:
     return store.peek_next_version(Path(home), style)

@@ -1,5 +1,8 @@
 """The artifact index: the `artifacts` table of the store (its migrations live in zlt/artifacts/tables.py).
 
+It writes and reads only the registry's own tables: a row names its job by id (`job_id`), and the job's pointer
+back (`jobs.artifact_id`) is the job store's to write (zlt/flows/artifacts.py links the two, above both).
+
 The index is how `zlt artifacts ...` finds an artifact by id wherever its spec's registry path put it; it also
 keeps the sha256 of every file (training_meta.json included), which `verify` checks the folder against.
 """
@@ -44,9 +47,10 @@ def id_taken(home: Path, artifact_id: str) -> bool:
 
 
 def insert(home: Path, row: dict[str, Any]) -> int:
-    """One transaction: the index row, and the job's pointer to it when the job is in the store. Returns the
-    version. A row without `version` (its folder name does not carry one) gets the style's next version here,
-    inside the transaction; a row whose id or given version is taken raises FileExistsError."""
+    """One transaction that writes the index row, and only it: the job records the artifact it left itself
+    (zlt.flows.finish.record_end, zlt.flows.artifacts). Returns the version. A row without `version` (its folder
+    name does not carry one) gets the style's next version here, inside the transaction; a row whose id or given
+    version is taken raises FileExistsError."""
     auto = row.get("version") is None
     for _attempt in range(8):
         try:
@@ -72,11 +76,6 @@ def _insert_once(home: Path, row: dict[str, Any]) -> int:
                 f"INSERT INTO artifacts ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)})",
                 [values[k] for k in COLUMNS],
             )
-            if values.get("job_id") and db.table_exists("jobs"):  # TODO(issue 23): the job records this itself
-                db.execute(
-                    "UPDATE jobs SET artifact_id = ?, artifact_path = ? WHERE id = ?",
-                    (values["id"], values["path"], values["job_id"]),
-                )
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -85,13 +84,11 @@ def _insert_once(home: Path, row: dict[str, Any]) -> int:
 
 
 def delete(home: Path, artifact_id: str) -> None:
+    """The index row only; the caller clears the jobs' pointers to it (zlt.flows.artifacts.remove_artifact)."""
     with closing(_connect(home)) as db:
         db.execute("BEGIN IMMEDIATE")
         try:
             db.execute("DELETE FROM artifacts WHERE id = ?", (artifact_id,))
-            if db.table_exists("jobs"):  # TODO(issue 23): jobs and artifacts refer to each other by id only
-                db.execute("UPDATE jobs SET artifact_id = NULL, artifact_path = NULL WHERE artifact_id = ?",
-                           (artifact_id,))
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")

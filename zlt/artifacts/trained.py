@@ -23,6 +23,7 @@ from typing import Any
 from zlt import backends
 from zlt.artifacts.jobdir import JobFiles
 from zlt.lora.convert import LoraWeights
+from zlt.trainer.config import map_target_modules
 
 _BLOCK = re.compile(r"^(?:layers|noise_refiner|context_refiner)\.\d+\.")
 LOG_SCAN_BYTES = 64 * 1024 * 1024  # the lines looked for come before training; a huge log is not read to its end
@@ -39,8 +40,6 @@ def target_name(module: str) -> str:
 
 def spec_targets(names: list[str]) -> list[str]:
     """The spec's target list in the same names as `target_name` (short forms expanded)."""
-    from zlt.trainer.config import map_target_modules
-
     peft, unknown = map_target_modules(names)
     return sorted({target_name(t) for t in peft} | {n for _i, n in unknown})
 

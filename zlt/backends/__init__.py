@@ -3,8 +3,8 @@ differs between trainers (render, log parsing, resume and warm start, install fa
 format, trained facts, parity table) is asked of `get(name)`; no other module compares a backend's name.
 
 Adding a trainer: a new package beside these (its render, parse, parity and Backend subclass) and its instance in
-`_ALL` below. The spec's `training.backend` names (zlt.spec.models.BACKENDS) must list it too: the spec sits below
-this layer, and tests/unit/test_backends.py keeps the two equal.
+`_ALL` below. This is the one list of names: the spec (a layer below) takes `training.backend` as any string, the gate
+(zlt/flows/gate.py) checks it here, and the schema's callers pass `names()` as its choices.
 """
 
 from __future__ import annotations

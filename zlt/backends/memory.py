@@ -25,13 +25,11 @@ with the spec and the profile); `estimate_plan()` adds up the parts with the coe
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from zlt.backends.base import Backend
 from zlt.profiles import EstimatorCoefficients, HardwareProfile
 from zlt.spec.models import JobSpec
-
-if TYPE_CHECKING:
-    from zlt.backends.base import Backend
 
 GIB = float(1 << 30)
 N_BLOCKS = 30  # main transformer blocks (musubi swaps and adapts these)

@@ -9,9 +9,10 @@ from typing import Any
 
 from zlt import backends
 from zlt.backends.carried import COMMON, ZLT, Carried, leaf_fields
+from zlt.render.base import RenderResult
 from zlt.spec.load import SOURCE_DEFAULT
 
-__all__ = ["MAPS", "ZLT", "Carried", "explain_rows", "leaf_fields", "mapping", "maps", "message_fields", "parity_markdown"]
+__all__ = ["MAPS", "ZLT", "Carried", "explain_rows", "leaf_fields", "mapping", "maps", "parity_markdown"]
 
 
 def maps() -> dict[str, dict[str, Carried]]:
@@ -53,16 +54,7 @@ def parity_markdown() -> str:
     return "\n".join(lines) + "\n"
 
 
-def message_fields(message: str) -> set[str]:
-    """The spec fields a warning or note is about: its lead `a.b.c:` (or `a.b.c/d/e:`, one field per name)."""
-    lead = message.split(":", 1)[0].strip()
-    head, _, tail = lead.rpartition(".")
-    if not head or " " in lead:
-        return {lead} if lead in set(leaf_fields()) else set()
-    return {f"{head}.{name}" for name in tail.split("/")}
-
-
-def explain_rows(loaded: Any, result: Any) -> list[dict[str, Any]]:
+def explain_rows(loaded: Any, result: RenderResult) -> list[dict[str, Any]]:
     """One row per leaf field of a loaded spec: value, where it came from, what `result.backend` does with it and
     the render's warnings and notes about it."""
     values = loaded.spec.model_dump(mode="json")
@@ -72,8 +64,8 @@ def explain_rows(loaded: Any, result: Any) -> list[dict[str, Any]]:
         node: Any = values
         for part in path.split("."):
             node = node.get(part) if isinstance(node, dict) else None
-        about = [m for m in result.warnings if path in message_fields(m)]
-        notes = [m for m in result.notes if path in message_fields(m)]
+        about = [m for m in result.warnings if path in m.fields]  # each says which fields where the render made it
+        notes = [m for m in result.notes if path in m.fields]
         c = table[path]
         rows.append({"field": path, "value": node, "source": loaded.provenance.get(path, SOURCE_DEFAULT),
                      "backend": result.backend, "carried_by": c.kind, "where": c.where,

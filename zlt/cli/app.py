@@ -12,6 +12,19 @@ os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "1")
 import typer  # noqa: E402
 
 from zlt import __version__  # noqa: E402
+from zlt.cli import (  # noqa: E402
+    artifacts,
+    dataset,
+    generate,
+    jobs,
+    preflight,
+    retrain,
+    serve,
+    spec_cmds,
+    train,
+)
+from zlt.cli import eval as eval_cmds  # noqa: E402
+from zlt.cli.jobs import submit_inference_argv  # noqa: E402
 
 app = typer.Typer(
     name="zlt",
@@ -39,22 +52,14 @@ def _root(
 
 
 def _register() -> None:
-    from zlt.cli import artifacts, dataset, generate, jobs, preflight, serve, spec_cmds, train
-    from zlt.cli import eval as eval_cmds
-
-    for module in (spec_cmds, dataset, preflight, train, jobs, artifacts, serve, eval_cmds, generate):
+    for module in (spec_cmds, dataset, preflight, train, jobs, artifacts, serve, eval_cmds, generate, retrain):
         module.register(app)
-    from zlt.cli import retrain
-
-    retrain.register(app)
 
 
 _register()
 
 
 def main() -> None:
-    from zlt.cli.jobs import submit_inference_argv
-
     app(args=submit_inference_argv(sys.argv[1:]), prog_name="zlt")
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import typer
 
+from zlt.artifacts.promote import history, promote, rollback
 from zlt.artifacts.resolve import resolve_folder, resolve_id
 from zlt.cli.common import HomeOpt, JsonOpt, command, home_path, print_json
 
@@ -44,7 +45,7 @@ def diff_cmd(
     home: Path | None = HomeOpt,
 ) -> None:
     """Spec, dataset and metric differences between two artifacts."""
-    from zlt.artifacts.compare import diff_artifacts
+    from zlt.artifacts.compare import diff_artifacts  # lazy: compares specs, pulls pydantic
 
     d = diff_artifacts(home_path(home), a, b)
     if json_out:
@@ -79,8 +80,6 @@ def promote_cmd(
     home: Path | None = HomeOpt,
 ) -> None:
     """Make this version the one its style name resolves to (history kept, nothing deleted)."""
-    from zlt.artifacts.promote import promote
-
     h = home_path(home)
     out = promote(h, resolve_id(h, artifact_id))
     if json_out:
@@ -95,8 +94,6 @@ def rollback_cmd(
     home: Path | None = HomeOpt,
 ) -> None:
     """Move the current version of a style back one version (history kept, nothing deleted)."""
-    from zlt.artifacts.promote import rollback
-
     out = rollback(home_path(home), style)
     if json_out:
         print_json({"ok": True, **out})
@@ -124,8 +121,6 @@ def history_cmd(
     home: Path | None = HomeOpt,
 ) -> None:
     """Every promotion and rollback of a style, oldest first."""
-    from zlt.artifacts.promote import history
-
     rows = history(home_path(home), style)
     if json_out:
         print_json({"ok": True, "style": style, "history": rows})
@@ -142,9 +137,9 @@ def reindex_cmd(
     home: Path | None = HomeOpt,
 ) -> None:
     """Rebuild the index from the registry folders: index complete folders it lacks, report the rest."""
-    from zlt.artifacts.reindex import reindex
+    from zlt.flows.job_artifacts import reindex_artifacts  # lazy: via zlt.jobs pulls pydantic
 
-    rep = reindex(home_path(home), list(registry or []))
+    rep = reindex_artifacts(home_path(home), list(registry or []))
     if json_out:
         print_json({"ok": True, **rep})
         return

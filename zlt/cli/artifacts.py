@@ -7,9 +7,14 @@ from typing import Any
 
 import typer
 
+from zlt.artifacts.promote import current_id
 from zlt.artifacts.resolve import resolve_row
+from zlt.artifacts.versions import style_line
+from zlt.cli import artifact_versions
+from zlt.cli.artifact_versions import print_style_line
 from zlt.cli.common import HomeOpt, JsonOpt, command, home_path, print_json
 from zlt.core.errors import EXIT_JOB_FAILED, BadInputError
+from zlt.eval.table import summary_lines
 
 artifacts_app = typer.Typer(
     name="artifacts",
@@ -19,6 +24,20 @@ artifacts_app = typer.Typer(
 
 IdArg = typer.Argument(..., help="Artifact: id, unique id prefix, job id, style name (its current version), "
                        "STYLE@vN or 'latest' (see 'zlt artifacts list').")
+
+
+def _registry():
+    """zlt.artifacts.registry: list, show, verify and export read the registry through it."""
+    from zlt.artifacts import registry  # lazy: reads specs and backends, pulls pydantic; --help stays fast
+
+    return registry
+
+
+def _job_artifacts():
+    """zlt.flows.job_artifacts (rm and collect also update the jobs that point at an artifact)."""
+    from zlt.flows import job_artifacts  # lazy: via zlt.jobs it pulls pydantic, kept out of --help
+
+    return job_artifacts
 
 
 def _fmt_loss(x: Any) -> str:
@@ -43,19 +62,14 @@ def list_cmd(
     home: Path | None = HomeOpt,
 ) -> None:
     """List every artifact in the registry index, oldest first (--style: one style's version line)."""
-    from zlt.artifacts import list_artifacts
-
     if style is not None:
-        from zlt.artifacts.versions import style_line
-        from zlt.cli.artifact_versions import print_style_line
-
         line = style_line(home_path(home), style)
         if json_out:
             print_json({"ok": True, **line})
         else:
             print_style_line(line)
         return
-    rows = list_artifacts(home_path(home))
+    rows = _registry().list_artifacts(home_path(home))
     if json_out:
         print_json({"ok": True, "artifacts": rows})
         return
@@ -89,9 +103,7 @@ def _version_line(a: dict[str, Any]) -> str:
 @command
 def show_cmd(artifact_id: str = IdArg, json_out: bool = JsonOpt, home: Path | None = HomeOpt) -> None:
     """Metadata, files and loss-curve summary of one artifact."""
-    from zlt.artifacts import get_artifact
-
-    a = get_artifact(home_path(home), artifact_id)
+    a = _registry().get_artifact(home_path(home), artifact_id)
     if json_out:
         print_json({"ok": True, "artifact": a})
         return
@@ -122,8 +134,6 @@ def show_cmd(artifact_id: str = IdArg, json_out: bool = JsonOpt, home: Path | No
     if c.get("it_s"):
         typer.echo(f"{'speed':>12}: {c['it_s']:.3g} it/s")
     if meta.get("eval"):
-        from zlt.eval.table import summary_lines
-
         for line in summary_lines(meta["eval"]):
             typer.echo(line)
     typer.echo("files:")
@@ -147,9 +157,7 @@ def verify_cmd(
     home: Path | None = HomeOpt,
 ) -> None:
     """Re-hash every file against the sha256 recorded at collection. Exit 1 on any mismatch."""
-    from zlt.artifacts import verify_artifact
-
-    result = verify_artifact(home_path(home), artifact_id)
+    result = _registry().verify_artifact(home_path(home), artifact_id)
     if json_out:
         print_json(result.to_dict())
     elif result.ok:
@@ -176,9 +184,7 @@ def export_cmd(
     home: Path | None = HomeOpt,
 ) -> None:
     """Write the LoRA in another key format (the registry copy stays as it is)."""
-    from zlt.artifacts import export_artifact
-
-    path = export_artifact(home_path(home), artifact_id, fmt, out, step=step, overwrite=force)
+    path = _registry().export_artifact(home_path(home), artifact_id, fmt, out, step=step, overwrite=force)
     if json_out:
         print_json({"ok": True, "path": str(path), "format": fmt})
     else:
@@ -195,20 +201,17 @@ def rm_cmd(
     home: Path | None = HomeOpt,
 ) -> None:
     """Delete an artifact folder (weights, checkpoints, everything) and its index entry."""
-    from zlt.artifacts import get_artifact, remove_artifact
-
+    remove_artifact = _job_artifacts().remove_artifact
     h = home_path(home)
     row = resolve_row(h, artifact_id, moving=False)  # a style name or 'latest' is not what one deletes
     if not force:  # refuse before asking
-        from zlt.artifacts.promote import current_id
-
         if current_id(h, row["name"]) == row["id"]:
             remove_artifact(h, row["id"])  # raises the error that says what to do
     if not yes:
         if json_out:
             raise BadInputError(f"deleting '{row['id']}' needs confirmation", hint="pass --yes")
         try:
-            files = len(get_artifact(h, row["id"])["files"])
+            files = len(_registry().get_artifact(h, row["id"])["files"])
         except BadInputError:
             files = 0
         try:
@@ -233,9 +236,7 @@ def collect_cmd(
     home: Path | None = HomeOpt,
 ) -> None:
     """Build the registry folder of a job by hand (the worker does this when a job finishes)."""
-    from zlt.artifacts import collect_artifact
-
-    rec = collect_artifact(job_dir, home=home_path(home))
+    rec = _job_artifacts().collect(job_dir, home=home_path(home))
     if json_out:
         print_json({"ok": True, "artifact": rec.to_dict()})
         return
@@ -245,7 +246,5 @@ def collect_cmd(
 
 
 def register(app: typer.Typer) -> None:
-    from zlt.cli import artifact_versions
-
     artifact_versions.register(artifacts_app)
     app.add_typer(artifacts_app, name="artifacts")

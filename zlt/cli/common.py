@@ -14,7 +14,9 @@ from typing import Any, TypeVar
 
 import typer
 
-from zlt.core.errors import ZltError
+from zlt.core.errors import BadInputError, ZltError
+from zlt.core.paths import zlt_home
+from zlt.preflight.home import ensure_home
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -66,11 +68,19 @@ def command(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def existing_folders(paths: list[Path] | None, flag: str) -> list[Path]:
+    """The folders a repeatable option names, resolved; one that is not a folder is exit 2 with the fix."""
+    out = []
+    for p in paths or []:
+        p = p.expanduser().resolve()
+        if not p.is_dir():
+            raise BadInputError(f"{flag} {p}: not a folder", hint=f"create it, or drop that {flag}")
+        out.append(p)
+    return out
+
+
 def home_path(home: Path | None) -> Path:
     """The state folder, checked: a file or an unwritable folder is exit 3 with the fix."""
-    from zlt.core.paths import zlt_home
-    from zlt.preflight.home import ensure_home
-
     return ensure_home(zlt_home(home))
 
 

@@ -1,4 +1,5 @@
-"""`zlt eval ARTIFACT`: score and picture every checkpoint of an artifact, pick the best (thin: zlt.eval works)."""
+"""`zlt eval ARTIFACT`: score and picture every checkpoint of an artifact, pick the best (thin: zlt.eval works; the body is
+zlt/cli/impl/eval.py)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,7 @@ from pathlib import Path
 
 import typer
 
-from zlt.artifacts.resolve import resolve_id
-from zlt.cli.common import HomeOpt, JsonOpt, command, home_path, print_json
+from zlt.cli.common import HomeOpt, JsonOpt, command
 
 
 @command
@@ -38,48 +38,11 @@ def eval_cmd(
     """Evaluate an artifact: draw held-out prompts with every checkpoint and the base model, score style
     similarity, prompt alignment, memorisation and diversity with CLIP, pick the best checkpoint, and write
     eval/report.json, eval/contact_sheet.png and eval/curves.png into the artifact."""
-    from zlt.eval.options import options_for
-    from zlt.eval.prompts import read_prompts_file
+    from zlt.cli.impl.eval import eval_artifact  # lazy: the evaluation pulls numpy and pydantic
 
-    h = home_path(home)
-    artifact_id = resolve_id(h, artifact_id)  # once: 'latest' or a style name must not move between the steps below
-    if submit:
-        _submit(h, artifact_id, json_out, train_images, prompts=read_prompts_file(prompts) if prompts else None,
-                seeds=seeds, checkpoints=checkpoints, clip=clip, scale=scale, steps=steps, guidance=guidance, size=size)
-        return
-    opts = options_for(h, artifact_id, prompts=read_prompts_file(prompts) if prompts else None, seeds=seeds,
-                       checkpoints=checkpoints, clip=clip, scale=scale, steps=steps, guidance=guidance, size=size,
-                       train_images=train_images)
-    from zlt.eval.evaluate import evaluate_artifact
-
-    report = evaluate_artifact(h, artifact_id, opts,
-                               progress=None if json_out else (lambda msg: typer.echo(msg, err=True)))
-    if json_out:
-        print_json({"ok": True, "report": report})
-        return
-    from zlt.eval.table import table_lines
-
-    for line in table_lines(report["checkpoints"], report["best"]["step"]):
-        typer.echo(line)
-    typer.echo(f"best: {report['best']['reason']}")
-    typer.echo(f"wrote: {report['eval_dir']} (report.json, contact_sheet.png, curves.png)")
-    for w in report["warnings"]:
-        typer.echo(f"warning: {w}", err=True)
-
-
-def _submit(home: Path, artifact_id: str, json_out: bool, train_images: Path | None, **fields: object) -> None:
-    from zlt.core.errors import BadInputError
-    from zlt.eval.request import EvalRequest
-    from zlt.flows.evaluation import submit_evaluation
-
-    if train_images is not None:
-        raise BadInputError("--train-images cannot be queued: a job reads the training images the artifact names",
-                            hint="run without --submit to evaluate against another folder")
-    st = submit_evaluation(home, artifact_id, EvalRequest(**{k: v for k, v in fields.items() if v is not None}))
-    if json_out:
-        print_json({"ok": True, **st})
-    else:
-        typer.echo(f"{st['job_id']}  queued: evaluation of {st['evaluates']} (follow with 'zlt status {st['job_id']}')")
+    eval_artifact(artifact_id, prompts=prompts, seeds=seeds, checkpoints=checkpoints, clip=clip, scale=scale,
+                  steps=steps, guidance=guidance, size=size, train_images=train_images, submit=submit,
+                  json_out=json_out, home=home)
 
 
 def register(app: typer.Typer) -> None:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
-from typing import Any
 
 import typer
 
-from zlt.cli.common import HomeOpt, JsonOpt, command, home_path, print_json
+from zlt.cli.common import HomeOpt, JsonOpt, command
 
 ArtifactArg = typer.Argument(..., help="Artifact id (see 'zlt artifacts list'), its job id, a unique id prefix, a "
                              "style name (its current version), STYLE@vN, or 'latest' (the newest artifact); ID@STEP "
@@ -27,52 +25,10 @@ PriorityOpt = typer.Option(0, "--priority", help="With --submit: queue priority 
 NoWorkerOpt = typer.Option(False, "--no-worker", help="With --submit: only queue; do not start a background worker.")
 
 
-def _loras(artifact: str, scale: float, checkpoint: int | None, extra: list[str] | None) -> list[dict[str, Any]]:
-    from zlt.infer.params import parse_lora
+def _impl():
+    from zlt.cli.impl import generate  # lazy: the request models pull pydantic, kept out of --help
 
-    return [{"artifact": artifact, "scale": scale, "checkpoint": checkpoint}] + [parse_lora(x, 0.8) for x in extra or []]
-
-
-def _progress(json_out: bool):
-    if json_out:
-        return None
-
-    def show(done: int, total: int) -> None:
-        sys.stderr.write(f"image {done}/{total}\n")
-        sys.stderr.flush()
-
-    return show
-
-
-def _finish(kind: str, request: dict[str, Any], home: Path | None, json_out: bool, submit: bool, priority: int,
-            no_worker: bool) -> None:
-    from zlt.infer.params import parse_request
-
-    params = parse_request(kind, request)
-    if submit:
-        from zlt.flows.generation import submit_generation
-
-        st = submit_generation(home_path(home), kind, params, priority=priority, start_worker=not no_worker)
-        if json_out:
-            print_json(st)
-        else:
-            print(st["job_id"])
-            sys.stderr.write(f"queued {kind} ({st['name']}); follow it: zlt status {st['job_id']} --watch\n")
-        return
-    from zlt.infer import generate, transfer
-
-    fn = generate if kind == "generate" else transfer
-    result = fn(params, home_path(home), progress=_progress(json_out))
-    if json_out:
-        print_json({"ok": True, **result.to_dict()})
-        return
-    print(result.folder)
-    for entry in result.outputs["images"]:
-        sys.stderr.write(f"  {entry['file']}  seed {entry['seed']}  {entry['width']}x{entry['height']}\n")
-    if result.outputs.get("contact_sheet"):
-        sys.stderr.write(f"contact sheet: {result.folder / result.outputs['contact_sheet']}\n")
-    sys.stderr.write(f"{len(result.images)} image(s) in {result.outputs['seconds']:.1f} s on "
-                     f"{result.outputs['device']['device']} (pipeline load {result.outputs['load_seconds']:.1f} s)\n")
+    return generate
 
 
 @command
@@ -98,15 +54,14 @@ def generate_cmd(
 ) -> None:
     """Text to image with a trained LoRA; PNGs (parameters embedded), outputs.json and a contact sheet are stored
     under the artifact's generations/ folder, whose path is printed."""
-    from zlt.infer.params import parse_size
-
-    width, height = parse_size(size)
+    impl = _impl()
+    width, height = impl.parse_size(size)
     request = {
-        "loras": _loras(artifact, scale, checkpoint, lora), "prompts": prompt, "count": count, "seed": seed,
+        "loras": impl.loras(artifact, scale, checkpoint, lora), "prompts": prompt, "count": count, "seed": seed,
         "steps": steps, "guidance": guidance, "width": width, "height": height, "trigger": not no_trigger,
         "negative_prompt": negative_prompt, "vram_gb": vram_gb,
     }
-    _finish("generate", request, home, json_out, submit, priority, no_worker)
+    impl.finish("generate", request, home, json_out, submit, priority, no_worker)
 
 
 @command
@@ -138,14 +93,15 @@ def transfer_cmd(
 ) -> None:
     """Style transfer of your images with a trained LoRA (img2img, or a ControlNet with --control), keeping each
     input's size (snapped to a multiple of 16) and aspect. Outputs go under the artifact's generations/ folder."""
+    impl = _impl()
     request = {
-        "loras": _loras(artifact, scale, checkpoint, lora), "images": [str(Path(p).expanduser().resolve()) for p in image],
+        "loras": impl.loras(artifact, scale, checkpoint, lora), "images": [str(Path(p).expanduser().resolve()) for p in image],
         "prompt": prompt, "strength": strength, "count": count, "max_side": max_side, "control": control,
         "controlnet": controlnet, "control_images": [str(Path(p).expanduser().resolve()) for p in control_image or []] or None,
         "control_scale": control_scale, "seed": seed, "steps": steps, "guidance": guidance, "trigger": not no_trigger,
         "negative_prompt": negative_prompt, "vram_gb": vram_gb,
     }
-    _finish("transfer", request, home, json_out, submit, priority, no_worker)
+    impl.finish("transfer", request, home, json_out, submit, priority, no_worker)
 
 
 def register(app: typer.Typer) -> None:

@@ -16,9 +16,7 @@ from zlt.cli.common import (
     ProfileOpt,
     SetOpt,
     VramOpt,
-    backend_sets,
     command,
-    home_path,
     print_json,
 )
 
@@ -41,21 +39,10 @@ def preflight(
 ) -> None:
     """Check everything a job needs before it starts: GPU, VRAM fit, RAM, disk, trainer install, model files,
     dataset. Every check is reported, each failure with a one-line fix."""
-    from zlt.flows.preflight import preflight as run_preflight
-    from zlt.preflight.report import render_checks, render_explain
-    from zlt.spec import load_spec
+    from zlt.cli.impl.preflight import preflight as run  # lazy: pulls pydantic (gate, checks)
 
-    loaded = load_spec(spec, (set_ or []) + backend_sets(backend))
-    report = run_preflight(loaded.spec, backend=backend, profile=profile, vram_gb=vram_gb, assume_gpu=assume_gpu,
-                           ai_toolkit=ai_toolkit, musubi=musubi, home=home_path(home), check_data=not no_data)
-    if json_out:
-        print_json(report.to_dict())
-    else:
-        lines = render_checks(report)
-        if explain:
-            lines = render_explain(report) + [""] + lines
-        typer.echo("\n".join(lines))
-    raise typer.Exit(report.exit_code)
+    run(spec, backend=backend, profile=profile, assume_gpu=assume_gpu, vram_gb=vram_gb, explain=explain,
+        ai_toolkit=ai_toolkit, musubi=musubi, no_data=no_data, sets=set_ or [], home=home, json_out=json_out)
 
 
 @command
@@ -67,7 +54,7 @@ def doctor(
 ) -> None:
     """Show the environment: state folder, GPUs and driver, trainer installs and their versions, packages, config,
     HF cache. Exits 3 when no backend can train here or the state folder is unusable."""
-    from zlt.preflight.doctor import environment_report
+    from zlt.preflight.doctor import environment_report  # lazy: the checks pull pydantic (spec models)
 
     report = environment_report(ai_toolkit=ai_toolkit, musubi=musubi, home_dir=home)
     if json_out:

@@ -15,6 +15,11 @@ from typing import Any
 # What trainers read (ai-toolkit, musubi, the built-in trainer) and what zlt accepts.
 SUPPORTED_EXTS: frozenset[str] = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp"})
 SUPPORTED_FORMATS: frozenset[str] = frozenset({"PNG", "JPEG", "WEBP", "BMP", "MPO"})  # MPO: JPEG with extra frames
+# The only decoders Pillow may try on a user's file (`Image.open(formats=...)`): whatever its name says, an EPS
+# never reaches Ghostscript, nor a TIFF, PSD or any other plugin. "JPEG" also opens MPO (JPEG with extra frames).
+# Datasets keep BMP (trainers read it; Pillow's own simple decoder); images given to generation take only these:
+USER_FORMATS: tuple[str, ...] = ("PNG", "JPEG", "WEBP")
+DATASET_FORMATS: tuple[str, ...] = (*USER_FORMATS, "BMP")
 # Image files people drop into dataset folders that trainers do not read.
 UNSUPPORTED_EXTS: frozenset[str] = frozenset({
     ".gif", ".tif", ".tiff", ".heic", ".heif", ".avif", ".jxl", ".psd", ".svg", ".ico", ".jp2", ".tga",
@@ -22,6 +27,9 @@ UNSUPPORTED_EXTS: frozenset[str] = frozenset({
 })
 # A decoded image above this many pixels is treated as a decompression bomb and never decoded.
 MAX_PIXELS = 128_000_000
+# Pillow's own guard behind zlt's header checks (which come first, with clearer messages): Pillow warns above this
+# and refuses above twice this, whatever a library imported later set it to.
+PILLOW_MAX_IMAGE_PIXELS = MAX_PIXELS
 # A 32x32 thumbnail spanning fewer grey levels than this is flat: no perceptual hash.
 FLAT_RANGE = 8
 # Modes that convert to RGB losslessly; others are flagged (CMYK shifts colours, 16-bit clips when naive).
@@ -133,6 +141,36 @@ def apply_orientation(im: Any, orientation: int) -> Any:
     return im.transpose(method) if method is not None else im
 
 
+def open_user_image(source: Any, formats: tuple[str, ...]) -> Any:
+    """`PIL.Image.open` for a file a user gave: only `formats` are tried, under Pillow's bomb guard. Lazy: reads
+    the header only, so `.size` is known before anything is decoded. UnidentifiedImageError for any other format."""
+    from PIL import Image
+
+    Image.MAX_IMAGE_PIXELS = PILLOW_MAX_IMAGE_PIXELS
+    return Image.open(source, formats=formats)
+
+
+def sniff_format(head: bytes) -> str | None:
+    """Which format some other Pillow plugin would claim the file is, from its first 16 bytes only (each plugin's
+    prefix test; nothing is opened or decoded): for a clearer refusal ('an EPS file') than 'not an image'."""
+    from PIL import Image
+
+    Image.init()
+    for fmt, (_factory, accept) in list(Image.OPEN.items()):
+        try:
+            if accept and accept(head[:16]):
+                return fmt
+        except Exception:  # a plugin's prefix test that dislikes short input says nothing
+            continue
+    return None
+
+
+def formats_text(formats: tuple[str, ...]) -> str:
+    """("PNG", "JPEG", "WEBP") -> 'PNG, JPEG or WebP'."""
+    names = [{"WEBP": "WebP"}.get(f, f) for f in formats]
+    return ", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else names[0]
+
+
 def decode(data: bytes, max_pixels: int = MAX_PIXELS, sha256: str | None = None) -> tuple[ImageProbe, Any]:
     """Validate and decode image bytes: `verify()` (PNG CRCs, structure), then a full decode.
 
@@ -148,7 +186,7 @@ def decode(data: bytes, max_pixels: int = MAX_PIXELS, sha256: str | None = None)
         warnings.simplefilter("always")
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
-            im = Image.open(io.BytesIO(data))
+            im = open_user_image(io.BytesIO(data), DATASET_FORMATS)
             probe.format = im.format
             w, h = im.size
             if w * h > max_pixels:
@@ -156,14 +194,18 @@ def decode(data: bytes, max_pixels: int = MAX_PIXELS, sha256: str | None = None)
                 probe.error_detail = f"header claims {w}x{h} = {w * h / 1e6:.0f} MP, above the {max_pixels / 1e6:.0f} MP cap"
                 return probe, None
             im.verify()
-            im = Image.open(io.BytesIO(data))
+            im = open_user_image(io.BytesIO(data), DATASET_FORMATS)
             probe.bit_depth = _bit_depth(im)  # from the PNG header; gone after load()
             im.load()
         except Image.DecompressionBombError as e:
             probe.error, probe.error_detail = "decompression_bomb", f"Pillow refused to open it: {e}"
             return probe, None
         except UnidentifiedImageError:
+            other = sniff_format(data)
             probe.error, probe.error_detail = "corrupt", "Pillow cannot identify the image format"
+            if other:  # a format zlt never decodes (EPS would run Ghostscript): say which, not "corrupt" alone
+                probe.error_detail = (f"an image in {other} format: zlt opens only {formats_text(DATASET_FORMATS)} "
+                                      "(convert it to PNG)")
             return probe, None
         except Exception as e:  # Pillow raises many types on broken data (OSError, SyntaxError, struct.error...)
             probe.error, probe.error_detail = _classify_decode_error(e), f"{type(e).__name__}: {e}"

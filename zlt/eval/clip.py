@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from zlt.core.constants import PICKLE_SUFFIXES
 from zlt.core.errors import EnvNotReadyError
 
 DEFAULT_CLIP = "openai/clip-vit-large-patch14"
@@ -40,14 +41,27 @@ def _fix_hint(name: str) -> str:
             "holding a transformers CLIP model (config.json, weights, tokenizer, preprocessor_config.json)")
 
 
+def clip_folder_problem(path: Path, *, need_weights: bool = False) -> str | None:
+    """What keeps a local folder from being a CLIP model zlt loads (None: nothing). The weights must be
+    .safetensors: ClipScorer never falls back to a pickle pytorch_model.bin (it can run code when loaded).
+    `need_weights`: a folder with no weights file at all is refused too (a client's request, checked at submit)."""
+    if not (path / "config.json").is_file():
+        return "has no config.json: not a transformers model folder"
+    if any(path.glob("*.safetensors")):
+        return None
+    if need_weights or any(f.suffix.lower() in PICKLE_SUFFIXES for f in path.iterdir()):
+        return "holds no .safetensors weights (zlt never loads pickle .bin/.pt weights: they can run code)"
+    return None
+
+
 def check_clip(name: str) -> ModelCheck:
     """Is the CLIP model loadable without surprises? Never downloads."""
     path = Path(name).expanduser()
     if path.is_dir():
-        if (path / "config.json").is_file():
+        problem = clip_folder_problem(path)
+        if problem is None:
             return ModelCheck(name, True, "local", f"CLIP model folder {path}")
-        return ModelCheck(name, False, "missing", f"{path} has no config.json: not a transformers model folder",
-                          _fix_hint(DEFAULT_CLIP))
+        return ModelCheck(name, False, "missing", f"{path} {problem}", _fix_hint(DEFAULT_CLIP))
     if name.startswith((".", "/", "~")) or name.count("/") != 1:
         return ModelCheck(name, False, "missing", f"CLIP model {name!r}: no such folder", _fix_hint(DEFAULT_CLIP))
     try:
@@ -86,7 +100,9 @@ class ClipScorer:
         tf_logging.set_verbosity_error()  # the "no torchvision, PIL image processor" notice is not the user's problem
         tf_logging.disable_progress_bar()
         try:
-            self.model = CLIPModel.from_pretrained(src, local_files_only=local).eval().to(device)
+            # use_safetensors: never fall back to a pickle pytorch_model.bin (it can run code when loaded)
+            self.model = CLIPModel.from_pretrained(src, local_files_only=local,
+                                                   use_safetensors=True).eval().to(device)
             self.tokenizer = AutoTokenizer.from_pretrained(src, local_files_only=local)
             self.processor = AutoImageProcessor.from_pretrained(src, local_files_only=local)
         except (OSError, ValueError) as e:

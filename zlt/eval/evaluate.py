@@ -16,6 +16,7 @@ from typing import Any
 
 from zlt.core.errors import BadInputError
 from zlt.core.fsutil import atomic_write_json
+from zlt.dataset.images import DATASET_FORMATS, open_user_image
 from zlt.eval import metrics as m
 from zlt.eval.best import Rule, pick_best
 from zlt.eval.clip import DEFAULT_CLIP, ClipScorer, require_clip
@@ -214,12 +215,10 @@ def evaluate_artifact(
 def embed_training_images(scorer: Any, paths: list[Path], train_dir: Path, warnings: list[str], *, hint: str) -> Any:
     """CLIP embeddings of the readable training images (an unreadable one is a warning); BadInputError when none is
     readable. What style similarity and memorisation compare against."""
-    from PIL import Image
-
     images = []
     for p in paths:
         try:
-            with Image.open(p) as im:
+            with open_user_image(p, DATASET_FORMATS) as im:  # a user's files: only the dataset formats are decoded
                 images.append(im.convert("RGB"))
         except OSError as e:
             warnings.append(f"training image {p} skipped: {e}")

@@ -11,7 +11,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from zlt.core.errors import BadInputError
+from zlt.spec.yaml_text import load_yaml
 
 # Subjects a style LoRA is rarely trained on, spread over people, animals, objects, places, light and weather.
 DEFAULT_PROMPTS: tuple[str, ...] = (
@@ -59,10 +62,8 @@ def read_prompts_file(path: Path) -> list[str]:
     except (OSError, UnicodeDecodeError) as e:
         raise BadInputError(f"--prompts {path}: cannot read it ({e})", hint="give a UTF-8 text file, one prompt a line") from None
     if path.suffix.lower() in (".json", ".yaml", ".yml"):
-        import yaml
-
-        try:
-            data = json.loads(raw) if path.suffix.lower() == ".json" else yaml.safe_load(raw)
+        try:  # bounded: a prompts file with nested aliases cannot expand past zlt.spec.yaml_text's limits
+            data = json.loads(raw) if path.suffix.lower() == ".json" else load_yaml(raw)
         except (json.JSONDecodeError, yaml.YAMLError) as e:
             raise BadInputError(f"--prompts {path}: not valid {path.suffix[1:].upper()} ({e})",
                                 hint="give a list of strings") from None

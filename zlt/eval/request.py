@@ -6,8 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from zlt.core.errors import FieldError, SpecError
 from zlt.eval.clip import require_clip
 from zlt.eval.evaluate import check_grid, draw_settings
 from zlt.eval.options import options_for
@@ -25,12 +26,25 @@ class EvalRequest(BaseModel):
     seeds: int | None = Field(None, ge=1, le=16, description="Images per prompt (default 2).")
     checkpoints: str | None = Field(None, pattern=r"^(all|last|\d+(,\d+)*)$",
                                     description="all, last, or steps like '250,500' (default all).")
-    clip: str | None = Field(None, max_length=1000, description="CLIP model: a local folder or a hub id already "
+    clip: str | None = Field(None, max_length=1000, description="CLIP model: a local transformers folder with "
+                             ".safetensors weights (on a server, inside its model roots) or a hub id already "
                              "downloaded (default: the spec's eval.models.clip).")
     scale: float | None = Field(None, ge=0.0, le=4.0, description="LoRA scale (default 1.0).")
     steps: int | None = Field(None, ge=1, le=200, description="Denoising steps (default: the spec's sampling steps).")
     guidance: float | None = Field(None, ge=0.0, le=30.0, description="Guidance scale (default: the spec's).")
     size: int | None = Field(None, ge=16, le=2048, description="Square image side, a multiple of 16.")
+
+
+def parse_eval_request(data: Any) -> EvalRequest:
+    """An HTTP/MCP body (None: all defaults) -> EvalRequest; every bad field at once, named `evaluate.<field>`."""
+    if data is None:
+        data = {}
+    try:
+        return EvalRequest.model_validate(data)
+    except ValidationError as e:
+        errs = [FieldError("evaluate." + ".".join(str(p) for p in x["loc"]) if x["loc"] else "evaluate", x["msg"])
+                for x in e.errors()]
+        raise SpecError(errs, "evaluate request") from None
 
 
 def check_request(home: Path, artifact_id: str, request: EvalRequest) -> Any:

@@ -22,7 +22,9 @@ from zlt.eval.evaluate import evaluate_artifact
 from zlt.eval.options import options_for
 from zlt.eval.plan import open_artifact
 from zlt.eval.request import EvalRequest, check_request
+from zlt.flows.fences import Roots
 from zlt.flows.inprocess import Done, InProcessRun, queue_inprocess_job
+from zlt.flows.request_gate import LOCAL, admit_request
 from zlt.infer.pipeline import cuda_ordinal
 from zlt.jobs.api import check_priority
 from zlt.jobs.states import JobStatus
@@ -31,15 +33,14 @@ KIND = "evaluate"
 BACKEND = "eval"  # the jobs table's backend column for evaluation jobs
 
 
-def submit_evaluation(home: Path, artifact_id: str, request: EvalRequest | None = None, *, priority: int = 0,
-                      start_worker: bool = True) -> dict[str, Any]:
-    """Check, then queue an evaluation of an artifact. Returns the job's status (with `kind`)."""
+def submit_evaluation(home: Path, artifact_id: str, request: EvalRequest | dict[str, Any] | None = None, *,
+                      priority: int = 0, start_worker: bool = True, roots: Roots = LOCAL) -> dict[str, Any]:
+    """Check (the request gate fences `clip` to `roots`, the local CLI has none; then everything an evaluation can
+    meet), then queue an evaluation of an artifact. Returns the job's status (with `kind`)."""
     home = Path(home)
-    request = request or EvalRequest()
+    request = admit_request(KIND, request, roots)  # local paths absolute: the worker runs elsewhere
     check_priority(priority, "evaluate.priority")
     art_id = resolve_id(home, artifact_id)
-    if request.clip and Path(request.clip).expanduser().is_dir():  # the worker runs elsewhere: no relative paths
-        request = request.model_copy(update={"clip": str(Path(request.clip).expanduser().resolve())})
     opts = check_request(home, art_id, request)
     view = open_artifact(home, art_id)
     tiny = view.spec is not None and view.spec.model.base.name == TINY_MODEL

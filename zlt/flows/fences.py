@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from zlt.core.constants import TINY_MODEL
+from zlt.core.callback_url import check_callback_url
+from zlt.core.constants import PICKLE_SUFFIXES, TINY_MODEL
 from zlt.core.errors import BadInputError, FieldError
 
 MiB = 1 << 20
@@ -29,6 +30,9 @@ KEYWORDS = {"model.base.training_adapter": ("auto", "none")}
 # dataset folder, a registry folder, a URL. A new path field of the spec is added here, and nowhere else.
 MODEL_DIRS = ("model.base.name", "eval.models.clip")
 MODEL_FILES = ("model.base.training_adapter", "model.base.dit", "model.base.vae", "model.base.text_encoder")
+# What a model field names (check_model_value): a folder, one weights file, or either (a ControlNet).
+FOLDER, FILE, FOLDER_OR_FILE = "folder", "file", "folder or file"
+MODEL_SHAPES = {**{p: FOLDER for p in MODEL_DIRS}, **{p: FILE for p in MODEL_FILES}}
 DATASET, REGISTRY, CALLBACK = "dataset.path", "output.registry.path", "job.callback_url"
 PATH_FIELDS = (DATASET, REGISTRY, *MODEL_DIRS, *MODEL_FILES, CALLBACK)
 
@@ -70,9 +74,45 @@ def _no_nul(raw: str, what: str) -> None:
         raise BadInputError(f"{what}: NUL byte in the path", hint="send a plain path")
 
 
-def looks_like_hub_id(value: str) -> bool:
-    """True for 'owner/repo[/file]' that is not also a path on this server (a loader would read the local one)."""
-    return bool(_HUB_ID.match(value)) and ".." not in value.split("/") and not Path(value).exists()
+def _expand(raw: str) -> Path:
+    """`~` expanded where it can be (`~nosuchuser` stays as written instead of raising)."""
+    try:
+        return Path(raw).expanduser()
+    except RuntimeError:
+        return Path(raw)
+
+
+def locate(raw: str, roots: list[Path]) -> tuple[Path | None, bool]:
+    """Where a client's path lands: (the existing path inside a root it names, or None; whether it names a place
+    inside a root at all). An absolute path is taken as it is, a relative one relative to each root in turn.
+
+    Nothing outside the roots is looked at: a path that resolves outside them is "outside" whether or not it exists,
+    so the answer is no oracle of what exists on the server. An unreadable or over-long name is "not there"."""
+    roots = [r.resolve() for r in roots]
+    p = _expand(raw)
+    inside_any = False
+    for cand in [p] if p.is_absolute() else [r / p for r in roots]:
+        try:
+            resolved = cand.resolve()  # symlinks followed as far as they exist
+            if not any(_inside(resolved, r) for r in roots):
+                continue
+            inside_any = True
+            if resolved.exists():
+                return resolved, True
+        except (OSError, RuntimeError, ValueError):
+            continue
+    return None, inside_any
+
+
+def looks_like_hub_id(value: str, roots: list[Path] | None = None) -> bool:
+    """True for 'owner/repo[/file]' that is not also a path under the roots (a loader would read the local one);
+    without roots, not a path relative to the current folder."""
+    if not _HUB_ID.match(value) or ".." in value.split("/"):
+        return False
+    try:
+        return not any((r / value).exists() for r in roots) if roots is not None else not Path(value).exists()
+    except OSError:
+        return False
 
 
 def fence_dataset_path(raw: str, data_roots: list[Path], limits: Limits) -> Path:
@@ -88,16 +128,14 @@ def fence_dataset_path(raw: str, data_roots: list[Path], limits: Limits) -> Path
             hint="upload the dataset as a zip (multipart field 'dataset'), or restart with --data-root DIR",
         )
     roots = [Path(r).resolve() for r in data_roots]
-    p = Path(raw).expanduser()
-    candidates = [p] if p.is_absolute() else [r / p for r in roots]
-    resolved = next((c.resolve() for c in candidates if c.exists()), None)
+    resolved, inside = locate(raw, roots)
     allowed = ", ".join(str(r) for r in roots)
+    if not inside:  # one answer whether or not it exists: no oracle of the server's disk
+        raise BadInputError(f"dataset.path: {raw} is outside the server's data roots ({allowed})",
+                            hint="move the dataset into a data root, or upload it as a zip")
     if resolved is None:
         raise BadInputError(f"dataset.path: {raw} does not exist under the data roots ({allowed})",
                             hint="give a folder inside a data root, or upload a zip")
-    if not any(_inside(resolved, r) for r in roots):
-        raise BadInputError(f"dataset.path: {raw} is outside the server's data roots ({allowed})",
-                            hint="move the dataset into a data root, or upload it as a zip")
     if not resolved.is_dir():
         raise BadInputError(f"dataset.path: {raw} is not a folder", hint="point dataset.path at your image folder")
     walked = 0
@@ -118,7 +156,7 @@ def fence_output_path(raw: str, output_roots: list[Path]) -> Path:
     """Resolve `output.registry.path` and insist it lies in an output root (BadInputError `output.registry.path:`)."""
     _no_nul(raw, REGISTRY)
     roots = [Path(r).resolve() for r in output_roots]
-    p = Path(raw).expanduser()
+    p = _expand(raw)
     if not p.is_absolute():
         p = roots[0] / p
     resolved = p.resolve()
@@ -129,19 +167,27 @@ def fence_output_path(raw: str, output_roots: list[Path]) -> Path:
     return resolved
 
 
-def check_model_value(path: str, value: str, roots: list[Path]) -> tuple[str | None, FieldError | None]:
+def check_model_value(path: str, value: str, roots: list[Path], *,
+                      shape: str | None = None) -> tuple[str | None, FieldError | None]:
     """(the value to use, None) when a network client may name `value` in the model field `path`; else
-    (None, the field error saying why and what to do). Local paths come back absolute."""
+    (None, the field error saying why and what to do). Local paths come back absolute.
+
+    `shape` (FOLDER, FILE or FOLDER_OR_FILE) is what the field names; default: the spec field's (MODEL_SHAPES). A
+    path outside the roots gets one answer whether or not it exists (no oracle of the server's disk); a pickle
+    file (.bin, .pt, .ckpt, ...) is refused wherever it lies."""
     if (path == "model.base.name" and value == TINY_MODEL) or value in KEYWORDS.get(path, ()):
         return value, None
     if "\x00" in value:
         return None, FieldError(path, "NUL byte in the path", "send a plain path or a hub id")
-    is_file = path in MODEL_FILES
-    if looks_like_hub_id(value):
-        if is_file and path != "model.base.training_adapter":
+    shape = shape or MODEL_SHAPES.get(path, FOLDER)
+    if value.lower().endswith(PICKLE_SUFFIXES):
+        return None, FieldError(path, f"{value!r}: only .safetensors files are accepted (pickle can run code)",
+                                "convert the weights to .safetensors")
+    if looks_like_hub_id(value, roots):
+        if shape == FILE and path != "model.base.training_adapter":
             return None, FieldError(path, f"{value!r} is not a path inside the server's model roots",
                                     "put the file under a model root (zlt serve --model-root) and name it there")
-        if is_file and not value.endswith(".safetensors"):
+        if shape == FILE and not value.endswith(".safetensors"):
             return None, FieldError(path, f"{value!r}: only .safetensors files are accepted (pickle can run code)",
                                     "name 'owner/repo/file.safetensors'")
         return value, None
@@ -149,21 +195,24 @@ def check_model_value(path: str, value: str, roots: list[Path]) -> tuple[str | N
     if not roots:
         return None, FieldError(path, f"{value!r}: this server accepts no local model paths",
                                 "use a hub id, or restart zlt serve with --model-root DIR")
-    p = Path(value).expanduser()
-    candidates = [p] if p.is_absolute() else [r / p for r in roots]
-    resolved = next((c.resolve() for c in candidates if c.exists()), None)
+    resolved, inside = locate(value, roots)
+    if not inside:
+        return None, FieldError(path, f"{value!r} is outside the server's model roots ({allowed})",
+                                "move the model into a model root, or use a hub id")
     if resolved is None:
         return None, FieldError(path, f"{value!r} does not exist under the model roots ({allowed})",
                                 "give a path inside a model root, or a hub id")
-    if not any(_inside(resolved, r.resolve()) for r in roots):
-        return None, FieldError(path, f"{value!r} is outside the server's model roots ({allowed})",
-                                "move the model into a model root, or use a hub id")
-    if is_file and (not resolved.is_file() or resolved.suffix.lower() != ".safetensors"):
-        return None, FieldError(path, f"{value!r}: only .safetensors files are accepted (pickle can run code)",
-                                "convert the weights to .safetensors")
-    if not is_file and not resolved.is_dir():
-        what = "a transformers CLIP folder" if path == "eval.models.clip" else "a diffusers model folder"
-        return None, FieldError(path, f"{value!r}: not {what}", "name the model's folder, or a hub id")
+    if resolved.is_file() and shape != FOLDER:
+        if resolved.suffix.lower() != ".safetensors":
+            return None, FieldError(path, f"{value!r}: only .safetensors files are accepted (pickle can run code)",
+                                    "convert the weights to .safetensors")
+        return str(resolved), None
+    if shape == FILE:
+        return None, FieldError(path, f"{value!r}: not a .safetensors file", "name the weights file itself")
+    if not resolved.is_dir():
+        what = {"eval.models.clip": "a transformers CLIP folder", "model.base.name": "a diffusers model folder"}
+        return None, FieldError(path, f"{value!r}: not {what.get(path, 'a model folder')}",
+                                "name the model's folder, or a hub id")
     return str(resolved), None
 
 
@@ -180,8 +229,9 @@ def fence_value(path: str, value: str, roots: Roots) -> tuple[str | None, FieldE
             return str(fence_dataset_path(value, list(roots.data), roots.limits)), None
         if path == REGISTRY and roots.output is not None:
             return str(fence_output_path(value, list(roots.output))), None
-        if path == CALLBACK and roots.check_url is not None:
-            return roots.check_url(value), None
+        if path == CALLBACK and (roots.check_url is not None or roots.fenced):
+            # The server's rule with its allow-list; a fenced caller without one gets the strict default.
+            return (roots.check_url or check_callback_url)(value), None
     except BadInputError as e:
         return None, _as_field_error(e, path)
     if path in MODEL_DIRS + MODEL_FILES and roots.models is not None:

@@ -64,7 +64,9 @@ def record_end(store: JobStore, job_id: str, token: str, outcome: dict[str, Any]
     """Turn a run's outcome into the job's next state, in one transaction; returns that state.
 
     `outcome`: `status` (succeeded, failed, cancelled, timeout, ...), `cause`, `message`, `hint`, `artifact_id`,
-    `artifact_path`; for a success `summary` replaces the default history line. `reason`: why the job was asked to
+    `artifact_path`; for a success `summary` replaces the default history line. This is where a job records the
+    artifact it left (the registry names the job by id and never writes the jobs table; an artifact collected or
+    re-indexed after the job's end is linked by zlt.flows.job_artifacts). `reason`: why the job was asked to
     stop (zlt.jobs.lease: CANCEL, SHUTDOWN, WORKER_LOST), or None. Raises LeaseLost when the job is no longer ours.
     """
     row = store.get(job_id)

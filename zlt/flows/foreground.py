@@ -99,7 +99,7 @@ def run_foreground(run: ForegroundRun, *, stop: threading.Event, force: threadin
         control = StopControl()
         control.event = stop
         run_claimed_job(store, claim.job_id, claim.token, gpus, attempt=claim.attempt, resume=run.resume,
-                        run_fn=run_fn, request_factory=factory, control=control)
+                        run_fn=run_fn, request_factory=factory, control=control, admitted=run.loaded)
     finally:
         store.close()
     if "error" in box:

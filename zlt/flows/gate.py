@@ -22,10 +22,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from zlt import backends
+from zlt.core.constants import TINY_MODEL
 from zlt.core.errors import BadInputError, FieldError, SpecError
 from zlt.dataset.listing import dataset_listing
 from zlt.flows.fences import DATASET, Roots, fence_paths
-from zlt.spec.load import LoadedSpec, apply_sets, load_spec_data, read_spec_file
+from zlt.spec.load import LoadedSpec, apply_sets, load_spec_data, merged_spec_data, read_spec_file
+from zlt.spec.models import TrainingSpec
 
 Mode = Literal["validate", "render", "submit", "train"]
 BACKEND_FIELD = backends.FIELD
@@ -57,14 +59,34 @@ def backend_error(name: Any) -> FieldError | None:
     return FieldError(BACKEND_FIELD, err.message.removeprefix(f"{BACKEND_FIELD}: "), err.hint)
 
 
+def _backend_name(merged: dict[str, Any]) -> Any:
+    """`training.backend` of a spec dict (preset and overrides applied), the spec's default where it names none."""
+    tr = merged.get("training")
+    return tr["backend"] if isinstance(tr, dict) and "backend" in tr else TrainingSpec.model_fields["backend"].default
+
+
+def tiny_model_errors(merged: dict[str, Any]) -> list[FieldError]:
+    """The tiny test model trains only on a backend that `trains_tiny_model` (an unknown name is backend_error's)."""
+    name = _backend_name(merged)
+    model = merged.get("model")
+    base = model.get("base") if isinstance(model, dict) else None
+    if not isinstance(base, dict) or base.get("name") != TINY_MODEL or backend_error(name) is not None:
+        return []
+    if backends.get(name).trains_tiny_model:
+        return []
+    able = [n for n in backends.names() if backends.get(n).trains_tiny_model]
+    return [FieldError(BACKEND_FIELD, f"'{name}' cannot train the tiny test model {TINY_MODEL}",
+                       f"use backend {' or '.join(repr(b) for b in able)} or a real base model")]
+
+
 def same_backend(a: str, b: str) -> bool:
     """Whether two names are the same trainer (a retrain that switches trainers cannot resume its parent's run)."""
     return backends.get(a) is backends.get(b)
 
 
 def backend_sets(backend: str | None) -> list[str]:
-    """`--backend X` as a spec override, so the spec's own rules (the tiny model trains only on lightning) judge
-    the combination that will run."""
+    """`--backend X` as a spec override, so the spec's rules and the registry's (the tiny model trains only on a
+    backend that `trains_tiny_model`) judge the combination that will run."""
     return [f"{BACKEND_FIELD}={backend}"] if backend else []
 
 
@@ -102,18 +124,18 @@ def _dedupe(errors: list[FieldError]) -> list[FieldError]:
 
 def _validate(data: dict[str, Any], sets: list[str], roots: Roots, label: str, base_dir: Path | None,
               trusted: dict[str, Any] | None, skip: tuple[str, ...], also: list[FieldError] = ()) -> LoadedSpec:
-    """load_spec_data with the gate's backend error; a spec that fails reports its fenced paths with it (at once)."""
+    """load_spec_data with the registry's backend rules; a spec that fails reports its fenced paths with it (at once)."""
     raw, _ = apply_sets(data, sets)
-    tr = raw.get("training")
-    bad = backend_error(tr["backend"]) if isinstance(tr, dict) and "backend" in tr else None
+    unknown = backend_error(_backend_name(merged_spec_data(data, sets)))
     try:
-        loaded = load_spec_data(data, sets=sets, source=label, base_dir=base_dir)
+        loaded = load_spec_data(data, sets=sets, source=label, base_dir=base_dir, checks=tiny_model_errors)
     except SpecError as e:
-        errors = [bad, *(x for x in e.errors if x.path != BACKEND_FIELD)] if bad else list(e.errors)
+        # an unknown name leads and stands for the spec's own error about the field (a name that is not a string)
+        errors = [unknown, *(x for x in e.errors if x.path != BACKEND_FIELD)] if unknown else list(e.errors)
         errors += [*fence_paths(raw, roots, trusted=trusted, skip=skip)[1], *also]
         raise SpecError(_dedupe(errors), label) from None
-    if bad:
-        raise SpecError([bad], label)
+    if unknown:
+        raise SpecError([unknown], label)
     return loaded
 
 
@@ -177,6 +199,13 @@ def _names_dataset(data: dict[str, Any], sets: list[str] | tuple[str, ...]) -> b
     raw, _ = apply_sets(data, list(sets))
     ds = raw.get("dataset")
     return isinstance(ds, dict) and ds.get("path") is not None
+
+
+def load_checked(path: Path, sets: list[str] | tuple[str, ...] = ()) -> LoadedSpec:
+    """A spec file validated with the registry's backend rules, neither fenced nor its dataset checked: what
+    `zlt preflight` reads (the dataset is one of its own checks, reported beside the others)."""
+    data, label, base_dir = _read(path, None, None)
+    return _validate(data, list(sets), LOCAL, label, base_dir, None, ())
 
 
 def with_backend(loaded: LoadedSpec, backend: str | None) -> LoadedSpec:

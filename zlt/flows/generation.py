@@ -20,12 +20,13 @@ from typing import Any
 from zlt.core.constants import TINY_MODEL
 from zlt.core.events import EventStream, Finished, Phase, Progress, Sample
 from zlt.core.kinds import JobKind
+from zlt.flows.fences import Roots
 from zlt.flows.inprocess import Done, InProcessRun, queue_inprocess_job, snapshot_kind
-from zlt.infer.images import open_input
+from zlt.flows.request_gate import LOCAL, admit_request
 from zlt.infer.params import KINDS, GenerateParams, TransferParams, parse_request
 from zlt.infer.pipeline import PipelineCache, cuda_ordinal
 from zlt.infer.resolve import resolve_loras
-from zlt.infer.run import generate, transfer
+from zlt.infer.run import check_prompts, check_transfer_inputs, generate, transfer
 from zlt.jobs.api import check_priority
 from zlt.jobs.states import JobStatus
 
@@ -38,19 +39,23 @@ def job_kind(snapshot_json: str | None) -> str | None:
     return kind if kind in KINDS else None
 
 
-def submit_generation(home: Path, kind: str, params: GenerateParams | TransferParams, *, priority: int = 0,
-                      start_worker: bool = True) -> dict[str, Any]:
-    """Check the request (artifacts, checkpoints, input images), freeze it into a new queued job, return its status.
+def submit_generation(home: Path, kind: str, params: GenerateParams | TransferParams | dict[str, Any], *,
+                      priority: int = 0, start_worker: bool = True, roots: Roots = LOCAL,
+                      own: Path | None = None) -> dict[str, Any]:
+    """Check the request (the request gate: its paths fenced to `roots`; artifacts, checkpoints, input images),
+    freeze it into a new queued job, return its status.
 
-    Input images are checked and copied into the job folder, so the job does not depend on files that may change
-    or vanish (HTTP uploads live in a temporary folder). Nothing is queued when anything is wrong.
+    `roots`: the caller's fence (the local CLI: none); `own`: the server's upload folder of this request. Input
+    images are checked and copied into the job folder, so the job does not depend on files that may change or
+    vanish (HTTP uploads live in a temporary folder). Nothing is queued when anything is wrong.
     """
     home = Path(home)
+    params = admit_request(kind, params, roots, own=own)
     check_priority(priority, f"{kind}.priority")
     loras = resolve_loras(params.loras, home, prefix=kind)
     if isinstance(params, TransferParams):
-        for p in params.images + (params.control_images or []):
-            open_input(Path(p), p)
+        check_transfer_inputs(params)  # every image's header (format, caps, pixel budget); nothing decoded
+    check_prompts(params, loras)  # a prompt longer than the base model reads (the tiny model's limit)
     art = loras[0].artifact
     tiny = art.base_name == TINY_MODEL
     # Freeze what the references mean now: `latest` or a prefix must not name another artifact when the job runs.

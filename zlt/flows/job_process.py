@@ -27,14 +27,19 @@ from zlt.jobs.lease import LEASE_LOST, LeaseKeeper, StopControl
 from zlt.jobs.progress import StoreSink
 from zlt.jobs.states import JobStatus
 from zlt.jobs.store import JobStore, LeaseLost
+from zlt.spec.load import LoadedSpec
 
 
 def run_claimed_job(
     store: JobStore, job_id: str, token: str, gpus: list[int], *, attempt: int, resume: bool,
     run_fn: Callable[..., Any] | None = None, request_factory: Callable[..., Any] | None = None,
     control: StopControl | None = None, heartbeat_s: float = 5.0, poll_s: float = 1.0,
+    admitted: LoadedSpec | None = None,
 ) -> str:
-    """Run the job and record its end. Returns the job's state afterwards."""
+    """Run the job and record its end. Returns the job's state afterwards.
+
+    The stored spec passes the gate again on the host that runs it (its dataset is checked here), unless the
+    caller admitted it itself just now (`admitted`: `zlt train` in the foreground)."""
     control = control or StopControl()
     store.set_runner(job_id, token, os.getpid(), psutil.Process().create_time())
     row = store.get(job_id)
@@ -45,8 +50,10 @@ def run_claimed_job(
     keeper.start()
     outcome: dict[str, Any]
     try:
-        spec = json.loads(row["spec_json"])  # admitted at submit with the caller's fence: its paths are trusted
-        loaded = admit(spec, trusted=spec, mode="train", label=f"job {job_id}").loaded
+        loaded = admitted
+        if loaded is None:
+            spec = json.loads(row["spec_json"])  # admitted at submit with the caller's fence: its paths are trusted
+            loaded = admit(spec, trusted=spec, mode="train", label=f"job {job_id}").loaded
         _check_dataset_drift(store, row, job_dir)
         req = (request_factory or TrainRequest)(
             loaded=loaded, home=store.home, job_id=job_id, job_dir=job_dir, backend=row["backend"],

@@ -7,14 +7,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from zlt.artifacts.lineage import job_dir_of, spec_diff
+from zlt.artifacts.lineage import spec_diff
 from zlt.artifacts.resolve import resolve_row
-from zlt.artifacts.retrain import RESUME_NEUTRAL, RetrainPlan, _listing_sha
+from zlt.artifacts.retrain import RESUME_NEUTRAL, RetrainPlan
 from zlt.artifacts.warmstart import init_file, resume_sources, write_init_lora, write_retrain_file
 from zlt.core.errors import BadInputError, NotFoundError
 from zlt.core.naming import parse_pattern, uses_version
 from zlt.flows.fences import Roots
 from zlt.flows.gate import LOCAL, admit, backend_sets, same_backend
+from zlt.flows.job_artifacts import parent_job
 from zlt.jobs.api import submit_job
 from zlt.spec.load import load_spec
 
@@ -59,8 +60,8 @@ def plan_retrain(home: Path, ref: str, *, steps: int | None = None, more_steps: 
     else:
         listing = (probe.listing or {}).get("listing_sha256")
         lin = parent.get("lineage") or {}
-        old = _listing_sha(home, parent["job_id"]) or lin.get("listing_sha256")
-        job_dir = job_dir_of(home, parent["job_id"])
+        job_dir, submitted_listing = parent_job(home, parent["job_id"])
+        old = submitted_listing or lin.get("listing_sha256")
         if job_dir is None and lin.get("job_dir") and Path(lin["job_dir"]).is_dir():
             job_dir = Path(lin["job_dir"])  # a `zlt train` job: not in the store, its folder still there
         src = resume_sources(job_dir, parent["backend"], parent["name"], base_step) if job_dir else None

@@ -13,6 +13,8 @@ from zlt.core.causes import cause_of
 from zlt.core.errors import ZltError
 from zlt.core.events import Error, Event, EventStream, Finished, Phase, Sample, Warning_
 from zlt.core.fsutil import atomic_write_json, atomic_write_text
+from zlt.run.jobfiles import find_samples, sample_step
+from zlt.run.throttle import ProgressThrottle
 from zlt.spec.load import LoadedSpec, dump_spec_yaml
 
 Sink = Callable[[dict], None]
@@ -79,8 +81,6 @@ class JobContext:
     """The event plumbing and job-folder writes shared by the stages of a run."""
 
     def __init__(self, req: TrainRequest, sinks: Sequence[Sink]) -> None:
-        from zlt.run.throttle import ProgressThrottle
-
         self.req = req
         self.spec = req.loaded.spec
         self.job_dir = Path(req.job_dir).expanduser().resolve()
@@ -115,8 +115,6 @@ class JobContext:
             self.stream.emit(Warning_(message=self._warnings_pending.pop(0)))
 
     def report_samples(self) -> None:
-        from zlt.run.jobfiles import find_samples, sample_step
-
         for p in find_samples(self.output_dir, self.samples_seen):
             self.samples_seen.add(str(p))
             self.stream.emit(Sample(path=str(p), step=sample_step(p.name)))

@@ -9,14 +9,21 @@ from pathlib import Path
 from typing import Any
 
 from zlt import backends
+from zlt.artifacts import collect_artifact
+from zlt.artifacts.warmstart import apply_warm_start
 from zlt.backends.base import Backend
 from zlt.core.errors import BadInputError, EnvNotReadyError, ZltError
 from zlt.core.events import Checkpoint, Error, Event, Phase, Resumed
 from zlt.core.fsutil import atomic_write_json
 from zlt.core.paths import cache_dir
+from zlt.dataset import prepare_cached
+from zlt.eval.live_rows import LIVE_DIR, preserved
+from zlt.flows.after_training import evaluate_after_training
+from zlt.flows.live_eval import LiveEvaluator
 from zlt.flows.preflight import preflight as run_preflight
 from zlt.flows.training_context import JobContext, RunOutcome, Sink, TrainRequest, error_cause, error_event
 from zlt.flows.training_helpers import keep_last_good, oom_hint, preflight_error, say_trained
+from zlt.infer.pipeline import cuda_ordinal
 from zlt.preflight.install import locate
 from zlt.preflight.select import select_profile
 from zlt.preflight.tokenizer import hf_cli
@@ -116,8 +123,6 @@ class JobRun:
             raise preflight_error(report)
 
     def _prepare_dataset(self) -> None:
-        from zlt.dataset import prepare_cached
-
         self.stage = "preparing_dataset"
         ctx, spec = self.ctx, self.spec
         ctx.phase_event("preparing_dataset", spec.dataset.path)
@@ -139,9 +144,7 @@ class JobRun:
         b = self.b
         explicit = getattr(req, b.install.config_key) if b.install else None  # --ai-toolkit / --musubi
         self.location = locate(self.backend, explicit)
-        from zlt.artifacts.warmstart import apply_warm_start  # a `zlt retrain` job starts from its parent
-
-        warm = apply_warm_start(ctx.job_dir, self.backend, ctx.output_dir)
+        warm = apply_warm_start(ctx.job_dir, self.backend, ctx.output_dir)  # a `zlt retrain` job starts from its parent
         resume = req.resume or warm.resume
         if not resume and has_safetensors(ctx.output_dir):
             moved = rotate(ctx.output_dir)
@@ -222,9 +225,6 @@ class JobRun:
     def _start_live(self) -> None:
         if not self.spec.eval.during_training_every(self.spec.output.save.every):
             return
-        from zlt.eval.live_rows import LIVE_DIR
-        from zlt.flows.live_eval import LiveEvaluator
-        from zlt.infer.pipeline import cuda_ordinal
         if not self.req.resume:
             rotate(self.ctx.job_dir / LIVE_DIR)  # an earlier run's rows (and its kept link) stay beside, as eval_live.1
         self.live = LiveEvaluator(self.spec, job_id=self.req.job_id, job_dir=self.ctx.job_dir,
@@ -293,8 +293,6 @@ class JobRun:
         self.ctx.phase_event("collecting")
         self._write_result(outcome)  # the collector reads result.json
         try:
-            from zlt.artifacts import collect_artifact
-
             rec = collect_artifact(self.ctx.job_dir, home=self.req.home, attempts=self.req.attempt)
         except ZltError as e:
             outcome.status, outcome.cause = "failed", "bad_config" if isinstance(e, BadInputError) else "unknown"
@@ -306,7 +304,6 @@ class JobRun:
         for note in rec.warnings:  # e.g. what was trained differs from the spec: said where the user looks
             if note.startswith(f"{self.backend} trained "):
                 self.ctx.warn(note)
-        from zlt.flows.after_training import evaluate_after_training
 
         evaluate_after_training(self.spec, rec.id, self.req.home, self.ctx, live=self.live_state)
 
@@ -382,8 +379,6 @@ class JobRun:
 
     def _preserved_checkpoints(self, have: set[int | None]) -> list[CheckpointFile]:
         """The checkpoint the evaluation while training scored best, kept by zlt after the trainer rotated it out."""
-        from zlt.eval.live_rows import preserved
-
         source = self.live if self.live is not None else self.live_state
         if source is None:
             return []

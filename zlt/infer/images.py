@@ -1,7 +1,8 @@
 """Images in and out: checked input loading, sizes snapped to 16, PNGs carrying their parameters, contact sheets.
 
 Inputs are checked from their header before any pixel is decoded: a 20000x20000 PNG of a few KB is refused by its
-declared size, not after it filled the memory.
+declared size, not after it filled the memory; a request's images are all checked (count, size, the per-request
+pixel budget) before the first is decoded. Only PNG, JPEG and WebP are ever opened.
 """
 
 from __future__ import annotations
@@ -9,14 +10,21 @@ from __future__ import annotations
 import io
 import json
 import math
+import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from zlt.core.errors import BadInputError
+from zlt.dataset.images import USER_FORMATS, formats_text, open_user_image, sniff_format
+from zlt.infer.params import MAX_IMAGES
 
 SNAP = 16  # Z-Image: VAE 8x down, then 2x2 patches
 MAX_INPUT_SIDE = 16384
-MAX_INPUT_PIXELS = 64_000_000
+MAX_INPUT_PIXELS = 64_000_000  # an input must hold fewer pixels than this: 8000x8000 is refused, 7999x8000 is not
+MAX_REQUEST_PIXELS = 128_000_000  # all input images of one request together (control maps included)
+ACCEPTED = formats_text(USER_FORMATS)
 # PNG text chunks every output carries (and `read_png_params` reads back).
 TEXT_KEYS = ("prompt", "negative_prompt", "seed", "steps", "guidance", "scale", "artifact_id", "lora_sha256",
              "base_model", "width", "height", "mode", "strength", "input", "checkpoint")
@@ -32,37 +40,84 @@ def fit_size(width: int, height: int, max_side: int) -> tuple[int, int]:
     return snap16(width * k), snap16(height * k)
 
 
-def open_input(source: Path | bytes, label: str, field_name: str = "transfer.images"):
-    """A PIL RGB image from a file or bytes; BadInputError naming the field for anything that is not a sane image."""
-    from PIL import Image, UnidentifiedImageError
+Input = tuple[Path | bytes, str, str]  # an input image: (its file or bytes, its name in messages, the request field)
+
+
+def _check_size(w: int, h: int, label: str, field_name: str) -> None:
+    if w < 1 or h < 1:
+        raise BadInputError(f"{field_name}: {label} is {w}x{h} pixels", hint="give a non-empty image")
+    if max(w, h) > MAX_INPUT_SIDE or w * h >= MAX_INPUT_PIXELS:
+        raise BadInputError(f"{field_name}: {label} declares {w}x{h} pixels ({w * h / 1e6:.1f} MP): too many pixels; "
+                            f"an input must be at most {MAX_INPUT_SIDE} px a side and under "
+                            f"{MAX_INPUT_PIXELS // 1_000_000} MP", hint="scale it down first")
+
+
+def _head(source: Path | bytes) -> bytes:
+    if isinstance(source, bytes):
+        return source[:16]
+    with open(source, "rb") as f:
+        return f.read(16)
+
+
+@contextmanager
+def _opened(source: Path | bytes, label: str, field_name: str) -> Iterator[Any]:
+    """The image opened by its header alone (only PNG, JPEG and WebP are tried: an EPS never reaches Ghostscript),
+    its declared size checked before the caller decodes anything; every Pillow failure -> BadInputError."""
+    from PIL import Image, UnidentifiedImageError  # lazy: pulls PIL
 
     if isinstance(source, (str, Path)):
-        path = Path(source).expanduser()
-        if not path.is_file():
-            raise BadInputError(f"{field_name}: {label} does not exist", hint="give the path of a PNG, JPEG or WebP file")
-        opener: Any = path
-    else:
-        opener = io.BytesIO(source)
+        source = Path(source).expanduser()
+        if not source.is_file():
+            raise BadInputError(f"{field_name}: {label} does not exist", hint=f"give the path of a {ACCEPTED} file")
     try:
-        with Image.open(opener) as im:
-            w, h = im.size
-            if w < 1 or h < 1:
-                raise BadInputError(f"{field_name}: {label} is {w}x{h} pixels", hint="give a non-empty image")
-            if max(w, h) > MAX_INPUT_SIDE or w * h > MAX_INPUT_PIXELS:
-                raise BadInputError(f"{field_name}: {label} declares {w}x{h} pixels; the limit is {MAX_INPUT_SIDE} "
-                                    f"per side and {MAX_INPUT_PIXELS // 1_000_000} MP", hint="scale it down first")
-            im.load()
-            return im.convert("RGB")
+        with open_user_image(source if isinstance(source, Path) else io.BytesIO(source), USER_FORMATS) as im:
+            _check_size(*im.size, label, field_name)
+            yield im
     except BadInputError:
         raise
     except Image.DecompressionBombError:
         raise BadInputError(f"{field_name}: {label} declares too many pixels (decompression bomb)",
                             hint="scale it down first") from None
     except UnidentifiedImageError:
-        raise BadInputError(f"{field_name}: {label} is not an image PIL can read",
-                            hint="give a PNG, JPEG or WebP file") from None
-    except (OSError, ValueError, SyntaxError) as e:
+        other = sniff_format(_head(source))
+        what = f"is an image in {other} format, which zlt does not open" if other else "is not an image PIL can read"
+        raise BadInputError(f"{field_name}: {label} {what}", hint=f"give a {ACCEPTED} file") from None
+    except (OSError, ValueError, SyntaxError, EOFError, struct.error) as e:
         raise BadInputError(f"{field_name}: {label} cannot be decoded ({e})", hint="the file may be cut short") from None
+
+
+def input_size(source: Path | bytes, label: str, field_name: str = "transfer.images") -> tuple[int, int]:
+    """An input's declared size, checked (format, caps, PNG chunk structure) without decoding a pixel."""
+    with _opened(source, label, field_name) as im:
+        size = im.size
+        im.verify()  # PNG: chunk CRCs and a missing end (a cut-short file); reads bytes, inflates nothing
+        return size
+
+
+def check_inputs(inputs: list[Input]) -> list[tuple[int, int]]:
+    """All of a request's input images checked from their headers before any is decoded: at most MAX_IMAGES per
+    field, each under the per-image caps, and MAX_REQUEST_PIXELS for all of them together. Their sizes."""
+    for field_name in dict.fromkeys(f for *_, f in inputs):
+        n = sum(1 for *_, f in inputs if f == field_name)
+        if n > MAX_IMAGES:
+            raise BadInputError(f"{field_name}: {n} images; a request may hold at most {MAX_IMAGES}",
+                                hint="split them over several requests")
+    sizes = [input_size(*x) for x in inputs]
+    total = sum(w * h for w, h in sizes)
+    if total > MAX_REQUEST_PIXELS:
+        raise BadInputError(f"{inputs[0][2]}: the {len(inputs)} input images hold {total / 1e6:.1f} MP together; "
+                            f"a request may hold at most {MAX_REQUEST_PIXELS // 1_000_000} MP (the per-request "
+                            "pixel budget)", hint="scale them down (outputs are at most max_side a side anyway), "
+                            "or split them over several requests")
+    return sizes
+
+
+def open_input(source: Path | bytes, label: str, field_name: str = "transfer.images"):
+    """A PIL RGB image from a file or bytes, decoded only after its header passed; BadInputError naming the field
+    for anything that is not a sane PNG, JPEG or WebP image."""
+    with _opened(source, label, field_name) as im:
+        im.load()
+        return im.convert("RGB")
 
 
 def png_bytes(image, params: dict[str, Any]) -> bytes:
@@ -81,9 +136,7 @@ def png_bytes(image, params: dict[str, Any]) -> bytes:
 
 def read_png_params(path: Path) -> dict[str, Any]:
     """The parameters a zlt PNG carries (its `zlt` chunk), or the plain text chunks of any other PNG."""
-    from PIL import Image
-
-    with Image.open(path) as im:
+    with open_user_image(path, ("PNG",)) as im:
         text = dict(getattr(im, "text", {}) or {})
     if "zlt" in text:
         try:

@@ -10,17 +10,27 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from zlt.core.errors import BadInputError, FieldError, SpecError
 
 MAX_SIDE = 4096  # generated images; inputs are capped separately (zlt.infer.images)
-MAX_IMAGES = 64  # images one request may make (prompts x count, or inputs x count)
+MAX_IMAGES = 64  # images one request may make (prompts x count, or inputs x count), and inputs it may hold
+MAX_PROMPT_CHARS = 2000  # any model; the tiny test model reads fewer (zlt.infer.prompts)
 SIZE_RE = re.compile(r"^\s*(\d+)\s*[xX\*]\s*(\d+)\s*$")
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+def check_image_count(count: int, info: ValidationInfo, per_field: str, what: str) -> int:
+    """MAX_IMAGES caps the images one request makes: prompts (or inputs) x count, not each on its own. A `count`
+    validator: the list field comes first in the model, so it is validated (and in `info.data`) by then."""
+    per = len(info.data.get(per_field) or [])
+    if per * count > MAX_IMAGES:
+        raise ValueError(f"{per} {what} x count {count} = {per * count} images; a request may make at most {MAX_IMAGES}")
+    return count
 
 
 class LoraUse(_Strict):
@@ -59,9 +69,14 @@ class GenerateParams(_Common):
         for p in v:
             if not p.strip():
                 raise ValueError("a prompt is empty")
-            if len(p) > 2000:
-                raise ValueError("a prompt is longer than 2000 characters")
+            if len(p) > MAX_PROMPT_CHARS:
+                raise ValueError(f"a prompt is longer than {MAX_PROMPT_CHARS} characters")
         return v
+
+    @field_validator("count")
+    @classmethod
+    def _total(cls, v: int, info: ValidationInfo) -> int:
+        return check_image_count(v, info, "prompts", "prompt(s)")
 
     @field_validator("width", "height")
     @classmethod
@@ -74,19 +89,26 @@ class GenerateParams(_Common):
 class TransferParams(_Common):
     """Style transfer of the user's images (`zlt transfer`): img2img, or a ControlNet with `control`."""
 
-    images: list[str] = Field(min_length=1, max_length=MAX_IMAGES, description="Input image files (PNG, JPEG, WebP).")
-    prompt: str = Field("", max_length=2000, description="Prompt for every image (the trigger token is added).")
+    images: list[str] = Field(min_length=1, max_length=MAX_IMAGES, description="Input image files (PNG, JPEG, WebP); "
+                              "on a server, inside its data roots.")
+    prompt: str = Field("", max_length=MAX_PROMPT_CHARS, description="Prompt for every image (the trigger token is added).")
     count: int = Field(1, ge=1, le=MAX_IMAGES, description="Outputs per input image.")
     strength: float = Field(0.6, ge=0.0, le=1.0, description="How far from the input: 0 returns it, 1 ignores it.")
     max_side: int = Field(2048, ge=64, le=MAX_SIDE, description="Inputs with a longer side are scaled down to it "
                           "(aspect kept); sizes are snapped to a multiple of 16.")
     control: Literal["canny", "depth"] | None = Field(None, description="Use ZImageControlNetPipeline with this "
                                                       "control type (needs `controlnet`).")
-    controlnet: str | None = Field(None, max_length=1000, description="Z-Image ControlNet: a local folder or a hub id "
-                                   "already in the Hugging Face cache (never downloaded here).")
-    control_images: list[str] | None = Field(None, description="Control maps, one per input (required for depth; "
+    controlnet: str | None = Field(None, max_length=1000, description="Z-Image ControlNet: a local folder or "
+                                   ".safetensors file (on a server, inside its model roots), or a hub id already in "
+                                   "the Hugging Face cache (never downloaded here). Pickle weights are refused.")
+    control_images: list[str] | None = Field(None, max_length=MAX_IMAGES, description="Control maps, one per input (required for depth; "
                                              "for canny, edges are computed from the input when absent).")
     control_scale: float = Field(0.75, ge=0.0, le=2.0, description="controlnet_conditioning_scale.")
+
+    @field_validator("count")
+    @classmethod
+    def _total(cls, v: int, info: ValidationInfo) -> int:
+        return check_image_count(v, info, "images", "input image(s)")
 
 
 def _field_errors(err: ValidationError, prefix: str) -> list[FieldError]:

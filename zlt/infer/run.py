@@ -21,9 +21,10 @@ from typing import Any
 from zlt.core.constants import TINY_MODEL
 from zlt.core.errors import BadInputError, EnvNotReadyError
 from zlt.core.fsutil import atomic_write_json
-from zlt.infer.images import contact_sheet, edge_map, fit_size, open_input, png_bytes
+from zlt.infer.images import Input, check_inputs, contact_sheet, edge_map, fit_size, open_input, png_bytes
 from zlt.infer.params import GenerateParams, TransferParams
 from zlt.infer.pipeline import PipelineCache, default_cache, plan_device
+from zlt.infer.prompts import Prompt, check_prompt_bytes, prompt_warnings
 from zlt.infer.resolve import ResolvedLora, resolve_loras, sampling_defaults
 
 OUTPUTS_FILE = "outputs.json"
@@ -72,6 +73,27 @@ def _common_params(loras: list[ResolvedLora], params: Any) -> dict[str, Any]:
     }
 
 
+def encoded_prompts(params: GenerateParams | TransferParams, art: Any, guidance: float) -> list[Prompt]:
+    """Every text the pipeline will encode, as encoded (trigger added), with the request field it comes from."""
+    if isinstance(params, GenerateParams):
+        kind = "generate"
+        out = [("generate.prompts", f"prompt {i + 1}", with_trigger(p, art.trigger, params.trigger))
+               for i, p in enumerate(params.prompts)]
+    else:
+        kind = "transfer"
+        out = [("transfer.prompt", "the prompt", with_trigger(params.prompt, art.trigger, params.trigger))]
+    if params.negative_prompt and guidance > 0:
+        out.append((f"{kind}.negative_prompt", "the negative prompt", params.negative_prompt))
+    return out
+
+
+def check_prompts(params: GenerateParams | TransferParams, loras: list[ResolvedLora]) -> None:
+    """Before anything is queued or loaded: refuse a prompt longer than the base model can read (zlt.infer.prompts)."""
+    art = loras[0].artifact
+    guidance = params.guidance if params.guidance is not None else sampling_defaults(art)[1]
+    check_prompt_bytes(encoded_prompts(params, art, guidance), art.base_name)
+
+
 def _prepare(params: Any, home: Path | None, cache: PipelineCache | None, prefix: str, gpu: int | None):
     """The LoRAs resolved, the pipeline cache and device plan, and `params` with steps/guidance filled in from the
     first artifact where the request left them out."""
@@ -82,6 +104,7 @@ def _prepare(params: Any, home: Path | None, cache: PipelineCache | None, prefix
         steps, guidance = sampling_defaults(loras[0].artifact)
         params = params.model_copy(update={"steps": params.steps if params.steps is not None else steps,
                                            "guidance": params.guidance if params.guidance is not None else guidance})
+    check_prompts(params, loras)
     return loras, cache, plan, params
 
 
@@ -116,6 +139,7 @@ def generate(params: GenerateParams, home: Path | None = None, *, cache: Pipelin
     t0 = time.perf_counter()
     with cache.use(art.base_model, plan) as entry:
         t1 = time.perf_counter()
+        warnings = prompt_warnings(entry.pipe, encoded_prompts(params, art, params.guidance))
         cache.activate(entry, loras)
         prompts = [with_trigger(p, art.trigger, params.trigger) for p in params.prompts]
 
@@ -129,14 +153,27 @@ def generate(params: GenerateParams, home: Path | None = None, *, cache: Pipelin
         draw(entry.pipe, prompts, params.count, params.seed, steps=params.steps, guidance=params.guidance,
              width=params.width, height=params.height, negative_prompt=common["negative_prompt"], on_image=done)
     result = GenerationResult(generation_id or new_generation_id(), "generate", images, records)
-    result.outputs = _outputs(result, params, loras, plan.to_dict(), time.perf_counter() - t1, t1 - t0)
+    result.outputs = _outputs(result, params, loras, plan.to_dict(), time.perf_counter() - t1, t1 - t0, warnings)
     if save:
         _save(result, art.generations_dir)
     return result
 
 
+def transfer_inputs(params: TransferParams) -> list[Input]:
+    return ([(Path(p), p, "transfer.images") for p in params.images]
+            + [(Path(p), p, "transfer.control_images") for p in params.control_images or []])
+
+
+def check_transfer_inputs(params: TransferParams) -> None:
+    """Every input image and control map checked from its header (format, caps, the request's pixel budget),
+    none decoded: what a submit does, so a queued job never starts with an image it cannot take."""
+    check_inputs(transfer_inputs(params))
+
+
 def load_inputs(params: TransferParams) -> list[Any]:
-    """Every input image, checked (BadInputError naming `transfer.images`) before any model is loaded."""
+    """Every input image, all checked from their headers first, then decoded one by one (BadInputError naming
+    `transfer.images`), before any model is loaded."""
+    check_transfer_inputs(params)
     return [open_input(Path(p), p) for p in params.images]
 
 
@@ -162,6 +199,7 @@ def transfer(params: TransferParams, home: Path | None = None, *, cache: Pipelin
     t0 = time.perf_counter()
     with cache.use(art.base_model, plan) as entry:
         t1 = time.perf_counter()
+        warnings = prompt_warnings(entry.pipe, encoded_prompts(params, art, params.guidance))
         cache.activate(entry, loras)
         pipe = (cache.controlnet(entry, params.controlnet) if params.control
                 else cache.img2img(entry) if denoise_steps >= 1 else None)
@@ -189,7 +227,7 @@ def transfer(params: TransferParams, home: Path | None = None, *, cache: Pipelin
                 if progress:
                     progress(len(images), total)
     result = GenerationResult(generation_id or new_generation_id(), "transfer", images, records)
-    result.outputs = _outputs(result, params, loras, plan.to_dict(), time.perf_counter() - t1, t1 - t0)
+    result.outputs = _outputs(result, params, loras, plan.to_dict(), time.perf_counter() - t1, t1 - t0, warnings)
     if save:
         _save(result, art.generations_dir)
     return result
@@ -226,7 +264,7 @@ def _control_maps(params: TransferParams, inputs: list[Any]) -> list[Any]:
 
 
 def _outputs(result: GenerationResult, params: Any, loras: list[ResolvedLora], plan: dict, seconds: float,
-             load_seconds: float) -> dict:
+             load_seconds: float, warnings: list[str]) -> dict:
     files = [f"{i:03d}_seed{rec['seed']}.png" for i, rec in enumerate(result.params)]
     return {
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -238,6 +276,7 @@ def _outputs(result: GenerationResult, params: Any, loras: list[ResolvedLora], p
         "load_seconds": round(load_seconds, 3),  # waiting for / loading the base pipeline (0 when cached)
         "images": [{"file": f, **rec} for f, rec in zip(files, result.params, strict=True)],
         "contact_sheet": SHEET_FILE if len(files) > 1 else None,
+        "warnings": warnings,  # e.g. a prompt the text encoder cut at 512 tokens
     }
 
 

@@ -9,13 +9,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import zlt.jobs.spawn as spawn  # called through the module: tests replace spawn.ensure_worker
 from zlt.core.errors import BadInputError
 from zlt.core.events import read_events
 from zlt.core.fsutil import atomic_write_json, atomic_write_text
 from zlt.core.paths import job_dir, new_job_id
 from zlt.dataset.listing import dataset_listing
 from zlt.jobs.placement import why_waiting
-from zlt.jobs.spawn import ensure_worker
 from zlt.jobs.states import TERMINAL, IllegalTransition, JobStatus, parse_state
 from zlt.jobs.store import JobStore, NewJob
 from zlt.jobs.view import iso, status_dict
@@ -127,7 +127,7 @@ def submit_job(
         start_worker = start_worker and not store.db.pg
         result = status_dict(row) if start_worker else _status(store, row)  # a worker is about to start
     if start_worker:
-        ensure_worker(home)
+        spawn.ensure_worker(home)
     return result
 
 
@@ -136,7 +136,7 @@ def _reap(store: JobStore) -> None:
     PostgreSQL store the GPU hosts' workers do, not whichever machine asked for a status)."""
     requeued = [j for j, state in store.reap() if state == JobStatus.QUEUED]
     if requeued and not store.db.pg:
-        ensure_worker(store.home)
+        spawn.ensure_worker(store.home)
 
 
 def _status(store: JobStore, row: Any, workers: list[dict] | None = None, now: float | None = None) -> dict:
@@ -193,7 +193,7 @@ def retry_job(home: Path, job_id: str, *, start_worker: bool = True) -> dict:
         start_worker = start_worker and not store.db.pg
         result = status_dict(row) if start_worker else _status(store, row)  # a worker is about to start
     if start_worker:
-        ensure_worker(home)
+        spawn.ensure_worker(home)
     return result
 
 

@@ -11,6 +11,7 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 
 from zlt.jobs.store import JobStore
 
@@ -69,8 +70,10 @@ class LeaseKeeper(threading.Thread):
                 self.control.stop(CANCEL)
 
 
-def watch_parent(fd: int, control: StopControl) -> threading.Thread:
-    """The worker writes `stop` to ask for a shutdown; end of file means the worker is gone.
+def watch_pipe(fd: int, on_end: Callable[[bytes], None], *, name: str = "parent-watch") -> threading.Thread:
+    """Read `fd` until a line or end of file, then call `on_end` with what was read (b"" at end of file: the
+    process holding the other end is gone). A pipe from a parent is how a child learns of the parent's death
+    however it died, SIGKILL included: the kernel closes the write end.
 
     Reads the raw descriptor: a daemon thread blocked in a buffered stdin read would hold its lock
     and abort the interpreter at exit.
@@ -86,11 +89,16 @@ def watch_parent(fd: int, control: StopControl) -> threading.Thread:
                 data += chunk
         except OSError:
             pass
-        control.stop(SHUTDOWN if data.strip() == b"stop" else WORKER_LOST)
+        on_end(data)
 
-    t = threading.Thread(target=run, name="parent-watch", daemon=True)
+    t = threading.Thread(target=run, name=name, daemon=True)
     t.start()
     return t
+
+
+def watch_parent(fd: int, control: StopControl) -> threading.Thread:
+    """The worker writes `stop` to ask for a shutdown; end of file means the worker is gone."""
+    return watch_pipe(fd, lambda data: control.stop(SHUTDOWN if data.strip() == b"stop" else WORKER_LOST))
 
 
 def process_create_time() -> float | None:

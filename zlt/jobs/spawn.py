@@ -24,6 +24,9 @@ from zlt.jobs.orphans import process_alive
 
 START_GRACE_S = 30.0
 LOG_ROTATE_BYTES = 10 * 1024 * 1024
+# Set by LocalWorker on the worker it starts, whose stdin is then a pipe from its parent: a line `stop`, or the
+# pipe's end (the parent died, however), stops the worker (`parent_pipe`, `Worker.stop_with_parent`).
+STOP_WITH_PARENT_ENV = "ZLT_WORKER_STOP_WITH_PARENT"
 
 
 def run_dir(home: Path) -> Path:
@@ -82,6 +85,12 @@ def worker_argv(home: Path) -> list[str]:
     return [sys.executable, "-m", "zlt", "worker", "--home", str(home), "--background"]
 
 
+def parent_pipe() -> int | None:
+    """The descriptor of the pipe from the process that started this worker (stdin), when it asked to be watched;
+    None otherwise. The variable is removed, so that no process this worker starts inherits it."""
+    return 0 if os.environ.pop(STOP_WITH_PARENT_ENV, None) == "stdin" else None
+
+
 def ensure_worker(home: Path) -> int | None:
     """Start a background worker unless one is running or starting. Returns the new worker's pid, or None."""
     home = Path(home)
@@ -107,7 +116,8 @@ def ensure_worker(home: Path) -> int | None:
 class LocalWorker:
     """Keeps a worker running beside a long-lived process (`zlt serve`): started at once, started again
     when it dies, stopped gracefully (its jobs requeued) on `stop()`. Where another worker already runs
-    for this ZLT_HOME, none is started; the check repeats every `check_s`."""
+    for this ZLT_HOME, none is started; the check repeats every `check_s`. The worker's stdin is a pipe from
+    us: should this process die without `stop()` (SIGKILL, a crash), the pipe closes and the worker stops."""
 
     def __init__(self, home: Path, *, check_s: float = 5.0, extra_args: tuple[str, ...] = ()) -> None:
         self.home = Path(home)
@@ -133,18 +143,22 @@ class LocalWorker:
         with open(log, "ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "zlt", "worker", "--home", str(self.home), *self.extra_args],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                close_fds=True, cwd=str(self.home),
+                stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                close_fds=True, cwd=str(self.home), env={**os.environ, STOP_WITH_PARENT_ENV: "stdin"},
             )
 
     def stop(self, timeout: float = 60.0) -> None:
         self._stop.set()
         self._thread.join(timeout=self.check_s + 1)
         proc = self.proc
-        if proc is not None and proc.poll() is None:
+        if proc is None:
+            return
+        if proc.poll() is None:
             proc.terminate()  # SIGTERM: stop claiming, stop trainers gracefully, requeue their jobs
             try:
                 proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        if proc.stdin is not None:
+            proc.stdin.close()

@@ -95,6 +95,11 @@ class JobStore(Claims, WorkerPresence):
             raise NotFoundError(f"no job {job_id!r} in {self.home}", hint="list jobs with 'zlt jobs'")
         return row
 
+    def find(self, job_id: str) -> Row | None:
+        """A job by its exact id, or None (no prefix match: a removed job's id must not name another)."""
+        with self._lock:
+            return self.db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+
     def _by_prefix(self, prefix: str) -> list[Row]:
         if self.db.pg:  # LIKE, not a range: a server's collation need not sort like the bytes of the ids
             pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
@@ -209,6 +214,23 @@ class JobStore(Claims, WorkerPresence):
             row = db.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
             if row is not None:
                 self._history(db, job_id, row["state"], row["state"], message)
+
+    # ---- the artifact a job left: the registry names jobs by id only, the flows layer links the two ---------
+
+    def record_artifact(self, job_id: str, artifact_id: str, artifact_path: str) -> bool:
+        """Point a job at an artifact collected from it outside its run (`zlt artifacts collect`, `reindex`).
+        Not a change of state: no history line. False when the job is not in the store (an exact id only)."""
+        with self.tx() as db:
+            cur = db.execute("UPDATE jobs SET artifact_id = ?, artifact_path = ? WHERE id = ?",
+                             (artifact_id, artifact_path, job_id))
+        return cur.rowcount == 1
+
+    def forget_artifact(self, artifact_id: str) -> int:
+        """A deleted artifact: every job that pointed at it points at nothing. Returns how many did."""
+        with self.tx() as db:
+            cur = db.execute("UPDATE jobs SET artifact_id = NULL, artifact_path = NULL WHERE artifact_id = ?",
+                             (artifact_id,))
+        return cur.rowcount
 
     def set_runner(self, job_id: str, token: str, pid: int, started: float | None) -> bool:
         """The process that runs the job records itself, so the reaper can tell when it is gone."""

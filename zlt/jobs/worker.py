@@ -6,7 +6,9 @@ and jobs wanting bigger GPUs are left to a worker that has them. Every loop reap
 gone. A claimed job whose dataset or model this host cannot see is refused (back to the queue for
 another host). SIGINT/SIGTERM stop claiming, ask each job process to stop its trainer gracefully and
 requeue its job, then wait for them. Each job process watches its stdin: if this worker is killed, the
-pipe closes and the job process stops its trainer and requeues the job (an infrastructure fault).
+pipe closes and the job process stops its trainer and requeues the job (an infrastructure fault). A worker tied
+the same way to the process that started it (`zlt serve`'s own, `stop_with_parent`) stops when that process dies,
+and a worker whose home folder was removed stops with an error instead of polling a store nobody can reach.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from zlt.core.errors import BadInputError
+from zlt.core.errors import BadInputError, EnvNotReadyError
+from zlt.jobs.lease import watch_pipe
 from zlt.jobs.orphans import sweep_host
 from zlt.jobs.placement import unseen_paths
 from zlt.jobs.reaper import end_abandoned
@@ -92,6 +95,8 @@ class WorkerOptions:
     cpu_slots: int = 1  # concurrent jobs with resources.gpu == 0
     gpu_info: list[dict[str, Any]] | None = None  # index, name, vram_gb per slot; None: ask NVML
     sweep_s: float = 15.0  # how often to look for trainers this host's dead runners left behind
+    home_checks: int = 3  # polls in a row the home folder must be missing before the worker gives up (a brief
+    # hiccup of a network file system is no removal)
 
 
 @dataclass
@@ -125,12 +130,33 @@ class Worker:
         # while its previous process is still exiting
         self.summary = WorkerSummary(self.worker_id)
         self._log = log or (lambda msg: None)
+        self._home_missing = 0
 
     def log(self, msg: str) -> None:
         self._log(f"{time.strftime('%Y-%m-%d %H:%M:%S')} [{self.worker_id}] {msg}")
 
     def request_stop(self, *_: Any) -> None:
         self.stop_event.set()
+
+    def stop_with_parent(self, fd: int) -> None:
+        """Stop when the pipe on `fd` from the process that started this worker reads `stop` or closes: that
+        process died, however (SIGKILL included), and its worker must not outlive it."""
+
+        def on_end(data: bytes) -> None:
+            if not self.stop_event.is_set():
+                self.log("asked to stop by the process that started it" if data.strip() == b"stop"
+                         else "the process that started this worker is gone; stopping")
+            self.stop_event.set()
+
+        watch_pipe(fd, on_end, name="parent-watch")
+
+    def _home_removed(self, had_home: bool) -> bool:
+        """True once the home folder this worker started in has been missing for `home_checks` polls in a row (a
+        store that needs no local folder, PostgreSQL, may run a worker whose home was never made)."""
+        if not had_home:
+            return False
+        self._home_missing = 0 if self.store.home.is_dir() else self._home_missing + 1
+        return self._home_missing >= self.opts.home_checks
 
     def install_signal_handlers(self) -> None:
         if threading.current_thread() is threading.main_thread():
@@ -147,8 +173,13 @@ class Worker:
             self.on_start(self.log)
         last_beat = last_busy = time.monotonic()
         last_sweep = float("-inf")
+        had_home, home_removed = self.store.home.is_dir(), False
         try:
             while not self.stop_event.is_set():
+                if self._home_removed(had_home):
+                    home_removed = True
+                    self.log(f"home folder {self.store.home} was removed; exiting")
+                    break
                 for job_id, state in self.store.reap():
                     self.log(f"reaped {job_id}: {state.value}")
                 if time.monotonic() - last_sweep >= self.opts.sweep_s:
@@ -170,8 +201,15 @@ class Worker:
                 self.stop_event.wait(self.opts.poll_s)
         finally:
             self._shutdown()
-            self.store.unregister_worker(self.worker_id)
+            try:
+                self.store.unregister_worker(self.worker_id)
+            except Exception:  # noqa: BLE001 - the store went with the home folder: nothing left to unregister from
+                if not home_removed:
+                    raise
             self.log("stopped")
+        if home_removed:
+            raise EnvNotReadyError(f"the home folder {self.store.home} was removed while this worker ran; it stopped",
+                                   hint="start the worker again with an existing home (--home or ZLT_HOME)")
         return self.summary
 
     def _fill_slots(self) -> int:

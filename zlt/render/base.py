@@ -31,6 +31,31 @@ class RenderContext:
         return str(self.config_dir / name) if self.config_dir else name
 
 
+class FieldNote(str):
+    """A render's warning or note, with the spec fields it is about, given where it is said. It is its text (a str):
+    events, JSON and the console print it as before; `zlt render --explain` files it under `fields`."""
+
+    fields: tuple[str, ...]
+
+    def __new__(cls, text: str, fields: tuple[str, ...] = ()) -> FieldNote:
+        note = super().__new__(cls, text)
+        note.fields = fields
+        return note
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return FieldNote, (str(self), self.fields)
+
+
+def about(path: str, text: str) -> FieldNote:
+    """`path: text`, about that one spec field."""
+    return FieldNote(f"{path}: {text}", (path,))
+
+
+def about_parts(group: str, names: list[str] | tuple[str, ...], text: str) -> FieldNote:
+    """`group.a/b/c: text`, about the fields group.a, group.b and group.c."""
+    return FieldNote(f"{group}.{'/'.join(names)}: {text}", tuple(f"{group}.{n}" for n in names))
+
+
 @dataclass
 class RenderResult:
     backend: str
@@ -38,9 +63,9 @@ class RenderResult:
     files: dict[str, str]
     argv: list[list[str]]
     cwd: str | None = None  # where argv must run (the trainer checkout), None: anywhere
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[FieldNote] = field(default_factory=list)
     step_names: list[str] = field(default_factory=list)  # one per argv entry, e.g. cache_latents
-    notes: list[str] = field(default_factory=list)  # how a spec field was resolved, for --explain (not warnings)
+    notes: list[FieldNote] = field(default_factory=list)  # how a spec field was resolved, for --explain (not warnings)
     # what this render makes the trainer do where it differs from or resolves the spec (alpha, modules, ...)
     trained: dict[str, Any] = field(default_factory=dict)
 

@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 from zlt.profiles import HardwareProfile
+from zlt.render.base import FieldNote, about, about_parts
 from zlt.spec.models import TURBO_MODEL, JobSpec
 
 BUCKETS = (512, 768, 1024, 1280, 1536, 2048)
 
 
-def compute_precision(spec: JobSpec, profile: HardwareProfile, warnings: list[str]) -> str:
+def compute_precision(spec: JobSpec, profile: HardwareProfile, warnings: list[FieldNote]) -> str:
     """'bf16' | 'fp16' | 'fp32'. Z-Image is a bf16 model: fp16 is mapped to bf16 where the GPU has it."""
     mp = spec.training.mixed_precision
     if mp in ("fp32", "no"):
         return "fp32"
     if mp == "fp16" and profile.bf16:
-        warnings.append(f"training.mixed_precision: fp16 mapped to bf16 (Z-Image weights are bf16; profile {profile.name} has bf16)")
+        warnings.append(about("training.mixed_precision", f"fp16 mapped to bf16 (Z-Image weights are bf16; profile {profile.name} has bf16)"))
         return "bf16"
     if mp == "bf16" and not profile.bf16:
-        warnings.append(f"training.mixed_precision: profile {profile.name} has no bf16; using fp16")
+        warnings.append(about("training.mixed_precision", f"profile {profile.name} has no bf16; using fp16"))
         return "fp16"
     return mp
 
@@ -64,22 +65,22 @@ PRODIGY_MIN_LR = 0.1  # ai-toolkit's toolkit/optimizer.py raises any Prodigy lr 
 PRODIGY_EPS = 1e-6  # ai-toolkit passes eps=1e-6 to Prodigy and cannot be told otherwise
 
 
-def optimizer_lr(spec: JobSpec, warnings: list[str]) -> float:
+def optimizer_lr(spec: JobSpec, warnings: list[FieldNote]) -> float:
     """The lr every backend hands its optimizer. For Prodigy the spec's learning_rate is Prodigy's multiplier of its
     own adapted step size; an Adam-sized value (< 0.1) means 1.0, the same rule ai-toolkit applies, on every backend."""
     tr = spec.training
     if tr.optimizer.type == "prodigy" and tr.learning_rate < PRODIGY_MIN_LR:
-        warnings.append(f"training.learning_rate: {tr.learning_rate:g} is an Adam-sized rate; Prodigy adapts its own step "
-                        "size and takes learning_rate as a multiplier, so every backend trains with 1.0")
+        warnings.append(about("training.learning_rate", f"{tr.learning_rate:g} is an Adam-sized rate; Prodigy adapts its own step "
+                        "size and takes learning_rate as a multiplier, so every backend trains with 1.0"))
         return 1.0
     return tr.learning_rate
 
 
-def eight_bit_note(spec: JobSpec, warnings: list[str]) -> None:
+def eight_bit_note(spec: JobSpec, warnings: list[FieldNote]) -> None:
     opt = spec.training.optimizer
     if opt.use_8bit and opt.type != "adamw":
-        warnings.append(f"training.optimizer.use_8bit: only AdamW has an 8-bit form on every backend; "
-                        f"{opt.type} runs in 32-bit")
+        warnings.append(about("training.optimizer.use_8bit", f"only AdamW has an 8-bit form on every backend; "
+                        f"{opt.type} runs in 32-bit"))
 
 
 # Spec target names -> the module names under each transformer block (ZImageTransformerBlock) of diffusers'
@@ -113,31 +114,31 @@ def target_children(spec: JobSpec) -> list[str]:
     return out
 
 
-def spec_warnings(spec: JobSpec, backend: str, *, multi_gpu: bool, reads_weight_files: bool) -> list[str]:
+def spec_warnings(spec: JobSpec, backend: str, *, multi_gpu: bool, reads_weight_files: bool) -> list[FieldNote]:
     """Warnings every backend gives for the same reason (`multi_gpu`, `reads_weight_files`: what it can do)."""
-    out: list[str] = []
+    out: list[FieldNote] = []
     if not spec.model.lora.enable:
-        out.append("model.lora.enable: false is not a training mode; zlt trains a LoRA (the only mode it offers)")
+        out.append(about("model.lora.enable", "false is not a training mode; zlt trains a LoRA (the only mode it offers)"))
     gpus = spec.job.resources.gpu
     if not multi_gpu and gpus > 1:
-        out.append(f"job.resources.gpu: {backend} is launched as one process; it trains on one of the {gpus} GPUs")
+        out.append(about("job.resources.gpu", f"{backend} is launched as one process; it trains on one of the {gpus} GPUs"))
     base = spec.model.base
     if not reads_weight_files:
         for name in ("dit", "vae", "text_encoder"):
             if getattr(base, name):
-                out.append(f"model.base.{name}: only musubi reads single weight files; {backend} loads "
-                           f"model.base.name ({base.name})")
+                out.append(about_parts("model.base", [name], f"only musubi reads single weight files; {backend} loads "
+                                       f"model.base.name ({base.name})"))
     return out
 
 
-def weight_dtype_note(spec: JobSpec, profile: HardwareProfile, compute: str, how: str, warnings: list[str]) -> None:
+def weight_dtype_note(spec: JobSpec, profile: HardwareProfile, compute: str, how: str, warnings: list[FieldNote]) -> None:
     """Trainers that load the frozen weights in the compute dtype: say so when model.base.precision asks otherwise
     (fp16 weights count as bf16 where the GPU has bf16, as in the built-in trainer)."""
     want = spec.model.base.precision
     if want == "fp16" and profile.bf16:
         want = "bf16"
     if want != compute:
-        warnings.append(f"model.base.precision: {how} ({compute}); {spec.model.base.precision} is not used")
+        warnings.append(about("model.base.precision", f"{how} ({compute}); {spec.model.base.precision} is not used"))
 
 
 # Upstream's own recipes (ai-toolkit ui/src/app/jobs/new/options.tsx): the weights each variant trains, and where

@@ -6,8 +6,8 @@ library; blocking calls (SQLite, files) run in the thread pool.
 
 # No `from __future__ import annotations`: FastAPI reads route annotations at runtime, and some are local types
 # (the profile enum built from the bundled profiles).
-import json
 import shutil
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -19,29 +19,41 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from zlt import __version__
-from zlt.core.errors import BadInputError, FieldError, SpecError, ZltError
-from zlt.serve import openapi, tools
+from zlt import __version__, backends
+from zlt.core.callback_url import CallbackAllow
+from zlt.core.errors import ZltError
+from zlt.core.paths import default_registry_dir, uploads_dir
+from zlt.jobs import job_events
+from zlt.profiles import load_profiles
+from zlt.serve import openapi, retrain_api, tools
 from zlt.serve.auth import bearer_matches
-from zlt.serve.http_errors import BodyLimit
+from zlt.serve.evaluations import routes as evaluation_routes
+from zlt.serve.generations import routes as generation_routes
+from zlt.serve.http_errors import BodyLimit, RefuseNul, error_body
 from zlt.serve.http_errors import install as install_errors
-from zlt.serve.intake import Fence, SubmitOptions, load_client_spec
+from zlt.serve.intake import SOURCE_HTTP, Fence, SubmitOptions, backend_doc, backend_enum, load_client_spec
+from zlt.serve.jsonbody import parse_json, parse_spec_text, require_json
 from zlt.serve.models import Accepted, ErrorBody, Health, JobStatusBody
-from zlt.serve.sse import StreamSettings, event_frames, resume_point
+from zlt.serve.sse import MAX_SEQ, StreamSettings, event_frames, resume_point
 from zlt.serve.uploads import Limits, UploadRefused, extract_zip
+from zlt.serve.webhooks import WebhookDispatcher
+from zlt.spec.agent_schema import agent_spec_schema
 
 JOB_ID = PathParam(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$", description="Job id (or a unique prefix).")
 ARTIFACT_ID = PathParam(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,255}$",
                         description="Artifact id, unique id prefix, job id, style name (its current version), "
                                     "STYLE@vN or 'latest' (zlt.artifacts.resolve).")
-Backend = Literal["ai-toolkit", "musubi", "lightning"]
 State = Literal["queued", "preparing", "running", "succeeded", "failed", "cancelled"]
+
+
+def _backend_query(default: str) -> Any:
+    """The `backend` query parameter: any string, the registry's names as its documented enum; the gate refuses an
+    unknown one with the registry's error (422 naming training.backend), as the CLI does."""
+    return Query(None, description=backend_doc(default), json_schema_extra=backend_enum)
 
 
 def _profile_names() -> Any:
     """`auto` or a bundled hardware profile, as a type FastAPI validates and documents as an enum."""
-    from zlt.profiles import load_profiles
-
     return Literal[("auto", *load_profiles())]  # type: ignore[valid-type]
 
 
@@ -65,7 +77,6 @@ class Unauthorized(ZltError):
 @dataclass
 class ServeConfig:
     """Everything a running server needs to know."""
-
     home: Path
     token: str
     data_roots: list[Path] = field(default_factory=list)
@@ -77,15 +88,19 @@ class ServeConfig:
     limits: Limits = field(default_factory=Limits)
     webhook_secret: str | None = None  # None: webhooks are not sent
     webhook_poll_s: float = 1.0
+    # Callback URLs admitted besides public addresses: CIDRs and host names (--callback-allow, $ZLT_CALLBACK_ALLOW).
+    callback_allow: CallbackAllow | list[str] | tuple[str, ...] = ()
     stream: StreamSettings = field(default_factory=StreamSettings)
 
-    def fence(self) -> Fence:
-        from zlt.core.paths import default_registry_dir
+    def __post_init__(self) -> None:
+        self.callback_allow = CallbackAllow.parse(self.callback_allow)
 
+    def fence(self) -> Fence:
         registry = default_registry_dir(self.home)
         outputs = [registry] + [p for p in self.output_roots if p != registry]
         models = [self.home / "models"] + [p for p in self.model_roots if p != self.home / "models"]
-        return Fence(tuple(self.data_roots), tuple(outputs), self.limits, model_roots=tuple(models))
+        return Fence(tuple(self.data_roots), tuple(outputs), self.limits, model_roots=tuple(models),
+                     callback_allow=CallbackAllow.parse(self.callback_allow))
 
 
 def create_app(home: Path, data_roots: list[Path], token: str, **options: Any) -> FastAPI:
@@ -94,15 +109,12 @@ def create_app(home: Path, data_roots: list[Path], token: str, **options: Any) -
 
 
 def _lifespan(cfg: ServeConfig):
-    from contextlib import asynccontextmanager
-
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
         dispatcher = None
         if cfg.webhook_secret:
-            from zlt.serve.webhooks import WebhookDispatcher
-
-            dispatcher = WebhookDispatcher(cfg.home, cfg.webhook_secret, poll_s=cfg.webhook_poll_s)
+            dispatcher = WebhookDispatcher(cfg.home, cfg.webhook_secret, poll_s=cfg.webhook_poll_s,
+                                           allow=cfg.callback_allow)
             dispatcher.start()
         try:
             yield
@@ -120,10 +132,11 @@ def build_app(cfg: ServeConfig) -> FastAPI:
                     "follow its events, fetch its artifacts. Every route but /healthz needs `Authorization: Bearer "
                     "<token>` (the token is in <ZLT_HOME>/serve/token).",
     )
-    install_errors(app)
+    install_errors(app, home=cfg.home)
     app.add_exception_handler(Unauthorized, _unauthorized)  # type: ignore[arg-type]
     openapi.install(app)
     app.add_middleware(BodyLimit, max_upload_bytes=cfg.limits.max_upload_bytes, max_json_bytes=cfg.limits.max_json_bytes)
+    app.add_middleware(RefuseNul)
 
     bearer = HTTPBearer(auto_error=False, description="The token in <ZLT_HOME>/serve/token (or --token-file).")
 
@@ -141,49 +154,22 @@ def build_app(cfg: ServeConfig) -> FastAPI:
     _meta_routes(api, app, cfg)
     _job_routes(api, cfg)
     _artifact_routes(api, cfg)
-    from zlt.serve.generations import routes as generation_routes
-
     generation_routes(api, cfg, _json_body, _errors)
-    from zlt.serve.evaluations import routes as evaluation_routes
-
     evaluation_routes(api, cfg, _json_body, _errors)
     app.include_router(api)
     return app
 
 
 async def _unauthorized(_request: Request, exc: Unauthorized) -> JSONResponse:
-    from zlt.serve.http_errors import error_body
-
     return JSONResponse(error_body(exc.kind, exc.message, exc.hint), status_code=401,
                         headers={"WWW-Authenticate": "Bearer"})
 
 
 async def _json_body(request: Request) -> Any:
-    from zlt.serve.jsonbody import parse_json
-
-    return parse_json(await request.body())
-
-
-def _spec_text(value: Any) -> Any:
-    """The multipart `spec` field: JSON text (YAML accepted too, as `zlt submit` reads either)."""
-    if not isinstance(value, str):
-        raise SpecError([FieldError("spec", "the 'spec' form field must be text (the spec as JSON)")], "<http>")
-    from zlt.serve.jsonbody import check_shape, parse_json
-
-    try:
-        json.loads(value)
-    except json.JSONDecodeError:
-        import yaml
-
-        try:
-            return check_shape(yaml.safe_load(value), "the 'spec' form field")
-        except RecursionError:
-            raise BadInputError("the 'spec' form field: nested too deeply", hint="send the spec as a JSON object") from None
-        except yaml.YAMLError as e:
-            raise SpecError([FieldError("spec", f"neither JSON nor YAML ({e})")], "<http>") from None
-    except (RecursionError, ValueError):
-        pass  # parse_json names the problem
-    return parse_json(value, "the 'spec' form field")
+    """The body of a route that reads JSON: 415 for another content type (one rule for every such route), parsed off
+    the event loop (a 2 MiB body takes a while to read and check; /healthz and the streams must not wait on it)."""
+    require_json(request.headers.get("content-type", ""))
+    return await run_in_threadpool(parse_json, await request.body())
 
 
 def _meta_routes(api: APIRouter, app: FastAPI, cfg: ServeConfig) -> None:
@@ -196,21 +182,20 @@ def _meta_routes(api: APIRouter, app: FastAPI, cfg: ServeConfig) -> None:
     @api.get("/v1/schema", tags=["specs"])
     def schema() -> dict[str, Any]:
         """The job spec's JSON Schema with each preset's effective defaults and the enforced bounds."""
-        from zlt.spec.agent_schema import agent_spec_schema
-
-        return agent_spec_schema(dataset_path=openapi.HTTP_DATASET_PATH)
+        return agent_spec_schema(backends.names(), dataset_path=openapi.HTTP_DATASET_PATH)
 
     @api.post("/v1/specs/validate", tags=["specs"], responses=_errors(400, 422),
               openapi_extra=openapi.json_spec_body("The job spec to check."))
-    async def validate(request: Request) -> dict[str, Any]:
-        """Check a spec without submitting it; every problem at once (422)."""
+    async def validate(request: Request, backend: str | None = _backend_query("the spec's training.backend"),
+                       ) -> dict[str, Any]:
+        """Check a spec without submitting it (`zlt validate`); every problem at once (422)."""
         data = await _json_body(request)
-        return await run_in_threadpool(tools.validate_spec, data, cfg.fence())
+        return await run_in_threadpool(lambda: tools.validate_spec(data, cfg.fence(), backend=backend))
 
     @api.post("/v1/specs/render", tags=["specs"], responses=_errors(400, 422),
               openapi_extra=openapi.json_spec_body("The job spec to render."))
     async def render(
-        request: Request, backend: Backend | None = Query(None, description="Trainer (default: the spec's)."),
+        request: Request, backend: str | None = _backend_query("the spec's training.backend"),
         profile: Profile = Query("auto", description="Hardware profile, or auto."),  # type: ignore[valid-type]
         vram_gb: float | None = Query(None, gt=0, le=1024, description="Plan for a GPU with this much memory."),
     ) -> dict[str, Any]:
@@ -225,24 +210,20 @@ async def _submit(request: Request, cfg: ServeConfig, opts: SubmitOptions) -> JS
     upload_dir: Path | None = None
     if ctype.startswith("multipart/form-data"):
         async with request.form(max_files=1, max_fields=4, max_part_size=cfg.limits.max_json_bytes) as form:
-            data = _spec_text(form.get("spec"))
+            data = await run_in_threadpool(parse_spec_text, form.get("spec"), SOURCE_HTTP)
             upload = form.get("dataset")
             if upload is not None and not isinstance(upload, UploadFile):
                 raise UploadRefused("the 'dataset' form field must be a file (a zip of the dataset folder)")
             if upload is not None:
                 # Check the spec before touching the zip: a bad spec costs the client nothing on disk.
-                from zlt.core.paths import uploads_dir
-
                 uploads = uploads_dir(cfg.home)  # on the shared jobs root when there is one: every worker sees it
                 await run_in_threadpool(lambda: load_client_spec(data, cfg.fence(), dataset_dir=uploads / "pending"))
                 extracted = await run_in_threadpool(extract_zip, upload.file, uploads, cfg.limits,
                                                     upload.filename or "dataset")
                 upload_dir = extracted.root
-    elif ctype.startswith("application/json") or not ctype:
-        data = await _json_body(request)
     else:
-        raise UnsupportedMedia(f"content type {ctype!r} is not accepted",
-                               hint="send application/json, or multipart/form-data with fields 'spec' and 'dataset'")
+        require_json(ctype, also=", or multipart/form-data with fields 'spec' and 'dataset'")
+        data = await _json_body(request)
     try:
         result = await run_in_threadpool(tools.submit, cfg.home, data, cfg.fence(), opts, dataset_dir=upload_dir)
     except BaseException:
@@ -256,17 +237,12 @@ async def _submit(request: Request, cfg: ServeConfig, opts: SubmitOptions) -> JS
     return JSONResponse(body, status_code=202, headers={"Location": status_url})
 
 
-class UnsupportedMedia(BadInputError):
-    kind = "unsupported_media_type"
-    status = 415
-
-
 def _job_routes(api: APIRouter, cfg: ServeConfig) -> None:
     Profile = _profile_names()
 
     def submit_options(
         priority: int | None = Query(None, ge=-100, le=100, description="Queue priority (default: job.priority)."),
-        backend: Backend | None = Query(None, description="Trainer (default: the spec's training.backend)."),
+        backend: str | None = _backend_query("the spec's training.backend"),
         profile: Profile = Query("auto", description="Hardware profile, or auto."),  # type: ignore[valid-type]
         skip_preflight: bool = Query(False, description="Skip the GPU/trainer checks before the run."),
     ) -> SubmitOptions:
@@ -313,13 +289,12 @@ def _job_routes(api: APIRouter, cfg: ServeConfig) -> None:
         **_errors(404, 422)}, response_class=StreamingResponse)
     async def job_events_stream(
         request: Request, job_id: str = JOB_ID,
-        after: int = Query(0, ge=0, description="Send events with seq greater than this (Last-Event-ID wins)."),
+        after: int = Query(0, ge=0, le=MAX_SEQ, description="Send events with seq greater than this (Last-Event-ID wins)."),
         follow: bool = Query(True, description="Keep the stream open until the job ends; false: replay and close."),
         last_event_id: str | None = Header(None, alias="Last-Event-ID", description="Resume after this seq."),
     ) -> StreamingResponse:
         """The job's events as they happen, replayable from any seq."""
-        from zlt.jobs import job_events
-
+        start = resume_point(last_event_id, after)  # a header no seq could be is 400 before the store is read
         full_id = (await run_in_threadpool(tools.status, cfg.home, job_id))["job_id"]
 
         async def read_events(seq: int) -> list[dict[str, Any]]:
@@ -331,7 +306,7 @@ def _job_routes(api: APIRouter, cfg: ServeConfig) -> None:
             except ZltError:
                 return "cancelled"  # the job is gone from the store: nothing more will come
 
-        frames = event_frames(read_events, read_state, resume_point(last_event_id, after), follow=follow,
+        frames = event_frames(read_events, read_state, start, follow=follow,
                               disconnected=request.is_disconnected, settings=cfg.stream)
         return StreamingResponse(frames, media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
@@ -358,17 +333,13 @@ def _artifact_routes(api: APIRouter, cfg: ServeConfig) -> None:
         path = tools.artifact_path(cfg.home, artifact_id, name)
         return FileResponse(path, filename=path.name)
 
-    from zlt.serve.retrain_api import body_openapi
-
     @api.post("/v1/artifacts/{ref}/retrain", tags=["artifacts"], status_code=202,
-              responses=_errors(400, 404, 413, 422, 503), openapi_extra=body_openapi())
+              responses=_errors(400, 404, 413, 422, 503), openapi_extra=retrain_api.body_openapi())
     async def retrain_artifact(request: Request, ref: str = PathParam(
             ..., pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,255}$",
             description="Artifact id, STYLE@vN, a style name (its current version), or a job id.")) -> JSONResponse:
         """Train a finished LoRA further as its style's next version (`zlt retrain`); body: steps | more_steps,
         dataset, set, backend, profile, priority, skip_preflight. Returns 202 with the job and its `retrain` plan."""
-        from zlt.serve import retrain_api
-
         body = retrain_api.parse_body(await _json_body(request) if await request.body() else None)
         result = await run_in_threadpool(retrain_api.retrain, cfg.home, ref, body, cfg.fence())
         status_url = str(request.url_for("get_job", job_id=result["job_id"]))

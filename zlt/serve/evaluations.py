@@ -12,14 +12,17 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse
-from pydantic import Field, ValidationError
+from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
 from zlt.artifacts import artifact_file
 from zlt.artifacts.resolve import resolve_id
-from zlt.core.errors import FieldError, NotFoundError, SpecError
+from zlt.core.errors import NotFoundError
 from zlt.eval.request import EvalRequest
 from zlt.flows.evaluation import submit_evaluation
+from zlt.flows.fences import Roots
+from zlt.flows.request_gate import LOCAL
+from zlt.serve.intake import Fence
 from zlt.serve.mcp_tool import Tool, ToolArgs
 
 ARTIFACT_ID = PathParam(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,255}$",
@@ -27,19 +30,9 @@ ARTIFACT_ID = PathParam(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,255}$",
                                     "STYLE@vN or 'latest' (zlt.artifacts.resolve).")
 
 
-def parse_request(data: Any) -> EvalRequest:
-    if data is None:
-        data = {}
-    try:
-        return EvalRequest.model_validate(data)
-    except ValidationError as e:
-        errs = [FieldError("evaluate." + ".".join(str(p) for p in x["loc"]) if x["loc"] else "evaluate", x["msg"])
-                for x in e.errors()]
-        raise SpecError(errs, "evaluate request") from None
-
-
-def submit(home: Path, artifact_id: str, data: Any, priority: int = 0) -> dict[str, Any]:
-    return submit_evaluation(home, artifact_id, parse_request(data), priority=priority)
+def submit(home: Path, artifact_id: str, data: Any, priority: int = 0, roots: Roots = LOCAL) -> dict[str, Any]:
+    """Queue an evaluation; the request gate (zlt/flows/request_gate.py) fences `clip` to the server's model roots."""
+    return submit_evaluation(home, artifact_id, data, priority=priority, roots=roots)
 
 
 def report(home: Path, artifact_id: str) -> dict[str, Any]:
@@ -66,7 +59,7 @@ def routes(api: APIRouter, cfg: Any, json_body: Any, errors: Any) -> None:
         the best checkpoint is picked (docs/eval.md). 202 with the job id; the report follows at GET .../eval."""
         raw = await request.body()
         data = await json_body(request) if raw.strip() else {}
-        st = await run_in_threadpool(submit, cfg.home, artifact_id, data)
+        st = await run_in_threadpool(submit, cfg.home, artifact_id, data, 0, cfg.fence().roots())
         url = str(request.url_for("get_job", job_id=st["job_id"]))
         out = {"job_id": st["job_id"], "state": st["state"], "kind": st["kind"], "status_url": url,
                "report_url": str(request.url_for("get_eval_report", artifact_id=artifact_id)),
@@ -80,8 +73,8 @@ def routes(api: APIRouter, cfg: Any, json_body: Any, errors: Any) -> None:
         return report(cfg.home, artifact_id)
 
 
-def eval_tools(home: Path) -> list[Any]:
-    """MCP tools (added to zlt mcp's list)."""
+def eval_tools(home: Path, fence: Fence) -> list[Any]:
+    """MCP tools (added to zlt mcp's list); `fence` is the session's (a local one fences nothing)."""
     class EvaluateArgs(EvalRequest):
         artifact_id: str = Field(min_length=1, max_length=256, description="Artifact id (from list_artifacts), id prefix, "
                                  "job id, style name, STYLE@vN or 'latest'.")
@@ -92,12 +85,14 @@ def eval_tools(home: Path) -> list[Any]:
                                  "job id, style name, STYLE@vN or 'latest'.")
 
     home = Path(home)
+    roots = fence.roots()
     return [
         Tool("evaluate", "Score every checkpoint of a trained LoRA (and the base model) on held-out prompts with "
              "CLIP: style similarity to the training images, prompt alignment, memorisation, diversity; picks the "
              "best checkpoint. Queues a job and returns its job_id at once; when get_job_status says succeeded, "
              "get_eval_report has the numbers.", EvaluateArgs,
-             lambda a: submit(home, a.artifact_id, a.model_dump(exclude={"artifact_id", "priority"}), a.priority)),
+             lambda a: submit(home, a.artifact_id, a.model_dump(exclude={"artifact_id", "priority"}), a.priority,
+                              roots)),
         Tool("get_eval_report", "The last evaluation of an artifact: metrics per checkpoint, the best step and the "
              "reason; the contact sheet is the artifact file eval/contact_sheet.png.", ReportArgs,
              lambda a: report(home, a.artifact_id)),

@@ -8,7 +8,6 @@ inside the server's data roots. Results: `GET /v1/generations/{job_id}` (status 
 
 # No `from __future__ import annotations`: FastAPI reads the route annotations at runtime.
 import json
-import re
 import secrets
 import shutil
 from pathlib import Path
@@ -21,67 +20,27 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from zlt.core.errors import BadInputError, NotFoundError
+from zlt.flows.fences import Roots
 from zlt.flows.generation import job_kind, submit_generation
-from zlt.infer.images import open_input
-from zlt.infer.params import GenerateParams, TransferParams, parse_request
+from zlt.flows.request_gate import LOCAL
+from zlt.infer.images import check_inputs
+from zlt.infer.params import GenerateParams, TransferParams
 from zlt.jobs.api import open_store
 from zlt.jobs.view import status_dict
+from zlt.serve.jsonbody import parse_json, require_json
 from zlt.serve.uploads import MiB, UploadRefused, UploadTooLarge
 
 JOB_ID = PathParam(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$", description="Job id (or a unique prefix).")
 MAX_IMAGE_BYTES = 64 * MiB  # one uploaded image; the request as a whole is capped by the server's upload limit
 UPLOAD_FIELDS = ("image", "control_image")
-HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
-def fence_file(raw: str, data_roots: tuple[Path, ...] | None, field_name: str) -> str:
-    """An input path a client named: it must be a file inside a data root (no fence for a local MCP session)."""
-    if data_roots is None:
-        return str(Path(raw).expanduser().resolve())
-    if not data_roots:
-        raise BadInputError(f"{field_name}: this server accepts no file paths (it was started without --data-root)",
-                            hint="upload the images as multipart files (field 'image')")
-    roots = [Path(r).resolve() for r in data_roots]
-    p = Path(raw).expanduser()
-    for cand in ([p] if p.is_absolute() else [r / p for r in roots]):
-        resolved = cand.resolve()
-        if resolved.is_file() and any(resolved.is_relative_to(r) for r in roots):
-            return str(resolved)
-    raise BadInputError(f"{field_name}: {raw} is not a file inside the server's data roots",
-                        hint="upload it as a multipart file (field 'image'), or move it into a data root")
-
-
-def fence_model_ref(raw: str, data_roots: tuple[Path, ...]) -> str:
-    """A ControlNet a client named: a hub id ('owner/name', read from the local cache only) stays as it is; anything
-    else is a path and must lie inside a data root, so a client cannot make the server load an arbitrary folder."""
-    roots = [Path(r).resolve() for r in data_roots]
-    p = Path(raw).expanduser()
-    looks_like_hub_id = HUB_ID.match(raw) is not None and not p.is_absolute()
-    if looks_like_hub_id and not any((r / p).exists() for r in roots):
-        return raw
-    for cand in ([p] if p.is_absolute() else [r / p for r in roots]):
-        resolved = cand.resolve()
-        if resolved.exists() and any(resolved.is_relative_to(r) for r in roots):
-            return str(resolved)
-    raise BadInputError(f"transfer.controlnet: {raw} is neither a hub id nor a path inside the server's data roots",
-                        hint="put the ControlNet into a data root, or name its hub id (it must be in the server's cache)")
-
-
-def fence_request(kind: str, data: Any, data_roots: tuple[Path, ...] | None) -> dict[str, Any]:
-    if not isinstance(data, dict):
-        raise BadInputError(f"{kind}.request: the body must be a JSON object", hint="see docs/generate.md")
-    data = dict(data)
-    if kind == "transfer":
-        for key in ("images", "control_images"):
-            if isinstance(data.get(key), list):
-                data[key] = [fence_file(str(p), data_roots, f"transfer.{key}") for p in data[key]]
-        if isinstance(data.get("controlnet"), str) and data_roots is not None:
-            data["controlnet"] = fence_model_ref(data["controlnet"], data_roots)
-    return data
-
-
-def submit(home: Path, kind: str, data: dict[str, Any], priority: int = 0) -> dict[str, Any]:
-    return submit_generation(home, kind, parse_request(kind, data), priority=priority)
+def submit(home: Path, kind: str, data: Any, priority: int = 0, roots: Roots = LOCAL,
+           own: Path | None = None) -> dict[str, Any]:
+    """Queue a generation or transfer. The request gate (zlt/flows/request_gate.py, run by submit_generation) fences
+    its paths to `roots`: input images to the data roots, a ControlNet to the model roots; `own` is this request's
+    upload folder (the server's own files)."""
+    return submit_generation(home, kind, data, priority=priority, roots=roots, own=own)
 
 
 def generation(home: Path, job_id: str) -> dict[str, Any]:
@@ -114,11 +73,13 @@ def generation_file(home: Path, job_id: str, name: str) -> Path:
 
 
 async def _save_uploads(form: Any, folder: Path) -> dict[str, list[str]]:
-    """Each uploaded image checked (header first, then decoded) and written under `folder`."""
+    """The uploaded images, all checked from their headers (count, format, pixel caps, the request's pixel budget)
+    before any is decoded or written, then written under `folder`; the job decodes them."""
     saved: dict[str, list[str]] = {f: [] for f in UPLOAD_FIELDS}
     for key in form:
         if key not in (*UPLOAD_FIELDS, "request"):
             raise UploadRefused(f"transfer.{key}: unknown form field", hint="send 'request' (JSON) and 'image' files")
+    got: list[tuple[str, bytes, str]] = []  # (form field, bytes, label)
     for field_name in UPLOAD_FIELDS:
         for i, item in enumerate(form.getlist(field_name)):
             if not isinstance(item, UploadFile):
@@ -127,10 +88,12 @@ async def _save_uploads(form: Any, folder: Path) -> dict[str, list[str]]:
             label = Path(item.filename or f"{field_name}{i}.png").name or f"{field_name}{i}.png"
             if len(data) > MAX_IMAGE_BYTES:
                 raise UploadTooLarge(f"transfer.{field_name}s: {label} is larger than {MAX_IMAGE_BYTES // MiB} MiB")
-            await run_in_threadpool(open_input, data, label, f"transfer.{field_name}s")
-            dest = folder / f"{field_name}{i:03d}_{secrets.token_hex(2)}{Path(label).suffix.lower() or '.png'}"
-            dest.write_bytes(data)
-            saved[field_name].append(str(dest))
+            got.append((field_name, data, label))
+    await run_in_threadpool(check_inputs, [(data, label, f"transfer.{f}s") for f, data, label in got])
+    for f, data, label in got:
+        dest = folder / f"{f}{len(saved[f]):03d}_{secrets.token_hex(2)}{Path(label).suffix.lower() or '.png'}"
+        dest.write_bytes(data)
+        saved[f].append(str(dest))
     return saved
 
 
@@ -183,7 +146,7 @@ def routes(api: APIRouter, cfg: Any, json_body: Any, errors: Any) -> None:
         """Queue text-to-image with trained LoRA(s). Body: `{"loras": [{"artifact", "scale", "checkpoint"}],
         "prompts": [...], "count", "seed", "steps", "guidance", "width", "height", "trigger"}` (docs/generate.md)."""
         data = await json_body(request)
-        st = await run_in_threadpool(submit, cfg.home, "generate", fence_request("generate", data, None))
+        st = await run_in_threadpool(submit, cfg.home, "generate", data, 0, cfg.fence().roots())
         return accepted(request, st)
 
     @api.post("/v1/transfers", status_code=202, tags=["generations"], responses=errors(400, 404, 413, 415, 422, 503),
@@ -200,22 +163,20 @@ def routes(api: APIRouter, cfg: Any, json_body: Any, errors: Any) -> None:
                 upload_dir.mkdir(parents=True)
                 async with request.form(max_files=128, max_fields=2, max_part_size=cfg.limits.max_json_bytes) as form:
                     raw = form.get("request") or "{}"
-                    try:
-                        data = json.loads(raw) if isinstance(raw, str) else None
-                    except json.JSONDecodeError as e:
-                        raise BadInputError(f"transfer.request: not valid JSON ({e})") from None
-                    data = fence_request("transfer", data, cfg.fence().data_roots)
+                    # parse_json: deep nesting, huge ints and NaN are 4xx (zlt/serve/jsonbody.py), off the event loop
+                    data = await run_in_threadpool(parse_json, raw, "transfer.request") if isinstance(raw, str) else None
+                    if not isinstance(data, dict):
+                        raise BadInputError("transfer.request: the form field 'request' must be a JSON object",
+                                            hint="see docs/generate.md")
                     saved = await _save_uploads(form, upload_dir)
                 if saved["image"]:
                     data["images"] = saved["image"]
                 if saved["control_image"]:
                     data["control_images"] = saved["control_image"]
-            elif ctype.startswith("application/json") or not ctype:
-                data = fence_request("transfer", await json_body(request), cfg.fence().data_roots)
-            else:
-                raise BadInputError(f"transfer.request: content type {ctype!r} is not accepted",
-                                    hint="send multipart/form-data with 'request' and 'image' files, or JSON")
-            st = await run_in_threadpool(submit, cfg.home, "transfer", data)
+            else:  # the one content-type rule of JSON routes (zlt/serve/jsonbody.py): else 415
+                require_json(ctype, also=", or multipart/form-data with 'request' and 'image' files")
+                data = await json_body(request)
+            st = await run_in_threadpool(submit, cfg.home, "transfer", data, 0, cfg.fence().roots(), upload_dir)
         finally:
             if upload_dir is not None:  # the job copied what it needs into its own folder
                 shutil.rmtree(upload_dir, ignore_errors=True)

@@ -7,11 +7,18 @@ when it names a field (else 400), EnvNotReadyError 503, anything unexpected 500 
 
 from __future__ import annotations
 
+import json
+import math
 import re
 import sys
+from pathlib import Path
 from typing import Any
 
 from zlt.core.errors import BadInputError, EnvNotReadyError, FieldError, NotFoundError, SpecError, ZltError
+from zlt.jobs.states import IllegalTransition
+from zlt.serve.api_words import api_error
+from zlt.serve.jsonbody import FINITE
+from zlt.serve.uploads import UploadTooLarge
 
 _FIELD_MESSAGE = re.compile(r"^([a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)+): (.+)$", re.S)
 
@@ -32,8 +39,6 @@ def error_body(kind: str, message: str, hint: str = "", errors: list[FieldError]
 
 
 def status_and_body(err: ZltError) -> tuple[int, dict[str, Any]]:
-    from zlt.jobs.states import IllegalTransition
-
     if isinstance(err, SpecError):
         return 422, error_body(err.kind, err.message, err.hint, err.errors)
     if isinstance(err, NotFoundError):
@@ -51,6 +56,20 @@ def status_and_body(err: ZltError) -> tuple[int, dict[str, Any]]:
     if isinstance(err, EnvNotReadyError):
         return 503, error_body(err.kind, err.message, err.hint)
     return 500, error_body(err.kind, err.message, err.hint)
+
+
+def _validation_message(err: dict[str, Any]) -> str:
+    """FastAPI's message for one parameter; NaN or Infinity (`?vram_gb=nan` parses as a float) is named for what it
+    is, not by the bound it happens to fail."""
+    value = err.get("input")
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    if isinstance(value, float) and not math.isfinite(value):
+        return FINITE
+    return str(err.get("msg", "invalid"))
 
 
 def _loc_path(loc: tuple[Any, ...] | list[Any]) -> str:
@@ -79,18 +98,19 @@ def allowed_methods(app: Any, scope: dict[str, Any]) -> list[str]:
     return sorted(walk(app.router.routes))
 
 
-def install(app: Any) -> None:
-    """Register the exception handlers on a FastAPI app."""
+def install(app: Any, home: Path | None = None) -> None:
+    """Register the exception handlers on a FastAPI app; messages name API fields, not CLI flags, and not the
+    server's `home` (zlt/serve/api_words.py)."""
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
     from starlette.exceptions import HTTPException
 
     async def on_zlt(_request: Any, exc: ZltError) -> JSONResponse:
         status, body = status_and_body(exc)
-        return JSONResponse(body, status_code=status)
+        return JSONResponse(api_error(body, home), status_code=status)
 
     async def on_validation(_request: Any, exc: RequestValidationError) -> JSONResponse:
-        errors = [FieldError(_loc_path(e.get("loc", ())), str(e.get("msg", "invalid"))) for e in exc.errors()]
+        errors = [FieldError(_loc_path(e.get("loc", ())), _validation_message(e)) for e in exc.errors()]
         n = len(errors)
         return JSONResponse(error_body("bad_request", f"{n} problem{'s' if n != 1 else ''} in the request", "",
                                        errors), status_code=422)
@@ -119,7 +139,6 @@ class BodyLimit:
     A declared Content-Length over the cap is answered 413 before reading; a chunked body is counted while it
     is read and the read fails with UploadTooLarge (a ZltError, so the handlers above answer 413).
     """
-
     def __init__(self, app: Any, max_upload_bytes: int, max_json_bytes: int) -> None:
         self.app = app
         self.max_upload_bytes = max_upload_bytes
@@ -129,8 +148,6 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        from zlt.serve.uploads import UploadTooLarge
-
         headers = dict(scope.get("headers") or [])
         ctype = headers.get(b"content-type", b"").decode("latin-1").lower()
         cap = self.max_upload_bytes if ctype.startswith("multipart/") else self.max_json_bytes
@@ -138,8 +155,6 @@ class BodyLimit:
         too_large = UploadTooLarge(f"request body is larger than {cap} bytes",
                                    hint="upload a smaller zip, or ask the operator to raise --max-upload-mb")
         if declared.isdigit() and int(declared) > cap:
-            import json
-
             status, body = status_and_body(too_large)
             data = json.dumps(body).encode()
             await send({"type": "http.response.start", "status": status,
@@ -159,3 +174,21 @@ class BodyLimit:
             return message
 
         await self.app(scope, counted_receive, send)
+
+
+class RefuseNul:
+    """ASGI middleware: a request whose path holds a NUL byte (`/files/lora.safetensors%00.txt`) is answered 400
+    before any route sees it: no file name, id or path a route reads can hold one, whatever the route does with it."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and ("\x00" in scope.get("path", "") or b"%00" in scope.get("query_string", b"")):
+            body = json.dumps(error_body("bad_request", "the request path or query holds a NUL byte",
+                                         "no name or path zlt serves contains one")).encode()
+            await send({"type": "http.response.start", "status": 400,
+                        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body})
+            return
+        await self.app(scope, receive, send)

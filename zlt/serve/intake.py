@@ -11,12 +11,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from zlt import backends
+from zlt.core.callback_url import NOTHING_ALLOWED, CallbackAllow
 from zlt.flows.fences import Limits, Roots
 from zlt.flows.gate import Admitted, Mode, admit
 from zlt.jobs.api import submit_job
-from zlt.serve.webhooks import Subscriptions, check_callback_url
+from zlt.serve.webhooks import Subscriptions
 
 SOURCE_HTTP = "<http>"
+
+
+def backend_doc(default: str) -> str:
+    """The `backend` argument's description on every route and tool: the registry's choices (the gate judges)."""
+    return (f"Trainer: {', '.join(backends.names())} (default: {default}); another name is refused with 422 "
+            f"naming {backends.FIELD}.")
+
+
+def backend_enum(schema: dict[str, Any]) -> None:
+    """JSON-schema hook for a `backend` argument typed `str | None`: document the registry's names as the string's
+    `enum`. Only documentation: the argument accepts any string, so an unknown name gets the gate's one error
+    (422 naming training.backend, the choices in its hint), not a schema validator's."""
+    for branch in schema.get("anyOf", [schema]):
+        if branch.get("type") == "string":
+            branch["enum"] = backends.names()
 
 
 @dataclass(frozen=True)
@@ -29,11 +46,13 @@ class Fence:
     source: str = SOURCE_HTTP  # names the client in error messages ('3 problems in <http>')
     # Model files a client may name besides hub ids (zlt/flows/fences.py); None: any (a local MCP session).
     model_roots: tuple[Path, ...] | None = None
+    # Callback URLs the operator admits besides public addresses (zlt serve --callback-allow; zlt/core/callback_url.py).
+    callback_allow: CallbackAllow = NOTHING_ALLOWED
 
     def roots(self) -> Roots:
-        """The gate's view of this fence; a callback URL is checked by the server's webhook rules."""
+        """The gate's view of this fence; a callback URL is checked by the webhook rule with the allow-list."""
         return Roots(data=self.data_roots, output=self.output_roots, models=self.model_roots, limits=self.limits,
-                     check_url=check_callback_url)
+                     check_url=self.callback_allow.check)
 
 
 def admit_client_spec(data: Any, fence: Fence, *, mode: Mode = "validate", backend: str | None = None,

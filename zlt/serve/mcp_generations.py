@@ -1,7 +1,8 @@
 """MCP tools for using a trained LoRA: `generate`, `style_transfer` (both queue a job) and `get_generation`.
 
 The arguments are the library's own request models (`zlt.infer.params`), so the tool schemas, the HTTP bodies and
-the CLI flags cannot drift apart. Input image paths are fenced to the server's data roots when it has a fence.
+the CLI flags cannot drift apart. The request gate (zlt/flows/request_gate.py) fences every path: input images to
+the server's data roots, a ControlNet to its model roots, when the session has a fence.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 from pydantic import Field
 
 from zlt.infer.params import GenerateParams, TransferParams
-from zlt.serve.generations import fence_request, generation, submit
+from zlt.serve.generations import generation, submit
 from zlt.serve.intake import Fence
 from zlt.serve.mcp_tool import JobArgs, Tool
 
@@ -31,16 +32,17 @@ def _request(args: Any) -> dict[str, Any]:
 
 def generation_tools(home: Path, fence: Fence) -> list[Any]:
     home = Path(home)
+    roots = fence.roots()  # the request gate fences image paths (data roots) and a ControlNet (model roots)
     where = ("files inside the server's data roots" if fence.data_roots is not None else "files on this machine")
     return [
         Tool("generate", "Text to image with trained LoRA(s) (artifact ids from list_artifacts; scale 0.7-1.0, 9 steps, "
              "guidance 0 for Z-Image-Turbo); queues a job and returns its job_id at once. When get_job_status says "
              "succeeded, get_generation lists the PNGs (parameters embedded) and the contact sheet.", GenerateArgs,
-             lambda a: submit(home, "generate", _request(a), a.priority)),
+             lambda a: submit(home, "generate", _request(a), a.priority, roots)),
         Tool("style_transfer", "Restyle the user's images with trained LoRA(s) (img2img; `strength` 0..1), keeping "
              f"each image's size and aspect; `images` are {where}. Queues a job; returns its job_id at once.",
              TransferArgs,
-             lambda a: submit(home, "transfer", fence_request("transfer", _request(a), fence.data_roots), a.priority)),
+             lambda a: submit(home, "transfer", _request(a), a.priority, roots)),
         Tool("get_generation", "A generate/style_transfer job: its status and, once succeeded, its outputs "
              "(folder, PNG files with their prompt, seed and scale, contact sheet).", JobArgs,
              lambda a: generation(home, a.job_id)),

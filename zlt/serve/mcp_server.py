@@ -12,30 +12,45 @@ A tool that fails returns `isError: true` with the same error object the CLI pri
 from __future__ import annotations
 
 import json
+import re
+import sys
+import traceback
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, ValidationError
 
+from zlt import __version__, backends
 from zlt.core.errors import FieldError, SpecError, ZltError
 from zlt.serve import tools
+from zlt.serve.api_words import api_error
 from zlt.serve.evaluations import eval_tools
-from zlt.serve.intake import Fence, SubmitOptions
+from zlt.serve.intake import Fence, SubmitOptions, backend_doc, backend_enum
+from zlt.serve.jsonbody import check_shape
 from zlt.serve.mcp_generations import generation_tools
+from zlt.serve.mcp_hints import translate_error
 from zlt.serve.mcp_tool import JobArgs, Tool, spec_sections  # noqa: F401 - spec_sections: part of this API
 from zlt.serve.mcp_tool import ToolArgs as _Args
+from zlt.serve.retrain_api import RetrainBody, retrain
+from zlt.spec.agent_schema import agent_spec_schema
 
 SPEC_DESCRIPTION = "A zlt job spec (the JSON form of the YAML `zlt init` writes; schema: `zlt schema`)."
 
 
+def _backend_arg(default: str) -> Any:
+    """A `backend` argument: any string (the gate gives the registry's error for an unknown one, naming
+    training.backend), the registry's names as its documented enum."""
+    return Field(None, description=backend_doc(default), json_schema_extra=backend_enum)
+
+
 class ValidateArgs(_Args):
     spec: dict[str, Any] = Field(description=SPEC_DESCRIPTION)
+    backend: str | None = _backend_arg("the spec's training.backend")
 
 
 class RenderArgs(_Args):
     spec: dict[str, Any] = Field(description=SPEC_DESCRIPTION)
-    backend: Literal["ai-toolkit", "musubi", "lightning"] | None = Field(
-        None, description="Trainer to render for (default: the spec's training.backend).")
+    backend: str | None = _backend_arg("the spec's training.backend")
     profile: str = Field("auto", description="Hardware profile (12gb, 16gb, 24gb, 32gb, 48gb, 80gb, cpu) or auto.")
     vram_gb: float | None = Field(None, gt=0, description="Plan for a GPU with this much memory (GB).")
 
@@ -43,8 +58,7 @@ class RenderArgs(_Args):
 class SubmitArgs(_Args):
     spec: dict[str, Any] = Field(description=SPEC_DESCRIPTION)
     priority: int | None = Field(None, ge=-100, le=100, description="Queue priority, higher first (default: job.priority).")
-    backend: Literal["ai-toolkit", "musubi", "lightning"] | None = Field(
-        None, description="Trainer (default: the spec's training.backend).")
+    backend: str | None = _backend_arg("the spec's training.backend")
     profile: str = Field("auto", description="Hardware profile, or auto.")
     skip_preflight: bool = Field(False, description="Skip the GPU/trainer checks before the run.")
 
@@ -73,9 +87,7 @@ class ArtifactArgs(_Args):
 
 def spec_schema(dataset_path: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """(JobSpec schema referencing `#/$defs/...`, its `$defs`): effective preset defaults, enforced bounds."""
-    from zlt.spec.agent_schema import agent_spec_schema
-
-    schema = agent_spec_schema(dataset_path=dataset_path)
+    schema = agent_spec_schema(backends.names(), dataset_path=dataset_path)
     defs = schema.pop("$defs", {})
     schema.pop("description", None)  # said once, on the `spec` argument
     return schema, defs
@@ -109,7 +121,7 @@ def make_tools(home: Path, fence: Fence) -> list[Tool]:
     return [
         Tool("validate_spec", "Check a LoRA job spec without running anything; returns the resolved spec or every "
              "problem at once as 'field.path: message'.", ValidateArgs,
-             lambda a: tools.validate_spec(a.spec, fence, base_dir=base), with_spec=True),
+             lambda a: tools.validate_spec(a.spec, fence, backend=a.backend, base_dir=base), with_spec=True),
         Tool("render_config", "Render the trainer configuration (ai-toolkit YAML, musubi TOML + argv, or the built-in "
              "trainer's JSON) a spec produces for a hardware profile.", RenderArgs,
              lambda a: tools.render_config(a.spec, fence, backend=a.backend, profile=a.profile, vram_gb=a.vram_gb,
@@ -135,20 +147,18 @@ def make_tools(home: Path, fence: Fence) -> list[Tool]:
         Tool("get_artifact", "One trained LoRA: metadata, its files with size and sha256 (lora.safetensors, "
              "checkpoints), the loss-curve summary, and the folder it is in.", ArtifactArgs,
              lambda a: tools.artifact(home, a.artifact_id)),
-    ] + _generation_tools(home, fence) + _eval_tools(home) + [_retrain_tool(home, fence)]
+    ] + _generation_tools(home, fence) + _eval_tools(home, fence) + [_retrain_tool(home, fence)]
 
 
 def _generation_tools(home: Path, fence: Fence) -> list[Tool]:
     return generation_tools(home, fence)
 
 
-def _eval_tools(home: Path) -> list[Tool]:
-    return eval_tools(home)
+def _eval_tools(home: Path, fence: Fence) -> list[Tool]:
+    return eval_tools(home, fence)
 
 
 def _retrain_tool(home: Path, fence: Fence) -> Tool:
-    from zlt.serve.retrain_api import RetrainBody, retrain
-
     class RetrainArgs(RetrainBody):
         artifact: str = Field(min_length=1, max_length=256,
                               description="Artifact id, STYLE@vN, a style name (its current version), or a job id.")
@@ -161,29 +171,34 @@ def _retrain_tool(home: Path, fence: Fence) -> Tool:
 
 
 def _error_result(err: ZltError) -> dict[str, Any]:
-    from zlt.serve.mcp_hints import translate_error
-
     out = {"ok": False, **err.to_dict()}
     if isinstance(err, SpecError):
         out["detail"] = [f"{e.path}: {e.message}" if e.path else e.message for e in err.errors]
-    return translate_error(out)
+    return api_error(translate_error(out))
+
+
+def _unexpected(tool: Tool, err: BaseException) -> dict[str, Any]:
+    """A failure no layer named (a bug, or input a check let through): logged in full on the server's stderr, the
+    client gets the one error object, never a traceback."""
+    sys.stderr.write(f"zlt mcp: {tool.name} failed:\n{''.join(traceback.format_exception(err))}")
+    what = f"{type(err).__name__}: {err}"
+    return {"ok": False, "error": "internal_error", "message": f"{tool.name} failed ({what[:300]})",
+            "hint": "check the arguments; if they are right, see the server's log and report it", "exit_code": 1}
 
 
 def call(tool: Tool, arguments: dict[str, Any] | None) -> tuple[dict[str, Any], bool]:
-    """(structured result, is_error) of one tool call. Never raises for a caller's mistake."""
-    from zlt.serve.jsonbody import check_shape
-
+    """(structured result, is_error) of one tool call: the one place every tool is run, so no exception of any
+    tool reaches the client as a traceback. Never raises (but for KeyboardInterrupt / SystemExit)."""
     try:
         args = tool.args.model_validate(check_shape(arguments or {}, f"{tool.name} arguments"))
+        return tool.run(args), False
     except ZltError as e:
         return _error_result(e), True
     except ValidationError as e:
         errs = [FieldError(".".join(str(p) for p in x["loc"]), x["msg"]) for x in e.errors()]
         return _error_result(SpecError(errs, f"{tool.name} arguments")), True
-    try:
-        return tool.run(args), False
-    except ZltError as e:
-        return _error_result(e), True
+    except Exception as e:  # noqa: BLE001 - the tool error object instead of the MCP library's traceback
+        return _unexpected(tool, e), True
 
 
 def build_server(home: Path, fence: Fence):
@@ -191,8 +206,6 @@ def build_server(home: Path, fence: Fence):
     import anyio
     import mcp_types as types
     from mcp.server import Server
-
-    from zlt import __version__
 
     registry = {t.name: t for t in make_tools(home, fence)}
     note = dataset_path_note(fence)
@@ -220,6 +233,65 @@ def build_server(home: Path, fence: Fence):
         on_list_tools=list_tools, on_call_tool=call_tool)
 
 
+_REQUEST_ID = re.compile(r'"id"\s*:\s*(-?\d{1,18}|"(?:[^"\\]|\\.){0,200}")')
+
+
+def unreadable_reply(err: Exception) -> dict[str, Any] | None:
+    """The JSON-RPC error that answers a line the MCP library could not read, or None for a notification.
+
+    The library logs such a line and drops it, so a client that sent a request waits forever: a call whose
+    arguments nest 200 deep passes Python's JSON parser but not the library's (pydantic's parser stops at 200
+    levels). The request's id is read back from the line when it has one, so the client gets its answer."""
+    errors = err.errors() if isinstance(err, ValidationError) else []
+    line = errors[0].get("input") if errors else None
+    if not isinstance(line, str):
+        return None
+    try:
+        msg: Any = json.loads(line)
+    except (ValueError, RecursionError):
+        msg = None
+    if isinstance(msg, dict):
+        if "id" not in msg:
+            return None  # a notification: JSON-RPC sends nothing back
+        rid = msg["id"] if isinstance(msg["id"], (int, str)) and not isinstance(msg["id"], bool) else None
+    else:
+        found = _REQUEST_ID.search(line)
+        rid = json.loads(found.group(1)) if found else None
+    deep = any("recursion limit" in str(e.get("msg", "")) for e in errors)
+    if deep:
+        code, text = -32600, ("the message nests deeper than this server reads (200 levels); a tool's arguments "
+                              "are a few levels deep")
+    elif msg is None:
+        code, text = -32700, "not valid JSON"
+    else:
+        code, text = -32600, f"not a JSON-RPC 2.0 request: {errors[0].get('msg', 'invalid')}"
+    return {"jsonrpc": "2.0", "id": rid, "error": {"code": code, "message": text}}
+
+
+async def serve_streams(server: Any, read_stream: Any, write_stream: Any) -> None:
+    """Run `server` over a transport's streams, answering each line the transport could not read (see
+    unreadable_reply) instead of leaving its client waiting."""
+    import anyio  # lazy: pulls the MCP SDK's async runtime
+    import mcp_types as types  # lazy: pulls the MCP SDK
+    from mcp.shared.message import SessionMessage  # lazy: pulls the MCP SDK
+
+    sink, readable = anyio.create_memory_object_stream[Any](0)
+
+    async def forward() -> None:
+        async with sink:
+            async for item in read_stream:
+                reply = unreadable_reply(item) if isinstance(item, Exception) else None
+                if reply is None:
+                    await sink.send(item)
+                else:
+                    await write_stream.send(SessionMessage(types.jsonrpc_message_adapter.validate_python(reply)))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(forward)
+        await server.run(readable, write_stream, server.create_initialization_options())
+        tg.cancel_scope.cancel()
+
+
 def run_stdio(home: Path, fence: Fence) -> None:
     """Serve MCP on stdin/stdout until the client closes the stream."""
     import anyio
@@ -229,6 +301,6 @@ def run_stdio(home: Path, fence: Fence) -> None:
 
     async def main() -> None:
         async with stdio_server() as (read_stream, write_stream):
-            await server.run(read_stream, write_stream, server.create_initialization_options())
+            await serve_streams(server, read_stream, write_stream)
 
     anyio.run(main)

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from zlt import backends
+from zlt.spec.agent_schema import agent_spec_schema
+
 SPEC_REF = "#/components/schemas/JobSpec"
 
 
@@ -14,9 +17,8 @@ HTTP_DATASET_PATH = ("Image folder inside one of the server's data roots: absolu
 
 def spec_schemas() -> dict[str, Any]:
     """JobSpec and every model it uses, as OpenAPI component schemas (the same as GET /v1/schema)."""
-    from zlt.spec.agent_schema import agent_spec_schema
-
-    schema = agent_spec_schema(dataset_path=HTTP_DATASET_PATH, ref_template="#/components/schemas/{model}")
+    schema = agent_spec_schema(backends.names(), dataset_path=HTTP_DATASET_PATH,
+                               ref_template="#/components/schemas/{model}")
     defs = schema.pop("$defs", {})
     return {**defs, "JobSpec": schema}
 
@@ -51,6 +53,20 @@ def submit_body() -> dict[str, Any]:
     }}
 
 
+def document_415(doc: dict[str, Any]) -> None:
+    """Every operation that reads a body answers 415 to a content type it does not read (zlt/serve/jsonbody.py's
+    one rule): say so in each, with the error body the other codes use."""
+    for item in doc.get("paths", {}).values():
+        for op in item.values():
+            if not isinstance(op, dict) or "requestBody" not in op:
+                continue
+            responses = op.setdefault("responses", {})
+            if "415" not in responses:
+                body = responses.get("422", {}).get("content") or {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+                responses["415"] = {"description": "Unsupported content type", "content": body}
+
+
 def install(app: Any) -> None:
     """Make `app.openapi()` carry the spec schemas; computed once."""
     from fastapi.openapi.utils import get_openapi
@@ -59,6 +75,7 @@ def install(app: Any) -> None:
         if app.openapi_schema is None:
             doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
             doc.setdefault("components", {}).setdefault("schemas", {}).update(spec_schemas())
+            document_415(doc)
             app.openapi_schema = doc
         return app.openapi_schema
 

@@ -3,22 +3,23 @@
 The body is checked strictly (unknown keys are refused). The spec the retrain will run (the parent's, with `dataset`,
 `set` in any syntax and `backend` applied) passes the gate with the server's roots (zlt/flows/gate.py): a path an
 override changes must lie inside the roots, whatever its spelling (`output.registry={path: ...}` included).
+`backend` is any string (its schema lists the registry's names): an unknown one gets the gate's 422 naming
+`training.backend`, as `zlt retrain --backend` does.
 """
 
 from __future__ import annotations
 
 import json
-from contextlib import closing
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from zlt.core.errors import BadInputError, FieldError, SpecError
 from zlt.flows.retrain import submit_retrain
-from zlt.jobs.db import connect
-from zlt.serve.intake import Fence
-from zlt.serve.webhooks import Subscriptions, check_callback_url
+from zlt.jobs.api import open_store
+from zlt.serve.intake import Fence, backend_doc, backend_enum
+from zlt.serve.webhooks import Subscriptions
 
 
 class RetrainBody(BaseModel):
@@ -28,7 +29,7 @@ class RetrainBody(BaseModel):
     more_steps: int | None = Field(None, ge=1, description="Continue for N more steps (default: as many as before).")
     dataset: str | None = Field(None, description="Train on this image folder instead of the parent's.")
     set: list[str] = Field(default_factory=list, description="Spec overrides, e.g. 'training.learning_rate=5e-5'.")
-    backend: Literal["ai-toolkit", "musubi", "lightning"] | None = Field(None, description="Trainer (default: the parent's).")
+    backend: str | None = Field(None, description=backend_doc("the parent's"), json_schema_extra=backend_enum)
     profile: str = Field("auto", description="Hardware profile, or auto.")
     priority: int | None = Field(None, ge=-100, le=100, description="Queue priority (default: job.priority).")
     skip_preflight: bool = Field(False, description="Skip the GPU/trainer checks before the run.")
@@ -59,16 +60,17 @@ def retrain(home: Path, ref: str, body: RetrainBody, fence: Fence) -> dict[str, 
     url = result.get("callback_url") or _callback_url(home, result["job_id"])
     if url:  # the parent's job.callback_url came along with its spec: deliver this job's events there too
         try:
-            Subscriptions(home).subscribe(result["job_id"], check_callback_url(url))
+            Subscriptions(home).subscribe(result["job_id"], fence.callback_allow.check(url))
         except BadInputError as e:
             result.setdefault("warnings", []).append(f"{e.message}; no webhooks for this job")
     return result
 
 
 def _callback_url(home: Path, job_id: str) -> str | None:
-    with closing(connect(Path(home))) as db:
-        row = db.execute("SELECT spec_json FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    """The `job.callback_url` of the spec the job was queued with (the parent's, overrides applied)."""
+    with open_store(home) as store:
+        spec_json = store.get(job_id)["spec_json"]
     try:
-        return ((json.loads(row[0] or "{}") if row else {}).get("job") or {}).get("callback_url")
-    except ValueError:
+        return (json.loads(spec_json or "{}").get("job") or {}).get("callback_url")
+    except (ValueError, AttributeError):
         return None

@@ -14,7 +14,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from zlt.core.errors import BadInputError
+
 TERMINAL_STATES = frozenset({"succeeded", "failed", "cancelled"})
+MAX_SEQ = 2**63 - 1
+MAX_SEQ_DIGITS = len(str(MAX_SEQ))
 
 
 def format_event(event: dict[str, Any]) -> str:
@@ -32,10 +36,15 @@ def comment(text: str) -> str:
 def resume_point(last_event_id: str | None, after: int | None) -> int:
     """The seq to continue after: the `Last-Event-ID` header wins over the `after` query parameter.
 
-    A header that is not a non-negative integer is ignored (browsers send back what we sent, always a seq).
+    A header that is not a number is ignored (browsers send back what we sent, always a seq). One that no seq we
+    sent could be (not ASCII: '²' is a digit to `str.isdigit` and an error to `int`; digits beyond 64 bits) is
+    refused (400), not parsed into a crash.
     """
     if last_event_id is not None:
         text = last_event_id.strip()
+        if not text.isascii() or (text.isdigit() and (len(text) > MAX_SEQ_DIGITS or int(text) > MAX_SEQ)):
+            raise BadInputError(f"Last-Event-ID {text[:24]!r}{'...' if len(text) > 24 else ''}: not an event seq",
+                                hint="send back the `id` of the last event received (a number below 2^63)")
         if text.isdigit():
             return int(text)
     return max(0, after or 0)

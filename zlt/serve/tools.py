@@ -6,21 +6,26 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from zlt.artifacts import artifact_file, get_artifact, list_artifacts
+from zlt.backends import render_spec
+from zlt.flows.retry import retry as retry_job
+from zlt.jobs import cancel_job, job_events, job_status, list_jobs
+from zlt.preflight.select import select_profile
 from zlt.serve.intake import (
     Fence,
     SubmitOptions,
     admit_client_spec,
-    load_client_spec,
     resubscribe,
     submit_client_spec,
 )
 
 
-def validate_spec(data: Any, fence: Fence, *, base_dir: Path | None = None) -> dict[str, Any]:
+def validate_spec(data: Any, fence: Fence, *, backend: str | None = None,
+                  base_dir: Path | None = None) -> dict[str, Any]:
     """What `zlt validate --json` prints: the resolved spec (preset defaults filled in) and warnings.
 
-    The gate checks the dataset folder as submit does: ok here means submit will not refuse the spec."""
-    loaded = load_client_spec(data, fence, base_dir=base_dir)
+    The gate checks the dataset folder and `backend` as submit does: ok here means submit will not refuse the spec."""
+    loaded = admit_client_spec(data, fence, backend=backend, base_dir=base_dir).loaded
     return {"ok": True, "source": loaded.source, "warnings": loaded.warnings, "spec": loaded.resolved()}
 
 
@@ -32,9 +37,6 @@ def render_config(data: Any, fence: Fence, *, backend: str | None = None, profil
     preview a config before it has data; `backend` is judged by the spec's rules (the tiny model trains only on
     lightning), through the gate as every door does.
     """
-    from zlt.backends import render_spec
-    from zlt.preflight.select import select_profile
-
     loaded = admit_client_spec(data, fence, mode="render", backend=backend, base_dir=base_dir).loaded
     be = loaded.spec.training.backend
     prof, notes = select_profile(loaded.spec, be, profile or "auto", vram_gb)
@@ -49,26 +51,18 @@ def submit(home: Path, data: Any, fence: Fence, opts: SubmitOptions, *, dataset_
 
 
 def status(home: Path, job_id: str) -> dict[str, Any]:
-    from zlt.jobs import job_status
-
     return job_status(home, job_id)
 
 
 def jobs(home: Path, state: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
-    from zlt.jobs import list_jobs
-
     return list_jobs(home, state=state, limit=limit)
 
 
 def cancel(home: Path, job_id: str) -> dict[str, Any]:
-    from zlt.jobs import cancel_job
-
     return cancel_job(home, job_id)
 
 
 def retry(home: Path, job_id: str) -> dict[str, Any]:
-    from zlt.flows.retry import retry as retry_job
-
     result = retry_job(home, job_id)
     resubscribe(home, result["job_id"])
     return result
@@ -76,8 +70,6 @@ def retry(home: Path, job_id: str) -> dict[str, Any]:
 
 def events(home: Path, job_id: str, after_seq: int = 0, limit: int = 500) -> dict[str, Any]:
     """The job's events after `after_seq` (at most `limit`), its state, and whether more are waiting."""
-    from zlt.jobs import job_events, job_status
-
     status = job_status(home, job_id)
     evs = job_events(home, status["job_id"], after_seq)
     return {"job_id": status["job_id"], "state": status["state"], "events": evs[:limit], "more": len(evs) > limit,
@@ -85,18 +77,12 @@ def events(home: Path, job_id: str, after_seq: int = 0, limit: int = 500) -> dic
 
 
 def artifacts(home: Path) -> list[dict[str, Any]]:
-    from zlt.artifacts import list_artifacts
-
     return list_artifacts(home)
 
 
 def artifact(home: Path, artifact_id: str) -> dict[str, Any]:
-    from zlt.artifacts import get_artifact
-
     return get_artifact(home, artifact_id)
 
 
 def artifact_path(home: Path, artifact_id: str, name: str) -> Path:
-    from zlt.artifacts import artifact_file
-
     return artifact_file(home, artifact_id, name)

@@ -4,11 +4,19 @@ the validator really enforces.
 `JobSpec.model_json_schema()` alone shows the models' neutral defaults (warmup 0) while the 'style' preset
 applies 100, and the field bound `resolution >= 16` (kept for the tiny test model) while real models need
 256..2048. This schema is what `zlt schema`, `GET /v1/schema` and the MCP tools publish.
+
+`training.backend` is a plain string in the model (the backend registry sits a layer above the spec): its callers
+pass the registry's names (`zlt.backends.names()`), which the schema lists as the field's choices.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
+
+from zlt.spec.load import flatten, load_spec_data
+from zlt.spec.models import JobSpec
+from zlt.spec.presets import PRESETS
 
 DEFAULT_PRESET = "style"
 # Values that come from the spec's context, not from a preset.
@@ -17,9 +25,6 @@ _CONTEXT_FIELDS = {"name", "dataset.path"}
 
 def preset_values() -> dict[str, dict[str, Any]]:
     """preset name -> {leaf path: the value a spec that leaves it out gets}."""
-    from zlt.spec.load import flatten, load_spec_data
-    from zlt.spec.presets import PRESETS
-
     out = {}
     for name in PRESETS:
         loaded = load_spec_data({"preset": name, "dataset": {"path": "dataset"}}, source=f"preset {name}")
@@ -61,17 +66,23 @@ def _bounds(schema: dict[str, Any], defs: dict[str, Any]) -> None:
     warm["description"] = "Linear learning-rate warmup steps; must be less than training.max_steps."
 
 
-def agent_spec_schema(*, dataset_path: str | None = None, ref_template: str = "#/$defs/{model}") -> dict[str, Any]:
-    """JobSpec's schema with effective per-preset defaults and the enforced bounds.
+def _backend_choices(defs: dict[str, Any], names: Sequence[str]) -> None:
+    backend = defs["TrainingSpec"]["properties"]["backend"]
+    defs["TrainingSpec"]["properties"]["backend"] = dict(sorted({**backend, "enum": list(names)}.items()))
+
+
+def agent_spec_schema(backends: Sequence[str], *, dataset_path: str | None = None,
+                      ref_template: str = "#/$defs/{model}") -> dict[str, Any]:
+    """JobSpec's schema with effective per-preset defaults, the enforced bounds and `backends` (the registry's names)
+    as the choices of `training.backend`.
 
     `dataset_path` replaces the description of `dataset.path` (what a relative path means depends on the
     interface: the spec file's folder for the CLI, a data root over HTTP, the working folder of `zlt mcp`).
     """
-    from zlt.spec.models import JobSpec
-
     schema = JobSpec.model_json_schema(ref_template=ref_template)
     defs = schema.get("$defs", {})
     _bounds(schema, defs)
+    _backend_choices(defs, backends)
     _walk(schema, defs, "", preset_values())
     if dataset_path:
         defs["DatasetSpec"]["properties"]["path"]["description"] = dataset_path

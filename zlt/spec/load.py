@@ -7,13 +7,18 @@ import copy
 import difflib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+from pydantic import ValidationError
+
 from zlt.core.errors import BadInputError, FieldError, SpecError
-from zlt.spec.models import NAME_PATTERN, TINY_MODEL, TINY_MODEL_BACKENDS, JobSpec
+from zlt.spec.models import NAME_PATTERN, TINY_MODEL, JobSpec
 from zlt.spec.presets import PRESETS
+from zlt.spec.yaml_text import YamlTooLarge, load_yaml, parse_yaml, yaml_problem
 
 SOURCE_SPEC = "spec"
 SOURCE_SET = "--set"
@@ -63,9 +68,7 @@ def deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
 
 
 def parse_set(item: str) -> tuple[list[str], Any]:
-    """`training.max_steps=3000` -> (['training', 'max_steps'], 3000); the value is read as YAML."""
-    import yaml
-
+    """`training.max_steps=3000` -> (['training', 'max_steps'], 3000); the value is read as YAML (bounded)."""
     if "=" not in item:
         raise BadInputError(f"--set {item!r}: expected KEY=VALUE", hint="e.g. --set training.max_steps=3000")
     key, raw = item.split("=", 1)
@@ -73,7 +76,9 @@ def parse_set(item: str) -> tuple[list[str], Any]:
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", key):
         raise BadInputError(f"--set {item!r}: bad key {key!r}", hint="use dotted field names like dataset.resolution")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = load_yaml(raw) if raw.strip() else ""
+    except YamlTooLarge as e:
+        raise BadInputError(f"--set {key}: {yaml_problem(e)}", hint="write the value out, without aliases") from None
     except yaml.YAMLError:
         value = raw
     return key.split("."), value
@@ -96,30 +101,7 @@ def apply_sets(data: dict[str, Any], sets: list[str]) -> tuple[dict[str, Any], l
     return data, paths
 
 
-def _strict_loader():
-    """A safe YAML loader that refuses duplicate keys (PyYAML silently keeps the last one)."""
-    import yaml
-
-    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-    class StrictLoader(base):  # type: ignore[misc, valid-type]
-        def construct_mapping(self, node, deep=False):
-            seen: dict[Any, Any] = {}
-            for key_node, _ in node.value:
-                key = self.construct_object(key_node, deep=deep)
-                if key in seen:
-                    raise yaml.constructor.ConstructorError(
-                        None, None, f"duplicate key {key!r} (first at line {seen[key].line + 1})", key_node.start_mark
-                    )
-                seen[key] = key_node.start_mark
-            return super().construct_mapping(node, deep=deep)
-
-    return StrictLoader
-
-
 def read_spec_file(path: str | Path) -> dict[str, Any]:
-    import yaml
-
     p = Path(path)
     if not p.exists():
         raise BadInputError(f"{p}: spec file not found", hint="check the path, or run 'zlt init' to write one")
@@ -129,15 +111,16 @@ def read_spec_file(path: str | Path) -> dict[str, Any]:
         text = p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise BadInputError(f"{p}: cannot read spec ({e})", hint="save it as UTF-8 text") from None
-    try:
-        data = json.loads(text) if p.suffix.lower() == ".json" else yaml.load(text, Loader=_strict_loader())
-    except json.JSONDecodeError as e:
-        raise SpecError([FieldError("", f"invalid JSON at line {e.lineno} column {e.colno}: {e.msg}")], str(p)) from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or str(e)
-        raise SpecError([FieldError("", f"invalid YAML{where}: {problem}", "check indentation and quoting")], str(p)) from None
+    if p.suffix.lower() == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise SpecError([FieldError("", f"invalid JSON at line {e.lineno} column {e.colno}: {e.msg}")],
+                            str(p)) from None
+        except RecursionError:
+            raise SpecError([FieldError("", "invalid JSON: nested too deeply")], str(p)) from None
+    else:
+        data = parse_yaml(text, str(p))  # aliases bounded before anything is built (zlt/spec/yaml_text.py)
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -185,8 +168,12 @@ def _hint_for(err: dict[str, Any]) -> str:
     return ""
 
 
-def cross_checks(data: dict[str, Any]) -> list[FieldError]:
-    """Checks between fields, on the merged dict, so they are reported beside field errors."""
+Checks = Callable[[dict[str, Any]], list[FieldError]]
+
+
+def cross_checks(data: dict[str, Any], above: Checks | None = None) -> list[FieldError]:
+    """Checks between fields, on the merged dict, so they are reported beside field errors. `above`: checks a layer
+    above the spec makes (the backend registry's rules on training.backend), reported in their section's place."""
     errs: list[FieldError] = []
 
     def get(path: str, kind: type | tuple[type, ...] = (int, float)) -> Any:
@@ -223,12 +210,8 @@ def cross_checks(data: dict[str, Any]) -> list[FieldError]:
             errs.append(FieldError("dataset.resolution", f"{res} is not a multiple of 16", f"use {max(low, res // 16 * 16)}"))
         if not tiny and not 256 <= res <= 2048:
             errs.append(FieldError("dataset.resolution", f"{res} is outside 256..2048", "Z-Image trains at 512..1024"))
-    backend = get("training.backend", str)
-    if tiny and backend is not None and backend not in TINY_MODEL_BACKENDS:
-        errs.append(FieldError(
-            "training.backend", f"'{backend}' cannot train the tiny test model {TINY_MODEL}",
-            f"use backend {' or '.join(repr(b) for b in TINY_MODEL_BACKENDS)} or a real base model",
-        ))
+    if above is not None:
+        errs.extend(above(data))
     every = get("output.save.every", int)
     if every is not None and steps is not None and every > steps:
         errs.append(FieldError(
@@ -253,11 +236,9 @@ def _default_name(data: dict[str, Any]) -> str | None:
     return None
 
 
-def load_spec_data(
-    user: dict[str, Any], *, sets: list[str] | None = None, source: str = "<dict>", base_dir: Path | None = None
-) -> LoadedSpec:
-    """Validate a spec dict; every problem is reported at once in one SpecError."""
-    user, set_paths = apply_sets(user, sets or [])
+def _merge(user: dict[str, Any], sets: list[str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The spec dict with `--set` and its preset applied (not validated), and where each leaf came from."""
+    user, set_paths = apply_sets(user, sets)
     ev = user.get("eval")
     if isinstance(ev, dict) and isinstance(ev.get("early_stop"), bool):
         # `early_stop: true` is short for `{enable: true}`: expanded first, so --explain names the spec as its source
@@ -269,6 +250,23 @@ def load_spec_data(
     provenance: dict[str, str] = {p: f"preset:{preset_name}" for p in flatten(preset)}
     provenance.update({p: SOURCE_SPEC for p in flatten(user)})
     provenance.update({p: SOURCE_SET for p in set_paths})
+    return merged, provenance
+
+
+def merged_spec_data(user: dict[str, Any], sets: list[str] | None = None) -> dict[str, Any]:
+    """The spec dict a spec and its overrides resolve to before validation (preset applied): what checks made above
+    the spec layer (the backend registry's) read, so they judge the values load_spec_data validates."""
+    return _merge(user, sets or [])[0]
+
+
+def load_spec_data(
+    user: dict[str, Any], *, sets: list[str] | None = None, source: str = "<dict>", base_dir: Path | None = None,
+    checks: Checks | None = None,
+) -> LoadedSpec:
+    """Validate a spec dict; every problem is reported at once in one SpecError. `training.backend` is only checked to
+    be a string here: the backend registry sits a layer above, and the gate (zlt/flows/gate.py) passes its rules as
+    `checks`, run with the cross-checks."""
+    merged, provenance = _merge(user, sets or [])
 
     if "name" not in merged:
         derived = _default_name(merged)
@@ -291,8 +289,6 @@ def load_spec_data(
         if not local.is_absolute() and (base_dir / local).is_dir():
             models["clip"] = str((base_dir / local).resolve())
 
-    from pydantic import ValidationError
-
     errors: list[FieldError] = []
     spec = None
     try:
@@ -303,7 +299,7 @@ def load_spec_data(
             if err["type"] == "extra_forbidden":
                 msg = "unknown field"
             errors.append(FieldError(_loc_to_path(err["loc"]), msg, _hint_for(err)))
-    errors.extend(cross_checks(merged))
+    errors.extend(cross_checks(merged, checks))
     if errors or spec is None:
         raise SpecError(errors, source)
 
@@ -322,6 +318,4 @@ def load_spec(path: str | Path, sets: list[str] | None = None) -> LoadedSpec:
 
 def dump_spec_yaml(spec: JobSpec) -> str:
     """The resolved spec as YAML (what a job snapshots and an artifact keeps)."""
-    import yaml
-
     return yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False, allow_unicode=True, width=1000)

@@ -9,17 +9,15 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
-from zlt.core.constants import TINY_MODEL, TURBO_MODEL  # noqa: F401 - the spec names the models by these
+from zlt.core.constants import PICKLE_SUFFIXES, TINY_MODEL, TURBO_MODEL  # noqa: F401 - the spec names the models by these
+from zlt.core.errors import BadInputError
+from zlt.core.naming import parse_pattern
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 TURBO_ADAPTER_V2 = "ostris/zimage_turbo_training_adapter/zimage_turbo_training_adapter_v2.safetensors"
 
-Backend = Literal["ai-toolkit", "musubi", "lightning"]
-BACKENDS: tuple[str, ...] = ("ai-toolkit", "musubi", "lightning")
-# The backends that can train the tiny test model (Backend.trains_tiny_model; the spec sits below zlt.backends, so
-# it keeps the names and tests/unit/test_backends.py keeps them equal to the registry's)
-TINY_MODEL_BACKENDS: tuple[str, ...] = ("lightning",)
 Precision = Literal["fp16", "bf16", "fp32"]
 
 
@@ -57,11 +55,7 @@ class BaseModelSpec(Strict):
     @classmethod
     def _no_pickle(cls, value: str | None) -> str | None:
         # zlt never loads a pickle (.bin/.ckpt/.pt can run code when loaded), whoever wrote the spec.
-        from zlt.core.constants import PICKLE_SUFFIXES
-
         if value and value.lower().endswith(PICKLE_SUFFIXES):
-            from pydantic_core import PydanticCustomError
-
             raise PydanticCustomError("pickle", "{value} is a pickle file, which can run code when loaded; give a "
                                       ".safetensors file", {"value": repr(value)})
         return value
@@ -151,16 +145,17 @@ class SampleSpec(Strict):
     def _prompts_when_enabled(self) -> SampleSpec:
         # Every backend samples exactly the spec's prompts; none are made up.
         if self.enable and not [p for p in self.prompts if p.strip()]:
-            from pydantic_core import PydanticCustomError
-
             raise PydanticCustomError("no_prompts", "training.sample.prompts is empty while sampling is on; "
                                       "give at least one prompt, or set enable: false")
         return self
 
 
 class TrainingSpec(Strict):
-    backend: Backend = Field(
-        "lightning", description="Trainer: 'lightning' (built in), 'ai-toolkit' or 'musubi' (your checkout)."
+    # A name, not a Literal: the backend registry (zlt.backends, a layer above) is the one list of trainers; the gate
+    # (zlt/flows/gate.py) checks the name and the registry's rules, and `zlt schema` lists the names as an enum.
+    backend: str = Field(
+        "lightning", description="Trainer: 'lightning' (built in) or a trainer from your checkout; "
+        "`zlt schema` lists every name."
     )
     batch_size: int = Field(1, ge=1, le=64, description="Images per step per GPU.")
     gradient_accumulation: int = Field(1, ge=1, le=256, description="Steps accumulated before an update.")
@@ -252,14 +247,9 @@ class NamingSpec(Strict):
     @classmethod
     def _known_placeholders(cls, value: str) -> str:
         # Checked with the spec, not after the training when the artifact is named.
-        from zlt.core.errors import BadInputError
-        from zlt.core.naming import parse_pattern
-
         try:
             parse_pattern(value)
         except BadInputError as e:
-            from pydantic_core import PydanticCustomError
-
             text = e.message.removeprefix("output.naming.pattern: ") + (f" ({e.hint})" if e.hint else "")
             raise PydanticCustomError("naming_pattern", "{text}", {"text": text}) from None
         return value
@@ -316,8 +306,6 @@ class EvalSpec(Strict):
     def _every(cls, value: Any) -> Any:
         ok = value is None or value == "save" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1)
         if not ok:
-            from pydantic_core import PydanticCustomError
-
             raise PydanticCustomError("eval_every", "{value} is not a step count >= 1, 'save' (every checkpoint) or "
                                       "null (after training only)", {"value": repr(value)})
         return value

@@ -16,6 +16,9 @@ from zlt.core.errors import BadInputError
 from zlt.trainer.config import DataConfig
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+# The only decoders Pillow may try on a dataset file, whatever its name says (an EPS never reaches Ghostscript):
+# zlt.dataset.images.DATASET_FORMATS, repeated here because the trainer child imports only zlt.core and itself.
+IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "BMP")
 MAX_ASPECT = 4.0
 
 
@@ -94,7 +97,7 @@ def scan(cfg: DataConfig, divisor: int) -> list[ImageItem]:
     for p in sorted(q for q in root.iterdir() if q.suffix.lower() in IMAGE_EXTS and q.is_file()):
         data = p.read_bytes()
         try:
-            with Image.open(p) as im:
+            with Image.open(p, formats=IMAGE_FORMATS) as im:
                 im = _upright(im)
                 size = im.size
         except Exception as e:  # PIL raises many types for broken files
@@ -122,7 +125,7 @@ def load_pixels(item: ImageItem, flip: bool, jitter: int, seed: int):
     from PIL import Image, ImageEnhance
 
     bw, bh = item.bucket
-    with Image.open(item.path) as im:
+    with Image.open(item.path, formats=IMAGE_FORMATS) as im:
         im = _upright(im).convert("RGB")
         scale = max(bw / im.width, bh / im.height)
         rw, rh = max(bw, round(im.width * scale)), max(bh, round(im.height * scale))

@@ -117,7 +117,7 @@ def load_sampling_parts(model: ModelConfig) -> tuple[Any, Any]:
     kwargs = _from_pretrained_kwargs(model)
     try:
         vae = AutoencoderKL.from_pretrained(model.name, subfolder="vae", **kwargs)
-        sched = FlowMatchEulerDiscreteScheduler.from_pretrained(
+        sched = FlowMatchEulerDiscreteScheduler.from_pretrained(  # a scheduler has no weights: its JSON config only
             model.name, subfolder="scheduler", local_files_only=kwargs["local_files_only"])
     except (OSError, ValueError) as e:
         raise _load_error(model, "VAE", e) from e

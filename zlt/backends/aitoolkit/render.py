@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from zlt.profiles import HardwareProfile
-from zlt.render.base import RenderContext, RenderResult
+from zlt.render.base import FieldNote, RenderContext, RenderResult, about
 from zlt.render.common import (
     bucket_resolutions,
     compute_precision,
@@ -30,7 +30,7 @@ AITOOLKIT_SHIFT = 3.0
 PERFORMANCE_LOG_EVERY_DEBUG = 10
 
 
-def _optimizer(spec: JobSpec, warnings: list[str]) -> tuple[str, dict]:
+def _optimizer(spec: JobSpec, warnings: list[FieldNote]) -> tuple[str, dict]:
     """(train.optimizer, train.optimizer_params). ai-toolkit passes eps=1e-6 itself for AdamW and Prodigy."""
     tr = spec.training
     opt = tr.optimizer
@@ -44,7 +44,7 @@ def _optimizer(spec: JobSpec, warnings: list[str]) -> tuple[str, dict]:
     return "adafactor", {**params, "relative_step": False, "scale_parameter": False, "warmup_init": False}
 
 
-def _scheduler(spec: JobSpec, warnings: list[str]) -> tuple[str, dict]:
+def _scheduler(spec: JobSpec, warnings: list[FieldNote]) -> tuple[str, dict]:
     """toolkit/scheduler.py: cosine is torch CosineAnnealingLR(T_max=steps), linear is torch LinearLR(total_iters=
     steps) whose default start_factor 1/3 would make the LR rise; neither has a warmup."""
     tr = spec.training
@@ -54,7 +54,7 @@ def _scheduler(spec: JobSpec, warnings: list[str]) -> tuple[str, dict]:
         return "constant", {}
     if tr.warmup_steps:
         warnings.append(
-            f"training.warmup_steps: ai-toolkit's {tr.scheduler} schedule has no warmup; {tr.warmup_steps} ignored"
+            about("training.warmup_steps", f"ai-toolkit's {tr.scheduler} schedule has no warmup; {tr.warmup_steps} ignored")
         )
     if tr.scheduler == "linear":
         return "linear", {"start_factor": 1.0, "end_factor": 0.0}
@@ -74,21 +74,21 @@ def _levers(spec: JobSpec, profile: HardwareProfile) -> dict:
             "compile": spec.training.compile == "on"}
 
 
-def _model(spec: JobSpec, warnings: list[str]) -> tuple[str, str | None]:
+def _model(spec: JobSpec, warnings: list[FieldNote]) -> tuple[str, str | None]:
     if spec.model.base.source == "modelscope":
-        warnings.append("model.base.source: ai-toolkit downloads from the Hugging Face hub only; 'modelscope' "
-                        "is not used (hf-mirror.com works through HF_ENDPOINT)")
+        warnings.append(about("model.base.source", "ai-toolkit downloads from the Hugging Face hub only; 'modelscope' "
+                        "is not used (hf-mirror.com works through HF_ENDPOINT)"))
     return variant_model(spec)
 
 
-def _alpha(spec: JobSpec, warnings: list[str], notes: list[str]) -> int:
+def _alpha(spec: JobSpec, warnings: list[FieldNote], notes: list[FieldNote]) -> int:
     """toolkit/lora_special.py builds transformer LoRAs in peft format and sets alpha = rank ("no alpha for
     peft"), whatever linear_alpha says."""
     lora = spec.model.lora
     if lora.alpha != lora.rank:
-        warnings.append(f"model.lora.alpha: ai-toolkit trains Z-Image LoRAs with alpha = rank ({lora.rank}); "
-                        f"{lora.alpha:g} is not used (updates scale by 1, not {lora.alpha / lora.rank:g})")
-    notes.append(f"model.lora.alpha: trained with alpha {lora.rank} (= rank)")
+        warnings.append(about("model.lora.alpha", f"ai-toolkit trains Z-Image LoRAs with alpha = rank ({lora.rank}); "
+                        f"{lora.alpha:g} is not used (updates scale by 1, not {lora.alpha / lora.rank:g})"))
+    notes.append(about("model.lora.alpha", f"trained with alpha {lora.rank} (= rank)"))
     return lora.rank
 
 
@@ -97,22 +97,22 @@ def gradient_checkpointing_lever(profile: HardwareProfile) -> tuple[bool, str]:
 
 
 def render_aitoolkit(spec: JobSpec, profile: HardwareProfile, ctx: RenderContext) -> RenderResult:
-    warnings: list[str] = spec_warnings(spec, "ai-toolkit", multi_gpu=False, reads_weight_files=False)
-    notes: list[str] = []
+    warnings: list[FieldNote] = spec_warnings(spec, "ai-toolkit", multi_gpu=False, reads_weight_files=False)
+    notes: list[FieldNote] = []
     tr = spec.training
     ts = _TIMESTEPS[tr.timestep_type]
     if tr.timestep_shift != AITOOLKIT_SHIFT:
-        warnings.append(f"training.timestep_shift: ai-toolkit fixes the Z-Image shift at {AITOOLKIT_SHIFT:g} "
-                        f"(z_image.py scheduler_config); {tr.timestep_shift:g} is not used")
+        warnings.append(about("training.timestep_shift", f"ai-toolkit fixes the Z-Image shift at {AITOOLKIT_SHIFT:g} "
+                        f"(z_image.py scheduler_config); {tr.timestep_shift:g} is not used"))
     lr_scheduler, lr_params = _scheduler(spec, warnings)
     dtype = compute_precision(spec, profile, warnings)
     weight_dtype_note(spec, profile, dtype, "ai-toolkit loads the model in train.dtype", warnings)
     if spec.dataset.augment.color_jitter:
-        warnings.append("dataset.augment.color_jitter: not supported by ai-toolkit; ignored")
+        warnings.append(about("dataset.augment.color_jitter", "not supported by ai-toolkit; ignored"))
     if not spec.dataset.shuffle:
-        warnings.append("dataset.shuffle: ai-toolkit always shuffles; false ignored")
+        warnings.append(about("dataset.shuffle", "ai-toolkit always shuffles; false ignored"))
     gc, gc_why = resolve_gradient_checkpointing(spec, gradient_checkpointing_lever(profile))
-    notes.append(f"training.gradient_checkpointing: {'on' if gc else 'off'} ({gc_why})")
+    notes.append(about("training.gradient_checkpointing", f"{'on' if gc else 'off'} ({gc_why})"))
     model_path, extras = _model(spec, warnings)
     sample_steps, guidance = sample_steps_guidance(spec)
     optimizer, optimizer_params = _optimizer(spec, warnings)

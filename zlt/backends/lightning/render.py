@@ -7,7 +7,7 @@ from zlt.backends.lightning.memory import resolve_quantize, runtime_config, spee
 from zlt.core.errors import FieldError, SpecError
 from zlt.core.paths import cache_dir, zlt_home
 from zlt.profiles import HardwareProfile
-from zlt.render.base import RenderContext, RenderResult
+from zlt.render.base import FieldNote, RenderContext, RenderResult, about
 from zlt.render.common import (
     PRODIGY_EPS,
     compute_precision,
@@ -51,11 +51,11 @@ def _targets(spec: JobSpec) -> list[str]:
     return targets
 
 
-def _precision(spec: JobSpec, profile: HardwareProfile, runtime: RuntimeConfig, warnings: list[str]) -> tuple[str, str]:
+def _precision(spec: JobSpec, profile: HardwareProfile, runtime: RuntimeConfig, warnings: list[FieldNote]) -> tuple[str, str]:
     """(Fabric precision, base weight dtype)."""
     if runtime.accelerator == "cpu":
         if spec.training.mixed_precision not in ("fp32", "no") and not spec.is_tiny:
-            warnings.append("training.mixed_precision: the CPU trains in fp32 (32-true)")
+            warnings.append(about("training.mixed_precision", "the CPU trains in fp32 (32-true)"))
         return "32-true", "fp32"
     compute = compute_precision(spec, profile, warnings)
     weights = spec.model.base.precision
@@ -68,12 +68,12 @@ def _precision(spec: JobSpec, profile: HardwareProfile, runtime: RuntimeConfig, 
     return _FABRIC_PRECISION[compute], weights
 
 
-def _model_name(spec: JobSpec, warnings: list[str]) -> str:
+def _model_name(spec: JobSpec, warnings: list[FieldNote]) -> str:
     name, extras = variant_model(spec)
     if extras is not None:
-        warnings.append(f"model.base.variant: the built-in trainer loads every part from one repo; {name} has only "
+        warnings.append(about("model.base.variant", f"the built-in trainer loads every part from one repo; {name} has only "
                         f"the transformer (its VAE and text encoder are {extras}'s): give model.base.name a local "
-                        "diffusers folder that holds all of them")
+                        "diffusers folder that holds all of them"))
     return name
 
 
@@ -82,26 +82,28 @@ def gradient_checkpointing_lever(profile: HardwareProfile) -> tuple[bool, str]:
 
 
 def render_lightning(spec: JobSpec, profile: HardwareProfile, ctx: RenderContext, backend: Backend) -> RenderResult:
-    warnings: list[str] = spec_warnings(spec, "lightning", multi_gpu=True, reads_weight_files=False)
-    notes: list[str] = []
+    warnings: list[FieldNote] = spec_warnings(spec, "lightning", multi_gpu=True, reads_weight_files=False)
+    notes: list[FieldNote] = []
     tr, ds, base, lora = spec.training, spec.dataset, spec.model.base, spec.model.lora
     runtime = runtime_config(spec, profile)
     precision, weight_dtype = _precision(spec, profile, runtime, warnings)
     if spec.is_tiny:
-        warnings.append(TINY_LABEL)
+        warnings.append(FieldNote(TINY_LABEL))  # about the model as a whole, no one field
     float8, float8_source = resolve_quantize(spec, profile, backend)
     if float8 and base.quantize == "auto":
-        warnings.append(f"model.base.quantize auto: the built-in trainer stores the base in float8 ({float8_source})")
+        # filed under no field, as --explain always has: the speed note below says the same under model.base.quantize
+        warnings.append(FieldNote(f"model.base.quantize auto: the built-in trainer stores the base in float8 "
+                                  f"({float8_source})"))
     if tr.optimizer.use_8bit and tr.optimizer.type == "adamw" and runtime.accelerator == "cpu":
-        warnings.append("training.optimizer.use_8bit: AdamW 8-bit needs CUDA; the CPU run uses 32-bit AdamW")
+        warnings.append(about("training.optimizer.use_8bit", "AdamW 8-bit needs CUDA; the CPU run uses 32-bit AdamW"))
     eight_bit_note(spec, warnings)
     lr = optimizer_lr(spec, warnings)
     gc, gc_why = resolve_gradient_checkpointing(spec, gradient_checkpointing_lever(profile))
-    notes.append(f"training.gradient_checkpointing: {'on' if gc else 'off'} ({gc_why})")
-    notes += [f"{field}: {note}" for field, note in speed_notes(spec, profile, float8, float8_source, gc)]
+    notes.append(about("training.gradient_checkpointing", f"{'on' if gc else 'off'} ({gc_why})"))
+    notes += [about(field, note) for field, note in speed_notes(spec, profile, float8, float8_source, gc)]
     resolution = min(ds.resolution, profile.resolution_cap)
     if resolution < ds.resolution:
-        warnings.append(f"dataset.resolution: {ds.resolution} capped to {resolution} by profile {profile.name}")
+        warnings.append(about("dataset.resolution", f"{ds.resolution} capped to {resolution} by profile {profile.name}"))
     prompts = sample_prompts(spec) if tr.sample.enable else []
     sample_steps, guidance = sample_steps_guidance(spec)
     model_name = _model_name(spec, warnings) if not spec.is_tiny else base.name

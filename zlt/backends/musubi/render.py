@@ -11,7 +11,7 @@ from pathlib import Path
 from zlt.backends.musubi.adapter import CONVERTED_NAME, check_adapter_file
 from zlt.core.paths import cache_dir, zlt_home
 from zlt.profiles import HardwareProfile
-from zlt.render.base import RenderContext, RenderResult
+from zlt.render.base import FieldNote, RenderContext, RenderResult, about, about_parts
 from zlt.render.common import (
     BLOCKS,
     PRODIGY_EPS,
@@ -58,7 +58,7 @@ def _models_dir(ctx: RenderContext) -> Path:
     return zlt_home() / "models" / "z-image"
 
 
-def _weights(spec: JobSpec, ctx: RenderContext, warnings: list[str]) -> dict[str, str | None]:
+def _weights(spec: JobSpec, ctx: RenderContext, warnings: list[FieldNote]) -> dict[str, str | None]:
     base = spec.model.base
     root = _models_dir(ctx)
     out: dict[str, str | None] = {
@@ -70,26 +70,24 @@ def _weights(spec: JobSpec, ctx: RenderContext, warnings: list[str]) -> dict[str
     for k in missing:
         out[k] = str(root / defaults[k])
     if missing:
-        warnings.append(
-            f"model.base.{'/'.join(missing)}: musubi needs local weight files; using {root} "
-            "(set model.base.dit/vae/text_encoder to your files)"
-        )
+        warnings.append(about_parts("model.base", missing, f"musubi needs local weight files; using {root} "
+                                    "(set model.base.dit/vae/text_encoder to your files)"))
     if not base.dit and base.name not in OFFICIAL_NAMES:
-        warnings.append(f"model.base.name: musubi cannot load {base.name!r}; it trains the DiT file {out['dit']} "
-                        "(set model.base.dit)")
+        warnings.append(about("model.base.name", f"musubi cannot load {base.name!r}; it trains the DiT file {out['dit']} "
+                        "(set model.base.dit)"))
     if base.source not in ("huggingface", "local"):
-        warnings.append(f"model.base.source: musubi reads local weight files only; '{base.source}' is not used")
+        warnings.append(about("model.base.source", f"musubi reads local weight files only; '{base.source}' is not used"))
     adapter = spec.adapter_path()
     is_hub_file = bool(adapter) and adapter.count("/") == 2 and not adapter.startswith(("/", ".", "~"))
     if adapter and is_hub_file and not Path(adapter).exists():
         local = root / Path(adapter).name
-        warnings.append(f"model.base.training_adapter: musubi cannot download {adapter}; expecting it at {local}")
+        warnings.append(about("model.base.training_adapter", f"musubi cannot download {adapter}; expecting it at {local}"))
         adapter = str(local)
     out["adapter"] = adapter
     return out
 
 
-def _optimizer(spec: JobSpec, warnings: list[str]) -> tuple[str, list[str]]:
+def _optimizer(spec: JobSpec, warnings: list[FieldNote]) -> tuple[str, list[str]]:
     """(--optimizer_type, --optimizer_args). Values are Python literals: musubi reads them with ast.literal_eval."""
     tr = spec.training
     opt = tr.optimizer
@@ -125,43 +123,43 @@ def network_args(spec: JobSpec) -> list[str]:
     return [f"exclude_patterns={['.*']!r}", f"include_patterns={include!r}"]
 
 
-def _sampling(spec: JobSpec, res: int, ctx: RenderContext, warnings: list[str]) -> tuple[dict[str, str], list[str]]:
+def _sampling(spec: JobSpec, res: int, ctx: RenderContext, warnings: list[FieldNote]) -> tuple[dict[str, str], list[str]]:
     tr = spec.training
     if not tr.sample.enable:
         return {}, []
     steps, guidance = sample_steps_guidance(spec)
     if 0 < guidance <= 1:
-        warnings.append(f"training.sample.guidance_scale: musubi applies CFG only above 1.0; {guidance:g} samples "
-                        "without it")
+        warnings.append(about("training.sample.guidance_scale", f"musubi applies CFG only above 1.0; {guidance:g} samples "
+                        "without it"))
     if spec.adapter_path():
-        warnings.append("training.sample.enable: musubi merges the training adapter into the weights, so its samples are "
-                        "drawn with the adapter on (ai-toolkit and the built-in trainer switch it off)")
+        warnings.append(about("training.sample.enable", "musubi merges the training adapter into the weights, so its samples are "
+                        "drawn with the adapter on (ai-toolkit and the built-in trainer switch it off)"))
     prompts = [{"prompt": p, "width": res, "height": res, "sample_steps": steps, "cfg_scale": guidance,
                 "seed": tr.sample.seed + i, "negative_prompt": ""} for i, p in enumerate(sample_prompts(spec))]
     files = {SAMPLE_PROMPTS: json.dumps(prompts, indent=2, ensure_ascii=False) + "\n"}
     return files, ["--sample_prompts", ctx.config_path(SAMPLE_PROMPTS), "--sample_every_n_steps", str(tr.sample.every)]
 
 
-def _data_notes(spec: JobSpec, ctx: RenderContext, warnings: list[str], notes: list[str]) -> None:
+def _data_notes(spec: JobSpec, ctx: RenderContext, warnings: list[FieldNote], notes: list[FieldNote]) -> None:
     ds = spec.dataset
     if ds.augment.color_jitter:
-        warnings.append("dataset.augment.color_jitter: not supported by musubi-tuner; ignored")
+        warnings.append(about("dataset.augment.color_jitter", "not supported by musubi-tuner; ignored"))
     if ds.augment.horizontal_flip:
         # musubi has no flip; like ai-toolkit's flip_x and the built-in trainer, each epoch sees both copies
         if ctx.dataset_dir is None:
-            warnings.append("dataset.augment.horizontal_flip: musubi cannot flip; run through zlt train/submit, "
-                            "whose dataset prepare writes a mirrored copy of every image (musubi alone trains none)")
+            warnings.append(about("dataset.augment.horizontal_flip", "musubi cannot flip; run through zlt train/submit, "
+                            "whose dataset prepare writes a mirrored copy of every image (musubi alone trains none)"))
         else:
-            notes.append("dataset.augment.horizontal_flip: the prepared folder holds a mirrored copy of every image")
+            notes.append(about("dataset.augment.horizontal_flip", "the prepared folder holds a mirrored copy of every image"))
     if ds.caption.dropout:
-        warnings.append(f"dataset.caption.dropout: musubi trains on cached text-encoder outputs and has no caption "
-                        f"dropout; {ds.caption.dropout:g} ignored")
+        warnings.append(about("dataset.caption.dropout", f"musubi trains on cached text-encoder outputs and has no caption "
+                        f"dropout; {ds.caption.dropout:g} ignored"))
     if not ds.shuffle:
-        warnings.append("dataset.shuffle: musubi always shuffles; false ignored")
+        warnings.append(about("dataset.shuffle", "musubi always shuffles; false ignored"))
 
 
 def _pre_steps(spec: JobSpec, ctx: RenderContext, w: dict[str, str | None], fp8_llm: bool,
-               notes: list[str]) -> tuple[list[list[str]], list[str], list[str]]:
+               notes: list[FieldNote]) -> tuple[list[list[str]], list[str], list[str]]:
     """(argv, step names, the train step's adapter args) of the steps before training."""
     py, dcfg = ctx.python, ctx.config_path(DATASET_TOML)
     argv: list[list[str]] = []
@@ -177,7 +175,7 @@ def _pre_steps(spec: JobSpec, ctx: RenderContext, w: dict[str, str | None], fp8_
                      "--out", converted])
         steps.append("convert_adapter")
         adapter_args = ["--base_weights", converted, "--base_weights_multiplier", "1.0"]
-        notes.append(f"model.base.training_adapter: converted to musubi's lora_unet_* keys before training ({converted})")
+        notes.append(about("model.base.training_adapter", f"converted to musubi's lora_unet_* keys before training ({converted})"))
     argv.append([py, f"{SCRIPTS}/zimage_cache_latents.py", "--dataset_config", dcfg, "--vae", str(w["vae"]),
                  "--skip_existing"])
     cache_te = [py, f"{SCRIPTS}/zimage_cache_text_encoder_outputs.py", "--dataset_config", dcfg,
@@ -194,8 +192,8 @@ def gradient_checkpointing_lever(profile: HardwareProfile) -> tuple[bool, str]:
 
 
 def render_musubi(spec: JobSpec, profile: HardwareProfile, ctx: RenderContext) -> RenderResult:
-    warnings: list[str] = spec_warnings(spec, "musubi", multi_gpu=False, reads_weight_files=True)
-    notes: list[str] = []
+    warnings: list[FieldNote] = spec_warnings(spec, "musubi", multi_gpu=False, reads_weight_files=True)
+    notes: list[FieldNote] = []
     tr = spec.training
     lev = profile.musubi
     mode = spec.model.base.quantize
@@ -219,23 +217,23 @@ def render_musubi(spec: JobSpec, profile: HardwareProfile, ctx: RenderContext) -
     )
     _data_notes(spec, ctx, warnings, notes)
     if "adaLN_modulation.0" in target_children(spec):
-        notes.append("model.lora.target_modules: adaLN_modulation is included explicitly (lora_zimage.py excludes "
-                     "modulation by default)")
+        notes.append(about("model.lora.target_modules", "adaLN_modulation is included explicitly (lora_zimage.py excludes "
+                     "modulation by default)"))
 
     w = _weights(spec, ctx, warnings)
     argv, steps, adapter_args = _pre_steps(spec, ctx, w, fp8_llm, notes)
 
     ts = _TIMESTEPS.get(tr.timestep_type)
     if ts is None:
-        warnings.append(f"training.timestep_type: musubi has no '{tr.timestep_type}'; using 'shift' "
-                        f"(shift {tr.timestep_shift:g})")
+        warnings.append(about("training.timestep_type", f"musubi has no '{tr.timestep_type}'; using 'shift' "
+                        f"(shift {tr.timestep_shift:g})"))
         ts = "shift"
     if tr.content_or_style != "balanced":
-        warnings.append(f"training.content_or_style: musubi has no timestep bias; '{tr.content_or_style}' ignored")
+        warnings.append(about("training.content_or_style", f"musubi has no timestep bias; '{tr.content_or_style}' ignored"))
     opt_type, opt_args = _optimizer(spec, warnings)
     lr = optimizer_lr(spec, warnings)
     gc, gc_why = resolve_gradient_checkpointing(spec, gradient_checkpointing_lever(profile))
-    notes.append(f"training.gradient_checkpointing: {'on' if gc else 'off'} ({gc_why})")
+    notes.append(about("training.gradient_checkpointing", f"{'on' if gc else 'off'} ({gc_why})"))
     # musubi's step counter restarts at 0 on --resume while the scheduler state comes back: train what is left
     steps_left = max(tr.max_steps - ctx.resume_step, 1)
     every, keep = spec.output.save.every, spec.output.save.keep
