@@ -5,7 +5,8 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 TORCH  ?= torch==2.13.0
 PYTEST_ARGS ?=
-# Two test processes (pytest-xdist): the suite is mostly waiting on subprocesses, and CI has 2 cores.
+# Two test processes (pytest-xdist, work stealing so the long end-to-end tests do not queue behind one worker):
+# the suite mostly waits on subprocesses, and CI has 2 cores.
 PYTEST_WORKERS ?= 2
 
 .PHONY: demo test pg-server lint bench clean-venv
@@ -43,7 +44,7 @@ pg-server:
 
 ## The whole test suite (what CI runs), on SQLite and on PostgreSQL.
 test: $(VENV)/.stamp-dev pg-server
-	$(PY) -m pytest -q -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 lint: $(VENV)/.stamp-dev
 	$(VENV)/bin/ruff check zlt tests bench examples

@@ -132,3 +132,19 @@ def test_no_orphans_after_a_stop():
 def test_missing_program_raises_oserror(tmp_path):
     with pytest.raises(OSError):
         supervise([str(tmp_path / "nope")], on_lines=lambda ls, s: None)
+
+
+def test_a_trainer_can_be_stopped_with_sigint_even_when_zlt_ignores_it():
+    """zlt started as a shell's background job (SIGINT ignored, and inherited across exec) still stops its
+    trainer gracefully: the child gets SIGINT back at its default."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signal handlers are set from the main thread only")
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        res, lines, _ = run(WAIT_FOR_SIGNAL.format(setup=""), control=StopControl(stop=stop_after(1.0)), grace_s=5)
+    finally:
+        signal.signal(signal.SIGINT, before)
+    assert res.signals == ["SIGINT"] and res.returncode == 0
+    assert ("stdout", "got SIGINT") in lines

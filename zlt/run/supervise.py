@@ -10,14 +10,20 @@ ladder, and no process left behind.
   success, so the result records that zlt asked for the stop.
 - At the end every process of the group, and every descendant seen while running (even one that
   left the group with setsid), is terminated.
+- A zlt started with SIGINT ignored (a shell's background job, `nohup`) would hand that on to the trainer, which
+  then sleeps through the graceful stop: the child is started through `DEFAULT_SIGINT`, which puts SIGINT back to
+  its default before it execs the trainer (same pid, same argv).
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import selectors
+import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -28,6 +34,21 @@ from typing import BinaryIO
 from zlt.run.lines import LineSplitter
 
 READ_SIZE = 1 << 16
+# exec the program argv[1] as argv[2:] with SIGINT at its default (ignored dispositions survive exec)
+DEFAULT_SIGINT = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+                  "os.execv(sys.argv[1], sys.argv[2:])")
+
+
+def with_default_sigint(argv: Sequence[str], env: dict[str, str] | None = None) -> list[str]:
+    """argv, started so the trainer can be stopped with SIGINT even when this process ignores it. A program that
+    is not there raises FileNotFoundError here, as Popen would."""
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        return list(argv)
+    program = argv[0]
+    found = program if os.sep in program else shutil.which(program, path=(env or os.environ).get("PATH"))
+    if not found or not os.access(found, os.X_OK) or os.path.isdir(found):
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
+    return [sys.executable, "-c", DEFAULT_SIGINT, found, *argv]
 TICK_S = 0.1
 DRAIN_AFTER_EXIT_S = 1.0
 SWEEP_WAIT_S = 3.0
@@ -222,7 +243,7 @@ def supervise(
     control = control or StopControl()
     t0 = time.monotonic()
     proc = subprocess.Popen(
-        list(argv), cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        with_default_sigint(argv, env), cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, start_new_session=True, bufsize=0,
     )
     result = ProcessResult(pid=proc.pid, returncode=None)
