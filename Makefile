@@ -6,7 +6,8 @@ PIP    := $(PY) -m pip
 TORCH  ?= torch==2.13.0
 PYTEST_ARGS ?=
 # Two test processes (pytest-xdist, work stealing so the long end-to-end tests do not queue behind one worker):
-# the suite mostly waits on subprocesses, and CI has 2 cores.
+# the suite mostly waits on subprocesses, and CI has 2 cores. Tests marked `serial` (stop ladders, cancels that
+# land mid-step, evaluation threads racing the trainer) run alone afterwards, on an otherwise idle machine.
 PYTEST_WORKERS ?= 2
 
 .PHONY: demo test pg-server lint bench clean-venv
@@ -44,7 +45,8 @@ pg-server:
 
 ## The whole test suite (what CI runs), on SQLite and on PostgreSQL.
 test: $(VENV)/.stamp-dev pg-server
-	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist worksteal -m "not serial" $(PYTEST_ARGS)
+	$(PY) -m pytest -q -m serial $(PYTEST_ARGS)
 
 lint: $(VENV)/.stamp-dev
 	$(VENV)/bin/ruff check zlt tests bench examples

@@ -14,7 +14,7 @@ import pytest
 
 from tests.integration.test_train_helpers import of_type, read_json, run_train, train_argv, write_spec
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.serial]  # cancels land mid-step: timing matters
 NEEDS_ACCELERATE = pytest.mark.skipif(importlib.util.find_spec("accelerate") is None,
                                       reason="the rendered musubi train step runs `python -m accelerate.commands.launch`")
 

@@ -20,6 +20,7 @@ from zlt.spec import load_spec
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.serial,  # a thread scores checkpoints while the trainer runs: timing matters
     pytest.mark.train,
     pytest.mark.skipif(importlib.util.find_spec("diffusers") is None, reason="needs the [train] extra"),
 ]

@@ -13,6 +13,7 @@ from tests.integration.test_train_helpers import make_dataset, of_type, run_trai
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.serial,  # a thread scores checkpoints while the trainer runs: timing matters
     pytest.mark.train,
     pytest.mark.skipif(importlib.util.find_spec("diffusers") is None, reason="needs the [train] extra"),
 ]

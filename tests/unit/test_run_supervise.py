@@ -12,6 +12,7 @@ import pytest
 from zlt.run.supervise import StopControl, supervise
 
 PY = sys.executable
+pytestmark = pytest.mark.serial  # grace periods of a fraction of a second: timing matters
 
 
 def run(code, **kw):
