@@ -96,7 +96,9 @@ class LiveEvaluator:
         with self._cond:
             if self._closing or self.failed or (self.decision is not None and self.decision.stop):
                 return
-            for c in sorted((c for c in checkpoints if c.valid and not c.final and c.step), key=lambda c: c.step):
+            last = self.spec.training.max_steps  # the final weights: the evaluation after training scores them
+            due = (c for c in checkpoints if c.valid and not c.final and c.step and int(c.step) < last)
+            for c in sorted(due, key=lambda c: c.step):
                 bucket = int(c.step) // self.every
                 if bucket > self._bucket:
                     self._bucket = bucket
