@@ -1,6 +1,7 @@
 import pytest
 
-from zlt.core.events import FAILURE_CAUSES, Error
+from zlt.core.causes import FAILURE_CAUSES
+from zlt.core.events import Error
 from zlt.run.classify import classify
 from zlt.run.interpret import RunFacts
 
@@ -93,7 +94,7 @@ def test_log_tail_folds_bar_redraws():
 
 
 def test_input_errors_are_not_worth_retrying():
-    from zlt.run.classify import is_input_error
+    from zlt.core.causes import is_input_error
 
     assert all(is_input_error(c) for c in ("bad_input", "model_missing", "bad_config", "dataset"))
     assert not any(is_input_error(c) for c in ("unknown", "cuda_oom", "host_oom", "model_download", "diverged", None))

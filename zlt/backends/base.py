@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 from zlt.core.events import Event
 from zlt.profiles import HardwareProfile
 from zlt.render.base import RenderContext, RenderResult
+from zlt.render.common import resolve_gradient_checkpointing
 from zlt.spec.models import JobSpec
 
 LineParser = Callable[[str], "Event | None"]
@@ -76,10 +77,7 @@ class Backend:
 
     def gradient_checkpointing(self, spec: JobSpec, profile: HardwareProfile) -> tuple[bool, str]:
         """(on, why). A value in the spec always wins; unset (null), the profile's lever for the backend decides."""
-        set_value = spec.training.gradient_checkpointing
-        if set_value is not None:
-            return set_value, "set in the spec"
-        return self.gradient_checkpointing_lever(profile)
+        return resolve_gradient_checkpointing(spec, self.gradient_checkpointing_lever(profile))
 
     def parity(self) -> dict[str, Any]:
         """What each spec field becomes on this backend (`zlt.backends.carried.Carried` per leaf field, beyond the

@@ -14,8 +14,6 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import IO, Any, ClassVar
 
-from zlt.core.causes import FAILURE_CAUSES  # noqa: F401 - re-exported: the event schema names its causes
-
 PHASES = (
     "preflight", "preparing_dataset", "rendering", "loading_model", "quantizing", "caching_latents",
     "caching_text", "training", "sampling", "saving", "collecting", "evaluating",

@@ -16,10 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from zlt.core.constants import PICKLE_SUFFIXES  # noqa: F401 - re-exported
 from zlt.core.errors import BadInputError
 from zlt.core.fsutil import atomic_write_bytes
-from zlt.core.safetensors_guard import ensure_safetensors_path  # noqa: F401 - re-exported
+from zlt.core.safetensors_guard import ensure_safetensors_path
 
 if TYPE_CHECKING:
     import numpy as np

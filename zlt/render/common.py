@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from zlt.core.constants import TURBO_MODEL
 from zlt.profiles import HardwareProfile
 from zlt.render.base import FieldNote, about, about_parts
-from zlt.spec.models import TURBO_MODEL, JobSpec
+from zlt.spec.models import JobSpec
 
 BUCKETS = (512, 768, 1024, 1280, 1536, 2048)
 

@@ -5,7 +5,7 @@ output says (CUDA OOM, host OOM kill, a model file that is not there, a bad inpu
 failed download, a rejected config), then the exit code. Anything else is `unknown`, reported with the last 40
 log lines.
 
-Input errors (`is_input_error`) fail the same way however often they run: a retry cannot help.
+Input errors (`zlt.core.causes.is_input_error`) fail the same way however often they run: a retry cannot help.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import signal
 from dataclasses import dataclass, field
 from typing import Any
 
-from zlt.core.causes import INPUT_ERROR_CAUSES, is_input_error  # noqa: F401 - the one vocabulary
 from zlt.run.interpret import RunFacts
 from zlt.run.parse_common import is_cuda_oom
 

@@ -1,6 +1,6 @@
 """The job spec: models, presets, loading with provenance."""
 
 from zlt.spec.load import LoadedSpec, dump_spec_yaml, load_spec, load_spec_data
-from zlt.spec.models import TINY_MODEL, JobSpec
+from zlt.spec.models import JobSpec
 
-__all__ = ["TINY_MODEL", "JobSpec", "LoadedSpec", "dump_spec_yaml", "load_spec", "load_spec_data"]
+__all__ = ["JobSpec", "LoadedSpec", "dump_spec_yaml", "load_spec", "load_spec_data"]

@@ -15,8 +15,9 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from zlt.core.constants import TINY_MODEL
 from zlt.core.errors import BadInputError, FieldError, SpecError
-from zlt.spec.models import NAME_PATTERN, TINY_MODEL, JobSpec
+from zlt.spec.models import NAME_PATTERN, JobSpec
 from zlt.spec.presets import PRESETS
 from zlt.spec.yaml_text import YamlTooLarge, load_yaml, parse_yaml, yaml_problem
 

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from zlt.core.constants import PICKLE_SUFFIXES, TINY_MODEL, TURBO_MODEL  # noqa: F401 - the spec names the models by these
+from zlt.core.constants import PICKLE_SUFFIXES, TINY_MODEL, TURBO_MODEL
 from zlt.core.errors import BadInputError
 from zlt.core.naming import parse_pattern
 
