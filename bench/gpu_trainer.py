@@ -199,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
                            "compile": compiled, "gradient_checkpointing": gc, "resolution": res, **r, "mfu": mfu,
                            "estimate_gib": est}
                     rows.append(row)
+                    if args.json:  # every finished row is on disk at once: a run stopped by a time budget keeps them
+                        args.json.write_text(json.dumps(rows, indent=2))
                     fmt = lambda v, f: "-" if v is None else format(v, f)  # noqa: E731
                     print(f"{row['base']:<7}{'on' if compiled else 'off':<9}{'on' if gc else 'off':<6}{res:>6}"
                           f"{r['it_s']:>9.2f}{fmt(r['peak_gib'], '.2f'):>10}{fmt(est, '.2f'):>9}"

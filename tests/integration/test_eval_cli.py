@@ -45,6 +45,9 @@ def test_eval_scores_every_checkpoint_and_the_base_and_records_the_best(setup, z
     assert report["settings"]["prompts_plain"] == ["a lighthouse at dusk", "a red fox in snow"]
     best = report["best"]["step"]
     assert best in (250, 500, 750, 1000) and report["best"]["reason"].startswith(f"step {best}")
+    assert isinstance(report["best"]["distinguishable_from_base"], bool) and "targets" not in report
+    assert all(row["spread"]["style_similarity"]["n"] == 4 for row in report["checkpoints"])
+    assert report["inference"]["dtype"] == report["settings"]["precision"] == "fp32"  # what ran, not the spec's
 
     folder = Path(report["eval_dir"]).parent
     from PIL import Image
@@ -91,6 +94,11 @@ def test_a_missing_metric_model_is_exit_3_with_the_fix(setup, tmp_path: Path):
     assert "HF_HUB_OFFLINE" in err["message"] and "hf download openai/clip-vit-large-patch14" in err["hint"]
     r = run_zlt("eval", art, "--clip", str(tmp_path / "no-such-clip"))
     assert r.returncode == 3 and "no such folder" in r.stderr and "hint:" in r.stderr
+
+
+def test_help_shows_the_trigger_marker_as_typed():
+    r = run_zlt("eval", "--help")
+    assert r.returncode == 0 and "'[trigger]'" in r.stdout and "\\[" not in r.stdout
 
 
 def test_export_best_before_any_evaluation_is_exit_2(setup):

@@ -68,6 +68,11 @@ def test_unknown_artifact_and_missing_checkpoint_exit_2(art, zlt_home):
     assert r.returncode == 2
     err = json.loads(r.stdout)
     assert err["message"].startswith("generate.checkpoint: ") and "250, 500, 750" in err["hint"]
+    # --checkpoint takes 'best' as well as a step (the CLI door, like LoraUse); before any evaluation it says so
+    r = run_zlt("generate", art, "-p", "x", "--checkpoint", "best", "--json")
+    assert r.returncode == 2 and "evaluat" in r.stdout, r.stdout + r.stderr
+    r = run_zlt("generate", art, "-p", "x", "--checkpoint", "soon", "--json")
+    assert r.returncode == 2 and "'soon' is not a step number" in r.stdout, r.stdout + r.stderr
     r = run_zlt("generate", art, "-p", "x", "--size", "100x20")
     assert r.returncode == 2 and "generate.width: 100 is not a multiple of 16" in r.stderr
     assert _generations(zlt_home, art) == []

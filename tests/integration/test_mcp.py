@@ -15,9 +15,9 @@ pytest.importorskip("mcp")
 
 pytestmark = [pytest.mark.slow, pytest.mark.serve]
 
-TOOLS = {"validate_spec", "render_config", "submit_lora_job", "get_job_status", "list_jobs", "cancel_job",
-         "list_artifacts", "retry_job", "get_job_events", "get_artifact", "generate", "style_transfer", "get_generation",
-         "evaluate", "get_eval_report", "retrain_lora"}
+TOOLS = {"get_spec_schema", "validate_spec", "render_config", "submit_lora_job", "get_job_status", "list_jobs",
+         "cancel_job", "list_artifacts", "retry_job", "get_job_events", "get_artifact", "generate", "style_transfer",
+         "get_generation", "evaluate", "get_eval_report", "retrain_lora", "caption_dataset"}
 
 
 def make_images(folder: Path) -> Path:
@@ -70,7 +70,7 @@ def test_an_sdk_client_lists_the_tools_and_runs_submit_then_status(zlt_home: Pat
 
     by_name = {t.name: t for t in listed.tools}
     assert set(by_name) == TOOLS
-    assert by_name["submit_lora_job"].input_schema["properties"]["spec"]["$ref"] == "#/$defs/JobSpec"
+    assert "dataset" in by_name["submit_lora_job"].input_schema["properties"]["spec"]["properties"]
     assert outside_root.is_error
     assert outside_root.structured_content["errors"][0]["path"] == "dataset.path"
     assert not submitted.is_error, submitted.content

@@ -107,18 +107,19 @@ def test_retrain_versions_lineage_and_rollback_with_ai_toolkit(tmp_path: Path):
 
     # promote / resolve / rollback / rm
     assert run_zlt("artifacts", "resolve", "wc").stdout.strip().endswith("_wc_v3")  # never promoted: the newest
-    _json(run_zlt("artifacts", "promote", "wc@v1", "--json"))
-    assert run_zlt("artifacts", "resolve", "wc").stdout.strip().endswith("_wc_v1")
-    refused = run_zlt("artifacts", "rm", v1["artifact_id"], "--yes")
+    _json(run_zlt("artifacts", "promote", "wc@v0", "--json"))  # the oldest version
+    assert run_zlt("artifacts", "resolve", "wc").stdout.strip().endswith("_wc_v0")
+    refused = run_zlt("artifacts", "rm", v0["artifact_id"], "--yes")
     assert refused.returncode == 2 and "current version" in refused.stderr and "--force" in refused.stderr
-    back = _json(run_zlt("artifacts", "rollback", "wc", "--json"))
-    assert back["current"] == v0["artifact_id"] and back["previous"] == v1["artifact_id"]
+    assert "'zlt artifacts rollback wc' makes" in refused.stderr  # a hint that works
+    back = _json(run_zlt("artifacts", "rollback", "wc", "--json"))  # undoes the promotion: the newest again
+    assert back["current"].endswith("_wc_v3") and back["previous"] == v0["artifact_id"]
     resolved = _json(run_zlt("artifacts", "resolve", "wc", "--json"))
-    assert resolved["id"] == v0["artifact_id"] and Path(resolved["lora"]).is_file()
+    assert resolved["id"] == back["current"] and Path(resolved["lora"]).is_file()
     hist = _json(run_zlt("artifacts", "history", "wc", "--json"))["history"]
     assert [h["action"] for h in hist] == ["promote", "rollback"]
     listed = run_zlt("artifacts", "list", "--style", "wc")
-    assert listed.returncode == 0 and f"* v0   {v0['artifact_id']}" in listed.stdout
+    assert listed.returncode == 0 and f"* v3   {back['current']}" in listed.stdout
 
 
 @pytest.mark.skipif(importlib.util.find_spec("accelerate") is None,

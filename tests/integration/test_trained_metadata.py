@@ -14,6 +14,7 @@ import yaml
 
 from tests.integration.test_train_helpers import make_dataset, read_json, run_train, write_spec
 from zlt.artifacts.trained import target_name
+from zlt.core.units import rate_text
 from zlt.lora.convert import read_lora
 from zlt.lora.safetensors_io import read_header
 
@@ -63,7 +64,7 @@ def test_ai_toolkit_alpha_is_what_it_trained(tmp_path):
     result = read_json(tmp_path / "job" / "result.json")
     assert (result["first_loss"], result["last_loss"]) == (curve["loss"][0], curve["loss"][-1]) == (
         meta["curve_summary"]["first_loss"], meta["final_loss"])
-    assert meta["it_s"] == result["it_s"] and f"{result['it_s']:.3g} it/s average" in events[-1]["message"]
+    assert meta["it_s"] == result["it_s"] and f"{rate_text(result['it_s'])} average" in events[-1]["message"]
 
 
 @pytest.mark.skipif(importlib.util.find_spec("accelerate") is None, reason="musubi's train step runs accelerate")

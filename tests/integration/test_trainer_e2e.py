@@ -155,7 +155,8 @@ def test_stop_at_10_and_retry_equals_uninterrupted(full_run, root: Path, data: P
     rc, first, stderr = run_trainer(write_config(root, data, "split", training={"stop_after_step": 10}))
     assert rc == 0, stderr
     assert [e["step"] for e in first if e["type"] == "progress"][-1] == 10
-    assert any(e["type"] == "warning" and "stopped at step 10/20" in e["message"] for e in first)
+    stop = next(e["message"] for e in first if e["type"] == "warning" and "stopped at step 10/20" in e["message"])
+    assert stop.endswith("checkpoint and resume state saved")  # no bare "retry to continue": the runner names it
     rc, second, stderr = run_trainer(write_config(root, data, "split", output={"resume": True}))
     assert rc == 0, stderr
     resumed = [e for e in second if e["type"] == "resumed"]

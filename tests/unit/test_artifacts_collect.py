@@ -95,6 +95,7 @@ def test_training_meta(tmp_path, zlt_home):
     assert meta["backend"]["name"] == "ai-toolkit" and meta["backend"]["version"] == "ai-toolkit@0123abc"
     assert meta["gpu"] == {"name": "NVIDIA GeForce RTX 4090", "peak_vram_gb": 21.5}
     assert meta["dataset"]["dataset_sha256"] == "d" * 64 and meta["dataset"]["num_images"] == 12
+    assert meta["dataset"]["skipped"] == [{"file": "bad.png", "reason": "corrupt"}]  # what prepare left out
     assert meta["curve"]["source"] == "loss_log.db" and len(meta["curve"]["steps"]) == 1000
     assert meta["final_loss"] == pytest.approx(0.5 / 11) and meta["it_s"] == 1.0  # loss_log.db wall_time: 1 s/step
     assert meta["zlt_version"]

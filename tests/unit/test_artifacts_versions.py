@@ -96,13 +96,16 @@ def test_promote_resolve_rollback_round_trip(tmp_path, zlt_home):
     assert resolve_folder(zlt_home, ids[2]).name == ids[2]
     folder = resolve_folder(zlt_home, ids[2])
     assert resolve_folder(zlt_home, str(folder)) == folder
-    back = rollback(zlt_home, "watercolor")
-    assert (back["current"], back["previous"]) == (ids[0], ids[1])
-    assert resolve_folder(zlt_home, "watercolor").name == ids[0]
-    with pytest.raises(BadInputError, match="oldest version"):
+    promote(zlt_home, ids[0])
+    back = rollback(zlt_home, "watercolor")  # undoes the last promotion: back to what was current before it
+    assert (back["current"], back["previous"]) == (ids[1], ids[0])
+    back = rollback(zlt_home, "watercolor")  # before the first promotion the style resolved to its newest
+    assert (back["current"], back["previous"]) == (ids[2], ids[1])
+    assert resolve_folder(zlt_home, "watercolor").name == ids[2]
+    with pytest.raises(BadInputError, match="nothing to roll back to"):
         rollback(zlt_home, "watercolor")
     assert [(h["action"], h["artifact_id"]) for h in history(zlt_home, "watercolor")] == [
-        ("promote", ids[1]), ("rollback", ids[0])]
+        ("promote", ids[1]), ("promote", ids[0]), ("rollback", ids[1]), ("rollback", ids[2])]
     assert all(Path(resolve_folder(zlt_home, i)).is_dir() for i in ids)  # nothing deleted
     with pytest.raises(NotFoundError):
         resolve_folder(zlt_home, "watercolor@v9")
@@ -113,6 +116,20 @@ def test_promote_resolve_rollback_round_trip(tmp_path, zlt_home):
 def test_rollback_of_a_never_promoted_style_steps_back_from_the_newest(tmp_path, zlt_home):
     ids = [collect_artifact(_job(tmp_path, n), home=zlt_home).id for n in range(2)]
     assert rollback(zlt_home, "watercolor")["current"] == ids[0]
+
+
+def test_promoting_the_oldest_then_rollback_undoes_it_and_rm_hints_only_what_works(tmp_path, zlt_home):
+    ids = [collect_artifact(_job(tmp_path, n), home=zlt_home).id for n in range(2)]
+    promote(zlt_home, ids[0])  # the oldest version
+    with pytest.raises(BadInputError, match="current version") as exc:
+        remove_artifact(zlt_home, ids[0])
+    assert f"'zlt artifacts rollback watercolor' makes {ids[1]} current" in exc.value.hint
+    assert rollback(zlt_home, "watercolor")["current"] == ids[1]  # the promotion undone, not "oldest version"
+    promote(zlt_home, ids[0])
+    remove_artifact(zlt_home, ids[1])  # not current: fine; now nothing is left to roll back to
+    with pytest.raises(BadInputError) as exc:
+        remove_artifact(zlt_home, ids[0])
+    assert exc.value.hint == "it is the only version of style 'watercolor': pass --force to delete it"
 
 
 @pytest.mark.usefixtures("dialect")

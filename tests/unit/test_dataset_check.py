@@ -54,7 +54,9 @@ def test_every_finding_of_the_mixed_folder(mixed_report) -> None:
     got = {(f.severity, f.code, f.file) for f in mixed_report.findings}
     assert got == EXPECTED_MIXED
     assert len(mixed_report.findings) == len(EXPECTED_MIXED)
-    assert mixed_report.has_errors
+    # the four broken images are errors prepare skips: not blocking unless dataset.strict
+    assert not mixed_report.has_errors
+    assert sorted(mixed_report.skipped_files()) == ["bomb.png", "broken.jpg", "crc.png", "empty.png"]
     for f in mixed_report.findings:  # severity always follows the code table, and errors say what to do
         assert CODES[f.code][0] == f.severity
         assert f.message
@@ -120,7 +122,8 @@ def test_per_image_records(mixed_report) -> None:
 
 def test_json_report_is_complete_and_serialisable(mixed_report) -> None:
     d = json.loads(json.dumps(mixed_report.to_dict()))
-    assert d["ok"] is False
+    assert d["ok"] is True and d["strict"] is False  # the broken images are skipped, not blocking
+    assert sorted(d["skipped"]) == ["bomb.png", "broken.jpg", "crc.png", "empty.png"]
     assert d["counts"] == {"error": 4, "warning": 18, "info": 4}
     assert d["settings"]["resolution"] == 1024 and d["settings"]["trigger_token"] == "<zstyle>"
     assert {"severity", "code", "message", "file", "hint"} <= set(d["findings"][0])
@@ -132,14 +135,30 @@ def test_text_report(mixed_report) -> None:
     lines = render_text(mixed_report, per_image=True)
     text = "\n".join(lines)
     assert "  images: 14 found, 10 usable, 8 unique" in text
-    assert "errors (4):" in text and "warnings (18):" in text and "info (4):" in text
+    assert "errors (4; prepare skips the unreadable image(s)):" in text
+    assert "warnings (18):" in text and "info (4):" in text
     assert "  zero_byte              empty.png: the file is empty (0 bytes)" in lines
-    assert lines[-1] == "result: 4 error(s) block training (18 warnings, 4 info)"
+    assert lines[-1] == ("result: ready to train on 10 image(s); prepare skips 4 unreadable image(s), dataset.strict: "
+                         "true refuses them instead (18 warnings, 4 info)")
+    # the hints agree with the verdict: no "block training" beside "prepare skips it"
+    assert all(f.hint.endswith("prepare skips it") for f in mixed_report.findings if f.severity == "error")
     assert sum(1 for line in lines if line.endswith("]")) == 14  # one line per image
 
 
 def spec_of(**dataset) -> object:
     return load_spec_data({"dataset": dataset}).spec
+
+
+def test_strict_makes_unreadable_images_block(tmp_path: Path) -> None:
+    root = clean_dataset(tmp_path / "ds", n=3)
+    (root / "bad.png").write_bytes(b"not a png")
+    lenient, strict = check_dataset(root), check_dataset(root, spec_of(strict=True))
+    assert not lenient.has_errors and lenient.to_dict()["ok"] and lenient.to_dict()["skipped"] == ["bad.png"]
+    assert strict.has_errors and not strict.to_dict()["ok"] and strict.to_dict()["strict"] is True
+    bad = next(f for f in strict.findings if f.code == "corrupt")
+    assert bad.hint.endswith("dataset.strict: true refuses to train until then")
+    assert render_text(strict)[-1].startswith("result: 1 error(s) block training (dataset.strict: true refuses the 1 "
+                                              "unreadable image(s);")
 
 
 def test_clean_folder_has_no_errors(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from zlt.core.errors import BadInputError
 from zlt.core.fsutil import sha256_file
 from zlt.dataset import needs_prepared_flip, prepare_dataset
 from zlt.dataset.folders import MANIFEST
+from zlt.dataset.prepare import skipped_lines
 from zlt.spec import load_spec_data
 
 
@@ -55,6 +56,20 @@ def test_mixed_folder_output(mixed) -> None:
         assert sha256_file(src / entry["source"]) == entry["source_sha256"]
         assert (out / (entry["file"].rsplit(".", 1)[0] + ".txt")).read_text(encoding="utf-8") == entry["caption"]
         assert entry["caption"].count("<zstyle>") == 1
+
+
+def test_unreadable_images_are_skipped_and_said_or_refused_under_strict(mixed) -> None:
+    src, result, _ = mixed
+    lines = skipped_lines(result)
+    assert lines[0] == ("dataset: skipped 4 unreadable image(s): bomb.png (decompression_bomb), broken.jpg (truncated), "
+                        "crc.png (corrupt), empty.png (zero_byte); training goes on with 8 (dataset.strict: true "
+                        "refuses instead)")
+    assert lines[1].startswith("dataset: 4 other file(s) skipped while preparing")
+    with pytest.raises(BadInputError) as e:  # the same folder, reused: strictness is checked on every answer
+        prepare_dataset(src, result.out_dir, spec_of(strict=True))
+    assert e.value.exit_code == 2
+    assert e.value.message.startswith(f"dataset.strict: 4 image(s) in {src} cannot be read: bomb.png (decompression_bomb")
+    assert "dataset.strict: false" in (e.value.hint or "")
 
 
 def test_manifest_shape(mixed) -> None:

@@ -50,3 +50,22 @@ def test_when_nothing_passes_the_least_broken_is_picked_and_the_reason_says_whic
 def test_no_trained_checkpoint():
     pick = pick_best([row(0, 0.5, 0.3, 0.5, base=True)])
     assert pick.step is None and not pick.passed
+
+
+def test_the_verdict_says_when_the_base_beats_the_pick_and_when_the_runner_up_is_within_the_spread():
+    from zlt.eval.spread import row_spread, verdict
+
+    def r(step, values, base=False):
+        out = row(step, sum(values) / len(values), 0.3, 0.5, base=base)
+        out["per_image"] = {"style_similarity": values}
+        return out
+
+    rows = [r(0, [0.90, 0.91, 0.92, 0.93], base=True), r(10, [0.80, 0.815, 0.82, 0.83]),
+            r(20, [0.801, 0.81, 0.821, 0.829])]
+    v = verdict(rows, pick_best(rows).step)
+    assert v["distinguishable_from_base"] is True and v["vs_base"]["difference"] < 0
+    assert "the base model scores higher on style_similarity" in v["caveat"]
+    assert v["distinguishable_from_runner_up"] is False and "not distinguishable from the runner-up step" in v["caveat"]
+    assert row_spread(rows[0]["per_image"])["style_similarity"]["n"] == 4
+    one = [r(0, [0.5], base=True), r(10, [0.6])]
+    assert verdict(one, 10)["distinguishable_from_base"] is False  # one image: nothing can be told apart

@@ -202,3 +202,36 @@ def test_the_spec_eval_section_gives_the_defaults_and_arguments_win(artifact: st
     assert from_spec(JobSpec()).prompts is None  # empty list: the default subjects
     over = options_for(zlt_home, artifact, seeds=5, clip=None)
     assert over.seeds == 5 and over.clip == "openai/clip-vit-large-patch14"
+
+
+def test_each_row_reports_its_spread_and_a_pick_inside_it_is_not_distinguishable(artifact: str, zlt_home: Path):
+    """Every row drew the same images: the pick differs from the base and the runner-up by nothing, and the report,
+    the summary and the table say so instead of naming it best with no caveat. No target was asked for: none shown."""
+    from zlt.eval.table import table_lines
+
+    report = evaluate_artifact(zlt_home, artifact, EvalOptions(prompts=PROMPTS, seeds=2),
+                               image_fn=StyleRamp(identical=True), scorer=FakeScorer())
+    best = report["best"]
+    assert best["distinguishable_from_base"] is False and best["distinguishable_from_runner_up"] is False
+    assert best["vs_base"]["n"] == 4 and best["vs_base"]["difference"] == pytest.approx(0.0, abs=1e-9)
+    assert "not distinguishable from the base model" in best["caveat"]
+    assert "not distinguishable from the runner-up step 500" in best["caveat"]
+    spread = report["checkpoints"][1]["spread"]
+    assert spread["style_similarity"]["n"] == 4 and spread["diversity"]["n"] == 2
+    assert "targets" not in report
+    lines = table_lines(report["checkpoints"], best["step"])
+    assert "±" in lines[1] and lines[-1].startswith("(± : 95% interval")
+    meta = json.loads((Path(report["eval_dir"]).parent / "training_meta.json").read_text())
+    assert meta["eval"]["caveat"] == best["caveat"] and meta["eval"]["scale"] == 1.0
+
+
+def test_a_pick_clear_of_the_spread_is_distinguishable_and_targets_come_when_asked(artifact: str, zlt_home: Path):
+    report = evaluate_artifact(zlt_home, artifact, EvalOptions(prompts=PROMPTS, seeds=2, targets=True),
+                               image_fn=StyleRamp(), scorer=FakeScorer())
+    best = report["best"]
+    assert best["step"] == 250 and best["distinguishable_from_base"] is True
+    assert best["vs_base"]["difference"] > best["vs_base"]["ci95"] >= 0
+    assert best["caveat"] is None or "base" not in best["caveat"]
+    assert set(report["targets"]) == {"250", "500", "750", "1000"}
+    sp = report["checkpoints"][0]["spread"]["style_similarity"]
+    assert sp["std"] >= 0 and sp["ci95"] is not None

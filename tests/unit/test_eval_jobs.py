@@ -65,8 +65,16 @@ def test_the_worker_runs_a_queued_evaluation_and_records_the_best_step(art, clip
     assert done["state"] == "succeeded", done
     assert done["artifact_id"] == art and done["artifact_path"].endswith("/eval")
     assert (done["step"], done["total"]) == (2, 2)
+    assert (done["kind"], done["unit"]) == ("evaluate", "checkpoints")  # the status says what step/total count
+    store = JobStore(zlt_home)
+    try:
+        prog = json.loads(store.get(st["job_id"])["progress_json"])
+    finally:
+        store.close()
+    assert prog["unit"] == "checkpoints" and prog["eta_s"] == 0.0  # rows are checkpoints (the base included)
     report = json.loads((Path(done["artifact_path"]) / "report.json").read_text())
     assert [r["step"] for r in report["checkpoints"]] == [0, 1000] and report["best"]["step"] == 1000
+    assert report["job_id"] == st["job_id"]  # get_artifact's best names the evaluation it came from
 
 
 def test_refusals_happen_at_submit_and_queue_nothing(art, clip, zlt_home):
@@ -118,3 +126,16 @@ def test_a_relative_clip_folder_is_queued_as_an_absolute_path(art, clip, zlt_hom
     with open_store(zlt_home) as store:
         snap = json.loads(store.get(st["job_id"])["snapshot_json"])
     assert snap["request"]["clip"] == str(Path(clip).resolve())
+
+
+def test_an_evaluation_jobs_eta_comes_from_the_rows_scored_so_far():
+    import time
+
+    from zlt.flows.evaluation import eval_progress
+
+    started: list[float] = []
+    first = eval_progress(0, 5, started)
+    assert first["eta_s"] is None and first["unit"] == "checkpoints" and started  # nothing scored yet
+    started[0] = time.time() - 10.0  # two rows took 10 s
+    p = eval_progress(2, 5, started)
+    assert (p["step"], p["total"]) == (2, 5) and p["eta_s"] == pytest.approx(15.0, abs=0.5)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.unit.test_preflight_checks import ROOMY_RAM, roomy_disk
-from zlt.eval.clip import check_clip
+from zlt.preflight.clip_model import check_clip
 from zlt.preflight.gpu import StaticProbe
 from zlt.spec.load import load_spec_data
 
@@ -45,5 +45,6 @@ def test_a_local_folder_passes_and_a_folder_without_config_fails(tmp_path: Path)
 def test_online_an_uncached_model_is_a_warning_not_a_failure(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.delenv("HF_HUB_OFFLINE")
     monkeypatch.setenv("HF_HOME", "/nonexistent-hf-home")
+    monkeypatch.setattr("zlt.preflight.clip_model.hub_reachable", lambda timeout=3.0: True)  # online
     c = check_clip("openai/clip-vit-large-patch14")
     assert c.ok and c.source == "download"

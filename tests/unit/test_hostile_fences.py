@@ -226,14 +226,15 @@ def test_the_clip_loader_refuses_a_pickle_only_folder_without_unpickling(where, 
     import torch
 
     from zlt.eval import clip as clip_mod
+    from zlt.preflight.clip_model import ModelCheck, check_clip
 
     evil = pickle_clip(where["models"] / "evil")
-    assert not clip_mod.check_clip(str(evil)).ok and "safetensors" in clip_mod.check_clip(str(evil)).message
+    assert not check_clip(str(evil)).ok and "safetensors" in check_clip(str(evil)).message
 
     def no_unpickling(*_a, **_k):
         raise AssertionError("torch.load was called on a pickle")
 
-    monkeypatch.setattr(clip_mod, "require_clip", lambda name: None)  # reach the loader itself
+    monkeypatch.setattr(clip_mod, "require_clip", lambda name: ModelCheck(name, True, "local", ""))  # the loader
     monkeypatch.setattr(torch, "load", no_unpickling)
     with pytest.raises(EnvNotReadyError, match="cannot load CLIP"):
         clip_mod.ClipScorer(str(evil))

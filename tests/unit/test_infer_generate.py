@@ -87,17 +87,42 @@ def test_outputs_folder_png_metadata_round_trip_and_contact_sheet(art, cache, zl
     assert verify_artifact(zlt_home, art).ok  # outputs added after collection are not "unexpected" files
 
 
-def test_transfer_keeps_size_and_aspect(art, cache, tmp_path):
+def test_transfer_keeps_size_and_aspect_and_says_when_it_snaps_down(art, cache, tmp_path):
     src = tmp_path / "in.png"
     Image.new("RGB", (128, 80), (200, 30, 30)).save(src)
     odd = tmp_path / "odd.png"
-    Image.new("RGB", (100, 61), (30, 30, 200)).save(odd)
-    r = transfer(TransferParams(loras=[{"artifact": art}], images=[str(src), str(odd)], strength=0.5, steps=4,
+    Image.new("RGB", (96, 72), (30, 30, 200)).save(odd)
+    r = transfer(TransferParams(loras=[{"artifact": art}], images=[str(src), str(odd)], strength=0.5, steps=2,
                                 prompt="x"), cache=cache, save=False)
-    assert r.images[0].size == (128, 80)
-    w, h = r.images[1].size
-    assert (w % 16, h % 16) == (0, 0) and abs(w - 100) <= 8 and abs(h - 61) <= 8
-    assert abs(w / h - 100 / 61) < 0.15
+    assert r.images[0].size == (128, 80) and r.params[0]["resized"] is None
+    assert r.images[1].size == (96, 64)  # 72 snaps down to 64, never up past the input
+    assert r.params[1]["input_size"] == [96, 72] and (r.params[1]["width"], r.params[1]["height"]) == (96, 64)
+    assert r.params[1]["resized"] == "96x72 drawn at 96x64: each side snapped down to a multiple of 16"
+    assert any("96x72 drawn at 96x64" in w for w in r.outputs["warnings"])
+
+
+def test_sizes_default_to_the_training_resolution_and_beyond_the_base_models_limit_are_refused(
+        art, cache, tmp_path, zlt_home):
+    from zlt.infer.images import drawable_side, fit_size
+    from zlt.infer.resolve import resolve_loras
+    from zlt.infer.run import check_request, with_sizes
+
+    assert drawable_side("zlt/tiny-zimage") == 512 and fit_size(100, 61, 2048) == (96, 48)
+    params = GenerateParams(loras=[{"artifact": art}], prompts=["x"])
+    assert (params.width, params.height) == (None, None)
+    loras = resolve_loras(params.loras, zlt_home)
+    filled = with_sizes(params, loras)  # the fixture trained at 1024 px: the tiny model draws at most 512
+    assert (filled.width, filled.height) == (512, 512)
+    with pytest.raises(BadInputError, match=r"generate.width: 1024 px is more than zlt/tiny-zimage can draw \(at "
+                                            r"most 512 px a side\)"):
+        check_request(GenerateParams(loras=[{"artifact": art}], prompts=["x"], width=1024, height=64), loras)
+    big = tmp_path / "photo.png"
+    Image.new("RGB", (800, 600)).save(big)
+    tp = TransferParams(loras=[{"artifact": art}], images=[str(big)], strength=0.0)
+    r = transfer(tp, cache=cache, save=False)  # a large photo is scaled down into the drawable range, and says so
+    assert r.images[0].size == (512, 384) and "scaled down to the 512 px longer side" in r.params[0]["resized"]
+    with pytest.raises(BadInputError, match="transfer.max_side: 1024 px is more than zlt/tiny-zimage can draw"):
+        check_request(tp.model_copy(update={"max_side": 1024}), loras)
 
 
 def test_transfer_scales_down_to_max_side(art, cache, tmp_path):
@@ -259,3 +284,33 @@ def test_steps_and_guidance_default_to_the_artifacts_own_sampling_settings(art, 
     r = generate(GenerateParams(loras=[{"artifact": art}], prompts=["a red house"], width=32, height=32, steps=1,
                                 guidance=0.0), cache=cache, save=False)
     assert (r.params[0]["steps"], r.params[0]["guidance"]) == (1, 0.0)  # what the request says wins
+
+
+def test_one_default_scale_and_id_at_best_draws_at_the_scale_it_was_evaluated_at(art, zlt_home):
+    """The evaluation scores at 1.0 and generate/transfer default to 1.0; `ID@best` (no scale given) uses the scale
+    its evaluation picked it at; a scale the caller gives wins."""
+    from zlt.artifacts import store
+    from zlt.infer import LoraUse, resolve_loras
+
+    row = store.fetch_all(zlt_home)[0]
+    meta_file = Path(row["path"]) / "training_meta.json"
+    meta = json.loads(meta_file.read_text())
+    meta["eval"] = {"best_step": 500, "scale": 0.6}
+    meta_file.write_text(json.dumps(meta))
+    store.update_meta(zlt_home, art, {"best_step": 500})
+    assert TransferParams(loras=[{"artifact": art}], images=["x.png"]).loras[0].scale is None
+    plain, = resolve_loras([LoraUse(artifact=art)], zlt_home)
+    best, = resolve_loras([LoraUse(artifact=f"{art}@best")], zlt_home)
+    told, = resolve_loras([LoraUse(artifact=f"{art}@best", scale=0.9)], zlt_home)
+    assert plain.scale == 1.0 and plain.checkpoint is None
+    assert (best.scale, best.checkpoint) == (0.6, 500)
+    assert told.scale == 0.9
+
+
+def test_a_pipeline_load_is_announced_once_and_the_outputs_record_what_ran(art, zlt_home):
+    heard: list[str] = []
+    fresh = PipelineCache()
+    r = generate(_gen(art, width=32, height=32, steps=1), cache=fresh, save=False, notice=heard.append)
+    generate(_gen(art, width=32, height=32, steps=1), cache=fresh, save=False, notice=heard.append)
+    assert heard == ["loading pipeline zlt/tiny-zimage on cpu (fp32); the first load takes a while"]
+    assert r.outputs["precision"] == "fp32" and r.params[0]["precision"] == "fp32"  # not the spec's fp16/bf16

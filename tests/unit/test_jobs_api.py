@@ -55,10 +55,12 @@ def spec(ds: Path, **extra):
 def test_submit_snapshots_spec_and_dataset_and_queues(tmp_path: Path, ds: Path):
     home = tmp_path / "home"
     st = submit_job(home, spec(ds), priority=7, start_worker=False, options={"vram_gb": 24})
-    assert set(st) == CONTRACT_KEYS | {"gpus", "host", "infra_retries", "waiting"} and list(st) == list(STATUS_KEYS)
+    assert set(st) == CONTRACT_KEYS | {"gpus", "host", "infra_retries", "waiting", "kind", "unit"} and list(st) == list(STATUS_KEYS)
     assert st["waiting"] == "waiting: no live worker (start one with 'zlt worker', or 'zlt serve' keeps one running)"
-    assert (st["state"], st["priority"], st["backend"], st["profile"], st["attempts"]) == ("queued", 7, "lightning", "auto", 0)
+    # the tiny model asks for no GPU: auto is the cpu profile from the start
+    assert (st["state"], st["priority"], st["backend"], st["profile"], st["attempts"]) == ("queued", 7, "lightning", "cpu", 0)
     assert st["max_retries"] == 1 and st["created_at"].endswith("Z")
+    assert (st["kind"], st["unit"]) == ("train", "steps")
     jdir = Path(st["job_dir"])
     assert jdir.parent == home / "jobs"
     listing = json.loads((jdir / "submitted" / "dataset.json").read_text())
@@ -140,7 +142,7 @@ def test_retry_of_a_succeeded_job_says_to_submit_again(tmp_path: Path, ds: Path)
 
 def test_status_reports_progress_percent_and_eta(tmp_path: Path, ds: Path):
     home = tmp_path / "home"
-    jid = submit_job(home, spec(ds), start_worker=False)["job_id"]
+    jid = submit_job(home, spec(ds, job={"resources": {"gpu": 1}}), start_worker=False)["job_id"]
     store = JobStore(home, pid_alive=lambda p, s: True)
     c = store.claim("w", [0])
     store.set_runner(jid, c.token, 1, None)

@@ -103,7 +103,8 @@ def home(tmp_path: Path) -> Path:
 def submit(home: Path, tmp_path: Path, **sets) -> str:
     data = {"name": "unit", "model": {"base": {"name": "zlt/tiny-zimage"}},
             "dataset": {"path": str(tmp_path / "ds"), "resolution": 64},
-            "training": {"max_steps": 10, "warmup_steps": 0}, "output": {"save": {"every": 4}}}
+            "training": {"max_steps": 10, "warmup_steps": 0}, "output": {"save": {"every": 4}},
+            "job": {"resources": {"gpu": 1}}}  # a GPU job (the tiny model alone asks for none)
     loaded = load_spec_data(data, sets=[f"{k.replace('__', '.')}={v}" for k, v in sets.items()])
     return submit_job(home, loaded, start_worker=False)["job_id"]
 

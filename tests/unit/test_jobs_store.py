@@ -115,6 +115,9 @@ def test_claim_bumps_attempts_and_records_history(store: JobStore, clock: FakeCl
     assert c.attempt == 1 and row["attempts"] == 1 and row["gpus"] == "3" and row["started_at"] == clock.t
     assert row["lease_expires"] == clock.t + 30.0
     assert store.history("j")[-1]["message"].startswith("attempt 1 on gpu 3 by w")
+    store.create(new_job("k"))  # a worker without an NVIDIA GPU (no memory known for any slot): the job runs on cpu
+    store.claim("w2", [0], vram_gb={})
+    assert store.history("k")[-1]["message"].startswith("attempt 1 on cpu by w2")
 
 
 def test_heartbeat_renews_lease_and_reports_cancel(store: JobStore, clock: FakeClock):

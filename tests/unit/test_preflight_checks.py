@@ -13,7 +13,7 @@ from zlt.core.errors import BadInputError
 from zlt.preflight import run_preflight
 from zlt.preflight.gpu import GpuInfo, StaticProbe
 from zlt.preflight.host import DiskUsage
-from zlt.preflight.report import render_checks, render_explain
+from zlt.preflight.report import Check, PreflightReport, render_checks, render_explain
 from zlt.spec import load_spec_data
 
 GIB = 1 << 30
@@ -199,10 +199,24 @@ def test_dataset_errors_block(tmp_path: Path):
     for i in range(3):
         Image.new("RGB", (64, 64), (i * 60, 10, 10)).save(data / f"ok{i}.png")
     (data / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
-    r = run(spec(tmp_path), StaticProbe([card(0, "NVIDIA L40S", 48)]), check_data=True)
+    probe = StaticProbe([card(0, "NVIDIA L40S", 48)])
+    # by default an unreadable image is skipped: a warning naming it, and the hint checks with the job's spec
+    r = run(spec(tmp_path), probe, check_data=True, spec_path=tmp_path / "my spec.yaml")
     ds = by_name(r, "dataset")[0]
-    assert ds.status == "fail" and "3 usable images" in ds.message and "broken.png" in ds.message
-    assert ds.fix.startswith("zlt dataset check")
+    assert ds.status == "warn" and "3 usable images" in ds.message and "skips 1 unreadable image(s): broken.png" in ds.message
+    assert f"zlt dataset check {data} --spec '{tmp_path}/my spec.yaml' lists them all" in ds.fix
+    assert "dataset" not in {c.name for c in r.failed()}
+    # dataset.strict: it blocks, and a failed dataset is bad input (exit 2), not an unready machine (3)
+    r = run(spec(tmp_path, **{"dataset.strict": "true"}), probe, check_data=True)
+    ds = by_name(r, "dataset")[0]
+    assert ds.status == "fail" and "dataset.strict: 1 image(s) cannot be read: broken.png" in ds.message
+    assert "--spec SPEC" in ds.fix
+    assert PreflightReport([ds], "24gb", None).exit_code == 2
+    from zlt.flows.training_helpers import preflight_error
+
+    refused = preflight_error(PreflightReport([ds], "24gb", None))  # what `zlt train` / a job raise: exit 2, not 3
+    assert isinstance(refused, BadInputError) and refused.exit_code == 2 and "broken.png" in refused.message
+    assert PreflightReport([ds, Check("gpu", "fail", "no GPU")], "24gb", None).exit_code == 3
 
 
 def test_unknown_backend_and_profile_are_bad_input(tmp_path: Path):

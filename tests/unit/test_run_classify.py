@@ -25,6 +25,13 @@ def test_success_and_zero_exit_after_our_sigint_is_a_cancel():
     assert (out.status, out.cause) == ("timeout", "timeout") and "timeout_hours=6" in out.message
 
 
+def test_a_stopped_job_names_the_command_that_continues_it():
+    kw = {"signals_sent": ["SIGINT"], "facts": facts(), "job_id": "20261206-1"}
+    assert classify(returncode=0, stop_reason="cancelled", **kw).hint == (
+        "'zlt retry 20261206-1' continues it (from its last checkpoint, if one was saved)")
+    assert "'zlt retry 20261206-1' continues from the last one" in classify(returncode=-9, stop_reason="timeout", **kw).hint
+
+
 def test_sigint_from_elsewhere_is_not_a_success():
     out = judge(0, job_stopped=True)
     assert out.status == "cancelled"

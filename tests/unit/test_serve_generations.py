@@ -123,3 +123,11 @@ def test_a_controlnet_path_is_fenced_but_a_hub_id_passes(client, art, zlt_home, 
     assert r.status_code == 422
     r = client.post("/v1/transfers", headers=AUTH, json={**body, "controlnet": "some-org/z-image-controlnet"})
     assert r.status_code == 202, r.text  # read from the server's cache only, when the job runs
+
+
+def test_a_size_the_base_model_cannot_draw_is_422_naming_its_limit_and_nothing_is_queued(client, art, zlt_home):
+    r = client.post("/v1/generations", headers=AUTH, json={"loras": [{"artifact": art}], "prompts": ["x"],
+                                                           "width": 1024, "height": 1024})
+    assert r.status_code == 422, r.text  # the tiny model's job used to fail later with `unknown: IndexError`
+    assert "generate.width: 1024 px" in r.json()["message"] and "at most 512 px a side" in r.json()["message"]
+    assert _no_leftovers(zlt_home)

@@ -12,30 +12,33 @@ pytest.importorskip("mcp")
 from zlt.serve.intake import Fence  # noqa: E402
 from zlt.serve.mcp_server import SubmitArgs, build_server, call, input_schema, make_tools  # noqa: E402
 
-TOOL_NAMES = ["validate_spec", "render_config", "submit_lora_job", "get_job_status", "list_jobs", "cancel_job",
-              "list_artifacts", "retry_job", "get_job_events", "get_artifact", "generate", "style_transfer",
-              "get_generation", "evaluate", "get_eval_report", "retrain_lora"]
+TOOL_NAMES = ["get_spec_schema", "validate_spec", "render_config", "submit_lora_job", "get_job_status", "list_jobs",
+              "cancel_job", "list_artifacts", "retry_job", "get_job_events", "get_artifact", "generate",
+              "style_transfer", "get_generation", "evaluate", "get_eval_report", "retrain_lora", "caption_dataset"]
 
 
-def test_the_spec_argument_is_the_job_spec_schema():
-    from zlt.spec.models import JobSpec
+def test_the_spec_is_described_in_full_once_and_submit_shows_the_common_fields(zlt_home: Path):
+    from zlt.spec.models import BaseModelSpec, JobSpec
 
     schema = input_schema(SubmitArgs)
     assert schema["required"] == ["spec"]
-    assert schema["properties"]["spec"]["$ref"] == "#/$defs/JobSpec"
-    assert schema["$defs"]["JobSpec"]["properties"].keys() == JobSpec.model_json_schema()["properties"].keys()
+    spec = schema["properties"]["spec"]
+    assert spec["type"] == "object" and "get_spec_schema" in spec["description"] and "$defs" not in schema
+    assert spec["properties"]["model"]["properties"]["base"]["properties"]["name"]["description"] == \
+        BaseModelSpec.model_fields["name"].description  # the field's own words, not a copy
     assert schema["additionalProperties"] is False
     assert schema["properties"]["priority"]["anyOf"][0]["maximum"] == 100
+    tools = {t.name: t for t in make_tools(zlt_home, Fence(None, None))}
+    full, is_error = call(tools["get_spec_schema"], {})
+    assert not is_error and full["schema"]["properties"].keys() == JobSpec.model_json_schema()["properties"].keys()
+    part, is_error = call(tools["get_spec_schema"], {"section": "job"})
+    assert not is_error and set(part["schema"]["$defs"]) == {"JobSection", "RetrySpec", "ResourcesSpec", "LoggingSpec"}
+    assert call(tools["get_spec_schema"], {"section": "nope"})[1]
 
 
-def test_descriptions_come_from_the_spec_models(zlt_home: Path):
-    from zlt.spec.models import JobSpec
-
+def test_every_tool_is_listed_once(zlt_home: Path):
     tools = {t.name: t for t in make_tools(zlt_home, Fence(None, None))}
     assert list(tools) == TOOL_NAMES
-    text = tools["submit_lora_job"].description()
-    for name, field in JobSpec.model_fields.items():
-        assert f"{name}: {field.description}" in text
 
 
 def test_bad_arguments_are_a_tool_error_with_paths(zlt_home: Path):

@@ -57,6 +57,42 @@ def test_float8_storage_keeps_the_lora_fp32_and_gradients_exact():
     assert torch.allclose(_lora_grads(stored), _lora_grads(ref), atol=1e-6)
 
 
+def test_float8_storage_with_bf16_compute_and_no_autocast():
+    """A real-size base stays bf16 on the CPU (no autocast there): float8 storage computing in bf16 must still feed
+    the fp32 LoRA an fp32 input (bench/realsize.py found the step failing: bf16 input, fp32 LoRA weight)."""
+    stored = load_transformer(ModelConfig(name="zlt/tiny-zimage", source="builtin", weight_dtype="bf16"))
+    add_lora(stored, LoraConfig(rank=2, alpha=2), seed=3)
+    float8_storage(stored, torch.bfloat16)
+    _nonzero_b(stored)
+    x, t, caps = _inputs()
+    out = stored([v.bfloat16() for v in x], t, [c.bfloat16() for c in caps], return_dict=False)[0][0]
+    assert out.dtype == torch.bfloat16
+    out.float().pow(2).mean().backward()
+    grads = [p.grad for p in stored.parameters() if p.requires_grad]
+    assert grads and all(g is not None and g.dtype == torch.float32 and torch.isfinite(g).all() for g in grads)
+
+
+def test_float8_storage_lets_go_of_the_mapped_weight_files(tmp_path: Path):
+    """Weights load memory-mapped from safetensors; the few tensors float8 leaves in bf16 (norms) must not keep the
+    files mapped, or every page the cast read stays resident (bench/realsize.py: 20.1 GiB peak, 11.5 of it dead)."""
+    maps = Path("/proc/self/maps")
+    if not maps.is_file():
+        pytest.skip("needs Linux /proc")
+    torch.manual_seed(0)
+    tiny = load_transformer(TINY).to(torch.bfloat16)
+    tiny.save_pretrained(str(tmp_path / "transformer"))
+    tr = load_transformer(ModelConfig(name=str(tmp_path), source="local", weight_dtype="bf16"))
+    mapped = lambda: sum(str(tmp_path) in line for line in maps.read_text().splitlines())  # noqa: E731
+    assert mapped() >= 1  # loaded memory-mapped
+    add_lora(tr, LoraConfig(rank=2, alpha=2), seed=0)
+    float8_storage(tr, torch.bfloat16)
+    import gc
+
+    gc.collect()
+    assert mapped() == 0
+    assert any(p.dtype == torch.bfloat16 for p in tr.parameters())  # the norms kept their dtype, now as copies
+
+
 def test_float8_text_encoder_for_the_caching_pass():
     enc = load_encoders(TINY.model_copy(update={"quantize": "float8"}))
     dtypes = {p.dtype for p in enc.pipe.text_encoder.parameters()}

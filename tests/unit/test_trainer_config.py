@@ -85,6 +85,24 @@ def test_gpu_render_maps_precision_targets_and_adapter():
     assert cfg.data.horizontal_flip is True and cfg.data.repeats == 10  # from the style preset
 
 
+def test_a_real_size_base_stays_bf16_on_the_cpu():
+    """bench/realsize.py: on the CPU an fp32 copy of the real model needs 24.6 GB for the transformer alone (and 16 GB
+    for the text encoder), so a real base keeps its bf16 weights there; the tiny model still trains in fp32."""
+    from zlt.trainer.runtime import resolve
+
+    s = spec({"dataset": {"path": "/d", "resolution": 256}, "model": {"base": {"name": "/models/z", "source": "local"}},
+              "job": {"resources": {"gpu": 0}}})
+    cfg = trainer_config_from_render(LIGHTNING.render(s, get_profile("24gb"), RenderContext()))
+    assert (cfg.runtime.accelerator, cfg.training.precision, cfg.model.weight_dtype) == ("cpu", "32-true", "bf16")
+    warned: list[str] = []
+    assert resolve(cfg, warned.append, cuda_available=False, bf16_supported=False).weight_dtype == "bf16"
+    fp16 = cfg.model_copy(update={"model": cfg.model.model_copy(update={"weight_dtype": "fp16"})})
+    assert resolve(fp16, warned.append, cuda_available=False, bf16_supported=False).weight_dtype == "bf16"
+    tiny = trainer_config_from_render(LIGHTNING.render(spec(TINY), get_profile("cpu"), RenderContext()))
+    tiny = tiny.model_copy(update={"model": tiny.model.model_copy(update={"weight_dtype": "bf16"})})
+    assert resolve(tiny, warned.append, cuda_available=False, bf16_supported=False).weight_dtype == "fp32"
+
+
 def test_unknown_target_is_a_field_error():
     s = spec({**TINY, "model": {**TINY["model"], "lora": {"target_modules": ["attention.to_q", "attn.qkv"]}}})
     with pytest.raises(SpecError) as e:

@@ -61,6 +61,13 @@ def test_all_the_options_together(tmp_path: Path, data: Path):
     log = [json.loads(x) for x in (out / "loss_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == list(range(1, 7)) and log[0]["lr"] == pytest.approx(0.0)
     assert log[1]["lr"] == pytest.approx(cfg.training.learning_rate / 2)  # warmup i/W, as transformers' schedules
+    # the trainer's own memory figures (bench/realsize.py reads them): resident peaks per phase, tensor bytes
+    mem = json.loads((out / "memory.json").read_text())
+    marks = {m["mark"]: m for m in mem["marks"]}
+    assert list(marks)[:3] == ["start", "cached", "model_ready"] and "step_6" in marks and "end" in marks
+    assert 0 < marks["start"]["peak_rss_bytes"] <= marks["end"]["peak_rss_bytes"]
+    n_lora = mem["tensor_bytes"]["lora_trainable_params"]
+    assert n_lora > 0 and mem["tensor_bytes"]["transformer"]["torch.float32"] >= 4 * n_lora
 
 
 def test_samples_do_not_change_training(tmp_path: Path, data: Path):

@@ -20,7 +20,14 @@ from zlt.artifacts.backends import LocalRegistry, open_registry
 from zlt.artifacts.jobdir import CheckpointEntry, JobFiles, read_job_dir
 from zlt.artifacts.layout import LORA_FILE, META_FILE
 from zlt.artifacts.lineage import FOLDER_KEY, JobDirs, folder_lineage, job_lineage
-from zlt.artifacts.metadata import LoraFacts, build_lora_metadata, source_epoch, source_step, with_data_hash
+from zlt.artifacts.metadata import (
+    LoraFacts,
+    build_lora_metadata,
+    captioner_line,
+    source_epoch,
+    source_step,
+    with_data_hash,
+)
 from zlt.artifacts.trained import Trained, describe_trained, differences, target_name
 from zlt.artifacts.trainmeta import build_training_meta
 from zlt.core.errors import BadInputError, JobFailedError
@@ -195,7 +202,7 @@ def _build(job: JobFiles, staging: Path, *, created_at: float, attempts: int, cu
     num_images = ds.get("num_images") if isinstance(ds.get("num_images"), int) else None
     common = {
         "spec_sha256": spec_sha256, "dataset_sha256": ds.get("dataset_sha256"), "num_images": num_images,
-        "date": created_at, "backend": job.backend,
+        "date": created_at, "backend": job.backend, "captioner": captioner_line(ds.get("auto_captions")),
     }
     lora, checkpoints = None, []
     loaded: tuple[LoraWeights, dict[str, str]] | None = None

@@ -154,6 +154,9 @@ def read_job_dir(job_dir: Path) -> JobFiles:
     dataset = _read_json(job_dir / "dataset.json", warnings) or {}
     if not isinstance(dataset, dict):
         dataset = {}
+    captions = _read_json(job_dir / "captions.json", warnings) if (job_dir / "captions.json").is_file() else None
+    if isinstance(captions, dict):  # dataset.caption.auto: which captions the job generated, by what
+        dataset["auto_captions"] = captions
     raw_ckpts = _read_json(job_dir / "checkpoints.json", warnings)
     output_dir = job_dir / "output"
     if isinstance(raw_ckpts, dict) and isinstance(raw_ckpts.get("output_dir"), str):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Any
 
 from zlt import __version__
 from zlt.spec.models import JobSpec
@@ -39,6 +40,7 @@ class LoraFacts:
     modules: int | None = None
     adapter: str | None = None  # the training adapter merged before training; None: none
     timestep: str | None = None  # JSON of the timestep scheme the trainer used
+    captioner: str | None = None  # dataset.caption.auto: "MODEL@REVISION: N captions generated (PROMPT)"
 
 
 def _num(x: float) -> str:
@@ -110,6 +112,8 @@ def build_lora_metadata(spec: JobSpec, facts: LoraFacts, source: dict[str, str] 
         "zlt.step": "" if facts.step is None else str(facts.step),
         "zlt.final": "true" if facts.final else "false",
     })
+    if facts.captioner:
+        meta["zlt.captioner"] = facts.captioner
     if facts.target_modules:  # what was trained, read back from the file's own keys
         meta["zlt.target_modules"] = ",".join(facts.target_modules)
         meta["zlt.lora_modules"] = str(facts.modules)
@@ -130,3 +134,13 @@ def with_data_hash(meta: dict[str, str], data_sha256: str) -> dict[str, str]:
 def declared_data_hash(meta: dict[str, str]) -> str | None:
     value = meta.get("modelspec.hash_sha256", "")
     return value[2:] if value.startswith("0x") else (value or None)
+
+
+def captioner_line(auto: Any) -> str | None:
+    """The `zlt.captioner` header value for a job's captions.json (None when nothing was auto-captioned)."""
+    if not isinstance(auto, dict) or not auto.get("model"):
+        return None
+    n = len(auto.get("generated") or [])
+    tiny = " [tiny random model]" if auto.get("tiny") else ""
+    return f"{auto['model']}@{auto.get('revision') or '?'}: {n} caption(s) generated ({auto.get('prompt')}){tiny}"
+

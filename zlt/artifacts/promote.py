@@ -75,21 +75,49 @@ def promote(home: Path, artifact_id: str, *, now: float | None = None) -> dict[s
     return _record(home, row["name"], row["id"], "promote", now)
 
 
-def rollback(home: Path, style: str, *, now: float | None = None) -> dict[str, Any]:
-    """Move the current version of `style` back to the version before it (by version number, folder present)."""
+def rollback_target(home: Path, style: str) -> tuple[str | None, str]:
+    """The version `rollback` would make current (None: none) and why: the one that was current before the last
+    promotion not yet rolled back (before the style's first promotion: its newest version); a style never promoted
+    steps back from its newest version by version number. Versions whose folder is gone are passed over."""
     home = Path(home)
     line = store.fetch_style(home, style)
     if not line:
         raise NotFoundError(f"no artifacts of style '{style}'", hint="see 'zlt artifacts list' for the style names")
-    cur = current_id(home, style)
-    if cur is None:
-        cur = line[-1]["id"]  # never promoted: it resolves to the newest version
-    cur_version = next(r["version"] for r in line if r["id"] == cur)
-    older = [r for r in line if r["version"] is not None and r["version"] < cur_version and Path(r["path"]).is_dir()]
-    if not older:
-        raise BadInputError(f"style '{style}': {cur} (v{cur_version}) is its oldest version; nothing to roll back to",
-                            hint=f"see 'zlt artifacts list --style {style}'")
-    return _record(home, style, older[-1]["id"], "rollback", now)
+    usable = {r["id"] for r in line if Path(r["path"]).is_dir()}
+    records = history(home, style)
+    cur = current_id(home, style) or line[-1]["id"]  # never promoted (or all removed): it resolves to the newest
+    if not records:
+        cur_version = next(r["version"] for r in line if r["id"] == cur)
+        older = [r for r in line if r["version"] is not None and r["version"] < cur_version and r["id"] in usable]
+        return (older[-1]["id"], "the version before it") if older else (
+            None, f"{cur} (v{cur_version}) is its oldest version and it was never promoted")
+    undo: list[dict[str, Any]] = []  # the promotions not yet rolled back, oldest first
+    for rec in records:
+        if rec["action"] == "rollback":
+            if undo:
+                undo.pop()
+        else:
+            undo.append(rec)
+    if not undo:
+        return None, f"every promotion of it has been rolled back (it resolves to {cur})"
+    newest = line[-1]["id"]
+    while undo:
+        rec = undo.pop()
+        before = rec["previous_id"] or newest  # before the first promotion the style resolved to its newest
+        if before in usable and before != cur:
+            return before, f"current before {rec['artifact_id']} was promoted ({rec['at']})"
+    return None, "no version that was current before its promotions is left to return to"
+
+
+def rollback(home: Path, style: str, *, now: float | None = None) -> dict[str, Any]:
+    """Undo the last promotion of `style`: the version current before it becomes current again (see
+    rollback_target); BadInputError when there is nothing to roll back to."""
+    target, why = rollback_target(home, style)
+    if target is None:
+        raise BadInputError(f"style '{style}': {why}; nothing to roll back to",
+                            hint=f"promote a version by name ('zlt artifacts promote {style}@vN'); "
+                                 f"see 'zlt artifacts list --style {style}'")
+    return _record(Path(home), style, target, "rollback", now)
 
 
 def history(home: Path, style: str) -> list[dict[str, Any]]:

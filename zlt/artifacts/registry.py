@@ -17,7 +17,7 @@ from zlt.artifacts.backends import LocalRegistry
 from zlt.artifacts.collect import hash_tree
 from zlt.artifacts.layout import GENERATIONS_DIR, LORA_FILE, META_FILE, checkpoint_file, list_generations
 from zlt.artifacts.metadata import declared_data_hash, with_data_hash
-from zlt.artifacts.promote import current_id
+from zlt.artifacts.promote import current_id, rollback_target
 from zlt.artifacts.resolve import existing_folder, resolve, resolve_row
 from zlt.core.errors import BadInputError, NotFoundError
 from zlt.core.fsutil import sha256_file
@@ -54,12 +54,16 @@ def list_artifacts(home: Path) -> list[dict[str, Any]]:
     return [_summary(r) for r in store.fetch_all(Path(home))]
 
 
-def _read_meta(folder: Path) -> dict[str, Any]:
+def _read_json(path: Path) -> dict[str, Any]:
     try:
-        meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
-        return meta if isinstance(meta, dict) else {}
-    except (OSError, json.JSONDecodeError):
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        return doc if isinstance(doc, dict) else {}
+    except (OSError, ValueError):
         return {}
+
+
+def _read_meta(folder: Path) -> dict[str, Any]:
+    return _read_json(folder / META_FILE)
 
 
 def get_artifact(home: Path, artifact_id: str) -> dict[str, Any]:
@@ -78,6 +82,7 @@ def get_artifact(home: Path, artifact_id: str) -> dict[str, Any]:
     out.update({
         "spec_sha256": row["spec_sha256"], "dataset_sha256": row["dataset_sha256"],
         "registry": row["meta"].get("registry"), "status": row["meta"].get("status"),
+        "checkpoint_steps": row["meta"].get("checkpoint_steps") or [],  # what ID@STEP / checkpoint can name
         "training_meta": {k: v for k, v in meta.items() if k not in ("curve", "files")},
         "curve": meta.get("curve_summary", {}),
         "lora_metadata": header,
@@ -86,7 +91,37 @@ def get_artifact(home: Path, artifact_id: str) -> dict[str, Any]:
         "lineage": row.get("lineage") or {},
     })
     out["generations"] = list_generations(folder)
+    out.update(best_view(meta, folder))
     return out
+
+
+BEST_METRIC = "style_similarity"  # what the best-checkpoint rule ranks by (zlt/eval/best.py)
+NO_EVAL_NOTE = ("no evaluation yet: evaluate the artifact (MCP tool evaluate, CLI zlt eval ID); each evaluation "
+                "sets `best`, and ID@best (checkpoint 'best') then names its step")
+
+
+def best_view(meta: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """`best`: the step the artifact's last evaluation picked and that evaluation (its job, report, the metric and
+    its value, the LoRA scale it drew at, when); None with `best_note` saying why until one has run."""
+    ev = meta.get("eval") if isinstance(meta.get("eval"), dict) else None
+    if not ev or ev.get("best_step") is None:
+        note = NO_EVAL_NOTE if not ev else "the last evaluation picked no checkpoint (see its report)"
+        return {"best": None, "best_note": note}
+    report: dict[str, Any] = {}
+    if isinstance(ev.get("report"), str):
+        report = _read_json(folder / ev["report"])
+    settings = report.get("settings") if isinstance(report.get("settings"), dict) else {}
+    pick = report.get("best") if isinstance(report.get("best"), dict) else {}
+    row = next((r for r in ev.get("table") or [] if isinstance(r, dict) and r.get("step") == ev["best_step"]
+                and r.get("label") != "base"), {})
+    return {"best": {
+        "step": ev["best_step"], "file": ev.get("best_file"), "passed": ev.get("passed"),
+        "reason": ev.get("reason") or pick.get("reason"), "caveat": ev.get("caveat", pick.get("caveat")),
+        "metric": BEST_METRIC, "value": row.get(BEST_METRIC),
+        "scale": ev.get("scale", settings.get("scale")),
+        "eval_job_id": ev.get("job_id", report.get("job_id")),
+        "report": ev.get("report"), "evaluated_at": ev.get("evaluated_at"),
+    }, "best_note": "from the last evaluation; a new evaluation replaces it"}
 
 
 @dataclass
@@ -192,10 +227,8 @@ def remove_artifact(home: Path, artifact_id: str, *, force: bool = False) -> str
     home = Path(home)
     row = resolve_row(home, artifact_id, moving=False)  # a style name or 'latest' is not what one deletes
     if not force and current_id(home, row["name"]) == row["id"]:
-        raise BadInputError(
-            f"'{row['id']}' is the current version of style '{row['name']}'; not deleting it",
-            hint=f"promote another version first ('zlt artifacts rollback {row['name']}'), or pass --force",
-        )
+        raise BadInputError(f"'{row['id']}' is the current version of style '{row['name']}'; not deleting it",
+                            hint=_rm_current_hint(home, row))
     folder = Path(row["path"])
     if folder.is_dir():
         # Delete only what the index says is this artifact: a folder of that name holding its metadata or weights.
@@ -207,6 +240,19 @@ def remove_artifact(home: Path, artifact_id: str, *, force: bool = False) -> str
         LocalRegistry(folder.parent).remove(folder)
     store.delete(home, row["id"])
     return str(row["id"])
+
+
+def _rm_current_hint(home: Path, row: dict[str, Any]) -> str:
+    """How to delete the current version: only a command that works (a rollback only when there is one to do)."""
+    style = row["name"]
+    target, _why = rollback_target(home, style)
+    if target is not None:
+        return f"make another version current first ('zlt artifacts rollback {style}' makes {target} current), " \
+               "or pass --force"
+    others = [r for r in store.fetch_style(home, style) if r["id"] != row["id"] and Path(r["path"]).is_dir()]
+    if others:
+        return f"promote another version first ('zlt artifacts promote {others[-1]['id']}'), or pass --force"
+    return f"it is the only version of style '{style}': pass --force to delete it"
 
 
 def artifact_file(home: Path, artifact_id: str, name: str) -> Path:

@@ -99,8 +99,12 @@ def build_training_meta(
             "manifest": ds.get("manifest"),
             "dataset_sha256": ds.get("dataset_sha256"),
             "num_images": ds.get("num_images"),
+            # files prepare left out: unreadable images (by default skipped, dataset.strict refuses), duplicates, ...
+            "skipped": [{"file": x.get("file"), "reason": x.get("reason")} for x in ds.get("skipped") or []
+                        if isinstance(x, dict)],
             "repeats": spec.dataset.repeats,
             "resolution": spec.dataset.resolution,
+            "auto_captions": ds.get("auto_captions"),  # dataset.caption.auto: model, prompt, files captioned
         },
         "training": {
             "max_steps": spec.training.max_steps,
@@ -109,6 +113,10 @@ def build_training_meta(
             "batch_size": spec.training.batch_size,
             "gradient_accumulation": spec.training.gradient_accumulation,
             "scheduler": spec.training.scheduler,
+            # what the spec asked for and what the trainer ran (the CPU trains in 32-true whatever the spec says)
+            "precision_requested": spec.training.mixed_precision,
+            "precision_used": getattr(trained, "precision", None),
+            "precision_source": (getattr(trained, "sources", None) or {}).get("precision"),
         },
         "eval_during_training": job.result.get("eval_during_training"),
         "final_loss": summary.get("final_loss"),

@@ -33,6 +33,7 @@ COMMON: dict[str, Carried] = {
     "preset": Z("spec loader: fills in the preset's values before validation"),
     "dataset.type": Z("spec loader (one kind today)"),
     "dataset.center_crop": Z("dataset prepare: crops to the bucket's aspect ratio"),
+    "dataset.strict": Z("preflight and dataset prepare: an unreadable image is refused (exit 2), not skipped"),
     "training.backend": Z("picks the renderer"),
     "training.effective_batch_size": Z("spec loader: checked against batch_size x gradient_accumulation"),
     "training.stop_on_nan": Z("job runner: stops the trainer after 5 logged nan/inf losses in a row, cause diverged"),
@@ -67,6 +68,13 @@ COMMON: dict[str, Carried] = {
     "eval.early_stop.min_delta": Z("early-stop rule (zlt/eval/early_stop.py)"),
     "eval.early_stop.min_step": Z("early-stop rule (zlt/eval/early_stop.py)"),
     "eval.models.clip": Z("zlt eval: the CLIP model of the metrics (local path or hub id, never downloaded offline)"),
+    "dataset.caption.auto.enable": Z("job runner: captions the images before prepare (zlt/flows/captioning.py); "
+                                     "captions.json and the artifact's zlt.captioner say which and by what"),
+    "dataset.caption.auto.model": Z("captioner (zlt/caption/models.py), loaded offline; preflight checks it is there"),
+    "dataset.caption.auto.mode": Z("captioner: missing = images without a sidecar; all = every image (NAME.txt.bak)"),
+    "dataset.caption.auto.prefix": Z("captioner: put before each generated caption"),
+    "dataset.caption.auto.suffix": Z("captioner: put after each generated caption"),
+    "dataset.caption.auto.max_words": Z("captioner: generated captions cut to this many words"),
 }
 PREPARED = "dataset prepare writes the final captions (.txt) the trainer reads"
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from zlt import backends
 from zlt.backends.carried import COMMON, ZLT, Carried, leaf_fields
+from zlt.caption.explain import caption_notes
 from zlt.render.base import RenderResult
 from zlt.spec.load import SOURCE_DEFAULT
 
@@ -66,11 +67,23 @@ def explain_rows(loaded: Any, result: RenderResult) -> list[dict[str, Any]]:
             node = node.get(part) if isinstance(node, dict) else None
         about = [m for m in result.warnings if path in m.fields]  # each says which fields where the render made it
         notes = [m for m in result.notes if path in m.fields]
+        if path == "dataset.caption.auto.enable":  # which captions are (or will be) generated, and by what
+            notes += caption_notes(loaded.spec)
         c = table[path]
-        rows.append({"field": path, "value": node, "source": loaded.provenance.get(path, SOURCE_DEFAULT),
-                     "backend": result.backend, "carried_by": c.kind, "where": c.where,
-                     "warnings": about, "notes": notes})
+        row = {"field": path, "value": node, "source": loaded.provenance.get(path, SOURCE_DEFAULT),
+               "backend": result.backend, "carried_by": c.kind, "where": c.where, "warnings": about, "notes": notes}
+        if path in AS_RENDERED:  # a value the spec resolves before any backend sees it: shown as it is rendered
+            row["rendered"], none = AS_RENDERED[path][0](loaded.spec), AS_RENDERED[path][1]
+            if row["rendered"] is None:
+                row["where"] = none
+        rows.append(row)
     return rows
+
+
+# field -> (the value every backend renders, what a null rendering means)
+AS_RENDERED: dict[str, tuple[Any, str]] = {
+    "model.base.training_adapter": (lambda spec: spec.adapter_path(), "rendered null: no training adapter is merged"),
+}
 
 
 MAPS: dict[str, dict[str, Carried]] = maps()

@@ -14,6 +14,7 @@ from zlt.cli import artifact_versions
 from zlt.cli.artifact_versions import print_style_line
 from zlt.cli.common import HomeOpt, JsonOpt, command, home_path, print_json
 from zlt.core.errors import EXIT_JOB_FAILED, BadInputError
+from zlt.core.units import rate_text
 from zlt.eval.table import summary_lines
 
 artifacts_app = typer.Typer(
@@ -132,7 +133,7 @@ def show_cmd(artifact_id: str = IdArg, json_out: bool = JsonOpt, home: Path | No
             f"(min {_fmt_loss(c['min_loss'])} at step {c['min_step']}; {c['points']} points from {c['source']})"
         )
     if c.get("it_s"):
-        typer.echo(f"{'speed':>12}: {c['it_s']:.3g} it/s")
+        typer.echo(f"{'speed':>12}: {rate_text(c['it_s'])}")
     if meta.get("eval"):
         for line in summary_lines(meta["eval"]):
             typer.echo(line)

@@ -1,4 +1,5 @@
-"""`zlt dataset check` and `zlt dataset prepare`: thin commands over `zlt.dataset` (bodies: zlt/cli/impl/dataset.py)."""
+"""`zlt dataset check`, `prepare` and `caption`: thin commands over `zlt.dataset` and `zlt.caption` (bodies:
+zlt/cli/impl/dataset.py, zlt/cli/impl/caption.py)."""
 
 from __future__ import annotations
 
@@ -60,3 +61,34 @@ def prepare(
     """Write a clean training folder: RGB, EXIF-rotated, resized, captioned, de-duplicated, with manifest.json."""
     _impl().prepare(folder, out=out, spec_path=spec_path, sets=sets, flip=flip, keep_near_duplicates=keep_near_duplicates,
                      workers=workers, home=home, json_out=json_out)
+
+
+@dataset_app.command("caption")
+@command
+def caption(
+    folder: Path = typer.Argument(..., help="The image folder.", show_default=False),
+    mode: str = typer.Option("missing", "--mode", help="missing: images without a .txt; all: every image."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="--mode all: replace existing captions (the old text "
+                                   "is kept beside as NAME.txt.bak)."),
+    model: str | None = typer.Option(None, "--model", help="Captioner: a hub id, a local folder, or "
+                                     "zlt/tiny-captioner (default: Florence-2 large)."),
+    preset: str = typer.Option("style", "--preset", help="style: content only, style words removed; character: "
+                               "'a photo of [trigger], ...'."),
+    prefix: str = typer.Option("", "--prefix", help="Text put before each caption."),
+    suffix: str = typer.Option("", "--suffix", help="Text put after each caption."),
+    max_words: int | None = typer.Option(None, "--max-words", help="Cut captions to this many words."),
+    submit: bool = typer.Option(False, "--submit", help="Queue a caption job and print its id at once."),
+    priority: int = typer.Option(0, "--priority", help="With --submit: queue priority -100..100."),
+    no_worker: bool = typer.Option(False, "--no-worker", help="With --submit: only queue; start no worker."),
+    home: Path | None = HomeOpt,
+    json_out: bool = JsonOpt,
+) -> None:
+    """Write a .txt caption beside every image that lacks one, and a record per caption in captions.jsonl.
+    Exit 0: done (unreadable images are skipped and listed); 2: bad input; 3: the captioner is not downloaded."""
+    from zlt.cli.impl import caption as impl  # lazy: pulls the captioning stack, kept out of --help
+
+    request = {"path": str(folder), "mode": mode, "overwrite": overwrite, "preset": preset, "prefix": prefix,
+               "suffix": suffix, "max_words": max_words, **({"model": model} if model else {})}
+    impl.caption(folder, request=request, submit=submit, priority=priority, no_worker=no_worker, home=home,
+                 json_out=json_out)
+

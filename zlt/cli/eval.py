@@ -15,14 +15,16 @@ def eval_cmd(
     artifact_id: str = typer.Argument(..., help="Artifact: id, unique id prefix, job id, style name (its current "
                                       "version), STYLE@vN or 'latest'."),
     prompts: Path | None = typer.Option(None, "--prompts", help="Held-out prompts: a text file, one a line "
-                                        "('\\[trigger]' marks where the trigger goes), or a JSON/YAML list. "
+                                        "('[trigger]' marks where the trigger goes), or a JSON/YAML list. "
                                         "Default: 8 varied subjects."),
     seeds: int | None = typer.Option(None, "--seeds", help="Images per prompt (different seeds), 1..16 "
                                      "(default: the spec's eval.seeds, 2)."),
     checkpoints: str | None = typer.Option(None, "--checkpoints", help="all, last, or steps like 250,500 (default: "
                                            "all; the base model is always row 0)."),
-    clip: str | None = typer.Option(None, "--clip", help="CLIP model for the metrics: a local folder or a hub id "
-                                    "(default: the spec's eval.models.clip, else openai/clip-vit-large-patch14)."),
+    clip: str | None = typer.Option(None, "--clip", help="CLIP model for the metrics: a local folder, a hub id "
+                                    "already downloaded, or zlt/tiny-clip (built in: tiny random weights, nothing "
+                                    "downloaded; it measures nothing, for smoke tests). Default: the spec's "
+                                    "eval.models.clip, else openai/clip-vit-large-patch14."),
     scale: float | None = typer.Option(None, "--scale", help="LoRA scale (default: the spec's eval.scale, 1.0)."),
     steps: int | None = typer.Option(None, "--steps", help="Denoising steps (default: the spec's sampling steps)."),
     guidance: float | None = typer.Option(None, "--guidance", help="Guidance scale (default: the spec's)."),
@@ -30,6 +32,8 @@ def eval_cmd(
                                     "resolution)."),
     train_images: Path | None = typer.Option(None, "--train-images", help="Folder of training images (default: "
                                              "the artifact's prepared dataset)."),
+    targets: bool = typer.Option(False, "--targets", help="Add the report's `targets` block: CLIP style "
+                                 "similarity > 0.85 per checkpoint (FID/LPIPS targets: not comparable here)."),
     submit: bool = typer.Option(False, "--submit", help="Queue it as a job for the worker and return the job id "
                                 "at once (follow with 'zlt status ID')."),
     json_out: bool = JsonOpt,
@@ -41,7 +45,7 @@ def eval_cmd(
     from zlt.cli.impl.eval import eval_artifact  # lazy: the evaluation pulls numpy and pydantic
 
     eval_artifact(artifact_id, prompts=prompts, seeds=seeds, checkpoints=checkpoints, clip=clip, scale=scale,
-                  steps=steps, guidance=guidance, size=size, train_images=train_images, submit=submit,
+                  steps=steps, guidance=guidance, size=size, train_images=train_images, targets=targets, submit=submit,
                   json_out=json_out, home=home)
 
 

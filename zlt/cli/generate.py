@@ -11,8 +11,10 @@ from zlt.cli.common import HomeOpt, JsonOpt, command
 ArtifactArg = typer.Argument(..., help="Artifact id (see 'zlt artifacts list'), its job id, a unique id prefix, a "
                              "style name (its current version), STYLE@vN, or 'latest' (the newest artifact); ID@STEP "
                              "or ID@best picks a checkpoint.")
-ScaleOpt = typer.Option(0.8, "--scale", help="LoRA scale of ARTIFACT (0 = base model; 0.7-1.0 usual).")
-CheckpointOpt = typer.Option(None, "--checkpoint", help="Use ARTIFACT's kept checkpoint of this step, not the final weights.")
+ScaleOpt = typer.Option(None, "--scale", help="LoRA scale of ARTIFACT (0 = base model; default 1.0, or for ID@best "
+                        "the scale its evaluation used).")
+CheckpointOpt = typer.Option(None, "--checkpoint", help="Use ARTIFACT's kept checkpoint of this step, or 'best' (the "
+                             "step its last evaluation picked), not the final weights.")
 LoraOpt = typer.Option(None, "--lora", help="Stack another LoRA: ID, ID:SCALE or ID@STEP:SCALE (repeatable).")
 SeedOpt = typer.Option(0, "--seed", help="Seed of the first image; image i uses seed + i.")
 StepsOpt = typer.Option(None, "--steps", help="Denoising steps (default: the artifact's sampling steps; Z-Image-Turbo: 9).")
@@ -36,9 +38,10 @@ def generate_cmd(
     artifact: str = ArtifactArg,
     prompt: list[str] = typer.Option(..., "--prompt", "-p", help="Prompt (repeatable); each makes --count images."),
     count: int = typer.Option(1, "--count", "-n", help="Images per prompt."),
-    size: str = typer.Option("1024x1024", "--size", help="WIDTHxHEIGHT, multiples of 16."),
-    scale: float = ScaleOpt,
-    checkpoint: int = CheckpointOpt,
+    size: str | None = typer.Option(None, "--size", help="WIDTHxHEIGHT, multiples of 16 (default: the artifact's "
+                                    "training resolution, square)."),
+    scale: float | None = ScaleOpt,
+    checkpoint: str = CheckpointOpt,
     lora: list[str] = LoraOpt,
     seed: int = SeedOpt,
     steps: int | None = StepsOpt,
@@ -55,7 +58,7 @@ def generate_cmd(
     """Text to image with a trained LoRA; PNGs (parameters embedded), outputs.json and a contact sheet are stored
     under the artifact's generations/ folder, whose path is printed."""
     impl = _impl()
-    width, height = impl.parse_size(size)
+    width, height = impl.parse_size(size) if size else (None, None)
     request = {
         "loras": impl.loras(artifact, scale, checkpoint, lora), "prompts": prompt, "count": count, "seed": seed,
         "steps": steps, "guidance": guidance, "width": width, "height": height, "trigger": not no_trigger,
@@ -71,13 +74,14 @@ def transfer_cmd(
     prompt: str = typer.Option("", "--prompt", "-p", help="Prompt for every image (the trigger token is added)."),
     strength: float = typer.Option(0.6, "--strength", help="0 returns the input, 1 ignores it."),
     count: int = typer.Option(1, "--count", "-n", help="Outputs per input image."),
-    max_side: int = typer.Option(2048, "--max-side", help="Scale inputs down to this longer side (aspect kept)."),
+    max_side: int | None = typer.Option(None, "--max-side", help="Scale inputs down to this longer side, aspect kept "
+                                        "(default 2048, or the base model's limit: 512 on zlt/tiny-zimage)."),
     control: str = typer.Option(None, "--control", help="canny or depth: use a Z-Image ControlNet (needs --controlnet)."),
     controlnet: str = typer.Option(None, "--controlnet", help="Z-Image ControlNet: local folder/.safetensors, or a cached hub id."),
     control_image: list[str] = typer.Option(None, "--control-image", help="Control map per --image (required for depth)."),
     control_scale: float = typer.Option(0.75, "--control-scale", help="ControlNet conditioning scale."),
-    scale: float = ScaleOpt,
-    checkpoint: int = CheckpointOpt,
+    scale: float | None = ScaleOpt,
+    checkpoint: str = CheckpointOpt,
     lora: list[str] = LoraOpt,
     seed: int = SeedOpt,
     steps: int | None = StepsOpt,
@@ -92,7 +96,8 @@ def transfer_cmd(
     json_out: bool = JsonOpt,
 ) -> None:
     """Style transfer of your images with a trained LoRA (img2img, or a ControlNet with --control), keeping each
-    input's size (snapped to a multiple of 16) and aspect. Outputs go under the artifact's generations/ folder."""
+    input's aspect; each side is snapped down to a multiple of 16 (96x72 is drawn at 96x64) and the output says
+    so. Outputs go under the artifact's generations/ folder."""
     impl = _impl()
     request = {
         "loras": impl.loras(artifact, scale, checkpoint, lora), "images": [str(Path(p).expanduser().resolve()) for p in image],

@@ -66,12 +66,12 @@ def doctor(
 
 def _doctor_lines(report) -> list[str]:
     width = max(len(r.name) for r in report.rows)
-    mark = {"pass": "ok  ", "warn": "warn", "fail": "FAIL"}
+    mark = {"pass": "ok  ", "warn": "warn", "fail": "FAIL", "skip": "--  "}  # skip: optional, not installed
     lines = []
     for r in report.rows:
         lines.append(f"{mark[r.status]}  {r.name:<{width}}  {r.message}")
         if r.fix and r.status != "pass":
-            lines.append(f"      {'':<{width}}  fix: {r.fix}")
+            lines.append(f"      {'':<{width}}  {'to install' if r.status == 'skip' else 'fix'}: {r.fix}")
     ready = ", ".join(report.ready_backends) or "none"
     tiny_only = " (no GPU: the tiny test model only)" if report.ready_backends and not report.gpus else ""
     lines.append(f"backends ready here: {ready}{tiny_only}")

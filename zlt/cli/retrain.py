@@ -53,9 +53,9 @@ def retrain(
     if dry_run:
         plan = plan_retrain(h, artifact, **args).summary()
         if json_out:
-            print_json({"ok": True, "retrain": plan})
+            print_json({"ok": True, "dry_run": True, "queued": False, "retrain": plan})
         else:
-            print(_describe(plan))
+            print(_describe(plan) + "\ndry run: nothing was queued (run it without --dry-run to queue it)")
         return
     options = {"ai_toolkit": ai_toolkit, "musubi": musubi, "vram_gb": vram_gb}
     st = submit_retrain(h, artifact, **args, profile=profile, priority=priority, skip_preflight=skip_preflight,

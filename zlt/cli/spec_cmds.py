@@ -32,11 +32,15 @@ def schema(json_out: bool = JsonOpt) -> None:
 def init(
     directory: Path = typer.Argument(Path("."), help="Folder to write spec.yaml into."),
     preset: str = typer.Option("style", "--preset", help="style | character"),
+    tiny: bool = typer.Option(False, "--tiny", help="The quick start's settings: the tiny test model "
+                              "zlt/tiny-zimage on the CPU (same as --model zlt/tiny-zimage)."),
+    model: str | None = typer.Option(None, "--model", help="Base model (default Tongyi-MAI/Z-Image-Turbo); "
+                                     "zlt/tiny-zimage writes the quick start's settings."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing spec.yaml."),
     json_out: bool = JsonOpt,
 ) -> None:
-    """Write a commented starter spec."""
-    _starter().init(directory, preset=preset, force=force, json_out=json_out)
+    """Write a commented starter spec (--tiny: one that trains the tiny test model on the CPU in about a minute)."""
+    _starter().init(directory, preset=preset, model=model, tiny=tiny, force=force, json_out=json_out)
 
 
 @command

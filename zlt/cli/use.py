@@ -18,7 +18,7 @@ def usage_lines(artifact_path: str, artifact_id: str, *, trigger: str | None, ke
         "use it in diffusers:",
         "  import torch; from diffusers import ZImagePipeline",
         f"  pipe = ZImagePipeline.from_pretrained({base_model!r}, torch_dtype=torch.bfloat16).to('cuda')",
-        f"  pipe.load_lora_weights({str(lora)!r}, adapter_name='style'); pipe.set_adapters(['style'], [0.8])",
+        f"  pipe.load_lora_weights({str(lora)!r}, adapter_name='style'); pipe.set_adapters(['style'], [1.0])",
         f"  pipe({prompt!r}, num_inference_steps={steps}, guidance_scale={float(guidance)!r}).images[0].save('out.png')",
     ]
     if key_format == "comfyui":

@@ -9,6 +9,7 @@ class JobKind(str, Enum):
     TRAIN = "train"
     GENERATE = "generate"
     EVALUATE = "evaluate"
+    CAPTION = "caption"
 
     def __str__(self) -> str:
         return self.value

@@ -19,12 +19,14 @@ EXTS_OF_FORMAT = {"JPEG": {".jpg", ".jpeg"}, "MPO": {".jpg", ".jpeg"}, "PNG": {"
 # The character guide's shot mix, in percent of the images.
 SHOT_MIX_ADVICE = {"close_up": (40, 50), "medium": (30, 40), "full_body": (10, 20)}
 _ERROR_HINTS = {
-    "zero_byte": "replace it with the real file or delete it; prepare skips it",
-    "corrupt": "re-export or re-download it, or delete it; prepare skips it",
-    "truncated": "the copy or download was cut short: fetch it again; prepare skips it",
-    "decompression_bomb": f"downscale it below {MAX_PIXELS / 1e6:.0f} MP; prepare skips it",
+    "zero_byte": "replace it with the real file or delete it",
+    "corrupt": "re-export or re-download it, or delete it",
+    "truncated": "the copy or download was cut short: fetch it again",
+    "decompression_bomb": f"downscale it below {MAX_PIXELS / 1e6:.0f} MP",
     "unreadable": "make it readable (chmod +r) or remove it",
 }
+# What happens to an image that cannot be read, by dataset.strict (the verdict of render_text says the same).
+_SKIP_NOTE = {False: "; prepare skips it", True: "; dataset.strict: true refuses to train until then"}
 _ORIENTATION = {2: "mirrored", 3: "rotated 180", 4: "flipped", 5: "transposed", 6: "rotated 90 CW",
                 7: "transversed", 8: "rotated 90 CCW"}
 
@@ -55,7 +57,8 @@ def _record(rel: str, probe: ImageProbe) -> ImageRecord:
 def _image_findings(rel: str, probe: ImageProbe, spec: JobSpec) -> list[Finding]:
     if not probe.ok:
         code = probe.error or "corrupt"
-        return [finding(code, probe.error_detail, rel, _ERROR_HINTS.get(code, ""))]
+        hint = _ERROR_HINTS.get(code, "") + _SKIP_NOTE[spec.dataset.strict]
+        return [finding(code, probe.error_detail, rel, hint, skipped=True)]
     out: list[Finding] = []
     ext = "." + rel.rsplit(".", 1)[-1].lower()
     fmt = probe.format or "?"
@@ -101,7 +104,8 @@ def _folder_findings(scan: ScanResult, spec: JobSpec) -> list[Finding]:
     for rel, why in scan.skipped_links:
         out.append(finding("symlink_broken" if why == "broken symlink" else "symlink_outside", why, rel))
     for rel in scan.unreadable:
-        out.append(finding("unreadable", "cannot be listed or read", rel, _ERROR_HINTS["unreadable"]))
+        out.append(finding("unreadable", "cannot be listed or read", rel,
+                           _ERROR_HINTS["unreadable"] + _SKIP_NOTE[spec.dataset.strict], skipped=True))
     known = {f.rel for f in scan.images} | {f.rel for f in scan.unsupported} | caption_files(scan, spec.dataset.caption)
     others = [f.rel for f in scan.files if f.rel not in known]
     if others:
@@ -249,7 +253,8 @@ def build_report(scan: ScanResult, spec: JobSpec, probes: list[ImageProbe]) -> D
         "trigger_position": cap.trigger_position, "default_caption": cap.default_caption, "repeats": ds.repeats,
         "near_duplicate_distance": NEAR_DUPLICATE_DISTANCE, "max_pixels": MAX_PIXELS,
     }
-    return DatasetReport(path=str(scan.root), settings=settings, images=records, findings=findings, totals=totals)
+    return DatasetReport(path=str(scan.root), settings=settings, images=records, findings=findings, totals=totals,
+                         strict=ds.strict)
 
 
 def check_dataset(path: Path, spec: JobSpec | None = None, *, workers: int | None = None) -> DatasetReport:

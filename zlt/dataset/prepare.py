@@ -43,6 +43,7 @@ from zlt.dataset.images import (
     to_rgb,
 )
 from zlt.dataset.parallel import map_files
+from zlt.dataset.report import SKIPPABLE
 from zlt.dataset.scan import ScanResult, scan_dataset
 from zlt.spec.models import JobSpec
 
@@ -235,9 +236,41 @@ def prepare_dataset(
     with locked(out):
         manifest = read_manifest(out)
         if manifest and _stored_key(out) == key and outputs_present(out, manifest):
-            return result_from_manifest(out, manifest, reused=True)
+            return refuse_if_strict(spec, src, result_from_manifest(out, manifest, reused=True))
         clean_stale(out)
-        return _prepare(scan, out, spec, params, key, workers, reuse_from or out)
+        return refuse_if_strict(spec, src, _prepare(scan, out, spec, params, key, workers, reuse_from or out))
+
+
+def unreadable_images(result: PrepareResult) -> list[dict[str, Any]]:
+    """The skipped entries of images that could not be read (not duplicates or unsupported formats)."""
+    return [s for s in result.skipped if s.get("reason") in SKIPPABLE]
+
+
+def skipped_lines(result: PrepareResult) -> list[str]:
+    """What a training run says about the files prepare left out: the unreadable images by name, the rest counted."""
+    bad = unreadable_images(result)
+    lines = []
+    if bad:
+        named = ", ".join(f"{s['file']} ({s['reason']})" for s in bad[:10]) + (", ..." if len(bad) > 10 else "")
+        lines.append(f"dataset: skipped {len(bad)} unreadable image(s): {named}; training goes on with "
+                     f"{result.num_sources} (dataset.strict: true refuses instead)")
+    others = len(result.skipped) - len(bad)
+    if others:
+        lines.append(f"dataset: {others} {'other ' if bad else ''}file(s) skipped while preparing (duplicates, "
+                     f"unsupported formats, links; see {result.manifest_path})")
+    return lines
+
+
+def refuse_if_strict(spec: JobSpec, src: Path, result: PrepareResult) -> PrepareResult:
+    """Under dataset.strict an image that cannot be read is bad input (exit 2) naming the files; else the result."""
+    bad = unreadable_images(result)
+    if spec.dataset.strict and bad:
+        shown = "; ".join(f"{s['file']} ({s['reason']}: {s['detail']})" for s in bad[:10])
+        more = f"; and {len(bad) - 10} more" if len(bad) > 10 else ""
+        raise BadInputError(f"dataset.strict: {len(bad)} image(s) in {src} cannot be "
+                            f"read: {shown}{more}",
+                            hint="fix or remove them, or set dataset.strict: false to skip them and train on the rest")
+    return result
 
 
 def _stored_key(out: Path) -> str | None:

@@ -11,7 +11,8 @@ from typing import Any, Literal
 Severity = Literal["error", "warning", "info"]
 SEVERITIES: tuple[Severity, ...] = ("error", "warning", "info")
 
-# code -> (severity, what it means). Errors block training; prepare skips or fixes the rest.
+# code -> (severity, what it means). Errors block training, except an image that cannot be read (SKIPPABLE): prepare
+# skips it and training goes on with the rest, unless `dataset.strict: true`. Prepare skips or fixes the warnings.
 CODES: dict[str, tuple[Severity, str]] = {
     "zero_byte": ("error", "the image file is empty"),
     "corrupt": ("error", "Pillow cannot verify or decode the image"),
@@ -57,6 +58,8 @@ CODES: dict[str, tuple[Severity, str]] = {
     "count_ok": ("info", "the image count is within the preset's advice"),
     "shot_mix_unknown": ("info", "captions do not say close-up / medium / full body"),
 }
+# The errors of one image file that prepare skips (an unreadable caption or metadata file is not one of them).
+SKIPPABLE = frozenset({"zero_byte", "corrupt", "truncated", "decompression_bomb", "unreadable"})
 
 
 @dataclass
@@ -66,14 +69,15 @@ class Finding:
     message: str
     file: str | None = None  # relative to the dataset folder
     hint: str = ""
+    skipped: bool = False  # an image prepare skips: training goes on without it (unless dataset.strict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def finding(code: str, message: str, file: str | None = None, hint: str = "") -> Finding:
-    """A finding with the severity its code always has."""
-    return Finding(severity=CODES[code][0], code=code, message=message, file=file, hint=hint)
+def finding(code: str, message: str, file: str | None = None, hint: str = "", *, skipped: bool = False) -> Finding:
+    """A finding with the severity its code always has; `skipped`: an image file prepare leaves out."""
+    return Finding(severity=CODES[code][0], code=code, message=message, file=file, hint=hint, skipped=skipped)
 
 
 @dataclass
@@ -117,10 +121,19 @@ class DatasetReport:
     images: list[ImageRecord]
     findings: list[Finding]
     totals: dict[str, Any]
+    strict: bool = False  # dataset.strict: an image that cannot be read blocks training instead of being skipped
+
+    def blocking(self) -> list[Finding]:
+        """The errors that stop training: all of them under dataset.strict, else those prepare cannot skip."""
+        return [f for f in self.findings if f.severity == "error" and (self.strict or not f.skipped)]
+
+    def skipped_files(self) -> list[str]:
+        """The images that cannot be read: prepare skips them (dataset.strict refuses them instead)."""
+        return [f.file for f in self.findings if f.skipped and f.file]
 
     @property
     def has_errors(self) -> bool:
-        return any(f.severity == "error" for f in self.findings)
+        return bool(self.blocking())
 
     def count(self, severity: Severity) -> int:
         return sum(1 for f in self.findings if f.severity == severity)
@@ -129,6 +142,8 @@ class DatasetReport:
         return {
             "ok": not self.has_errors,
             "path": self.path,
+            "strict": self.strict,
+            "skipped": self.skipped_files(),
             "settings": self.settings,
             "counts": {s: self.count(s) for s in SEVERITIES},
             "totals": self.totals,
@@ -170,7 +185,11 @@ def render_text(report: DatasetReport, *, per_image: bool = False) -> list[str]:
         items = [f for f in report.findings if f.severity == sev]
         if not items:
             continue
-        lines.append(f"{sev}s ({len(items)}):" if sev != "info" else f"info ({len(items)}):")
+        skipped = sum(1 for f in items if f.skipped)
+        header = f"{sev}s ({len(items)}" if sev != "info" else f"info ({len(items)}"
+        if skipped and not report.strict:
+            header += f"; prepare skips {'the' if skipped == len(items) else skipped} unreadable image(s)"
+        lines.append(header + "):")
         for f in items:
             where = f"{f.file}: " if f.file else ""
             lines.append(f"  {f.code:<22} {where}{f.message}")
@@ -182,10 +201,20 @@ def render_text(report: DatasetReport, *, per_image: bool = False) -> list[str]:
             size = f"{r.width}x{r.height}" if r.width else "-"
             flags = ",".join(r.codes) or "-"
             lines.append(f"  {r.status:<14} {size:>11} {r.mode or '-':<5} {r.caption.source:<8} {r.file}  [{flags}]")
-    verdict = (
-        f"result: {report.count('error')} error(s) block training"
-        if report.has_errors
-        else "result: ready to train"
-    )
-    lines.append(verdict + f" ({report.count('warning')} warnings, {report.count('info')} info)")
+    lines.append(_verdict(report) + f" ({report.count('warning')} warnings, {report.count('info')} info)")
     return lines
+
+
+def _verdict(report: DatasetReport) -> str:
+    skipped = report.skipped_files()
+    blocking = report.blocking()
+    if blocking and report.strict and skipped:
+        return (f"result: {len(blocking)} error(s) block training (dataset.strict: true refuses the "
+                f"{len(skipped)} unreadable image(s); fix or remove them, or set dataset.strict: false to skip them)")
+    if blocking:
+        return f"result: {len(blocking)} error(s) block training"
+    if skipped:
+        usable = report.totals.get("images_usable", "?")
+        return (f"result: ready to train on {usable} image(s); prepare skips {len(skipped)} unreadable image(s),"
+                " dataset.strict: true refuses them instead")
+    return "result: ready to train"

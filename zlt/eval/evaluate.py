@@ -19,7 +19,7 @@ from zlt.core.fsutil import atomic_write_json
 from zlt.dataset.images import DATASET_FORMATS, open_user_image
 from zlt.eval import metrics as m
 from zlt.eval.best import Rule, pick_best
-from zlt.eval.clip import DEFAULT_CLIP, ClipScorer, require_clip
+from zlt.eval.clip import ClipScorer
 from zlt.eval.images import DrawSettings, ImageFn, InferImages
 from zlt.eval.live_rows import LivePrior, fingerprint
 from zlt.eval.pictures import contact_sheet, curves, thumb_size
@@ -33,6 +33,8 @@ from zlt.eval.plan import (
 )
 from zlt.eval.prompts import EvalPrompt, build_prompts, training_overlap
 from zlt.eval.record import publish_eval, staging_dir
+from zlt.eval.spread import row_spread, verdict
+from zlt.preflight.clip_model import DEFAULT_CLIP, require_clip
 from zlt.render.common import sample_steps_guidance
 
 SCHEMA = "zlt.eval_report/1"
@@ -55,6 +57,8 @@ class EvalOptions:
     device: str | None = None  # the CLIP model's device (default: cuda when there is one, else cpu)
     gpu: int | None = None  # CUDA index the images are drawn on (a worker's slot); None: zlt generate's default
     keep_images: bool = True
+    job_id: str | None = None  # the evaluation job this runs in (None for a foreground `zlt eval`)
+    targets: bool = False  # add the report's `targets` block (the user's CLIP > 0.85; FID/LPIPS not comparable)
 
 
 def check_grid(n_prompts: int, seeds: int) -> None:
@@ -111,6 +115,7 @@ def score_images(scorer: Any, images: list[Any], prompts: list[EvalPrompt], seed
         "diversity": m.diversity(groups),
     }
     out.update(m.distribution_metrics(emb, train_emb))
+    out["per_image"] = m.per_image(emb, train_emb, per_image_text, groups)  # the spread's raw values (zlt.eval.spread)
     return out
 
 
@@ -177,6 +182,7 @@ def evaluate_artifact(
                 row = {"step": t.step, "label": t.label, "base": t.base, "final": t.final, "file": t.file,
                        "metrics": dict(earlier["metrics"]), "timing": dict(earlier.get("timing") or {}),
                        "scored_during_training": True}
+                row["per_image"] = row["metrics"].pop("per_image", None)
                 say(f"{t.label}: scored while training (reused)")
                 if opts.keep_images:
                     row["images"] = save_row_images(staging, row, images, cells)
@@ -193,14 +199,22 @@ def evaluate_artifact(
             t1 = time.perf_counter()
             row = {"step": t.step, "label": t.label, "base": t.base, "final": t.final, "file": t.file,
                    "metrics": score_images(scorer, images, prompts, seeds, train_emb)}
+            row["per_image"] = row["metrics"].pop("per_image", None)
             row["timing"] = {"generate_s": round(gen_s, 4), "metrics_s": round(time.perf_counter() - t1, 4)}
             if opts.keep_images:
                 row["images"] = save_row_images(staging, row, images, cells)
             rows.append(row)
             thumbs.append([_thumb(im, settings.size) for im in images])
         pick = pick_best(rows, opts.rule)
+        honesty = verdict(rows, pick.step)  # is the pick told apart from the base and the runner-up?
+        for row in rows:
+            row["spread"] = row_spread(row.pop("per_image", None))
         report = _report(view, opts, settings, prompts, seeds, train_dir, len(train_emb), rows, pick, warnings,
                          load_s=load_s, total_s=time.perf_counter() - t_start)
+        report["best"].update(honesty)
+        report["inference"] = getattr(image_fn, "ran", None)  # what drew: device and dtype (fp32 on a CPU)
+        if report["inference"]:
+            report["settings"]["precision"] = report["inference"]["dtype"]
         if prior is not None:
             report["during_training"] = _during_training(prior, fp)
         _write(home, view, report, rows, thumbs, [f"p{i + 1} s{s}" for i, s in cells], staging)
@@ -300,6 +314,7 @@ def _report(view: ArtifactView, opts: EvalOptions, settings: DrawSettings, promp
     return {
         "schema": SCHEMA,
         "artifact_id": view.id,
+        "job_id": opts.job_id,
         "eval_dir": str(view.folder / "eval"),
         "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "clip_model": opts.clip,
@@ -316,7 +331,7 @@ def _report(view: ArtifactView, opts: EvalOptions, settings: DrawSettings, promp
         },
         "checkpoints": rows,
         "best": {**pick.to_dict(), "file": best_row["file"] if best_row else None},
-        "targets": {str(r["step"]): _targets_met(r) for r in trained},
+        **({"targets": {str(r["step"]): _targets_met(r) for r in trained}} if opts.targets else {}),
         "timing": {"pipeline_load_s": round(load_s, 4), "total_s": round(total_s, 4),
                    "per_checkpoint_s": round(sum(r["timing"]["generate_s"] + r["timing"]["metrics_s"]
                                                  for r in rows) / max(1, len(rows)), 4)},
@@ -338,9 +353,11 @@ def _write(home: Path, view: ArtifactView, report: dict[str, Any], rows: list[di
     summary = {
         "report": "eval/report.json", "evaluated_at": report["evaluated_at"], "clip_model": report["clip_model"],
         "best_step": best, "best_file": report["best"]["file"], "passed": report["best"]["passed"],
-        "reason": report["best"]["reason"],
+        "reason": report["best"]["reason"], "caveat": report["best"].get("caveat"),
+        "job_id": report["job_id"],
+        "scale": report["settings"]["scale"],  # `ID@best` draws at the scale it was picked at (zlt.infer.resolve)
         "table": [{"step": r["step"], "label": r["label"], **{k: r["metrics"].get(k) for k in (
             "style_similarity", "prompt_alignment", "memorisation", "diversity", "kid_clip", "kid_clip_std",
-            "fid_clip")}} for r in rows],
+            "fid_clip")}, "spread": {k: v["ci95"] for k, v in (r.get("spread") or {}).items()}} for r in rows],
     }
     publish_eval(home, view.id, view.folder, staging, summary)

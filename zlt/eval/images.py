@@ -46,11 +46,14 @@ class InferImages:
         self.home, self.artifact_id, self.settings, self.gpu = Path(home), artifact_id, settings, gpu
         # a worker passes its own cache: an evaluation after a generation on that base model loads nothing
         self.cache = cache if cache is not None else PipelineCache(max_pipelines=1, max_adapters=2)
+        self.ran: dict[str, Any] | None = None  # what drew, once warm: device, dtype (the report's `inference`)
 
     def warm(self) -> None:
         """Load the base pipeline now, so its load time is not counted against the first checkpoint."""
         art = resolve_artifact(self.artifact_id, self.home)
-        self.cache.entry(art.base_model, plan_device(art.base_model, None, self.gpu))
+        plan = plan_device(art.base_model, None, self.gpu)
+        self.ran = {"device": plan.device, "dtype": plan.dtype, "float8": plan.float8, "offload": plan.offload}
+        self.cache.entry(art.base_model, plan)
 
     def __call__(self, target: Target, prompts: list[str], count: int, seed: int) -> list[Any]:
         s = self.settings

@@ -65,6 +65,25 @@ def diversity(groups: Sequence[np.ndarray]) -> float | None:
     return float(np.mean(per_prompt)) if per_prompt else None
 
 
+def per_image(generated: np.ndarray, training: np.ndarray, texts: np.ndarray,
+              groups: Sequence[np.ndarray]) -> dict[str, list[float]]:
+    """The values the row metrics average, one per image (diversity: one per prompt), rounded to 6 decimals: what
+    the spread over prompts x seeds is measured on (zlt.eval.spread)."""
+    g, t = normalize(generated), normalize(training)
+    sims = g @ t.T
+    out = {"style_similarity": sims.mean(axis=1), "memorisation": sims.max(axis=1),
+           "prompt_alignment": np.sum(g * normalize(texts), axis=1)}
+    per_prompt = []
+    for emb in groups:
+        e = normalize(emb)
+        if e.shape[0] >= 2:
+            s = e @ e.T
+            per_prompt.append(float(np.clip(1.0 - s[np.triu_indices(e.shape[0], k=1)], 0.0, 2.0).mean()))
+    res = {k: [round(float(min(1.0, max(-1.0, x))), 6) for x in v] for k, v in out.items()}
+    res["diversity"] = [round(x, 6) for x in per_prompt]
+    return res
+
+
 def _poly_kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     d = x.shape[1]
     return (x @ y.T / d + 1.0) ** 3

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from zlt.eval.clip import check_clip
 from zlt.infer.pipeline import gpu_plan
+from zlt.preflight.clip_model import check_clip
 from zlt.preflight.report import Check
 
 

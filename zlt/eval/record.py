@@ -71,5 +71,6 @@ def _publish(home: Path, artifact_id: str, folder: Path, staging: Path, summary:
     index_files[META_FILE] = {"sha256": sha256_file(meta_path), "size": meta_path.stat().st_size}
     return store.update_meta(Path(home), artifact_id, {
         "files": dict(sorted(index_files.items())), "best_step": summary.get("best_step"), "eval": {
-            k: summary.get(k) for k in ("best_step", "best_file", "evaluated_at", "clip_model", "passed")},
+            k: summary.get(k) for k in ("best_step", "best_file", "evaluated_at", "clip_model", "passed", "scale",
+                                     "caveat")},
     })

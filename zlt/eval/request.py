@@ -9,11 +9,11 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from zlt.core.errors import FieldError, SpecError
-from zlt.eval.clip import require_clip
 from zlt.eval.evaluate import check_grid, draw_settings
 from zlt.eval.options import options_for
 from zlt.eval.plan import open_artifact, select_targets, training_image_dir
 from zlt.eval.prompts import build_prompts
+from zlt.preflight.clip_model import require_clip
 
 
 class EvalRequest(BaseModel):
@@ -28,11 +28,12 @@ class EvalRequest(BaseModel):
                                     description="all, last, or steps like '250,500' (default all).")
     clip: str | None = Field(None, max_length=1000, description="CLIP model: a local transformers folder with "
                              ".safetensors weights (on a server, inside its model roots) or a hub id already "
-                             "downloaded (default: the spec's eval.models.clip).")
+                             "downloaded, or zlt/tiny-clip (built in, random: smoke tests); default: the spec's eval.models.clip.")
     scale: float | None = Field(None, ge=0.0, le=4.0, description="LoRA scale (default 1.0).")
     steps: int | None = Field(None, ge=1, le=200, description="Denoising steps (default: the spec's sampling steps).")
     guidance: float | None = Field(None, ge=0.0, le=30.0, description="Guidance scale (default: the spec's).")
     size: int | None = Field(None, ge=16, le=2048, description="Square image side, a multiple of 16.")
+    targets: bool | None = Field(None, description="Add the report's `targets` block (CLIP style > 0.85); off by default.")
 
 
 def parse_eval_request(data: Any) -> EvalRequest:

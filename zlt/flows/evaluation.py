@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -59,9 +60,11 @@ def run_evaluation_job(store: Any, job_id: str, token: str, *, stop: threading.E
     row = job.row
     snap = json.loads(row["snapshot_json"] or "{}")
 
+    started: list[float] = []
+
     def rows_done(done: int, total: int) -> None:
         job.check_stop()
-        store.update_progress(job_id, token, phase="evaluating", progress={"step": done, "total": total})
+        store.update_progress(job_id, token, phase="evaluating", progress=eval_progress(done, total, started))
 
     def body() -> Done:
         art_id = snap["artifact_id"]
@@ -69,17 +72,32 @@ def run_evaluation_job(store: Any, job_id: str, token: str, *, stop: threading.E
         store.transition(job_id, JobStatus.RUNNING, token=token, message=f"evaluating {art_id}")
         opts = options_for(store.home, art_id, **request.model_dump())
         opts.gpu = cuda_ordinal(gpus)
+        opts.job_id = job_id
         report = (evaluate or evaluate_artifact)(store.home, art_id, opts, rows_done=rows_done, pipeline_cache=cache)
         best = report["best"]
         n = len(report["checkpoints"])
-        store.update_progress(job_id, token, phase="evaluating", progress={"step": n, "total": n})
+        store.update_progress(job_id, token, phase="evaluating", progress=eval_progress(n, n, started))
         atomic_write_json(Path(row["job_dir"]) / "result.json", {
             "job_id": job_id, "status": "succeeded", "kind": KIND, "artifact_id": art_id,
             "report": report["eval_dir"] + "/report.json", "best": best})
+        caveat = "" if not best.get("caveat") else f" ({best['caveat'].split(':')[0]})"
         return Done(artifact_id=art_id, artifact_path=report["eval_dir"],
-                    message=f"succeeded: best checkpoint step {best['step']}")
+                    message=f"succeeded: best checkpoint step {best['step']}{caveat}")
 
     return job.run(body)
+
+
+def eval_progress(done: int, total: int, started: list[float]) -> dict[str, Any]:
+    """An evaluation job's progress: `step`/`total` count rows (checkpoints, the base model included; `unit` says
+    so), the ETA from the mean time of the rows scored so far (`started` holds when the first row began)."""
+    now = time.time()
+    if not started:
+        started.append(now)
+    elapsed = now - started[0]
+    rate = done / elapsed if done and elapsed > 0 else None
+    return {"step": done, "total": total, "unit": "checkpoints", "elapsed_s": round(elapsed, 1),
+            "it_s": None if rate is None else round(rate, 4),
+            "eta_s": None if rate is None else round((total - done) / rate, 1), "ts": now}
 
 
 def run_evaluation(store: Any, claim: Any, stop: threading.Event, cache: Any) -> str:

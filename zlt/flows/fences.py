@@ -28,7 +28,7 @@ KEYWORDS = {"model.base.training_adapter": ("auto", "none")}
 
 # Every path-like field of a spec and what it names: a model folder (hub id or local folder), a weights file, a
 # dataset folder, a registry folder, a URL. A new path field of the spec is added here, and nowhere else.
-MODEL_DIRS = ("model.base.name", "eval.models.clip")
+MODEL_DIRS = ("model.base.name", "eval.models.clip", "dataset.caption.auto.model")
 MODEL_FILES = ("model.base.training_adapter", "model.base.dit", "model.base.vae", "model.base.text_encoder")
 # What a model field names (check_model_value): a folder, one weights file, or either (a ControlNet).
 FOLDER, FILE, FOLDER_OR_FILE = "folder", "file", "folder or file"

@@ -26,7 +26,7 @@ from zlt.flows.request_gate import LOCAL, admit_request
 from zlt.infer.params import KINDS, GenerateParams, TransferParams, parse_request
 from zlt.infer.pipeline import PipelineCache, cuda_ordinal
 from zlt.infer.resolve import resolve_loras
-from zlt.infer.run import check_prompts, check_transfer_inputs, generate, transfer
+from zlt.infer.run import check_request, check_transfer_inputs, generate, transfer
 from zlt.jobs.api import check_priority
 from zlt.jobs.states import JobStatus
 
@@ -55,7 +55,7 @@ def submit_generation(home: Path, kind: str, params: GenerateParams | TransferPa
     loras = resolve_loras(params.loras, home, prefix=kind)
     if isinstance(params, TransferParams):
         check_transfer_inputs(params)  # every image's header (format, caps, pixel budget); nothing decoded
-    check_prompts(params, loras)  # a prompt longer than the base model reads (the tiny model's limit)
+    check_request(params, loras)  # a size the base model cannot draw, a prompt longer than it reads (tiny model)
     art = loras[0].artifact
     tiny = art.base_name == TINY_MODEL
     # Freeze what the references mean now: `latest` or a prefix must not name another artifact when the job runs.

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from zlt.core.kinds import JobKind
+from zlt.flows.captioning import run_caption
 from zlt.flows.evaluation import run_evaluation
 from zlt.flows.generation import run_generation
 from zlt.flows.inprocess import ThreadJob
@@ -47,6 +48,8 @@ KINDS: Mapping[JobKind, KindEntry] = {
                                 "a generation or style transfer, in a thread of the worker (zlt.flows.generation)"),
     JobKind.EVALUATE: KindEntry(JobKind.EVALUATE, run_evaluation,
                                 "an evaluation of an artifact, in a thread of the worker (zlt.flows.evaluation)"),
+    JobKind.CAPTION: KindEntry(JobKind.CAPTION, run_caption,
+                               "captioning a dataset folder, in a thread of the worker (zlt.flows.captioning)"),
 }
 
 

@@ -30,7 +30,7 @@ from zlt.core.events import Evaluation, Warning_
 from zlt.core.fsutil import atomic_write_json, sha256_file
 from zlt.eval import evaluate as scoring
 from zlt.eval.best import pick_best
-from zlt.eval.clip import ClipScorer, require_clip
+from zlt.eval.clip import ClipScorer
 from zlt.eval.early_stop import StopDecision, decide
 from zlt.eval.evaluate import (
     check_grid,
@@ -48,6 +48,7 @@ from zlt.infer.resolve import ArtifactRef, ResolvedLora
 from zlt.infer.run import draw
 from zlt.lora.convert import read_lora, render_lora
 from zlt.lora.safetensors_io import write_file
+from zlt.preflight.clip_model import require_clip
 
 
 class LiveEvaluator:

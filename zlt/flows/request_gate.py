@@ -1,15 +1,16 @@
-"""The gate every generation, transfer and evaluation *request* passes before it becomes a job: the sibling of the
-spec gate (zlt/flows/gate.py `admit`), for the other door a client has into the worker.
+"""The gate every generation, transfer, evaluation and caption *request* passes before it becomes a job: the
+sibling of the spec gate (zlt/flows/gate.py `admit`), for the other door a client has into the worker.
 
 `admit_request(kind, request, roots)`: validate (the request's pydantic model; errors named `kind.field`) -> fence
 every path-like field against the caller's roots (zlt/flows/fences.py): input images inside the data roots, model
-folders and files (CLIP, ControlNet) inside the model roots; a NUL byte or a pickle weights file (.bin, .pt, .ckpt,
+folders and files (CLIP, ControlNet, a captioner) inside the model roots, a caption request's folder by the dataset
+fence (zlt/flows/fences.py `fence_dataset_path`); a NUL byte or a pickle weights file (.bin, .pt, .ckpt,
 ...) is refused wherever it lies; a local CLIP folder inside the roots that cannot load is refused at once (bad
 input, not a missing environment) -> the request, its local paths made absolute (the worker runs elsewhere).
 
-`submit_generation` and `submit_evaluation` (zlt/flows) call it, so the HTTP routes, the MCP tools and the CLI get
-one answer: a SpecError (HTTP 422, exit 2) naming each field, before any job exists. The local CLI passes no roots
-(`Roots()`: nothing fenced), as it does to `admit`.
+`submit_generation`, `submit_evaluation` and `admit_caption` (zlt/flows) call it, so the HTTP routes, the MCP tools
+and the CLI get one answer: a SpecError (HTTP 422, exit 2) naming each field, before any job exists. The local CLI
+passes no roots (`Roots()`: nothing fenced), as it does to `admit`.
 """
 
 from __future__ import annotations
@@ -17,21 +18,24 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from zlt.caption.request import CaptionRequest
 from zlt.core.constants import PICKLE_SUFFIXES
 from zlt.core.errors import BadInputError, FieldError, SpecError
-from zlt.eval.clip import clip_folder_problem
 from zlt.eval.request import EvalRequest, parse_eval_request
-from zlt.flows.fences import FOLDER, FOLDER_OR_FILE, Roots, check_model_value, locate
-from zlt.infer.params import GenerateParams, TransferParams, parse_request
+from zlt.flows.fences import FOLDER, FOLDER_OR_FILE, Roots, check_model_value, fence_dataset_path, locate
+from zlt.infer.params import GenerateParams, TransferParams, parse_request, validate
+from zlt.preflight.clip_model import clip_folder_problem
 
-Request = GenerateParams | TransferParams | EvalRequest
+Request = GenerateParams | TransferParams | EvalRequest | CaptionRequest
 LOCAL = Roots()
-MODELS = {"generate": GenerateParams, "transfer": TransferParams, "evaluate": EvalRequest}
+MODELS = {"generate": GenerateParams, "transfer": TransferParams, "evaluate": EvalRequest, "caption": CaptionRequest}
 
 # Every path-like field of a request and what it names. A new path field of a request is added here, and nowhere
 # else. LoRA references (`loras[].artifact`) are resolved through the registry only, never opened as paths.
 IMAGE_FIELDS = {"transfer": ("images", "control_images")}  # input files: data roots
-MODEL_FIELDS = {"transfer": {"controlnet": FOLDER_OR_FILE}, "evaluate": {"clip": FOLDER}}  # weights: model roots
+MODEL_FIELDS = {"transfer": {"controlnet": FOLDER_OR_FILE}, "evaluate": {"clip": FOLDER},  # weights: model roots
+                "caption": {"model": FOLDER}}
+DATASET_FIELDS = {"caption": ("path",)}  # dataset folders: the dataset fence (every file inside a data root)
 
 
 def parse(kind: str, request: Any) -> Request:
@@ -44,6 +48,8 @@ def parse(kind: str, request: Any) -> Request:
         return parse_eval_request(request)
     if not isinstance(request, dict):
         raise BadInputError(f"{kind}.request: the body must be a JSON object", hint="see docs/generate.md")
+    if kind == "caption":
+        return validate(CaptionRequest, request, kind)
     return parse_request(kind, request)
 
 
@@ -74,6 +80,18 @@ def _fence_image(field: str, raw: str, roots: Roots, own: Path | None) -> tuple[
         return None, FieldError(field, f"{raw} is not a file inside the server's data roots",
                                 "upload it as a multipart file (field 'image'), or move it into a data root")
     return str(found), None
+
+
+def _fence_dataset(field: str, raw: str, roots: Roots) -> tuple[str | None, FieldError | None]:
+    """A dataset folder a client named: the spec gate's dataset fence (inside a data root, no link out)."""
+    if roots.data is None:
+        if "\x00" in raw:
+            return None, FieldError(field, "NUL byte in the path", "send a plain path")
+        return _local(raw), None
+    try:
+        return str(fence_dataset_path(raw, list(roots.data), roots.limits)), None
+    except BadInputError as e:
+        return None, FieldError(field, e.message.removeprefix("dataset.path: "), e.hint)
 
 
 def _weights_problem(field: str, folder: Path) -> str | None:
@@ -112,7 +130,7 @@ def _ref_errors(kind: str, params: Request) -> list[FieldError]:
 
 
 def admit_request(kind: str, request: Any, roots: Roots = LOCAL, *, own: Path | None = None) -> Request:
-    """Validate and fence a generation (`generate`, `transfer`) or `evaluate` request; BadInputError/SpecError (422,
+    """Validate and fence a generation (`generate`, `transfer`), `evaluate` or `caption` request; BadInputError/SpecError (422,
     exit 2) naming every bad field, else the request with its local paths absolute.
 
     `roots`: the caller's fence (`Roots()`, the default, fences nothing: the local CLI). `own`: the server's own
@@ -126,6 +144,10 @@ def admit_request(kind: str, request: Any, roots: Roots = LOCAL, *, own: Path | 
             fenced = [_fence_image(f"{kind}.{name}", str(v), roots, own) for v in values]
             errors += [err for _, err in fenced if err is not None]
             update[name] = [used for used, _ in fenced]
+    for name in DATASET_FIELDS.get(kind, ()):
+        used, err = _fence_dataset(f"{kind}.{name}", str(getattr(params, name)), roots)
+        errors += [err] if err is not None else []
+        update[name] = used
     for name, shape in MODEL_FIELDS.get(kind, {}).items():
         value = getattr(params, name)
         if isinstance(value, str):

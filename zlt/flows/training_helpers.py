@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from zlt.core.errors import BadInputError, EnvNotReadyError, ZltError
+from zlt.core.units import rate_text
 from zlt.preflight.levers import suggest_levers
 from zlt.profiles import HardwareProfile, gpu_profiles
 from zlt.run.checkpoints import CheckpointFile
@@ -69,7 +70,7 @@ def say_trained(outcome: Any, summary: dict[str, Any], last_step: int | None, ma
     """A succeeded run's message: steps, loss and speed; `decision`: the early stop that ended it, if one did."""
     sm = summary
     loss = f"; loss {sm['first_loss']:.4g} -> {sm['final_loss']:.4g}" if sm.get("first_loss") is not None else ""
-    speed = f"; {sm['it_s']:.3g} it/s average" if sm.get("it_s") else ""
+    speed = f"; {rate_text(sm['it_s'])} average" if sm.get("it_s") else ""
     outcome.message = f"trained {last_step or max_steps} steps{loss}{speed}"
     if decision is not None:
         outcome.stopped_early = decision.reason

@@ -17,8 +17,10 @@ from zlt.core.events import Checkpoint, Error, Event, Phase, Resumed
 from zlt.core.fsutil import atomic_write_json
 from zlt.core.paths import cache_dir
 from zlt.dataset import prepare_cached
+from zlt.dataset.prepare import skipped_lines
 from zlt.eval.live_rows import LIVE_DIR, preserved
 from zlt.flows.after_training import evaluate_after_training
+from zlt.flows.captioning import caption_stage
 from zlt.flows.live_eval import LiveEvaluator
 from zlt.flows.preflight import preflight as run_preflight
 from zlt.flows.training_context import JobContext, RunOutcome, Sink, TrainRequest, error_cause, error_event
@@ -98,7 +100,7 @@ class JobRun:
 
     def _stages(self) -> RunOutcome:
         self._preflight()
-        for stage in (self._prepare_dataset, self._render_files):
+        for stage in (lambda: caption_stage(self), self._prepare_dataset, self._render_files):
             reason = self.control.reason(time.monotonic())
             if reason:
                 return self._stopped_before_launch(reason)
@@ -116,8 +118,10 @@ class JobRun:
         if req.skip_preflight:
             ctx.warn("preflight skipped (--skip-preflight): GPU, trainer install and model files were not checked")
             return
+        source = Path(req.loaded.source)  # the user's spec file; a job from a dict: the copy in the job folder
         report = run_preflight(self.spec, backend=self.backend, profile=self.profile.name, vram_gb=req.vram_gb,
-                               ai_toolkit=req.ai_toolkit, musubi=req.musubi, home=req.home, gpus=req.gpus)
+                               ai_toolkit=req.ai_toolkit, musubi=req.musubi, home=req.home, gpus=req.gpus,
+                               spec_path=source if source.is_file() else ctx.job_dir / "spec.yaml")
         atomic_write_json(ctx.job_dir / "preflight.json", report.to_dict())
         if not report.ok:
             raise preflight_error(report)
@@ -133,9 +137,8 @@ class JobRun:
                "manifest": str(res.manifest_path), "dataset_sha256": res.dataset_sha256,
                "num_images": res.num_images, "flip": flip}
         atomic_write_json(ctx.job_dir / "dataset.json", doc)
-        skipped = res.skipped if isinstance(res.skipped, int) else len(res.skipped or [])
-        if skipped:
-            ctx.warn(f"dataset: {skipped} file(s) skipped while preparing (see {res.manifest_path})")
+        for line in skipped_lines(res):
+            ctx.warn(line)
 
     def _render_files(self) -> None:
         self.stage = "rendering"
@@ -266,7 +269,7 @@ class JobRun:
             returncode=last.returncode if last else None, stop_reason=stop_reason,
             signals_sent=last.signals if last else [], facts=self.facts, oom_hint=oom_hint(self.spec, self.profile, self.backend),
             timeout_hours=self.spec.job.timeout_hours, expect_final=ran_all, have_final=bool(finals),
-            hf_cli=hf_cli(),
+            hf_cli=hf_cli(), job_id=self.req.job_id,
         )
         self._summarize()
         outcome = self._outcome(verdict.status, verdict.cause, verdict.message, verdict.hint,

@@ -16,9 +16,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from zlt.core.constants import TINY_MODEL
 from zlt.core.errors import BadInputError
 from zlt.dataset.images import USER_FORMATS, formats_text, open_user_image, sniff_format
-from zlt.infer.params import MAX_IMAGES
+from zlt.infer.params import MAX_IMAGES, MAX_SIDE
+from zlt.trainer.tiny import TRANSFORMER_CONFIG
 
 SNAP = 16  # Z-Image: VAE 8x down, then 2x2 patches
 MAX_INPUT_SIDE = 16384
@@ -30,14 +32,38 @@ TEXT_KEYS = ("prompt", "negative_prompt", "seed", "steps", "guidance", "scale", 
              "base_model", "width", "height", "mode", "strength", "input", "checkpoint")
 
 
+DEFAULT_MAX_SIDE = 2048  # transfer inputs are scaled down to this longer side unless the request says otherwise
+
+
 def snap16(n: float) -> int:
-    return max(SNAP, int(round(n / SNAP)) * SNAP)
+    """Down to a multiple of 16 (at least 16): a side never grows, so a drawn image never exceeds max_side."""
+    return max(SNAP, int(n + 1e-6) // SNAP * SNAP)
 
 
 def fit_size(width: int, height: int, max_side: int) -> tuple[int, int]:
-    """The input's size, scaled down (aspect kept) so its longer side is at most max_side, snapped to 16."""
+    """The input's size, scaled down (aspect kept) so its longer side is at most max_side, each side then snapped
+    down to a multiple of 16 (96x72 -> 96x64)."""
     k = min(1.0, max_side / max(width, height))
     return snap16(width * k), snap16(height * k)
+
+
+def resize_note(src: tuple[int, int], drawn: tuple[int, int], max_side: int) -> str | None:
+    """Why an input was drawn at another size (None: it was not)."""
+    if tuple(src) == tuple(drawn):
+        return None
+    k = min(1.0, max_side / max(src))
+    why = [f"scaled down to the {max_side} px longer side"] if k < 1.0 else []
+    if any(abs(n * k - d) > 1e-6 for n, d in zip(src, drawn, strict=True)):
+        why.append("each side snapped down to a multiple of 16")
+    return f"{src[0]}x{src[1]} drawn at {drawn[0]}x{drawn[1]}: " + ", ".join(why)
+
+
+def drawable_side(base_name: str) -> int:
+    """The largest image side the base model can draw. The tiny test model's position table (axes_lens 32 patches
+    of 16 px) ends at 512 px; Z-Image's (512 patches) beyond the 4096 px any request may ask for."""
+    if base_name == TINY_MODEL:
+        return min(TRANSFORMER_CONFIG["axes_lens"][1:]) * SNAP
+    return MAX_SIDE
 
 
 Input = tuple[Path | bytes, str, str]  # an input image: (its file or bytes, its name in messages, the request field)

@@ -1,8 +1,10 @@
 """What a generation or a style transfer asks for: strict pydantic models, the same for the CLI, HTTP, MCP and jobs.
 
 Every problem is reported as `generate.<field>: message` / `transfer.<field>: message`, so the HTTP layer names the
-field (422) and the CLI exits 2. LoRA scale 0.8 by default; steps and guidance default to the first artifact's own
-sampling settings (zlt.infer.resolve.sampling_defaults: turbo 9/0, deturbo 25/2, base 30/4).
+field (422) and the CLI exits 2. LoRA scale: the scale the evaluation picked the checkpoint at for `ID@best`, else
+DEFAULT_SCALE (1.0, the scale `zlt eval` scores at); steps and guidance default to the first artifact's own sampling
+settings (zlt.infer.resolve.sampling_defaults: turbo 9/0, deturbo 25/2, base 30/4); the size to its training
+resolution (within what its base model draws: zlt.infer.images.drawable_side).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from zlt.core.errors import BadInputError, FieldError, SpecError
 
 MAX_SIDE = 4096  # generated images; inputs are capped separately (zlt.infer.images)
 MAX_IMAGES = 64  # images one request may make (prompts x count, or inputs x count), and inputs it may hold
+DEFAULT_SCALE = 1.0  # one default: generate, transfer and eval (eval.scale) all apply a LoRA at 1.0
 MAX_PROMPT_CHARS = 2000  # any model; the tiny test model reads fewer (zlt.infer.prompts)
 SIZE_RE = re.compile(r"^\s*(\d+)\s*[xX\*]\s*(\d+)\s*$")
 
@@ -37,8 +40,21 @@ class LoraUse(_Strict):
     """One LoRA applied with its own scale (several may be stacked)."""
 
     artifact: str = Field(min_length=1, max_length=256, description="Artifact reference: id, unique id prefix, job id, style name (its current version), STYLE@vN or 'latest'; ID@STEP / ID@best picks a checkpoint.")
-    scale: float = Field(0.8, ge=-4.0, le=4.0, description="LoRA scale (0 = base model, 0.7-1.0 usual).")
-    checkpoint: int | None = Field(None, ge=0, description="Use the kept checkpoint of this step instead of the final weights.")
+    scale: float | None = Field(None, ge=-4.0, le=4.0, description="LoRA scale (0 = base model); default 1.0, or for "
+                                "ID@best the scale its evaluation used.")
+    checkpoint: int | Literal["best"] | None = Field(
+        None, description="A kept checkpoint's step, or 'best': the step the artifact's last evaluation picked "
+        "(zlt.artifacts.resolve); default: the final weights.")
+
+    @field_validator("checkpoint", mode="before")
+    @classmethod
+    def _step_or_best(cls, v: Any) -> Any:
+        if v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 0):
+            return v
+        text = str(v).strip().lower()
+        if text == "best" or text.isdigit():
+            return text if text == "best" else int(text)
+        raise ValueError(f"{v!r} is not a step number (0 or more) or 'best'")
 
 
 class _Common(_Strict):
@@ -60,8 +76,10 @@ class GenerateParams(_Common):
 
     prompts: list[str] = Field(min_length=1, max_length=MAX_IMAGES, description="Prompts; each makes `count` images.")
     count: int = Field(1, ge=1, le=MAX_IMAGES, description="Images per prompt.")
-    width: int = Field(1024, ge=16, le=MAX_SIDE, description="Width in pixels, a multiple of 16.")
-    height: int = Field(1024, ge=16, le=MAX_SIDE, description="Height in pixels, a multiple of 16.")
+    width: int | None = Field(None, ge=16, le=MAX_SIDE, description="Width in pixels, a multiple of 16 (default: the "
+                              "artifact's training resolution).")
+    height: int | None = Field(None, ge=16, le=MAX_SIDE, description="Height in pixels, a multiple of 16 (default: "
+                               "the artifact's training resolution).")
 
     @field_validator("prompts")
     @classmethod
@@ -80,8 +98,8 @@ class GenerateParams(_Common):
 
     @field_validator("width", "height")
     @classmethod
-    def _mult16(cls, v: int) -> int:
-        if v % 16:
+    def _mult16(cls, v: int | None) -> int | None:
+        if v is not None and v % 16:
             raise ValueError(f"{v} is not a multiple of 16 (try {max(16, round(v / 16) * 16)})")
         return v
 
@@ -94,8 +112,9 @@ class TransferParams(_Common):
     prompt: str = Field("", max_length=MAX_PROMPT_CHARS, description="Prompt for every image (the trigger token is added).")
     count: int = Field(1, ge=1, le=MAX_IMAGES, description="Outputs per input image.")
     strength: float = Field(0.6, ge=0.0, le=1.0, description="How far from the input: 0 returns it, 1 ignores it.")
-    max_side: int = Field(2048, ge=64, le=MAX_SIDE, description="Inputs with a longer side are scaled down to it "
-                          "(aspect kept); sizes are snapped to a multiple of 16.")
+    max_side: int | None = Field(None, ge=16, le=MAX_SIDE, description="Inputs with a longer side are scaled down to "
+                                 "it (aspect kept); default 2048, or less where the base model draws less. Each "
+                                 "side is then snapped down to a multiple of 16.")
     control: Literal["canny", "depth"] | None = Field(None, description="Use ZImageControlNetPipeline with this "
                                                       "control type (needs `controlnet`).")
     controlnet: str | None = Field(None, max_length=1000, description="Z-Image ControlNet: a local folder or "
@@ -149,7 +168,7 @@ def parse_size(text: str) -> tuple[int, int]:
     return int(m.group(1)), int(m.group(2))
 
 
-def parse_lora(text: str, default_scale: float) -> dict[str, Any]:
+def parse_lora(text: str, default_scale: float | None = None) -> dict[str, Any]:
     """'ID', 'ID:0.8' or 'ID@500:0.8' (checkpoint step 500; any artifact reference) -> a LoraUse dict."""
     ref, scale = text, default_scale
     if ":" in text:

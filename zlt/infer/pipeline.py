@@ -63,13 +63,13 @@ def cuda_ordinal(gpus: list[int] | None) -> int | None:
 
 def plan_device(base_model: dict[str, Any], vram_gb: float | None = None, gpu: int | None = None) -> DevicePlan:
     """Where and how the pipeline runs: the tiny model on the CPU in fp32; a real model on CUDA per `gpu_plan`;
-    on a machine without CUDA, the CPU in fp32 (slow but real). `gpu`: the CUDA device index (a worker's slot)."""
+    on a machine without CUDA, the CPU in bf16 (slow but real; found by bench/realsize.py). `gpu`: the CUDA device index (a worker's slot)."""
     if base_model.get("name") == TINY_MODEL:
         return DevicePlan("cpu", "fp32", False, profile="cpu")
     import torch
 
-    if not torch.cuda.is_available():
-        return DevicePlan("cpu", "fp32", False, profile="cpu")
+    if not torch.cuda.is_available():  # bf16: in fp32 the real-size pipeline would need 41 GB of host memory
+        return DevicePlan("cpu", "bf16", False, profile="cpu")
     index = gpu or 0
     if vram_gb is None:
         vram_gb = torch.cuda.get_device_properties(index).total_memory / 2**30
@@ -164,10 +164,19 @@ class PipelineCache:
     def size(self) -> int:
         return len(self._entries)
 
+    @staticmethod
+    def _key(base_model: dict[str, Any], plan: DevicePlan) -> tuple:
+        return (str(base_model.get("name")), plan.device, plan.dtype, plan.offload, plan.float8)
+
+    def loaded(self, base_model: dict[str, Any], plan: DevicePlan) -> bool:
+        """Is this pipeline loaded already (so `use` returns at once)?"""
+        with self._lock:
+            return self._key(base_model, plan) in self._entries
+
     def entry(self, base_model: dict[str, Any], plan: DevicePlan) -> _Entry:
         """The loaded pipeline for `base_model` under `plan`, loading it (and dropping the least recently used one
         on the same device when the device is full). Callers that run it hold `entry.lock` (see `use`)."""
-        key = (str(base_model.get("name")), plan.device, plan.dtype, plan.offload, plan.float8)
+        key = self._key(base_model, plan)
         with self._lock:
             if key in self._entries:
                 self._entries.move_to_end(key)

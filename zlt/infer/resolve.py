@@ -15,10 +15,11 @@ from typing import Any
 import yaml
 
 from zlt.artifacts.layout import GENERATIONS_DIR, LORA_FILE, checkpoint_file
-from zlt.artifacts.resolve import LATEST, existing_folder, resolve
+from zlt.artifacts.resolve import BEST, LATEST, existing_folder, resolve, split_ref
 from zlt.core.errors import BadInputError, NotFoundError
 from zlt.core.fsutil import sha256_file
 from zlt.core.paths import zlt_home
+from zlt.infer.params import DEFAULT_SCALE
 from zlt.lora.safetensors_io import read_header
 from zlt.render.common import VARIANT_SAMPLING, sample_steps_guidance
 from zlt.spec import load_spec
@@ -37,6 +38,8 @@ class ArtifactRef:
     trigger: str  # modelspec.trigger_phrase of lora.safetensors ('' when none)
     recorded: dict[str, str] = field(default_factory=dict)  # relative path -> sha256 recorded at collection
     step: int | None = None  # the checkpoint the reference named (ID@STEP, ID@best); None: the final weights
+    resolution: int | None = None  # the training resolution (dataset.resolution): the default image side
+    best_scale: float | None = None  # the LoRA scale of the evaluation that picked the best step (None: unknown)
 
     @property
     def base_name(self) -> str:
@@ -91,6 +94,26 @@ def _base_model(folder: Path) -> dict[str, Any]:
     return {}
 
 
+def _resolution(folder: Path) -> int | None:
+    """The training resolution: training_meta.json's dataset.resolution, else spec.yaml's."""
+    meta = _read_json(folder / "training_meta.json")
+    value = (meta.get("dataset") or {}).get("resolution") if isinstance(meta.get("dataset"), dict) else None
+    if not isinstance(value, int) and (folder / "spec.yaml").is_file():
+        try:
+            data = yaml.safe_load((folder / "spec.yaml").read_text(encoding="utf-8")) or {}
+            value = (data.get("dataset") or {}).get("resolution", 1024)
+        except (OSError, yaml.YAMLError, AttributeError):
+            value = None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+def _eval_scale(folder: Path) -> float | None:
+    """The LoRA scale the artifact's last evaluation drew its checkpoints at (training_meta.json's eval)."""
+    ev = _read_json(folder / "training_meta.json").get("eval")
+    value = ev.get("scale") if isinstance(ev, dict) else None
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
 def _trigger(folder: Path) -> str:
     try:
         return read_header(folder / LORA_FILE).metadata.get("modelspec.trigger_phrase", "") or ""
@@ -116,7 +139,20 @@ def resolve_artifact(ref: str, home: Path | None = None, *, field_name: str = "g
                             hint="its training_meta.json and spec.yaml lack model.base.name")
     recorded = {k: v.get("sha256") for k, v in (row["meta"].get("files") or {}).items() if isinstance(v, dict)}
     return ArtifactRef(id=row["id"], path=folder, base_model=base, trigger=_trigger(folder), recorded=recorded,
-                       step=picked.step)
+                       step=picked.step, resolution=_resolution(folder), best_scale=_eval_scale(folder))
+
+
+def _names_best(use: Any) -> bool:
+    return split_ref(str(use.artifact).strip())[1] == BEST or str(use.checkpoint).strip().lower() == BEST
+
+
+def use_scale(use: Any, art: ArtifactRef) -> float:
+    """The scale a LoraUse asks for; left out: the scale its evaluation picked `ID@best` at, else DEFAULT_SCALE."""
+    if use.scale is not None:
+        return float(use.scale)
+    if _names_best(use) and art.best_scale is not None:
+        return art.best_scale
+    return DEFAULT_SCALE
 
 
 def sampling_defaults(art: ArtifactRef) -> tuple[int, float]:
@@ -161,7 +197,7 @@ def resolve_loras(uses: list[Any], home: Path | None = None, *, prefix: str = "g
         if expected and expected != digest:
             raise BadInputError(f"{prefix}.loras: {path} does not match the sha256 recorded when it was collected",
                                 hint=f"run 'zlt artifacts verify {art.id}'")
-        out.append(ResolvedLora(artifact=art, file=path, sha256=digest, scale=use.scale, checkpoint=art.step))
+        out.append(ResolvedLora(artifact=art, file=path, sha256=digest, scale=use_scale(use, art), checkpoint=art.step))
     digests = [r.sha256 for r in out]
     if len(set(digests)) != len(digests):
         raise BadInputError(f"{prefix}.loras: the same LoRA file is listed twice",

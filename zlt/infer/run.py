@@ -21,7 +21,19 @@ from typing import Any
 from zlt.core.constants import TINY_MODEL
 from zlt.core.errors import BadInputError, EnvNotReadyError
 from zlt.core.fsutil import atomic_write_json
-from zlt.infer.images import Input, check_inputs, contact_sheet, edge_map, fit_size, open_input, png_bytes
+from zlt.infer.images import (
+    DEFAULT_MAX_SIDE,
+    Input,
+    check_inputs,
+    contact_sheet,
+    drawable_side,
+    edge_map,
+    fit_size,
+    open_input,
+    png_bytes,
+    resize_note,
+    snap16,
+)
 from zlt.infer.params import GenerateParams, TransferParams
 from zlt.infer.pipeline import PipelineCache, default_cache, plan_device
 from zlt.infer.prompts import Prompt, check_prompt_bytes, prompt_warnings
@@ -30,6 +42,7 @@ from zlt.infer.resolve import ResolvedLora, resolve_loras, sampling_defaults
 OUTPUTS_FILE = "outputs.json"
 SHEET_FILE = "contact_sheet.png"
 Progress = Callable[[int, int], None]  # (images done, images total)
+Notice = Callable[[str], None]  # one line of what is happening (the CLI writes it to stderr)
 
 
 @dataclass
@@ -62,11 +75,12 @@ def _generator(seed: int):
     return torch.Generator(device="cpu").manual_seed(seed)  # CPU noise: the same image on any device
 
 
-def _common_params(loras: list[ResolvedLora], params: Any) -> dict[str, Any]:
+def _common_params(loras: list[ResolvedLora], params: Any, plan: Any) -> dict[str, Any]:
     first = loras[0]
     return {
         "artifact_id": first.artifact.id, "lora_sha256": first.sha256, "scale": first.scale,
-        "checkpoint": first.checkpoint, "base_model": first.artifact.base_name, "steps": params.steps,
+        "checkpoint": first.checkpoint, "base_model": first.artifact.base_name, "precision": plan.dtype,
+        "steps": params.steps,
         "guidance": params.guidance, "negative_prompt": params.negative_prompt if params.guidance > 0 else None,
         "loras": [{"artifact_id": x.artifact.id, "sha256": x.sha256, "scale": x.scale, "checkpoint": x.checkpoint}
                   for x in loras],
@@ -94,6 +108,36 @@ def check_prompts(params: GenerateParams | TransferParams, loras: list[ResolvedL
     check_prompt_bytes(encoded_prompts(params, art, guidance), art.base_name)
 
 
+def with_sizes(params: GenerateParams | TransferParams, loras: list[ResolvedLora]) -> Any:
+    """`params` with the sizes the request left out filled in, every size checked against what the base model can
+    draw (BadInputError naming the field and the limit). Generate: the artifact's training resolution (square),
+    within the limit. Transfer: max_side 2048, or the limit where the base model draws less."""
+    art = loras[0].artifact
+    limit = drawable_side(art.base_name)
+    kind = "generate" if isinstance(params, GenerateParams) else "transfer"
+    hint_side = snap16(min(art.resolution or 1024, limit))
+    what = "the artifact's training resolution" if hint_side == art.resolution else f"the largest {art.base_name} draws"
+    if isinstance(params, GenerateParams):
+        update = {k: getattr(params, k) if getattr(params, k) is not None else hint_side for k in ("width", "height")}
+        for k in ("width", "height"):
+            if update[k] > limit:
+                raise BadInputError(f"generate.{k}: {update[k]} px is more than {art.base_name} can draw (at most "
+                                    f"{limit} px a side)", hint=f"use --size {hint_side}x{hint_side} ({what}) or any "
+                                    f"size up to {limit}x{limit}")
+        return params.model_copy(update=update)
+    side = params.max_side if params.max_side is not None else min(DEFAULT_MAX_SIDE, limit)
+    if side > limit:
+        raise BadInputError(f"{kind}.max_side: {side} px is more than {art.base_name} can draw (at most {limit} px a "
+                            "side)", hint=f"leave --max-side out (inputs are then scaled down to {limit} px) or give "
+                            f"at most {limit}")
+    return params.model_copy(update={"max_side": side})
+
+
+def check_request(params: GenerateParams | TransferParams, loras: list[ResolvedLora]) -> None:
+    """Everything about a request the base model can refuse (sizes, prompt length), before it is queued or loaded."""
+    check_prompts(with_sizes(params, loras), loras)
+
+
 def _prepare(params: Any, home: Path | None, cache: PipelineCache | None, prefix: str, gpu: int | None):
     """The LoRAs resolved, the pipeline cache and device plan, and `params` with steps/guidance filled in from the
     first artifact where the request left them out."""
@@ -104,8 +148,14 @@ def _prepare(params: Any, home: Path | None, cache: PipelineCache | None, prefix
         steps, guidance = sampling_defaults(loras[0].artifact)
         params = params.model_copy(update={"steps": params.steps if params.steps is not None else steps,
                                            "guidance": params.guidance if params.guidance is not None else guidance})
+    params = with_sizes(params, loras)
     check_prompts(params, loras)
     return loras, cache, plan, params
+
+
+def _loading(cache: PipelineCache, art: Any, plan: Any, notice: Notice | None) -> None:
+    if notice is not None and not cache.loaded(art.base_model, plan):
+        notice(f"loading pipeline {art.base_name} on {plan.device} ({plan.dtype}); the first load takes a while")
 
 
 def draw(pipe: Any, prompts: list[str], count: int, seed: int, *, steps: int, guidance: float, width: int,
@@ -127,16 +177,18 @@ def draw(pipe: Any, prompts: list[str], count: int, seed: int, *, steps: int, gu
 
 def generate(params: GenerateParams, home: Path | None = None, *, cache: PipelineCache | None = None,
              save: bool = True, generation_id: str | None = None, progress: Progress | None = None,
-             gpu: int | None = None) -> GenerationResult:
-    """Text to image with the LoRA(s); image i (prompt-major, then count) uses seed + i."""
+             gpu: int | None = None, notice: Notice | None = None) -> GenerationResult:
+    """Text to image with the LoRA(s); image i (prompt-major, then count) uses seed + i. `notice(line)` hears
+    what is loading before a pipeline load."""
     loras, cache, plan, params = _prepare(params, home, cache, "generate", gpu)
     art = loras[0].artifact
     if save:
         _check_writable(art.generations_dir, "generate")
-    common = _common_params(loras, params)
+    common = _common_params(loras, params, plan)
     total = len(params.prompts) * params.count
     images, records = [], []
     t0 = time.perf_counter()
+    _loading(cache, art, plan, notice)
     with cache.use(art.base_model, plan) as entry:
         t1 = time.perf_counter()
         warnings = prompt_warnings(entry.pipe, encoded_prompts(params, art, params.guidance))
@@ -179,8 +231,9 @@ def load_inputs(params: TransferParams) -> list[Any]:
 
 def transfer(params: TransferParams, home: Path | None = None, *, cache: PipelineCache | None = None,
              save: bool = True, generation_id: str | None = None, progress: Progress | None = None,
-             inputs: list[Any] | None = None, gpu: int | None = None) -> GenerationResult:
-    """Restyle each input image, keeping its size (snapped to 16, capped at max_side) and aspect.
+             inputs: list[Any] | None = None, gpu: int | None = None, notice: Notice | None = None) -> GenerationResult:
+    """Restyle each input image, keeping its aspect: scaled down to max_side (default 2048, or the base model's
+    limit), each side snapped down to a multiple of 16; each output's record says so (`resized`).
 
     img2img (`strength`), or with `control` a ControlNet conditioned on an edge/depth map of the input. A strength
     so low that no denoising step runs returns the input itself (resized to the snapped size).
@@ -191,12 +244,13 @@ def transfer(params: TransferParams, home: Path | None = None, *, cache: Pipelin
     art = loras[0].artifact
     if save:
         _check_writable(art.generations_dir, "transfer")
-    common = _common_params(loras, params)
+    common = _common_params(loras, params, plan)
     prompt = with_trigger(params.prompt, art.trigger, params.trigger)
     total = len(inputs) * params.count
     denoise_steps = params.steps - int(max(params.steps - params.steps * params.strength, 0))
     images, records = [], []
     t0 = time.perf_counter()
+    _loading(cache, art, plan, notice)
     with cache.use(art.base_model, plan) as entry:
         t1 = time.perf_counter()
         warnings = prompt_warnings(entry.pipe, encoded_prompts(params, art, params.guidance))
@@ -206,6 +260,9 @@ def transfer(params: TransferParams, home: Path | None = None, *, cache: Pipelin
         for i, src in enumerate(inputs):
             w, h = fit_size(src.width, src.height, params.max_side)
             sized = src.resize((w, h), _lanczos()) if (w, h) != src.size else src
+            note = resize_note(src.size, (w, h), params.max_side)
+            if note:
+                warnings.append(f"{os.path.basename(params.images[i])}: {note}")
             for _ in range(params.count):
                 seed = params.seed + len(images)
                 if params.control:
@@ -223,7 +280,7 @@ def transfer(params: TransferParams, home: Path | None = None, *, cache: Pipelin
                 records.append({**common, "mode": f"transfer-{params.control}" if params.control else "transfer",
                                 "prompt": prompt, "seed": seed, "width": out.width, "height": out.height,
                                 "strength": params.strength, "input": os.path.basename(params.images[i]),
-                                "input_size": [src.width, src.height]})
+                                "input_size": [src.width, src.height], "resized": note})
                 if progress:
                     progress(len(images), total)
     result = GenerationResult(generation_id or new_generation_id(), "transfer", images, records)
@@ -271,7 +328,8 @@ def _outputs(result: GenerationResult, params: Any, loras: list[ResolvedLora], p
         "artifact_id": loras[0].artifact.id,
         "request": params.model_dump(mode="json"),
         "loras": [x.to_dict() for x in loras],
-        "device": plan,
+        "device": plan,  # what ran: device and dtype (fp32 on a CPU, whatever the spec's precision says)
+        "precision": plan["dtype"],
         "seconds": round(seconds, 3),  # generating (LoRA swap included)
         "load_seconds": round(load_seconds, 3),  # waiting for / loading the base pipeline (0 when cached)
         "images": [{"file": f, **rec} for f, rec in zip(files, result.params, strict=True)],

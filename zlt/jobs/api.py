@@ -19,6 +19,7 @@ from zlt.jobs.placement import why_waiting
 from zlt.jobs.states import TERMINAL, IllegalTransition, JobStatus, parse_state
 from zlt.jobs.store import JobStore, NewJob
 from zlt.jobs.view import iso, status_dict
+from zlt.preflight.select import planned_profile
 from zlt.profiles import get_profile
 from zlt.spec import dump_spec_yaml
 
@@ -87,7 +88,7 @@ def submit_job(
 
     home = Path(home)
     spec = loaded.spec
-    profile = _check_profile(profile or "auto")
+    profile = _check_profile(planned_profile(spec, profile or "auto"))  # the tiny model's auto: cpu
     opts = _check_options(options)
     if skip_preflight:
         opts["skip_preflight"] = True

@@ -72,7 +72,9 @@ class Claims:
             if chosen is None:
                 return None
             resume = bool(chosen["resume"])
-            where = f"gpu {','.join(map(str, gpus))}" if gpus else "cpu"
+            # a worker without an NVIDIA GPU (vram_gb known and empty) runs its slots on the CPU: say so
+            on_gpu = gpus and (vram_gb is None or any(g in vram_gb for g in gpus))
+            where = f"gpu {','.join(map(str, gpus))}" if on_gpu else "cpu"
             note = f", resuming from step {chosen['last_checkpoint_step']}" if resume and chosen["last_checkpoint_step"] else ""
             attempt = chosen["attempts"] + 1
             token = self._start(db, chosen["id"], worker_id, gpus, attempt, now,

@@ -4,18 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from zlt.core.units import duration, rate_text
 from zlt.jobs.view import iso
-
-
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    s = int(round(seconds))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m {s % 60:02d}s"
-    return f"{s // 3600}h {s % 3600 // 60:02d}m"
 
 
 def _num(v: Any, fmt: str) -> str:
@@ -23,7 +13,8 @@ def _num(v: Any, fmt: str) -> str:
 
 
 def progress_text(st: dict[str, Any]) -> str:
-    """`500/2000 (25.0%) loss 0.1234 lr 1.0e-04 2.87 it/s ETA 8m 42s`, or '' before any progress."""
+    """`500/2000 (25.0%) loss 0.1234 lr 1.0e-04 2.87 it/s ETA 8m 42s`, or '' before any progress (the rate by
+    zlt.core.units.rate_text, as the bar and the summary line say it)."""
     if st.get("step") is None:
         return ""
     parts = [f"{st['step']}/{st.get('total') or '?'}"]
@@ -34,8 +25,7 @@ def progress_text(st: dict[str, Any]) -> str:
     if st.get("lr") is not None:
         parts.append(f"lr {_num(st['lr'], '.1e')}")
     if st.get("it_s"):
-        rate = st["it_s"]
-        parts.append(f"{rate:.2f} it/s" if rate >= 1 else f"{1 / rate:.2f} s/it")
+        parts.append(rate_text(st["it_s"]))
     if st.get("eta_s") is not None and st.get("state") == "running":
         parts.append(f"ETA {duration(st['eta_s'])}")
     return "  ".join(parts)
@@ -72,7 +62,9 @@ def status_block(st: dict[str, Any], *, queue_position: int | None = None, histo
     if st.get("last_checkpoint"):
         lines.append(f"  last checkpoint: {st['last_checkpoint']}")
     if st.get("artifact_path"):
-        lines.append(f"  artifact: {st['artifact_id']}  {st['artifact_path']}")
+        # A job that registers no artifact (captioning, evaluation) names only the folder it wrote.
+        label = f"artifact: {st['artifact_id']}  " if st.get("artifact_id") else "output: "
+        lines.append(f"  {label}{st['artifact_path']}")
     if st.get("error_cause") and st["state"] != "succeeded":
         label = "error" if st["state"] in ("failed", "cancelled") else "last error"
         lines.append(f"  {label}: {st['error_cause']}: {st.get('error_message') or ''}".rstrip())

@@ -17,7 +17,7 @@ from zlt.jobs.states import IllegalTransition, JobStatus
 from zlt.jobs.store import JobStore, LeaseLost
 
 # Phases the runner goes through before the trainer itself starts; the job is `preparing` during these.
-PREP_PHASES = frozenset({"preflight", "preparing_dataset", "rendering"})
+PREP_PHASES = frozenset({"preflight", "captioning", "preparing_dataset", "rendering"})
 PROGRESS_KEYS = ("step", "total", "loss", "lr", "it_s", "elapsed_s", "eta_s")
 
 
@@ -37,6 +37,7 @@ class StoreSink:
         self.first_step: int | None = None
         self.warnings: list[str] = []
         self.lost = False
+        self.phase: str | None = None  # the runner's last phase event
         self.finished: dict[str, Any] | None = None  # the runner's `finished` event, once seen
         self._pending: dict[str, Any] | None = None
         self._last_write = float("-inf")
@@ -52,15 +53,18 @@ class StoreSink:
     def _handle(self, ev: dict[str, Any]) -> None:
         kind = ev.get("type")
         if kind == "phase":
-            phase = ev.get("phase")
+            phase = self.phase = ev.get("phase")
             if phase not in PREP_PHASES:
                 self._mark_running(f"trainer started ({phase})")
             self._write(phase=phase, profile=ev.get("profile"))
         elif kind == "progress":
-            self._mark_running("trainer reported progress")
+            trainer = self.phase != "captioning"  # captioning's progress counts images, not the trainer's steps
+            if trainer:
+                self._mark_running("trainer reported progress")
             prog = {k: ev.get(k) for k in PROGRESS_KEYS}
             prog["ts"] = ev.get("ts") or time.time()
-            self._check_first_step(prog.get("step"))
+            if trainer:
+                self._check_first_step(prog.get("step"))
             self._pending = prog
             if self.clock() - self._last_write >= self.min_interval_s:
                 self._write()

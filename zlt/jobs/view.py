@@ -12,13 +12,13 @@ from zlt.jobs.records import parse_gpus
 
 # What the status's `backend` says for a job that runs no training backend: the names clients knew before the
 # jobs table had a `kind` column (the column itself holds NULL for these).
-_RUNS_ON = {JobKind.GENERATE.value: "infer", JobKind.EVALUATE.value: "eval"}
+_RUNS_ON = {JobKind.GENERATE.value: "infer", JobKind.EVALUATE.value: "eval", JobKind.CAPTION.value: "caption"}
 
 STATUS_KEYS: tuple[str, ...] = (
     "job_id", "name", "state", "phase", "step", "total", "percent", "loss", "lr", "it_s", "eta_s", "attempts",
     "max_retries", "priority", "backend", "profile", "created_at", "started_at", "ended_at", "last_checkpoint",
     "artifact_id", "artifact_path", "error_cause", "error_message", "job_dir", "gpus", "host", "infra_retries",
-    "waiting",
+    "waiting", "kind", "unit",
 )
 
 
@@ -29,11 +29,33 @@ def iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
+def _planned_steps(row: Any) -> int | None:
+    """training.max_steps of a training job's spec (None for other kinds, or an unreadable spec)."""
+    if row["kind"] not in (None, JobKind.TRAIN.value) or not row["spec_json"]:
+        return None
+    try:
+        steps = json.loads(row["spec_json"]).get("training", {}).get("max_steps")
+    except (ValueError, AttributeError):
+        return None
+    return steps if isinstance(steps, int) and not isinstance(steps, bool) else None
+
+
+def _steps(row: Any, prog: dict[str, Any]) -> tuple[Any, Any]:
+    """(step, total): the trainer's last report; before its first one a training job is at step 0 of its spec's
+    max_steps (not null), so a client sees the total from the moment the job is queued."""
+    step, total = prog.get("step"), prog.get("total")
+    if step is None:
+        planned = _planned_steps(row)
+        if planned is not None:
+            return 0, total if total is not None else planned
+    return step, total
+
+
 def status_dict(row: Any, now: float | None = None, waiting: str | None = None) -> dict[str, Any]:
     """The status object of a job row; `waiting` is why a queued job cannot be taken (zlt/jobs/placement.py)."""
     now = time.time() if now is None else now
     prog: dict[str, Any] = json.loads(row["progress_json"]) if row["progress_json"] else {}
-    step, total = prog.get("step"), prog.get("total")
+    step, total = _steps(row, prog)
     state = row["state"]
     percent = None
     if isinstance(step, int) and isinstance(total, int) and total > 0:
@@ -80,4 +102,7 @@ def status_dict(row: Any, now: float | None = None, waiting: str | None = None) 
         "host": row["host"],
         "infra_retries": row["infra_retries"],
         "waiting": waiting,
+        "kind": row["kind"] or JobKind.TRAIN.value,
+        # What `step`/`total` count: a training job's optimiser steps, an evaluation's checkpoints (base included).
+        "unit": prog.get("unit") or ("steps" if row["kind"] in (None, JobKind.TRAIN.value) else None),
     }

@@ -188,6 +188,7 @@ def run_preflight(spec: JobSpec, *, backend: str | None = None, profile: str = "
                   disk_usage: Any = None, memory: Any = None, check_python: bool = True,
                   gpus: list[int] | None = None,
                   extra_checks: Callable[[JobSpec, HardwareProfile, PreflightReport], list[Check]] | None = None,
+                  spec_path: str | Path | None = None,
                   ) -> PreflightReport:
     """Every check at once. Raises BadInputError only for bad arguments (unknown backend/profile, bad
     --assume-gpu); environment problems are failed checks (`report.exit_code` 3).
@@ -195,7 +196,7 @@ def run_preflight(spec: JobSpec, *, backend: str | None = None, profile: str = "
     `gpus`: the GPU indexes the trainer will get (the runner's --gpus); default: $CUDA_VISIBLE_DEVICES.
     `disk_usage` / `memory` describe the host instead of asking it (tests); `check_python=False` skips
     starting the trainer's Python to see what it imports. `extra_checks(spec, profile, report)` adds the checks of
-    stages above this one (zlt.flows.preflight passes evaluation's)."""
+    stages above this one (zlt.flows.preflight passes evaluation's). `spec_path`: the spec file, named in hints."""
     b = backends.get(backend or spec.training.backend)  # BadInputError naming training.backend
     backend = b.name
     home = zlt_home(home)
@@ -227,5 +228,5 @@ def run_preflight(spec: JobSpec, *, backend: str | None = None, profile: str = "
     if extra_checks is not None:  # the stages above preflight (evaluation) add theirs: zlt.flows.preflight
         checks.extend(extra_checks(spec, chosen_profile, report))
     if check_data:
-        checks.extend(dataset_checks(spec))
+        checks.extend(dataset_checks(spec, spec_path))
     return report

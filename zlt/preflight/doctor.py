@@ -1,5 +1,5 @@
 """`zlt doctor`: the environment part of preflight alone, no spec needed. GPUs and driver, trainer installs
-(checkout, commit against vendor/, their Python and torch), zlt's own packages, config file and HF cache."""
+(checkout, commit against vendor/, their Python and torch), zlt's own packages, config file and HF cache, and the metric model of `zlt eval`."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from zlt import __version__
+from zlt import __version__, backends
 from zlt.core.errors import EXIT_ENV_NOT_READY, EXIT_OK
 from zlt.core.paths import user_config_path, zlt_home
+from zlt.preflight.clip_model import DEFAULT_CLIP, TINY_CLIP, check_clip, fix_hint
 from zlt.preflight.environment import config_check
 from zlt.preflight.gpu import GpuInfo, GpuProbe, NvmlProbe, scan_gpus
 from zlt.preflight.home import home_problem
@@ -96,6 +97,11 @@ def environment_report(*, probe: GpuProbe | None = None, ai_toolkit: str | None 
     for backend, explicit in (("lightning", None), ("ai-toolkit", ai_toolkit), ("musubi", musubi)):
         inst = locate_trainer(backend, explicit, check_python=check_python)
         installs[backend] = inst
+        external = backends.get(backend).install is not None  # a checkout of its own (not built in): optional
+        if not inst.ok and inst.root is None and external:  # none configured: not installed, not broken
+            rows.append(Check(backend, "skip", f"not installed (optional): {'; '.join(inst.problems)}", inst.fix,
+                              inst.to_dict()))
+            continue
         if not inst.ok:
             rows.append(Check(backend, "fail", "; ".join(inst.problems), inst.fix, inst.to_dict()))
             continue
@@ -111,4 +117,16 @@ def environment_report(*, probe: GpuProbe | None = None, ai_toolkit: str | None 
     endpoint = os.environ.get("HF_ENDPOINT")
     rows.append(Check("hf_cache", "pass", f"{hf_cache_dir()}" + (", HF_HUB_OFFLINE=1" if hub_offline() else "")
                       + (f", HF_ENDPOINT={endpoint}" if endpoint else "")))
+    rows.append(clip_row())
     return DoctorReport(rows, scan.devices, installs, driver, cuda_driver)
+
+
+def clip_row() -> Check:
+    """The metric model `zlt eval` uses by default: present (cache or folder) or missing, and how to get it. Never
+    downloads, never asks the network; evaluation is optional, so a missing model is a warning."""
+    c = check_clip(DEFAULT_CLIP, probe=False)
+    if c.source in ("cache", "local"):
+        return Check("eval_clip", "pass", f"{c.message} (zlt eval's default metric model)", details=c.to_dict())
+    return Check("eval_clip", "warn", f"{DEFAULT_CLIP} (zlt eval's default metric model) is not in the Hugging Face "
+                 f"cache: zlt eval needs it (or --clip {TINY_CLIP} for a smoke test)", fix_hint(DEFAULT_CLIP),
+                 c.to_dict())

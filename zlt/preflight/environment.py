@@ -3,6 +3,7 @@ config and the dataset. Each returns `Check`s; none raises for an environment pr
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -105,8 +106,14 @@ def trainer_checks(backend: str, explicit: str | None, gpus: list[GpuInfo], chec
     return out
 
 
-def dataset_checks(spec: JobSpec) -> list[Check]:
-    """The dataset check, summarised: errors block, warnings are counted."""
+def check_command(path: Path, spec_path: str | Path | None) -> str:
+    """The `zlt dataset check` that checks PATH as the job will (the spec's resolution, captions and strictness)."""
+    return f"zlt dataset check {shlex.quote(str(path))} --spec {shlex.quote(str(spec_path)) if spec_path else 'SPEC'}"
+
+
+def dataset_checks(spec: JobSpec, spec_path: str | Path | None = None) -> list[Check]:
+    """The dataset check, summarised: errors block (exit 2: bad input), images that cannot be read are skipped (a
+    warning naming them) unless dataset.strict, warnings are counted. `spec_path` goes into the hints."""
     path = Path(spec.dataset.path)
     try:
         report = check_dataset(path, spec)
@@ -119,14 +126,27 @@ def dataset_checks(spec: JobSpec) -> list[Check]:
     totals = report.totals
     n = totals.get("images_usable", "?")
     summary = f"{path}: {n} usable images, {counts.get('error', 0)} errors, {counts.get('warning', 0)} warnings"
+    skipped = report.skipped_files()
     details = {"counts": counts, "totals": {k: totals.get(k) for k in ("images_found", "images_usable",
                                                                         "images_unique", "samples_per_epoch")},
-               "errors": [f.to_dict() for f in report.findings if f.severity == "error"][:20]}
-    if report.has_errors:
-        first = next(f for f in report.findings if f.severity == "error")
+               "errors": [f.to_dict() for f in report.findings if f.severity == "error"][:20],
+               "skipped": skipped, "strict": report.strict}
+    command = check_command(path, spec_path)
+    named = ", ".join(skipped[:5]) + (", ..." if len(skipped) > 5 else "")
+    blocking = report.blocking()
+    if blocking and report.strict and skipped:
+        return [Check("dataset", "fail", f"{summary}; dataset.strict: {len(skipped)} image(s) cannot be read: {named}",
+                      f"fix or remove them, or set dataset.strict: false to skip them; {command} lists them all",
+                      details)]
+    if blocking:
+        first = blocking[0]
         where = f" ({first.file})" if getattr(first, "file", None) else ""
         return [Check("dataset", "fail", f"{summary}; first: {first.message}{where}",
-                      f"zlt dataset check {path} lists them all; zlt dataset prepare skips the broken files", details)]
+                      f"{command} lists them all{'; ' + first.hint if first.hint else ''}", details)]
+    if skipped:
+        return [Check("dataset", "warn", f"{summary}; prepare skips {len(skipped)} unreadable image(s): {named}",
+                      f"fix or remove them, or set dataset.strict: true to refuse instead; {command} lists them all",
+                      details)]
     if counts.get("warning"):
-        return [Check("dataset", "warn", summary, f"zlt dataset check {path} lists the warnings", details)]
+        return [Check("dataset", "warn", summary, f"{command} lists the warnings", details)]
     return [Check("dataset", "pass", summary, details=details)]

@@ -6,11 +6,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from zlt.core.errors import EXIT_ENV_NOT_READY, EXIT_OK
+from zlt.core.errors import EXIT_BAD_INPUT, EXIT_ENV_NOT_READY, EXIT_OK
 from zlt.preflight.vram import VramEstimate
 
-Status = Literal["pass", "warn", "fail"]
-_MARK = {"pass": "ok  ", "warn": "warn", "fail": "FAIL"}
+Status = Literal["pass", "warn", "fail", "skip"]  # skip: an optional part that is not installed (zlt doctor)
+_MARK = {"pass": "ok  ", "warn": "warn", "fail": "FAIL", "skip": "--  "}
+# Checks whose failure is the user's input, not the machine: a job failing only these is bad input (exit 2).
+BAD_INPUT_CHECKS = frozenset({"dataset"})
 
 
 @dataclass
@@ -51,7 +53,11 @@ class PreflightReport:
 
     @property
     def exit_code(self) -> int:
-        return EXIT_OK if self.ok else EXIT_ENV_NOT_READY
+        """0 when nothing failed; 2 when only the user's input failed (the dataset); else 3."""
+        failed = self.failed()
+        if not failed:
+            return EXIT_OK
+        return EXIT_BAD_INPUT if all(c.name in BAD_INPUT_CHECKS for c in failed) else EXIT_ENV_NOT_READY
 
     def failed(self) -> list[Check]:
         return [c for c in self.checks if c.status == "fail"]

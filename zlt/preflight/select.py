@@ -81,6 +81,14 @@ def _detected_vram_gb(spec: JobSpec) -> float | None:
     return min(g.total_gb for g in gpus[:need])
 
 
+def planned_profile(spec: JobSpec, name: str = "auto") -> str:
+    """The profile a submitted job records: `auto` is the cpu profile for the tiny test model asking for no GPU (its
+    default, zlt.spec.load.TINY_DEFAULTS) on any host; otherwise `name`, and the worker's preflight resolves `auto`
+    from its own GPUs."""
+    cpu = spec.is_tiny and spec.job.resources.gpu == 0
+    return load_profiles()["cpu"].name if name == "auto" and cpu else name
+
+
 def select_profile(
     spec: JobSpec, backend: str | None = None, name: str = "auto", vram_gb: float | None = None, *, detect: bool = True
 ) -> tuple[HardwareProfile, list[str]]:

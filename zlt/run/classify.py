@@ -161,16 +161,20 @@ def classify(
     expect_final: bool = False,
     have_final: bool = True,
     hf_cli: str = "hf",
+    job_id: str = "JOB_ID",
 ) -> Outcome:
-    """Status and cause of one trainer process (or the last step of a multi-step job)."""
+    """Status and cause of one trainer process (or the last step of a multi-step job); `job_id` goes into the
+    command that continues a stopped job."""
     raw = list(facts.tail)
     tail = compact_tail(raw)
     if stop_reason == "timeout":
         limit = f" after job.timeout_hours={timeout_hours:g}" if timeout_hours else ""
         return Outcome("timeout", "timeout", f"stopped{limit} ({describe_exit(returncode)})",
-                       "raise job.timeout_hours or train fewer steps; checkpoints saved so far are kept")
+                       "raise job.timeout_hours or train fewer steps; checkpoints saved so far are kept: "
+                       f"'zlt retry {job_id}' continues from the last one")
     if stop_reason == "cancelled":
-        return Outcome("cancelled", "cancelled", f"cancelled by the user ({describe_exit(returncode)})")
+        return Outcome("cancelled", "cancelled", f"cancelled by the user ({describe_exit(returncode)})",
+                       f"'zlt retry {job_id}' continues it (from its last checkpoint, if one was saved)")
     if stop_reason == "diverged" or facts.diverged_at is not None:
         at = f" from step {facts.diverged_at}" if facts.diverged_at is not None else ""
         return Outcome("failed", "diverged", f"training diverged: the loss was nan/inf{at} (training.stop_on_nan)",

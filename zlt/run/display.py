@@ -7,9 +7,17 @@ from __future__ import annotations
 
 import json
 import sys
+import time
+from collections.abc import Callable
 from typing import IO, Any
 
 from zlt.core.events import evaluation_summary
+from zlt.core.units import rate_text
+
+# Piped output (not a terminal) shows no live bar: a progress line at least this often instead.
+PIPED_LINE_EVERY_S = 30.0
+# Phases that happen while the bar runs; any other one (collecting, evaluating) ends the bar first.
+_DURING_TRAINING = frozenset({"training", "saving", "sampling"})
 
 
 class NdjsonSink:
@@ -32,17 +40,12 @@ def _fmt_seconds(s: float | None) -> str:
     return f"{h}:{m:02d}:{sec:02d}" if h else f"{m:02d}:{sec:02d}"
 
 
-def _fmt_rate(it_s: float | None) -> str:
-    if not it_s:
-        return "?it/s"
-    return f"{it_s:.2f}it/s" if it_s >= 1 else f"{1 / it_s:.2f}s/it"
-
-
 class RichSink:
     """Phases, warnings and checkpoints as lines; training progress as a live bar with step/total,
-    loss, rate and ETA."""
+    loss, rate and ETA. Piped (not a terminal), where no bar is drawn until it ends, a progress line every
+    PIPED_LINE_EVERY_S seconds says the same. `clock` is injectable for tests."""
 
-    def __init__(self, console=None) -> None:
+    def __init__(self, console=None, *, clock: Callable[[], float] = time.monotonic) -> None:
         from rich.console import Console
 
         self.console = console or Console()
@@ -51,18 +54,27 @@ class RichSink:
         self._phase: str | None = None
         self._last: dict[str, Any] | None = None
         self._first: dict[str, Any] | None = None
+        self._clock = clock
+        self._line_at: float | None = None  # when the last piped progress line was printed (or the bar began)
 
     def _start_bar(self, total: int) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+        label = self._label()
         self._progress = Progress(
-            TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(),
+            TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[rate]}"),
             TextColumn("elapsed {task.fields[elapsed]}"), TextColumn("ETA {task.fields[eta]}"),
             console=self.console, transient=False,
         )
         self._progress.start()
-        self._task = self._progress.add_task("training", total=total, loss="-", rate="?it/s", elapsed="?", eta="?")
+        self._task = self._progress.add_task(label, total=total, loss="-", rate=rate_text(None), elapsed="?",
+                                             eta="?")
+        self._line_at = self._clock()
+
+    def _label(self) -> str:
+        """What the bar counts: images while a job captions its dataset (dataset.caption.auto), else steps."""
+        return "captioning" if self._phase == "captioning" else "training"
 
     def _print(self, text: str) -> None:
         target = self._progress.console if self._progress is not None else self.console
@@ -80,7 +92,18 @@ class RichSink:
         except (KeyError, TypeError):
             return
         if steps > 0 and secs > 0:
-            self._progress.update(self._task, rate="avg " + _fmt_rate(steps / secs))
+            self._progress.update(self._task, rate="avg " + rate_text(steps / secs))
+
+    def _piped_line(self, d: dict[str, Any], fields: dict[str, str]) -> None:
+        """Not a terminal: no live bar is drawn, so say where training is at least every PIPED_LINE_EVERY_S."""
+        if self.console.is_terminal or d["step"] >= d["total"]:
+            return  # a terminal shows the live bar; the last step is the bar's own final line
+        now = self._clock()
+        if self._line_at is not None and now - self._line_at < PIPED_LINE_EVERY_S:
+            return
+        self._line_at = now
+        self._print(f"{self._label()} {d['step']}/{d['total']} loss {fields['loss']} {fields['rate']} "
+                    f"elapsed {fields['elapsed']} ETA {fields['eta']}")
 
     def close(self) -> None:
         if self._progress is not None:
@@ -97,18 +120,20 @@ class RichSink:
                 self._first = d
                 self._start_bar(d["total"])
             loss = d.get("loss")
-            self._progress.update(  # type: ignore[union-attr]
-                self._task, completed=d["step"], total=d["total"],
-                loss="nan/inf" if d.get("loss_nonfinite") else "-" if loss is None else f"{loss:.4g}",
-                rate=_fmt_rate(d.get("it_s")),
-                elapsed=_fmt_seconds(d.get("elapsed_s")), eta=_fmt_seconds(d.get("eta_s")),
-            )
+            fields = {"loss": "nan/inf" if d.get("loss_nonfinite") else "-" if loss is None else f"{loss:.4g}",
+                      "rate": rate_text(d.get("it_s")), "elapsed": _fmt_seconds(d.get("elapsed_s")),
+                      "eta": _fmt_seconds(d.get("eta_s"))}
+            self._progress.update(self._task, completed=d["step"], total=d["total"], **fields)  # type: ignore[union-attr]
+            self._piped_line(d, fields)
         elif t == "phase":
             # One line per phase change; saves show as checkpoint lines, training as the bar.
             phase = d["phase"]
             if phase == self._phase or phase == "saving" or (phase == "training" and self._progress is not None):
                 self._phase = phase
                 return
+            if self._progress is not None and phase not in _DURING_TRAINING:
+                self._final_rate()  # training is over (or stopped early): its bar first, then what comes after it
+                self.close()
             self._phase = phase
             msg = f" {escape(d['message'])}" if d.get("message") else ""
             self._print(f"[cyan]{phase}[/]{msg}")

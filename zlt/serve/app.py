@@ -25,8 +25,10 @@ from zlt.core.errors import ZltError
 from zlt.core.paths import default_registry_dir, uploads_dir
 from zlt.jobs import job_events
 from zlt.profiles import load_profiles
-from zlt.serve import openapi, retrain_api, tools
-from zlt.serve.auth import bearer_matches
+from zlt.serve import openapi, retrain_api, tools, versions_api
+from zlt.serve.auth import refusal
+from zlt.serve.captions import routes as caption_routes
+from zlt.serve.dashboard.pages import install as install_dashboard
 from zlt.serve.evaluations import routes as evaluation_routes
 from zlt.serve.generations import routes as generation_routes
 from zlt.serve.http_errors import BodyLimit, RefuseNul, error_body
@@ -72,6 +74,11 @@ def _ok(model: Any, *codes: int) -> dict[int | str, dict[str, Any]]:
 class Unauthorized(ZltError):
     kind = "unauthorized"
     status = 401
+
+
+class CsrfRefused(ZltError):
+    kind = "csrf"
+    status = 403
 
 
 @dataclass
@@ -141,7 +148,12 @@ def build_app(cfg: ServeConfig) -> FastAPI:
     bearer = HTTPBearer(auto_error=False, description="The token in <ZLT_HOME>/serve/token (or --token-file).")
 
     def require_token(request: Request, _creds: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
-        if not bearer_matches(request.headers.get("authorization"), cfg.token):
+        # The bearer header, or the dashboard's session cookie (+ its CSRF header on a POST): zlt/serve/auth.py
+        why = refusal(request.method, request.headers, request.cookies, cfg.token)
+        if why == "csrf":
+            raise CsrfRefused("missing or wrong CSRF token for this session",
+                              hint="send the session's token in the X-CSRF-Token header, or use the bearer header")
+        if why is not None:
             raise Unauthorized("missing or wrong bearer token",
                                hint="send 'Authorization: Bearer <token>'; the token is in <ZLT_HOME>/serve/token")
 
@@ -156,7 +168,10 @@ def build_app(cfg: ServeConfig) -> FastAPI:
     _artifact_routes(api, cfg)
     generation_routes(api, cfg, _json_body, _errors)
     evaluation_routes(api, cfg, _json_body, _errors)
+    caption_routes(api, cfg, _json_body, _errors)
+    versions_api.routes(api, cfg, _errors)
     app.include_router(api)
+    install_dashboard(app, cfg)  # the web pages (zlt/serve/dashboard): the same token, same library calls
     return app
 
 

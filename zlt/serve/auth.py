@@ -10,7 +10,9 @@ import hmac
 import os
 import secrets
 import stat
+import time
 from pathlib import Path
+from typing import Any
 
 from zlt.core.errors import BadInputError
 from zlt.core.fsutil import atomic_write_text
@@ -110,3 +112,66 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+# --- The dashboard's session: a login form trades the token for a cookie (zlt/serve/dashboard). ---
+# The cookie is `<issued>.<nonce>.<mac>`, the MAC keyed by the server token: no session table, and a new token ends
+# every session. The CSRF token of a session is another MAC of its nonce, so a form's token is tied to the cookie.
+SESSION_COOKIE = "zlt_session"
+CSRF_HEADER = "x-csrf-token"
+SESSION_MAX_AGE_S = 12 * 3600
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _mac(token: str, purpose: str, text: str) -> str:
+    return hmac.new(token.encode("utf-8"), f"{purpose}:{text}".encode(), "sha256").hexdigest()
+
+
+def token_matches(given: str | None, token: str) -> bool:
+    """Is `given` (what the login form got) the server token? Constant-time in the token."""
+    return bool(given) and hmac.compare_digest(str(given).strip().encode("utf-8"), token.encode("utf-8"))
+
+
+def new_session(token: str, now: float | None = None) -> str:
+    """A fresh session cookie value for a login that gave the right token."""
+    issued = str(int(time.time() if now is None else now))
+    nonce = secrets.token_urlsafe(18)
+    return f"{issued}.{nonce}.{_mac(token, 'session', issued + '.' + nonce)}"
+
+
+def session_nonce(cookie: str | None, token: str, now: float | None = None) -> str | None:
+    """The nonce of a valid, unexpired session cookie; None for a missing, forged or stale one."""
+    if not cookie or cookie.count(".") != 2:
+        return None
+    issued, nonce, mac = cookie.split(".")
+    if not hmac.compare_digest(mac.encode("utf-8"), _mac(token, "session", issued + "." + nonce).encode("utf-8")):
+        return None
+    if not issued.isdigit() or (time.time() if now is None else now) - int(issued) > SESSION_MAX_AGE_S:
+        return None
+    return nonce
+
+
+def csrf_token(cookie: str | None, token: str) -> str | None:
+    """The CSRF token the session's forms carry (None without a valid session)."""
+    nonce = session_nonce(cookie, token)
+    return None if nonce is None else _mac(token, "csrf", nonce)
+
+
+def csrf_matches(cookie: str | None, given: str | None, token: str) -> bool:
+    expected = csrf_token(cookie, token)
+    return expected is not None and bool(given) and hmac.compare_digest(expected.encode(), str(given).encode())
+
+
+def refusal(method: str, headers: Any, cookies: dict[str, str], token: str) -> str | None:
+    """The one rule of every route but /healthz, the dashboard's login page and its static files: the bearer header,
+    or a session cookie; an unsafe method by cookie also needs the session's CSRF token (header `X-CSRF-Token`; a
+    dashboard form sends it as the field `csrf`, checked by the dashboard). None: allowed; "token": no valid token or
+    session; "csrf": a valid session without the right CSRF token."""
+    if bearer_matches(headers.get("authorization"), token):
+        return None
+    cookie = cookies.get(SESSION_COOKIE)
+    if session_nonce(cookie, token) is None:
+        return "token"
+    if method.upper() in SAFE_METHODS or csrf_matches(cookie, headers.get(CSRF_HEADER), token):
+        return None
+    return "csrf"

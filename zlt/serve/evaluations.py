@@ -90,7 +90,8 @@ def eval_tools(home: Path, fence: Fence) -> list[Any]:
         Tool("evaluate", "Score every checkpoint of a trained LoRA (and the base model) on held-out prompts with "
              "CLIP: style similarity to the training images, prompt alignment, memorisation, diversity; picks the "
              "best checkpoint. Queues a job and returns its job_id at once; when get_job_status says succeeded, "
-             "get_eval_report has the numbers.", EvaluateArgs,
+             "get_eval_report has the numbers, each with its spread, and best.caveat when the pick is not "
+             "distinguishable from the base or the runner-up.", EvaluateArgs,
              lambda a: submit(home, a.artifact_id, a.model_dump(exclude={"artifact_id", "priority"}), a.priority,
                               roots)),
         Tool("get_eval_report", "The last evaluation of an artifact: metrics per checkpoint, the best step and the "

@@ -20,6 +20,7 @@ _COMMANDS: tuple[tuple[str, str], ...] = (
     ("zlt validate", "the validate_spec tool"),
     ("zlt render", "the render_config tool"),
     ("zlt submit", "the submit_lora_job tool"),
+    ("zlt eval", "the evaluate tool"),
     ("zlt init", "validate_spec with just dataset.path (every other field has a default)"),
 )
 _SET = re.compile(r"--set\s+([a-z_][a-z0-9_.]*)=(\S+?)([,;)]?(?:\s|$))")

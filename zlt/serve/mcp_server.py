@@ -1,11 +1,13 @@
 """`zlt mcp`: the same operations as the HTTP API, as MCP tools over stdio.
 
-Tools: validate_spec, render_config, submit_lora_job, get_job_status, list_jobs, cancel_job, retry_job,
-get_job_events, list_artifacts, get_artifact (everything the HTTP API offers but file downloads: get_artifact
-gives the files' paths and sha256), generate, style_transfer, get_generation (zlt/serve/mcp_generations.py),
-evaluate, get_eval_report (zlt/serve/evaluations.py), retrain_lora (zlt/serve/retrain_api.py).
-Each tool's input schema is its arguments model's JSON Schema, with the `spec` argument being the job spec's own
-schema (`JobSpec`, what `zlt schema` prints); its description is built from the spec models' descriptions.
+Tools: get_spec_schema, validate_spec, render_config, submit_lora_job, get_job_status, list_jobs, cancel_job,
+retry_job, get_job_events, list_artifacts, get_artifact (everything the HTTP API offers but file downloads:
+get_artifact gives the files' paths and sha256), generate, style_transfer, get_generation
+(zlt/serve/mcp_generations.py), evaluate, get_eval_report (zlt/serve/evaluations.py), retrain_lora
+(zlt/serve/retrain_api.py).
+Each tool's input schema is its arguments model's JSON Schema without titles; the job spec is described once in
+full (get_spec_schema) and submit_lora_job's `spec` shows its common fields (zlt/serve/mcp_schema.py), so the whole
+list stays small enough for an agent to read (tests/unit/test_serve_mcp_agent.py measures it).
 A tool that fails returns `isError: true` with the same error object the CLI prints with `--json`.
 """
 
@@ -20,21 +22,22 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError
 
-from zlt import __version__, backends
+from zlt import __version__
+from zlt.core.constants import TINY_MODEL, TURBO_MODEL
 from zlt.core.errors import FieldError, SpecError, ZltError
+from zlt.profiles import load_profiles
 from zlt.serve import tools
 from zlt.serve.api_words import api_error
 from zlt.serve.evaluations import eval_tools
 from zlt.serve.intake import Fence, SubmitOptions, backend_doc, backend_enum
 from zlt.serve.jsonbody import check_shape
+from zlt.serve.mcp_caption import caption_tool
 from zlt.serve.mcp_generations import generation_tools
 from zlt.serve.mcp_hints import translate_error
-from zlt.serve.mcp_tool import JobArgs, Tool, spec_sections  # noqa: F401 - spec_sections: part of this API
+from zlt.serve.mcp_schema import SAME_SPEC, SPEC_DESCRIPTION, spec_argument, spec_schema_tool, strip_titles
+from zlt.serve.mcp_tool import JobArgs, Tool
 from zlt.serve.mcp_tool import ToolArgs as _Args
 from zlt.serve.retrain_api import RetrainBody, retrain
-from zlt.spec.agent_schema import agent_spec_schema
-
-SPEC_DESCRIPTION = "A zlt job spec (the JSON form of the YAML `zlt init` writes; schema: `zlt schema`)."
 
 
 def _backend_arg(default: str) -> Any:
@@ -43,15 +46,21 @@ def _backend_arg(default: str) -> Any:
     return Field(None, description=backend_doc(default), json_schema_extra=backend_enum)
 
 
+def profile_doc() -> str:
+    """The `profile` argument's description: the bundled profiles, and what auto picks."""
+    return (f"Hardware profile: {', '.join(load_profiles())}, or auto: from the server's GPU memory; cpu for "
+            "the tiny model.")
+
+
 class ValidateArgs(_Args):
-    spec: dict[str, Any] = Field(description=SPEC_DESCRIPTION)
+    spec: dict[str, Any] = Field(description=SAME_SPEC)
     backend: str | None = _backend_arg("the spec's training.backend")
 
 
 class RenderArgs(_Args):
-    spec: dict[str, Any] = Field(description=SPEC_DESCRIPTION)
+    spec: dict[str, Any] = Field(description=SAME_SPEC)
     backend: str | None = _backend_arg("the spec's training.backend")
-    profile: str = Field("auto", description="Hardware profile (12gb, 16gb, 24gb, 32gb, 48gb, 80gb, cpu) or auto.")
+    profile: str = Field("auto", description=profile_doc())
     vram_gb: float | None = Field(None, gt=0, description="Plan for a GPU with this much memory (GB).")
 
 
@@ -59,8 +68,9 @@ class SubmitArgs(_Args):
     spec: dict[str, Any] = Field(description=SPEC_DESCRIPTION)
     priority: int | None = Field(None, ge=-100, le=100, description="Queue priority, higher first (default: job.priority).")
     backend: str | None = _backend_arg("the spec's training.backend")
-    profile: str = Field("auto", description="Hardware profile, or auto.")
-    skip_preflight: bool = Field(False, description="Skip the GPU/trainer checks before the run.")
+    profile: str = Field("auto", description="Hardware profile (listed in the description), or auto.")
+    skip_preflight: bool = Field(False, description="Skip the worker's GPU/trainer checks (never needed for the tiny "
+                                 "model).")
 
 
 class ListJobsArgs(_Args):
@@ -85,14 +95,6 @@ class ArtifactArgs(_Args):
                                          "(its current version), STYLE@vN or 'latest'.")
 
 
-def spec_schema(dataset_path: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(JobSpec schema referencing `#/$defs/...`, its `$defs`): effective preset defaults, enforced bounds."""
-    schema = agent_spec_schema(backends.names(), dataset_path=dataset_path)
-    defs = schema.pop("$defs", {})
-    schema.pop("description", None)  # said once, on the `spec` argument
-    return schema, defs
-
-
 def dataset_path_note(fence: Fence) -> str:
     """What `dataset.path` may be for this MCP session (one description, used by the schema and the tools)."""
     if fence.data_roots is not None:
@@ -103,14 +105,11 @@ def dataset_path_note(fence: Fence) -> str:
 
 
 def input_schema(args: type[_Args], dataset_path: str | None = None) -> dict[str, Any]:
-    """The tool's JSON Schema: its arguments model, with `spec` replaced by the job spec's schema."""
-    schema = args.model_json_schema(ref_template="#/$defs/{model}")
-    schema.pop("title", None)
+    """The tool's JSON Schema: its arguments model without titles, a `spec` argument as zlt/serve/mcp_schema.py
+    shapes it (submit_lora_job's with the common fields, the others pointing there)."""
+    schema = strip_titles(args.model_json_schema(ref_template="#/$defs/{model}"))
     if "spec" in schema.get("properties", {}):
-        spec, defs = spec_schema(dataset_path)
-        schema.setdefault("$defs", {}).update(defs)
-        schema["$defs"]["JobSpec"] = spec
-        schema["properties"]["spec"] = {"$ref": "#/$defs/JobSpec", "description": SPEC_DESCRIPTION}
+        schema["properties"]["spec"] = spec_argument(dataset_path, common=args is SubmitArgs)
     return schema
 
 
@@ -119,20 +118,24 @@ def make_tools(home: Path, fence: Fence) -> list[Tool]:
     base = Path.cwd()
     where = dataset_path_note(fence)
     return [
-        Tool("validate_spec", "Check a LoRA job spec without running anything; returns the resolved spec or every "
-             "problem at once as 'field.path: message'.", ValidateArgs,
-             lambda a: tools.validate_spec(a.spec, fence, backend=a.backend, base_dir=base), with_spec=True),
-        Tool("render_config", "Render the trainer configuration (ai-toolkit YAML, musubi TOML + argv, or the built-in "
-             "trainer's JSON) a spec produces for a hardware profile.", RenderArgs,
+        spec_schema_tool(where),
+        Tool("validate_spec", "Check a job spec without running anything: the resolved spec (preset defaults filled "
+             "in) and warnings, or every problem at once as 'field.path: message'.", ValidateArgs,
+             lambda a: tools.validate_spec(a.spec, fence, backend=a.backend, base_dir=base)),
+        Tool("render_config", "The trainer configuration a spec produces for a hardware profile (what would run).",
+             RenderArgs,
              lambda a: tools.render_config(a.spec, fence, backend=a.backend, profile=a.profile, vram_gb=a.vram_gb,
-                                           base_dir=base), with_spec=True),
-        Tool("submit_lora_job", "Submit a LoRA training job on Tongyi-MAI/Z-Image-Turbo; returns at once with the "
-             f"job_id and its status (poll get_job_status). dataset.path: {where}", SubmitArgs,
+                                           base_dir=base)),
+        Tool("submit_lora_job", "Queue LoRA training; returns the job_id at once: poll get_job_status until state is "
+             "succeeded (then artifact_id names the LoRA), failed or cancelled. Base model (model.base.name): "
+             f"{TURBO_MODEL} (default, GPU) or {TINY_MODEL}, the tiny test model (CPU; nothing else to set; e.g. "
+             "dataset.resolution 64, training.max_steps 40, output.save.every 10). Checkpoints are kept every "
+             f"output.save.every steps for evaluate to compare. profile: {profile_doc()} dataset.path: {where}",
+             SubmitArgs,
              lambda a: tools.submit(home, a.spec, fence, SubmitOptions(a.priority, a.backend, a.profile,
-                                                                     a.skip_preflight), base_dir=base),
-             with_spec=True),
-        Tool("get_job_status", "The status of a job: state, phase, step/total, percent, loss, ETA, artifact id, error.",
-             JobArgs, lambda a: tools.status(home, a.job_id)),
+                                                                     a.skip_preflight), base_dir=base)),
+        Tool("get_job_status", "A job's status (any kind): state, phase, step/total, percent, loss, eta_s, "
+             "artifact_id, error.", JobArgs, lambda a: tools.status(home, a.job_id)),
         Tool("list_jobs", "Jobs, newest first, with their status.", ListJobsArgs,
              lambda a: {"jobs": tools.jobs(home, a.state, a.limit)}),
         Tool("cancel_job", "Cancel a job: a queued one at once, a running one stops gracefully.", JobArgs,
@@ -144,10 +147,12 @@ def make_tools(home: Path, fence: Fence) -> list[Tool]:
         Tool("get_job_events", "A job's typed events (phase, progress, checkpoint, sample, warning, error, finished) "
              "after a seq: poll with after_seq = the last seq seen; `more` says whether to ask again.", EventsArgs,
              lambda a: tools.events(home, a.job_id, a.after_seq, a.limit)),
-        Tool("get_artifact", "One trained LoRA: metadata, its files with size and sha256 (lora.safetensors, "
-             "checkpoints), the loss-curve summary, and the folder it is in.", ArtifactArgs,
+        Tool("get_artifact", "One trained LoRA: its checkpoint steps, `best` (the step its last evaluation picked, "
+             "with that evaluation's job, report, metric and scale; null until evaluate has run, updated by each "
+             "evaluation), files with sha256, loss summary, folder.", ArtifactArgs,
              lambda a: tools.artifact(home, a.artifact_id)),
-    ] + _generation_tools(home, fence) + _eval_tools(home, fence) + [_retrain_tool(home, fence)]
+    ] + _generation_tools(home, fence) + _eval_tools(home, fence) + [_retrain_tool(home, fence),
+                                                                      caption_tool(home, fence)]
 
 
 def _generation_tools(home: Path, fence: Fence) -> list[Tool]:
@@ -227,9 +232,10 @@ def build_server(home: Path, fence: Fence):
                                     structured_content=json.loads(text), is_error=is_error)
 
     return Server("zlt", version=__version__, instructions=(
-        "Train LoRAs on Tongyi-MAI/Z-Image-Turbo: validate_spec, then submit_lora_job (returns a job_id at once), "
-        "then get_job_status (or get_job_events) until state is succeeded/failed/cancelled; retry_job resumes a "
-        "failed one; list_artifacts and get_artifact show the trained LoRAs."),
+        f"Train LoRAs on {TURBO_MODEL} (or the CPU test model {TINY_MODEL}): submit_lora_job (returns a job_id at "
+        "once; validate_spec checks a spec first), get_job_status until state is succeeded; evaluate the artifact "
+        "and poll its job; then generate or style_transfer with checkpoint 'best' and get_generation for the "
+        "files. get_spec_schema describes every spec field."),
         on_list_tools=list_tools, on_call_tool=call_tool)
 
 

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from zlt.core.constants import TINY_MODEL
 from zlt.core.errors import BadInputError, FieldError, SpecError
 from zlt.spec.models import NAME_PATTERN, JobSpec
+from zlt.spec.notes import tiny_leftovers, true_sources
 from zlt.spec.presets import PRESETS
 from zlt.spec.yaml_text import YamlTooLarge, load_yaml, parse_yaml, yaml_problem
 
@@ -251,7 +252,48 @@ def _merge(user: dict[str, Any], sets: list[str]) -> tuple[dict[str, Any], dict[
     provenance: dict[str, str] = {p: f"preset:{preset_name}" for p in flatten(preset)}
     provenance.update({p: SOURCE_SPEC for p in flatten(user)})
     provenance.update({p: SOURCE_SET for p in set_paths})
+    _tiny_defaults(merged, user, provenance)
+    _scaled_warmup(merged, preset, provenance)
     return merged, provenance
+
+
+def _scaled_warmup(merged: dict[str, Any], preset: dict[str, Any], provenance: dict[str, str]) -> None:
+    """A preset's warmup (style: 100 of 2000 steps) kept as its fraction of a shorter run the spec asks for, not an
+    error: `training.max_steps: 40` gets warmup 2. A warmup the spec sets is judged as given."""
+    tr, ptr = merged.get("training"), preset.get("training") or {}
+    if not isinstance(tr, dict) or not str(provenance.get("training.warmup_steps", "")).startswith("preset:"):
+        return
+    warm, steps, psteps = tr.get("warmup_steps"), tr.get("max_steps"), ptr.get("max_steps")
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (warm, steps, psteps)):
+        return
+    if 1 <= steps <= warm and psteps > 0:
+        tr["warmup_steps"] = warm * steps // psteps
+        provenance["training.warmup_steps"] = SOURCE_DERIVED
+
+
+# What the tiny test model needs where the spec leaves it out (the presets are written for the real model): its
+# source, and no GPU (the cpu profile), so `model.base.name: zlt/tiny-zimage` alone runs on a machine without one.
+TINY_DEFAULTS: dict[str, Any] = {"model.base.source": "builtin", "job.resources.gpu": 0,
+                                 "job.resources.min_vram_gb": None}
+
+
+def _tiny_defaults(merged: dict[str, Any], user: dict[str, Any], provenance: dict[str, str]) -> None:
+    model = merged.get("model")
+    base = model.get("base") if isinstance(model, dict) else None
+    if not isinstance(base, dict) or base.get("name") != TINY_MODEL:
+        return
+    given = flatten(user)
+    for path, value in TINY_DEFAULTS.items():
+        *parents, leaf = path.split(".")
+        if path in given or any(".".join(parents[:i + 1]) in given for i in range(len(parents))):
+            continue  # the spec set it (or set its section to something that is not a mapping)
+        node = merged
+        for key in parents:
+            if not isinstance(node.get(key), dict):
+                node[key] = {}
+            node = node[key]
+        node[leaf] = value
+        provenance[path] = SOURCE_DERIVED
 
 
 def merged_spec_data(user: dict[str, Any], sets: list[str] | None = None) -> dict[str, Any]:
@@ -308,7 +350,9 @@ def load_spec_data(
     if tr.effective_batch_size is None:
         tr.effective_batch_size = tr.batch_size * tr.gradient_accumulation
         provenance["training.effective_batch_size"] = SOURCE_DERIVED
-    return LoadedSpec(spec=spec, provenance=provenance, source=source)
+    notes = tiny_leftovers(spec, provenance)  # what a tiny-model spec writes that the tiny model does not use
+    true_sources(spec, provenance)  # a written-out value equal to the preset's or the default is theirs
+    return LoadedSpec(spec=spec, provenance=provenance, source=source, warnings=notes)
 
 
 def load_spec(path: str | Path, sets: list[str] | None = None) -> LoadedSpec:

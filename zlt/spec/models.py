@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from zlt.core.constants import PICKLE_SUFFIXES, TINY_MODEL, TURBO_MODEL
+from zlt.core.constants import DEFAULT_CAPTIONER, PICKLE_SUFFIXES, TINY_CAPTIONER, TINY_MODEL, TURBO_MODEL
 from zlt.core.errors import BadInputError
 from zlt.core.naming import parse_pattern
 
@@ -28,10 +28,13 @@ class Strict(BaseModel):
 class BaseModelSpec(Strict):
     name: str = Field(
         TURBO_MODEL,
-        description="Base model: a hub id, a local diffusers folder, or 'zlt/tiny-zimage' (tiny random model for tests).",
+        description=f"Base model: '{TURBO_MODEL}' (needs a GPU), another hub id or a local diffusers folder, or "
+        f"'{TINY_MODEL}', the built-in tiny random test model (trains on the CPU in minutes; its source and the "
+        "job's GPU needs are filled in).",
     )
     source: Literal["huggingface", "local", "modelscope", "builtin"] = Field(
-        "huggingface", description="Where the base model comes from."
+        "huggingface", description=f"Where the base model comes from; left out: 'builtin' for {TINY_MODEL}, else "
+        "'huggingface'."
     )
     precision: Precision = Field("bf16", description="Dtype the frozen base weights are loaded in.")
     variant: Literal["turbo", "base", "deturbo"] = Field(
@@ -79,6 +82,21 @@ class ModelSection(Strict):
     lora: LoraSpec = Field(default_factory=LoraSpec, description="The LoRA adapter to train.")
 
 
+class AutoCaptionSpec(Strict):
+    """`dataset.caption.auto`: caption the images with a vision-language model before the dataset is prepared."""
+
+    enable: bool = Field(False, description="Caption the images before preparing (zlt.caption); sidecars are "
+                         "written beside the images.")
+    model: str = Field(DEFAULT_CAPTIONER, description=f"Captioner: a hub id, a local folder, or '{TINY_CAPTIONER}' "
+                       "(tiny random model for tests).")
+    mode: Literal["missing", "all"] = Field(
+        "missing", description="missing: only images without a caption; all: every image, the old text kept "
+        "beside it as NAME.txt.bak.")
+    prefix: str = Field("", max_length=200, description="Text put before every generated caption.")
+    suffix: str = Field("", max_length=200, description="Text put after every generated caption.")
+    max_words: int | None = Field(None, ge=1, le=300, description="Cut generated captions to this many words.")
+
+
 class CaptionSpec(Strict):
     strategy: Literal["filename_or_txt", "txt", "filename", "metadata"] = Field(
         "filename_or_txt",
@@ -93,6 +111,7 @@ class CaptionSpec(Strict):
     caption_ext: str = Field("txt", pattern=r"^[A-Za-z0-9_]{1,16}$", description="Sidecar caption extension.")
     default_caption: str = Field("", description="Caption used when an image has none.")
     dropout: float = Field(0.05, ge=0.0, le=1.0, description="Caption dropout rate during training.")
+    auto: AutoCaptionSpec = Field(default_factory=AutoCaptionSpec, description="Auto-captioning before prepare.")
 
 
 class AugmentSpec(Strict):
@@ -112,6 +131,10 @@ class DatasetSpec(Strict):
     repeats: int = Field(1, ge=1, le=1000, description="How often each image is seen per epoch.")
     shuffle: bool = Field(True, description="Shuffle the image order each epoch.")
     augment: AugmentSpec = Field(default_factory=AugmentSpec, description="Augmentations.")
+    strict: bool = Field(
+        False, description="Refuse to train (exit 2, naming the files) when an image cannot be read; off: prepare "
+        "skips and reports such images and training goes on with the rest.",
+    )
 
 
 class OptimizerSpec(Strict):

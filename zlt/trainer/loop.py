@@ -23,6 +23,7 @@ from zlt.trainer.config import TrainerConfig
 from zlt.trainer.data import Sample, epoch_batches, scan
 from zlt.trainer.emit import EventWriter
 from zlt.trainer.loss import flow_matching_loss, sample_sigmas, timestep_weights
+from zlt.trainer.memstats import MemoryLog, module_bytes, return_freed_memory
 from zlt.trainer.models import (
     add_lora,
     load_encoders,
@@ -70,6 +71,7 @@ class Trainer(ResumeMixin):
         self.sampler = None
         self.last_lr = 0.0
         self._loss_fh = None
+        self.mem = MemoryLog()  # <output>/memory.json: resident and allocator peaks per phase
 
     # --- set-up --------------------------------------------------------------------------------------------
     def setup(self) -> None:
@@ -85,8 +87,13 @@ class Trainer(ResumeMixin):
         if cfg.model.is_tiny:
             ev.warning(TINY_LABEL)
         self.items = scan(cfg.data, BUCKET_DIVISOR)
+        self.mem.mark("start")
         self._prepare_data()
+        self.mem.mark("cached")  # the peak so far is the caching pass's; the text encoder is freed now
         self._setup_model()
+        self.mem.tensor_bytes = {"transformer": module_bytes(self.transformer),
+                                 "lora_trainable_params": sum(p.numel() for p in self.transformer.parameters() if p.requires_grad)}
+        self.mem.mark("model_ready")
         self.gen = torch.Generator().manual_seed(cfg.training.seed)
         torch.manual_seed(cfg.training.seed + self.rank)  # LoRA dropout
         self.batches = self._epoch_batches(0)
@@ -128,6 +135,7 @@ class Trainer(ResumeMixin):
             self.sampler = Sampler(vae, scheduler, cfg, self.data.texts, self.fabric.device)
         self._encoders = None  # the sampler keeps only the VAE; the text encoder goes now
         gc.collect()
+        return_freed_memory()
         if self.resolved.accelerator == "cuda":
             import torch
 
@@ -259,6 +267,7 @@ class Trainer(ResumeMixin):
             stop_here = bool(self.stop) or self.step == c.training.stop_after_step
             # Every non-finite step (and the first finite one after) is reported: the runner counts the streak.
             ev.progress(self.step, total, loss, lr, force=stop_here or not finite or nonfinite_streak > 0)
+            self.mem.mark(f"step_{self.step}")
             nonfinite_streak = 0 if finite else nonfinite_streak + 1
             if c.training.stop_on_nan and nonfinite_streak >= NAN_PATIENCE:
                 if self._loss_fh:
@@ -271,11 +280,15 @@ class Trainer(ResumeMixin):
                 self.sampler.draw(self)
             if stop_here and self.step < total:
                 why = f"{self.stop.reason} received" if self.stop else f"stop_after_step {self.step}"
-                ev.warning(f"stopped at step {self.step}/{total} ({why}); checkpoint and resume state saved, retry to continue")
+                # what continues it (if anything: an early stop is a success) is the runner's to say, by job id
+                ev.warning(f"stopped at step {self.step}/{total} ({why}); checkpoint and resume state saved")
                 stopped = True
                 break
         if not stopped:
             self.save(final=True)
         if self._loss_fh:
             self._loss_fh.close()
+        if self.fabric.is_global_zero:
+            self.mem.mark("end")
+            self.mem.write(self.out)
         return "stopped" if stopped else "finished"

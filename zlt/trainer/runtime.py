@@ -32,9 +32,12 @@ def resolve(cfg: TrainerConfig, warn: Callable[[str], None], *, cuda_available: 
         if precision != "32-true":
             warn(f"precision {precision} -> 32-true: mixed precision is for GPUs; this run is on the CPU")
             precision = "32-true"
-        if weights != "fp32":
+        if weights != "fp32" and cfg.model.is_tiny:
             warn(f"base weights {weights} -> fp32 on the CPU")
             weights = "fp32"
+        elif weights == "fp16":  # a real-size base stays in half precision: fp32 would double the host memory
+            warn("base weights fp16 -> bf16 on the CPU")
+            weights = "bf16"
         return Resolved("cpu", precision, weights)
     if precision == "bf16-mixed" and not bf16_supported:
         warn("precision bf16-mixed -> 16-mixed: this GPU has no bf16; fp16 uses a loss scaler")

@@ -20,16 +20,18 @@ from zlt.flows.evaluation import submit_evaluation
 
 def eval_artifact(artifact_id: str, *, prompts: Path | None, seeds: int | None, checkpoints: str | None,
                   clip: str | None, scale: float | None, steps: int | None, guidance: float | None, size: int | None,
-                  train_images: Path | None, submit: bool, json_out: bool, home: Path | None) -> None:
+                  train_images: Path | None, submit: bool, json_out: bool, home: Path | None,
+                  targets: bool = False) -> None:
     h = home_path(home)
     artifact_id = resolve_id(h, artifact_id)  # once: 'latest' or a style name must not move between the steps below
     if submit:
         _submit(h, artifact_id, json_out, train_images, prompts=read_prompts_file(prompts) if prompts else None,
-                seeds=seeds, checkpoints=checkpoints, clip=clip, scale=scale, steps=steps, guidance=guidance, size=size)
+                seeds=seeds, checkpoints=checkpoints, clip=clip, scale=scale, steps=steps, guidance=guidance, size=size,
+                targets=targets or None)
         return
     opts = options_for(h, artifact_id, prompts=read_prompts_file(prompts) if prompts else None, seeds=seeds,
                        checkpoints=checkpoints, clip=clip, scale=scale, steps=steps, guidance=guidance, size=size,
-                       train_images=train_images)
+                       train_images=train_images, targets=targets or None)
     report = evaluate_artifact(h, artifact_id, opts,
                                progress=None if json_out else (lambda msg: typer.echo(msg, err=True)))
     if json_out:
@@ -38,6 +40,8 @@ def eval_artifact(artifact_id: str, *, prompts: Path | None, seeds: int | None, 
     for line in table_lines(report["checkpoints"], report["best"]["step"]):
         typer.echo(line)
     typer.echo(f"best: {report['best']['reason']}")
+    if report["best"].get("caveat"):
+        typer.echo(f"caution: {report['best']['caveat']}")
     typer.echo(f"wrote: {report['eval_dir']} (report.json, contact_sheet.png, curves.png)")
     for w in report["warnings"]:
         typer.echo(f"warning: {w}", err=True)

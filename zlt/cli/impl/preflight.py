@@ -18,7 +18,8 @@ def preflight(spec: Path, *, backend: str | None, profile: str, assume_gpu: str 
               home: Path | None, json_out: bool) -> None:
     loaded = load_checked(spec, sets + backend_sets(backend))
     report = run_preflight(loaded.spec, backend=backend, profile=profile, vram_gb=vram_gb, assume_gpu=assume_gpu,
-                           ai_toolkit=ai_toolkit, musubi=musubi, home=home_path(home), check_data=not no_data)
+                           ai_toolkit=ai_toolkit, musubi=musubi, home=home_path(home), check_data=not no_data,
+                           spec_path=spec)
     if json_out:
         print_json(report.to_dict())
     else:

@@ -73,14 +73,14 @@ def serve(*, host: str, port: int, data_roots: list[Path] | None, output_roots: 
     url = f"http://{shown}:{bound_port}"
     if not is_loopback(bound_host):
         sys.stderr.write(f"warning: listening on {bound_host}, reachable from other machines; keep the token secret\n")
-    info = {"ok": True, "url": url, "openapi": f"{url}/openapi.json", "token_file": str(token_path),
+    info = {"ok": True, "url": url, "openapi": f"{url}/openapi.json", "dashboard": f"{url}/ui/", "token_file": str(token_path),
             "webhook_secret_file": str(secret_path), "data_roots": [str(r) for r in roots], "home": str(home_dir)}
     if json_out:
         sys.stdout.write(json.dumps(info) + "\n")
         sys.stdout.flush()
     else:
         sys.stderr.write(f"zlt serve: {url} (token in {token_path}; data roots: "
-                         f"{', '.join(map(str, roots)) or 'none, zip uploads only'})\n")
+                         f"{', '.join(map(str, roots)) or 'none, zip uploads only'}); dashboard: {url}/ui/\n")
         sys.stderr.flush()
     config = uvicorn.Config(build_app(cfg), log_level="warning", timeout_graceful_shutdown=5, lifespan="on")
     local = None

@@ -23,8 +23,8 @@ def validate(spec: Path, *, backend: str | None, sets: list[str], json_out: bool
     if json_out:
         print_json({"ok": True, "source": loaded.source, "warnings": loaded.warnings, "spec": loaded.resolved()})
     else:
-        for w in loaded.warnings:
-            typer.echo(f"warning: {w}", err=True)
+        for w in loaded.warnings:  # `note:` as render prints them (docs/spec.md)
+            typer.echo(f"note: {w}", err=True)
         s = loaded.spec
         typer.echo(f"{spec}: ok — {s.name} ({s.preset}), backend {s.training.backend}, "
                    f"{s.training.max_steps} steps, rank {s.model.lora.rank}, {s.dataset.resolution} px")
@@ -39,6 +39,8 @@ def _explain(rows: list[dict], result, notes: list[str]) -> None:
     for row in rows:
         value = row["value"]
         shown = repr(value) if isinstance(value, str) else str(value)
+        if "rendered" in row and row["rendered"] != value:  # e.g. training_adapter 'auto' -> null on the tiny model
+            shown += " -> " + ("null" if row["rendered"] is None else repr(row["rendered"]))
         does = ("zlt: " if row["carried_by"] == "zlt" else "") + row["where"]
         extra = [f"[yellow]warning: {w}[/yellow]" for w in row["warnings"]] + [f"[cyan]{n}[/cyan]" for n in row["notes"]]
         table.add_row(row["field"], shown, row["source"], "\n".join([does, *extra]))

@@ -124,9 +124,10 @@ def _print_outcome(outcome, console, spec=None) -> None:
 
 def train(spec, backend, profile, vram_gb, workdir, skip_preflight, ai_toolkit, musubi, resume, gpus, grace,
            sets, home, json_out) -> None:
-    if resume and workdir is None:
+    if resume and workdir is None:  # the example names the real home: --home, $ZLT_HOME or the default
         raise BadInputError("--resume needs --workdir: the folder of the job to continue",
-                            hint="pass the job folder, e.g. --workdir ~/.local/share/zlt/jobs/<job id>")
+                            hint=f"pass the job folder, e.g. --workdir {default_job_dir(home_path(home), '<job id>')}; "
+                                 "or 'zlt retry JOB_ID' queues it again from its last checkpoint")
     gpu_list = _parse_gpus(gpus)
     # The gate first: a spec, backend or dataset problem is exit 2 before any job is recorded, as validate,
     # render and submit say it. The machine is checked by the run's own preflight (exit 3).
