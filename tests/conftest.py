@@ -37,27 +37,3 @@ def run_zlt(*args: str, env: dict[str, str] | None = None, cwd: Path | None = No
 def zlt():
     return run_zlt
 
-
-# The longest tests start first (measured with --durations on an idle 2-core box, 30 s and up): with two xdist
-# workers stealing work, a long test collected late would run alone at the end while the other worker idles.
-LONGEST_FIRST = (
-    "tests/integration/test_jobs_e2e.py::test_fifty_concurrent_submits",
-    "tests/integration/test_retrain_cli.py::test_retrain_with_the_builtin_trainer",
-    "tests/integration/test_serve_schemathesis.py::",
-    "tests/integration/test_jobs_multihost.py::test_thirty_jobs",
-    "tests/integration/test_trainer_e2e.py::",
-    "tests/integration/test_train_lightning.py::test_tiny_model_on_cpu",
-    "tests/integration/test_trainer_ddp.py::",
-    "tests/integration/test_serve_api.py::",
-    "tests/integration/test_retrain_cli.py::",
-    "tests/unit/test_artifacts_retrain_trainer.py::",
-    "tests/browser/",
-)
-
-
-def _rank(item: pytest.Item) -> int:
-    return next((i for i, p in enumerate(LONGEST_FIRST) if item.nodeid.startswith(p)), len(LONGEST_FIRST))
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    items.sort(key=_rank)  # stable: the rest keeps its order

@@ -98,8 +98,9 @@ def upcast_lora(pipe, plan: DevicePlan) -> None:
             p.data = p.data.to(_torch_dtype(plan.dtype))
 
 
-def load_base_pipeline(base_model: dict[str, Any], plan: DevicePlan):
-    """A ZImagePipeline of the base model, placed per `plan`. Never downloads when HF_HUB_OFFLINE is set."""
+def load_base_pipeline(base_model: dict[str, Any], plan: DevicePlan, text_encoder: bool = True):
+    """A ZImagePipeline of the base model, placed per `plan`. Never downloads when HF_HUB_OFFLINE is set.
+    `text_encoder=False`: without it (the prompts come encoded, zlt.infer.textenc); the tokenizer stays."""
     if base_model.get("name") == TINY_MODEL:
         return build_tiny_pipeline()
     from diffusers import ZImagePipeline
@@ -108,7 +109,8 @@ def load_base_pipeline(base_model: dict[str, Any], plan: DevicePlan):
     model = ModelConfig(name=str(base_model["name"]), source=source if source != "builtin" else "huggingface",
                         weight_dtype=plan.dtype)
     try:
-        pipe = ZImagePipeline.from_pretrained(model.name, **_from_pretrained_kwargs(model))
+        skip = {} if text_encoder else {"text_encoder": None}
+        pipe = ZImagePipeline.from_pretrained(model.name, **skip, **_from_pretrained_kwargs(model))
     except (OSError, ValueError) as e:
         raise _load_error(model, "pipeline", e) from e
     if plan.offload:
@@ -145,14 +147,15 @@ class CacheStats:
 
 class PipelineCache:
     """Base pipelines kept loaded, at most `max_pipelines` per device (least recently used dropped first), each with
-    up to `max_adapters` LoRAs loaded. `loader(base_model, plan)` builds a pipeline (tests count its calls).
+    up to `max_adapters` LoRAs loaded. `loader(base_model, plan)` builds a pipeline (tests count its calls);
+    `text_encoder=False` (a pipeline without it, its own entry) reaches the loader as that keyword.
 
     Thread-safe: `use()` hands out a pipeline under its own lock, and a pipeline in use is never dropped mid-run
     (the eviction waits for it).
     """
 
     def __init__(self, max_pipelines: int = 1, max_adapters: int = 4,
-                 loader: Callable[[dict[str, Any], DevicePlan], Any] | None = None) -> None:
+                 loader: Callable[..., Any] | None = None) -> None:
         self.max_pipelines = max(1, max_pipelines)
         self.max_adapters = max(1, max_adapters)
         self.loader = loader or load_base_pipeline
@@ -165,18 +168,18 @@ class PipelineCache:
         return len(self._entries)
 
     @staticmethod
-    def _key(base_model: dict[str, Any], plan: DevicePlan) -> tuple:
-        return (str(base_model.get("name")), plan.device, plan.dtype, plan.offload, plan.float8)
+    def _key(base_model: dict[str, Any], plan: DevicePlan, text_encoder: bool = True) -> tuple:
+        return (str(base_model.get("name")), plan.device, plan.dtype, plan.offload, plan.float8, text_encoder)
 
-    def loaded(self, base_model: dict[str, Any], plan: DevicePlan) -> bool:
+    def loaded(self, base_model: dict[str, Any], plan: DevicePlan, text_encoder: bool = True) -> bool:
         """Is this pipeline loaded already (so `use` returns at once)?"""
         with self._lock:
-            return self._key(base_model, plan) in self._entries
+            return self._key(base_model, plan, text_encoder) in self._entries
 
-    def entry(self, base_model: dict[str, Any], plan: DevicePlan) -> _Entry:
+    def entry(self, base_model: dict[str, Any], plan: DevicePlan, text_encoder: bool = True) -> _Entry:
         """The loaded pipeline for `base_model` under `plan`, loading it (and dropping the least recently used one
         on the same device when the device is full). Callers that run it hold `entry.lock` (see `use`)."""
-        key = self._key(base_model, plan)
+        key = self._key(base_model, plan, text_encoder)
         with self._lock:
             if key in self._entries:
                 self._entries.move_to_end(key)
@@ -184,7 +187,7 @@ class PipelineCache:
             same_device = [k for k in self._entries if k[1] == plan.device]
             while len(same_device) >= self.max_pipelines:
                 self._drop(same_device.pop(0))
-            pipe = self.loader(base_model, plan)
+            pipe = self.loader(base_model, plan, **({} if text_encoder else {"text_encoder": False}))
             if plan.float8:
                 apply_float8(pipe, plan)
             entry = _Entry(pipe=pipe, plan=plan)
@@ -193,10 +196,10 @@ class PipelineCache:
             return entry
 
     @contextmanager
-    def use(self, base_model: dict[str, Any], plan: DevicePlan) -> Iterator[_Entry]:
+    def use(self, base_model: dict[str, Any], plan: DevicePlan, text_encoder: bool = True) -> Iterator[_Entry]:
         """The entry, locked for the caller's run; retried if it was dropped between lookup and lock."""
         while True:
-            entry = self.entry(base_model, plan)
+            entry = self.entry(base_model, plan, text_encoder)
             with entry.lock:
                 if entry.pipe is not None:
                     yield entry

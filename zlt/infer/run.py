@@ -38,6 +38,7 @@ from zlt.infer.params import GenerateParams, TransferParams
 from zlt.infer.pipeline import PipelineCache, default_cache, plan_device
 from zlt.infer.prompts import Prompt, check_prompt_bytes, prompt_warnings
 from zlt.infer.resolve import ResolvedLora, resolve_loras, sampling_defaults
+from zlt.infer.textenc import FREED, LOADED, encode_first, text_kwargs
 
 OUTPUTS_FILE = "outputs.json"
 SHEET_FILE = "contact_sheet.png"
@@ -153,21 +154,22 @@ def _prepare(params: Any, home: Path | None, cache: PipelineCache | None, prefix
     return loras, cache, plan, params
 
 
-def _loading(cache: PipelineCache, art: Any, plan: Any, notice: Notice | None) -> None:
-    if notice is not None and not cache.loaded(art.base_model, plan):
+def _loading(cache: PipelineCache, art: Any, plan: Any, notice: Notice | None, text_encoder: bool) -> None:
+    if notice is not None and not cache.loaded(art.base_model, plan, text_encoder):
         notice(f"loading pipeline {art.base_name} on {plan.device} ({plan.dtype}); the first load takes a while")
 
 
 def draw(pipe: Any, prompts: list[str], count: int, seed: int, *, steps: int, guidance: float, width: int,
          height: int, negative_prompt: str | None = None,
-         on_image: Callable[[Any, str, int], None] | None = None) -> list[Any]:
+         on_image: Callable[[Any, str, int], None] | None = None, embeds: dict[str, Any] | None = None) -> list[Any]:
     """`count` images per prompt, prompt-major, image i drawn with seed + i (CPU noise): the one drawing loop of
-    `generate` and of the evaluation while training, so both give the same image for the same request."""
+    `generate` and of the evaluation while training, so both give the same image for the same request. `embeds`:
+    the prompts encoded beforehand (zlt.infer.textenc), for a pipeline without its text encoder."""
     images: list[Any] = []
     for prompt in prompts:
         for _ in range(count):
             s = seed + len(images)
-            image = pipe(prompt=prompt, negative_prompt=negative_prompt, height=height, width=width,
+            image = pipe(**text_kwargs(prompt, negative_prompt, guidance, embeds), height=height, width=width,
                          num_inference_steps=steps, guidance_scale=guidance, generator=_generator(s)).images[0]
             images.append(image)
             if on_image:
@@ -187,13 +189,14 @@ def generate(params: GenerateParams, home: Path | None = None, *, cache: Pipelin
     common = _common_params(loras, params, plan)
     total = len(params.prompts) * params.count
     images, records = [], []
+    prompts = [with_trigger(p, art.trigger, params.trigger) for p in params.prompts]
     t0 = time.perf_counter()
-    _loading(cache, art, plan, notice)
-    with cache.use(art.base_model, plan) as entry:
+    embeds = encode_first(art, plan, prompts, common["negative_prompt"], params.guidance, notice)
+    _loading(cache, art, plan, notice, embeds is None)
+    with cache.use(art.base_model, plan, embeds is None) as entry:
         t1 = time.perf_counter()
         warnings = prompt_warnings(entry.pipe, encoded_prompts(params, art, params.guidance))
         cache.activate(entry, loras)
-        prompts = [with_trigger(p, art.trigger, params.trigger) for p in params.prompts]
 
         def done(image: Any, prompt: str, seed: int) -> None:
             images.append(image)
@@ -203,9 +206,11 @@ def generate(params: GenerateParams, home: Path | None = None, *, cache: Pipelin
                 progress(len(images), total)
 
         draw(entry.pipe, prompts, params.count, params.seed, steps=params.steps, guidance=params.guidance,
-             width=params.width, height=params.height, negative_prompt=common["negative_prompt"], on_image=done)
+             width=params.width, height=params.height, negative_prompt=common["negative_prompt"], on_image=done,
+             embeds=embeds)
     result = GenerationResult(generation_id or new_generation_id(), "generate", images, records)
-    result.outputs = _outputs(result, params, loras, plan.to_dict(), time.perf_counter() - t1, t1 - t0, warnings)
+    result.outputs = _outputs(result, params, loras, plan.to_dict(), time.perf_counter() - t1, t1 - t0, warnings,
+                              embeds is None)
     if save:
         _save(result, art.generations_dir)
     return result
@@ -250,13 +255,15 @@ def transfer(params: TransferParams, home: Path | None = None, *, cache: Pipelin
     denoise_steps = params.steps - int(max(params.steps - params.steps * params.strength, 0))
     images, records = [], []
     t0 = time.perf_counter()
-    _loading(cache, art, plan, notice)
-    with cache.use(art.base_model, plan) as entry:
+    embeds = encode_first(art, plan, [prompt], common["negative_prompt"], params.guidance, notice)
+    _loading(cache, art, plan, notice, embeds is None)
+    with cache.use(art.base_model, plan, embeds is None) as entry:
         t1 = time.perf_counter()
         warnings = prompt_warnings(entry.pipe, encoded_prompts(params, art, params.guidance))
         cache.activate(entry, loras)
         pipe = (cache.controlnet(entry, params.controlnet) if params.control
                 else cache.img2img(entry) if denoise_steps >= 1 else None)
+        text = text_kwargs(prompt, common["negative_prompt"], params.guidance, embeds)
         for i, src in enumerate(inputs):
             w, h = fit_size(src.width, src.height, params.max_side)
             sized = src.resize((w, h), _lanczos()) if (w, h) != src.size else src
@@ -267,15 +274,15 @@ def transfer(params: TransferParams, home: Path | None = None, *, cache: Pipelin
                 seed = params.seed + len(images)
                 if params.control:
                     ctrl = controls[i].resize((w, h), _lanczos())
-                    out = pipe(prompt=prompt, control_image=ctrl, controlnet_conditioning_scale=params.control_scale,
+                    out = pipe(**text, control_image=ctrl, controlnet_conditioning_scale=params.control_scale,
                                height=h, width=w, num_inference_steps=params.steps, guidance_scale=params.guidance,
-                               negative_prompt=common["negative_prompt"], generator=_generator(seed)).images[0]
+                               generator=_generator(seed)).images[0]
                 elif pipe is None:
                     out = sized.copy()
                 else:
-                    out = pipe(prompt=prompt, image=sized, strength=params.strength, height=h, width=w,
+                    out = pipe(**text, image=sized, strength=params.strength, height=h, width=w,
                                num_inference_steps=params.steps, guidance_scale=params.guidance,
-                               negative_prompt=common["negative_prompt"], generator=_generator(seed)).images[0]
+                               generator=_generator(seed)).images[0]
                 images.append(out)
                 records.append({**common, "mode": f"transfer-{params.control}" if params.control else "transfer",
                                 "prompt": prompt, "seed": seed, "width": out.width, "height": out.height,
@@ -284,7 +291,8 @@ def transfer(params: TransferParams, home: Path | None = None, *, cache: Pipelin
                 if progress:
                     progress(len(images), total)
     result = GenerationResult(generation_id or new_generation_id(), "transfer", images, records)
-    result.outputs = _outputs(result, params, loras, plan.to_dict(), time.perf_counter() - t1, t1 - t0, warnings)
+    result.outputs = _outputs(result, params, loras, plan.to_dict(), time.perf_counter() - t1, t1 - t0, warnings,
+                              embeds is None)
     if save:
         _save(result, art.generations_dir)
     return result
@@ -321,7 +329,7 @@ def _control_maps(params: TransferParams, inputs: list[Any]) -> list[Any]:
 
 
 def _outputs(result: GenerationResult, params: Any, loras: list[ResolvedLora], plan: dict, seconds: float,
-             load_seconds: float, warnings: list[str]) -> dict:
+             load_seconds: float, warnings: list[str], text_encoder: bool) -> dict:
     files = [f"{i:03d}_seed{rec['seed']}.png" for i, rec in enumerate(result.params)]
     return {
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -332,6 +340,7 @@ def _outputs(result: GenerationResult, params: Any, loras: list[ResolvedLora], p
         "precision": plan["dtype"],
         "seconds": round(seconds, 3),  # generating (LoRA swap included)
         "load_seconds": round(load_seconds, 3),  # waiting for / loading the base pipeline (0 when cached)
+        "text_encoder": LOADED if text_encoder else FREED,  # zlt.infer.textenc: never beside the transformer on a CPU
         "images": [{"file": f, **rec} for f, rec in zip(files, result.params, strict=True)],
         "contact_sheet": SHEET_FILE if len(files) > 1 else None,
         "warnings": warnings,  # e.g. a prompt the text encoder cut at 512 tokens
