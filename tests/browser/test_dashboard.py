@@ -13,10 +13,11 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
+
+from tests.serve_client import read_first_line
 
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
@@ -49,17 +50,6 @@ def make_images(folder: Path, n: int = 4) -> None:
     for i in range(n):
         Image.new("RGB", (32, 32), (60 * i, 120, 200 - 40 * i)).save(folder / f"img{i}.png")
         (folder / f"img{i}.txt").write_text(f"a flat colour square, number {i}")
-
-
-def first_line(proc: subprocess.Popen, timeout_s: float) -> str:
-    box: list[str] = []
-    t = threading.Thread(target=lambda: box.append(proc.stdout.readline()), daemon=True)
-    t.start()
-    t.join(timeout_s)
-    if not box or not box[0]:
-        proc.kill()
-        raise AssertionError("zlt serve did not start")
-    return box[0]
 
 
 class Server:
@@ -98,7 +88,7 @@ def server(tmp_path_factory: pytest.TempPathFactory):
     proc = subprocess.Popen([sys.executable, "-m", "zlt", "serve", "--host", "127.0.0.1", "--port", "0", "--json",
                              "--data-root", str(root)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                             env=env)
-    srv = Server(proc, json.loads(first_line(proc, 60)))
+    srv = Server(proc, json.loads(read_first_line(proc, 60)))
     seen: dict[int, psutil.Process] = {}
     try:
         yield srv

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.serve_client import read_first_line
+
 pytest.importorskip("fastapi")
 httpx = pytest.importorskip("httpx")
 
@@ -70,17 +72,6 @@ class Server:
                 return st
             time.sleep(0.5)
         raise AssertionError(f"job {job_id} never reached {states}: {st}")
-
-
-def read_first_line(proc: subprocess.Popen, timeout_s: float) -> str:
-    box: list[str] = []
-    t = threading.Thread(target=lambda: box.append(proc.stdout.readline()), daemon=True)
-    t.start()
-    t.join(timeout_s)
-    if not box or not box[0]:
-        proc.kill()
-        raise AssertionError(f"zlt serve did not start: {proc.stderr.read() if proc.poll() is not None else ''}")
-    return box[0]
 
 
 def stop_worker(home: Path) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests.serve_client import read_first_line
 from zlt.cli.serve import mcp_fence
 from zlt.core.errors import EnvNotReadyError
 from zlt.jobs.spawn import STOP_WITH_PARENT_ENV, parent_pipe
@@ -38,17 +39,6 @@ def _wait(pred, timeout: float, what: str):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def _first_line(proc: subprocess.Popen, timeout: float) -> str:
-    box: list[str] = []
-    t = threading.Thread(target=lambda: box.append(proc.stdout.readline()), daemon=True)
-    t.start()
-    t.join(timeout)
-    if not box or not box[0]:
-        proc.kill()
-        raise AssertionError(f"zlt serve did not start: {proc.stderr.read() if proc.poll() is not None else ''}")
-    return box[0]
-
-
 def _workers_of(home: Path) -> list[psutil.Process]:
     """Every live `zlt worker` process whose --home is `home` (whoever its parent is now)."""
     out = []
@@ -67,7 +57,7 @@ def serve_proc(tmp_path: Path):
     proc = subprocess.Popen([sys.executable, "-m", "zlt", "serve", "--host", "127.0.0.1", "--port", "0", "--json"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(home))
     try:
-        json.loads(_first_line(proc, 90))
+        json.loads(read_first_line(proc, 90))
         log = home / "logs" / "worker.log"
         _wait(lambda: log.exists() and "started on" in log.read_text(errors="replace"), 90, "the worker to start")
         assert _workers_of(home), "serve started no worker"
