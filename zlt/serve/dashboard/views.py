@@ -16,7 +16,7 @@ from zlt.core.errors import BadInputError, NotFoundError, ZltError
 from zlt.core.kinds import KIND_NAMES, JobKind
 from zlt.core.units import duration
 from zlt.jobs import job_events
-from zlt.jobs.api import job_history, open_store
+from zlt.jobs.api import job_history
 from zlt.run.curve import load_curve
 from zlt.run.jobfiles import sample_step
 from zlt.serve import generations, tools
@@ -27,16 +27,6 @@ ACTIVE = frozenset({"queued", "preparing", "running"})
 LOG_TAIL_LINES = 80
 EVENTS_SHOWN = 300
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
-
-
-def job_kinds(home: Path, ids: list[str]) -> dict[str, str]:
-    """The kind of each job (the jobs table's `kind` column; older rows are trainings)."""
-    if not ids:
-        return {}
-    with open_store(home) as store:
-        marks = ",".join("?" for _ in ids)
-        rows = store.db.execute(f"SELECT id, kind FROM jobs WHERE id IN ({marks})", tuple(ids)).fetchall()
-    return {r["id"]: r["kind"] or JobKind.TRAIN.value for r in rows}
 
 
 def _where(job: dict[str, Any]) -> str:
@@ -65,11 +55,12 @@ def last_seq(job_dir: Path, max_bytes: int = 16 * 1024) -> int:
     return 0
 
 
-def job_row(job: dict[str, Any], kind: str) -> dict[str, Any]:
-    """A job's status object with what the table shows besides it (an active job: the seq its stream goes on from)."""
+def job_row(job: dict[str, Any]) -> dict[str, Any]:
+    """A job's status object (its `kind` included) with what the table shows besides it (an active job: the seq its
+    stream goes on from)."""
     active = job["state"] in ACTIVE
     seq = last_seq(Path(job["job_dir"])) if active and job.get("job_dir") else 0
-    return {**job, "kind": kind, "where": _where(job), "eta": duration(job.get("eta_s"), unknown=""), "active": active,
+    return {**job, "where": _where(job), "eta": duration(job.get("eta_s"), unknown=""), "active": active,
             "last_seq": seq}
 
 
@@ -82,8 +73,7 @@ def jobs_view(home: Path, state: str | None = None, kind: str | None = None, lim
     if kind is not None and kind not in KIND_NAMES:
         raise BadInputError(f"kind {kind!r}: not a job kind", hint=f"one of {', '.join(KIND_NAMES)}")
     jobs = tools.jobs(home, state, limit)
-    kinds = job_kinds(home, [j["job_id"] for j in jobs])
-    rows = [job_row(j, kinds.get(j["job_id"], JobKind.TRAIN.value)) for j in jobs]
+    rows = [job_row(j) for j in jobs]
     if kind is not None:
         rows = [r for r in rows if r["kind"] == kind]
     return {"jobs": rows, "state": state, "kind": kind, "states": STATES, "kinds": KIND_NAMES}
@@ -167,7 +157,7 @@ def job_view(home: Path, job_id: str) -> dict[str, Any]:
     step, evaluation rows, the log tail, generation outputs, and which actions apply."""
     status = tools.status(home, job_id)
     jid = status["job_id"]
-    kind = job_kinds(home, [jid]).get(jid, JobKind.TRAIN.value)
+    kind = status["kind"]
     job_dir = Path(status["job_dir"])
     events = job_events(home, jid)
     curve, _notes = load_curve(events, _output_roots(job_dir), job_dir)
@@ -179,7 +169,7 @@ def job_view(home: Path, job_id: str) -> dict[str, Any]:
             outputs = None
     shown = events[-EVENTS_SHOWN:]
     return {
-        "job": job_row(status, kind),
+        "job": job_row(status),
         "kind": kind,
         "events": [{**ev, "line": event_line(ev)} for ev in shown],
         "events_hidden": len(events) - len(shown),
